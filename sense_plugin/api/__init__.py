@@ -1,0 +1,1 @@
+"""Api layer of sense_plugin."""

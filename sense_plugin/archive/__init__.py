@@ -1,0 +1,1 @@
+"""Archive layer of sense_plugin."""

@@ -1,0 +1,1 @@
+"""Export layer of sense_plugin."""
