@@ -1,0 +1,332 @@
+"""Load and validate the TOML configuration once into frozen dataclasses (SPEC §8)."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sense_plugin.errors import ConfigError
+
+PERMISSIONS = frozenset({"view", "export", "admin"})
+MAX_U64 = 2**64 - 1
+#: Shipped default configuration (a packaged copy of ``config/default.toml``).
+PACKAGED_DEFAULT = Path(__file__).with_name("defaults") / "default.toml"
+#: The source tree's deployment file, preferred when running from a checkout.
+SOURCE_DEFAULT = Path(__file__).resolve().parents[1] / "config" / "default.toml"
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    device_id: int
+    name: str
+    enabled: bool
+    archive_dir: Path
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    name: str
+    password_hash: str
+    permissions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    server_id: int
+    name: str
+    data_dir: Path
+    export_roots: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_body_kb: int = 256
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool = False
+    session_idle_s: int = 1800
+    users: tuple[UserConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    max_concurrent_jobs: int = 2
+    max_queued_jobs: int = 1000
+    max_devices_per_export: int = 64
+    max_span_s: int = 86400
+    export_retention_hours: float = 24
+    history_days: float = 30
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    demo: bool = True
+    demo_minutes: float = 10
+    segment_seconds: float = 60
+    max_age_days: float = 30
+    max_bytes_per_device: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    source: str
+    server: ServerConfig
+    http: HttpConfig = field(default_factory=HttpConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    devices: tuple[DeviceConfig, ...] = ()
+
+    def device(self, device_id: int) -> DeviceConfig | None:
+        """The configured device with this id, or None."""
+        for device in self.devices:
+            if device.device_id == device_id:
+                return device
+        return None
+
+    @property
+    def db_dir(self) -> Path:
+        """Directory of the SQLite files (index, job store)."""
+        return self.server.data_dir
+
+
+def default_config_path() -> Path:
+    """The file ``serve`` uses without ``--config``: the checkout's, else the packaged copy."""
+    return SOURCE_DEFAULT if SOURCE_DEFAULT.is_file() else PACKAGED_DEFAULT
+
+
+def load_config(path: Path, *, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read, validate and freeze the configuration file at ``path``.
+
+    ``overrides`` maps dotted keys (``http.host``, ``server.data_dir``) to values that
+    replace the file's. Relative paths resolve against the file's directory, except for the
+    packaged default, whose relative paths resolve against the working directory.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base_dir = Path.cwd() if path.resolve() == PACKAGED_DEFAULT.resolve() else path.parent
+    return config_from_dict(data, base_dir=base_dir, source=str(path), overrides=overrides)
+
+
+def config_from_dict(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    source: str = "<config>",
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Validate an already parsed TOML document (also used by tests)."""
+    merged = _apply_overrides(data, overrides or {})
+    return _Reader(source, base_dir.resolve()).config(merged)
+
+
+def _apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {key: (dict(val) if isinstance(val, Mapping) else val)
+                              for key, val in data.items()}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        table, key = dotted.split(".", 1)
+        merged.setdefault(table, {})[key] = value
+    return merged
+
+
+class _Reader:
+    """Typed accessors that name the file, table and key in every error."""
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {where}: {problem}")
+
+    def table(self, data: Mapping[str, Any], name: str, keys: set[str]) -> Mapping[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(f"[{name}]", "must be a table")
+        self.check_keys(value, f"[{name}]", keys)
+        return value
+
+    def check_keys(self, table: Mapping[str, Any], where: str, keys: set[str]) -> None:
+        unknown = sorted(set(table) - keys)
+        if unknown:
+            raise self.fail(where, f"unknown key '{unknown[0]}' (known: {', '.join(sorted(keys))})")
+
+    def get(self, table: Mapping[str, Any], where: str, key: str, kind: type, default: Any) -> Any:
+        value = table.get(key, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(f"{where} {key}", f"expected {kind.__name__}, got {value!r}")
+        return value
+
+    def number(self, table: Mapping[str, Any], where: str, key: str, kind: type, default: Any,
+               minimum: float = 0, maximum: float = float("inf")) -> Any:
+        value = self.get(table, where, key, kind, default)
+        if not minimum <= value <= maximum:
+            raise self.fail(f"{where} {key}", f"{value} is outside {minimum}..{maximum}")
+        return value
+
+    def u64(self, table: Mapping[str, Any], where: str, key: str) -> int:
+        if key not in table:
+            raise self.fail(where, f"missing key '{key}'")
+        text = str(table[key])
+        if not text.isdigit() or not text.isascii() or int(text) > MAX_U64:
+            raise self.fail(f"{where} {key}", f"'{text}' is not an unsigned 64-bit number")
+        return int(text)
+
+    def path(self, value: Any, where: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, f"expected a non-empty path string, got {value!r}")
+        return (self.base_dir / Path(value).expanduser()).resolve()
+
+    def config(self, data: Mapping[str, Any]) -> Config:
+        self.check_keys(data, "top level", {"server", "http", "auth", "export", "archive", "devices"})
+        server = self.server(self.table(data, "server", {"serverid", "name", "data_dir", "export_roots"}))
+        http = self.http(self.table(data, "http", {"host", "port", "tls_cert", "tls_key", "max_body_kb"}))
+        auth = self.auth(self.table(data, "auth", {"enabled", "session_idle_s", "users"}))
+        if not auth.enabled and not is_loopback(http.host):
+            raise self.fail("[auth] enabled", f"authentication may be disabled only on loopback, "
+                                              f"but [http] host is '{http.host}'")
+        return Config(
+            source=self.source, server=server, http=http, auth=auth,
+            export=self.export(self.table(data, "export", set(ExportConfig.__dataclass_fields__))),
+            archive=self.archive(self.table(data, "archive", set(ArchiveConfig.__dataclass_fields__))),
+            devices=self.devices(data.get("devices", []), server.data_dir),
+        )
+
+    def server(self, table: Mapping[str, Any]) -> ServerConfig:
+        where = "[server]"
+        data_dir = self.path(table.get("data_dir", "sense-data"), f"{where} data_dir")
+        roots = table.get("export_roots", [str(data_dir / "exports")])
+        if not isinstance(roots, list) or not roots:
+            raise self.fail(f"{where} export_roots", "expected a non-empty list of paths")
+        return ServerConfig(
+            server_id=self.u64(table, where, "serverid"),
+            name=self.get(table, where, "name", str, "sense_plugin"),
+            data_dir=data_dir,
+            export_roots=tuple(self.path(r, f"{where} export_roots") for r in roots),
+        )
+
+    def http(self, table: Mapping[str, Any]) -> HttpConfig:
+        where = "[http]"
+        cert, key = table.get("tls_cert"), table.get("tls_key")
+        if (cert is None) != (key is None):
+            raise self.fail(f"{where} tls_cert/tls_key", "give both or neither")
+        return HttpConfig(
+            host=self.get(table, where, "host", str, "127.0.0.1"),
+            port=self.number(table, where, "port", int, 8080, 0, 65535),
+            tls_cert=None if cert is None else self.path(cert, f"{where} tls_cert"),
+            tls_key=None if key is None else self.path(key, f"{where} tls_key"),
+            max_body_kb=self.number(table, where, "max_body_kb", int, 256, 1, 1 << 20),
+        )
+
+    def auth(self, table: Mapping[str, Any]) -> AuthConfig:
+        where = "[auth]"
+        users = table.get("users", [])
+        if not isinstance(users, list):
+            raise self.fail(f"{where} users", "expected an array of tables [[auth.users]]")
+        parsed = tuple(self.user(u, f"[[auth.users]] #{i + 1}") for i, u in enumerate(users))
+        names = [u.name for u in parsed]
+        if len(set(names)) != len(names):
+            raise self.fail(f"{where} users", "user names must be unique")
+        enabled = self.get(table, where, "enabled", bool, False)
+        if enabled and not parsed:
+            raise self.fail(f"{where} enabled", "authentication is enabled but no users are listed")
+        return AuthConfig(
+            enabled=enabled,
+            session_idle_s=self.number(table, where, "session_idle_s", int, 1800, 1),
+            users=parsed,
+        )
+
+    def user(self, table: Any, where: str) -> UserConfig:
+        if not isinstance(table, Mapping):
+            raise self.fail(where, "must be a table")
+        self.check_keys(table, where, {"name", "password_hash", "permissions"})
+        perms = self.get(table, where, "permissions", list, ["view"])
+        bad = [p for p in perms if p not in PERMISSIONS]
+        if bad:
+            raise self.fail(f"{where} permissions", f"unknown permission {bad[0]!r} "
+                                                    f"(known: {', '.join(sorted(PERMISSIONS))})")
+        password_hash = self.get(table, where, "password_hash", str, "")
+        if not password_hash.startswith("scrypt$"):
+            raise self.fail(f"{where} password_hash",
+                            "expected a hash from `sense-plugin hash-password` (scrypt$...)")
+        return UserConfig(name=self.get(table, where, "name", str, ""),
+                          password_hash=password_hash, permissions=frozenset(perms))
+
+    def export(self, table: Mapping[str, Any]) -> ExportConfig:
+        w = "[export]"
+        return ExportConfig(
+            max_concurrent_jobs=self.number(table, w, "max_concurrent_jobs", int, 2, 1, 64),
+            max_queued_jobs=self.number(table, w, "max_queued_jobs", int, 1000, 1),
+            max_devices_per_export=self.number(table, w, "max_devices_per_export", int, 64, 1),
+            max_span_s=self.number(table, w, "max_span_s", int, 86400, 1),
+            export_retention_hours=self.number(table, w, "export_retention_hours", float, 24.0),
+            history_days=self.number(table, w, "history_days", float, 30.0),
+        )
+
+    def archive(self, table: Mapping[str, Any]) -> ArchiveConfig:
+        w = "[archive]"
+        return ArchiveConfig(
+            demo=self.get(table, w, "demo", bool, True),
+            demo_minutes=self.number(table, w, "demo_minutes", float, 10.0, 0.1, 24 * 60),
+            segment_seconds=self.number(table, w, "segment_seconds", float, 60.0, 1, 3600),
+            max_age_days=self.number(table, w, "max_age_days", float, 30.0),
+            max_bytes_per_device=self.number(table, w, "max_bytes_per_device", int, 0),
+        )
+
+    def devices(self, items: Any, data_dir: Path) -> tuple[DeviceConfig, ...]:
+        if not isinstance(items, list):
+            raise self.fail("[[devices]]", "expected an array of tables")
+        devices = tuple(self.device(d, f"[[devices]] #{i + 1}", data_dir) for i, d in enumerate(items))
+        ids = [d.device_id for d in devices]
+        if len(set(ids)) != len(ids):
+            raise self.fail("[[devices]]", "deviceid values must be unique")
+        return devices
+
+    def device(self, table: Any, where: str, data_dir: Path) -> DeviceConfig:
+        if not isinstance(table, Mapping):
+            raise self.fail(where, "must be a table")
+        self.check_keys(table, where, {"deviceid", "name", "enabled", "archive_dir", "source"})
+        device_id = self.u64(table, where, "deviceid")
+        archive_dir = table.get("archive_dir")
+        source = table.get("source")
+        if source is not None and (not isinstance(source, str) or not source):
+            raise self.fail(f"{where} source", "expected a non-empty URL or path string")
+        return DeviceConfig(
+            device_id=device_id,
+            name=self.get(table, where, "name", str, f"Camera {device_id}"),
+            enabled=self.get(table, where, "enabled", bool, True),
+            archive_dir=(self.path(archive_dir, f"{where} archive_dir") if archive_dir is not None
+                         else data_dir / "archive" / str(device_id)),
+            source=source,
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for loopback addresses and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
