@@ -45,3 +45,51 @@ def make_segments(tmp_path_factory: pytest.TempPathFactory) -> MakeSegments:
         return cache[key]
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# Archive fixtures (index, probe, scan, recorder, retention, service): per-test, mutable.
+# ---------------------------------------------------------------------------------------------
+
+#: Device ids above 2**63 on purpose: SQLite integers are signed 64-bit.
+ARCHIVE_DEVICE_IDS = (9890179877273119875, 9890179877273119876, 9890179877273119877)
+
+WriteSegment = Callable[..., Path]
+
+
+@pytest.fixture
+def write_segment(tmp_path: Path) -> WriteSegment:
+    """Factory: ``write_segment(directory, start_us, duration_s=2.0, fmt="mp4", **demo options)``.
+
+    Writes one tiny real H.264 segment named after its archive start (64x64, 10 fps, keyframe
+    every 0.5 s) and returns its path.
+    """
+
+    def write(directory: Path, start_us: int, duration_s: float = 2.0, fmt: str = "mp4",
+              **options: Any) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / demo.segment_filename(start_us, fmt)
+        settings = {**MEDIA_DEFAULTS, "gop_frames": 5, "label": "TEST", **options}
+        demo.write_segment(path, start_us=start_us, duration_s=duration_s, fmt=fmt, **settings)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def archive_config(tmp_path: Path) -> Callable[..., Any]:
+    """Factory: a validated :class:`Config` whose data directory is under ``tmp_path``.
+
+    ``archive_config(devices=[{"name": ..., "source": ...}, ...], **archive_keys)``; device ids
+    are taken from ``ARCHIVE_DEVICE_IDS`` unless given.
+    """
+    from sense_plugin.config import config_from_dict
+
+    def make(devices: list[dict[str, Any]] | None = None, **archive: Any) -> Any:
+        items = devices if devices is not None else [{"name": "Entrance"}]
+        table = [{"deviceid": str(ARCHIVE_DEVICE_IDS[i]), **item} for i, item in enumerate(items)]
+        data = {"server": {"serverid": "7015498111931795223", "data_dir": "data"},
+                "archive": {"demo": False, **archive}, "devices": table}
+        return config_from_dict(data, base_dir=tmp_path)
+
+    return make

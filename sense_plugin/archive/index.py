@@ -1,0 +1,247 @@
+"""Durable SQLite index of archive segments: which files cover device D in [t0, t1).
+
+Synchronous and thread-safe (one connection guarded by a lock, WAL journal), so it is called
+from executor threads and recorder threads, never from the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Recorded intervals closer than this are reported as one (no visible gap).
+DEFAULT_JOIN_TOLERANCE_US = 1_000_000
+SCHEMA_VERSION = 1
+
+#: Row states: ``complete`` segments are served; ``bad`` and ``overlap`` files are remembered
+#: (with size and mtime) only so that reconciling does not probe and log them again.
+STATE_COMPLETE = "complete"
+STATE_BAD = "bad"
+STATE_OVERLAP = "overlap"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    path        TEXT PRIMARY KEY,
+    device_id   TEXT NOT NULL,      -- u64 as decimal text: SQLite integers are signed 64-bit
+    start_us    INTEGER NOT NULL,
+    end_us      INTEGER NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL DEFAULT 0,
+    state       TEXT NOT NULL DEFAULT 'complete'
+);
+CREATE INDEX IF NOT EXISTS segments_by_start ON segments (device_id, state, start_us);
+CREATE INDEX IF NOT EXISTS segments_by_end ON segments (device_id, state, end_us);
+-- Longest segment ever indexed per device: bounds the overlap query to an index range.
+CREATE TABLE IF NOT EXISTS device_stats (
+    device_id       TEXT PRIMARY KEY,
+    max_duration_us INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One complete segment file and the archive time span it covers, ``[start_us, end_us)``."""
+
+    device_id: int
+    start_us: int
+    end_us: int
+    path: Path
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the index remembers about a file, to notice changes while the server was down."""
+
+    path: Path
+    size_bytes: int
+    mtime_ns: int
+    state: str
+
+
+class ArchiveIndex:
+    """The segment table of ``<data_dir>/archive.sqlite3``.
+
+    Raises :class:`sqlite3.Error` on database failures; callers translate them at their edge.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.db_path = db_path
+        self.created = not db_path.exists()
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None,
+                                     timeout=10.0)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[object, ...]) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def add(self, segment: Segment, *, mtime_ns: int = 0) -> None:
+        """Index (or re-index) a complete segment; its path is the key."""
+        self._upsert(segment.device_id, segment.path, segment.start_us, segment.end_us,
+                     segment.size_bytes, mtime_ns, STATE_COMPLETE)
+
+    def add_many(self, segments: list[tuple[Segment, int]]) -> None:
+        """Index many ``(segment, mtime_ns)`` in one transaction (rebuilds, bulk loads)."""
+        with self._transaction() as conn:
+            for segment, mtime_ns in segments:
+                self._insert(conn, segment.device_id, segment.path, segment.start_us,
+                             segment.end_us, segment.size_bytes, mtime_ns, STATE_COMPLETE)
+
+    def mark(self, device_id: int, path: Path, *, size_bytes: int, mtime_ns: int,
+             state: str) -> None:
+        """Remember a file that is not served (``bad`` or ``overlap``) so it is not re-probed."""
+        self._upsert(device_id, path, 0, 0, size_bytes, mtime_ns, state)
+
+    def _upsert(self, device_id: int, path: Path, start_us: int, end_us: int,
+                size_bytes: int, mtime_ns: int, state: str) -> None:
+        with self._transaction() as conn:
+            self._insert(conn, device_id, path, start_us, end_us, size_bytes, mtime_ns, state)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, device_id: int, path: Path, start_us: int,
+                end_us: int, size_bytes: int, mtime_ns: int, state: str) -> None:
+        device = str(device_id)
+        conn.execute(
+            "INSERT OR REPLACE INTO segments"
+            " (path, device_id, start_us, end_us, size_bytes, mtime_ns, state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (str(path), device, start_us, end_us, size_bytes, mtime_ns, state),
+        )
+        if state == STATE_COMPLETE:
+            conn.execute(
+                "INSERT INTO device_stats (device_id, max_duration_us) VALUES (?, ?)"
+                " ON CONFLICT (device_id) DO UPDATE"
+                " SET max_duration_us = MAX(max_duration_us, excluded.max_duration_us)",
+                (device, max(0, end_us - start_us)),
+            )
+
+    def remove(self, path: Path) -> None:
+        """Forget a file (no-op when it is not indexed)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM segments WHERE path = ?", (str(path),))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def segments(self, device_id: int, start_us: int, end_us: int) -> list[Segment]:
+        """Complete segments overlapping ``[start_us, end_us)``, ordered by start then end.
+
+        The start column is bounded below by the device's longest segment, so the query is
+        an index range scan however large the archive.
+        """
+        rows = self._query(
+            "SELECT start_us, end_us, path, size_bytes FROM segments"
+            " WHERE device_id = ?1 AND state = 'complete'"
+            " AND start_us >= ?2 - (SELECT COALESCE(MAX(max_duration_us), 0)"
+            "                       FROM device_stats WHERE device_id = ?1)"
+            " AND start_us < ?3 AND end_us > ?2"
+            " ORDER BY start_us, end_us",
+            (str(device_id), start_us, end_us),
+        )
+        return [Segment(device_id, int(s), int(e), Path(str(p)), int(n))
+                for s, e, p, n in rows]
+
+    def recorded_range(self, device_id: int) -> tuple[int, int] | None:
+        """First recorded instant and end of the last recording, or None when empty."""
+        device = str(device_id)
+        rows = self._query(
+            "SELECT (SELECT MIN(start_us) FROM segments WHERE device_id = ?1"
+            "        AND state = 'complete'),"
+            "       (SELECT MAX(end_us) FROM segments WHERE device_id = ?1"
+            "        AND state = 'complete')",
+            (device,),
+        )
+        first, last = rows[0]
+        if first is None or last is None:
+            return None
+        return int(first), int(last)
+
+    def intervals(self, device_id: int, start_us: int, end_us: int,
+                  join_tolerance_us: int = DEFAULT_JOIN_TOLERANCE_US) -> list[tuple[int, int]]:
+        """Recorded intervals clipped to ``[start_us, end_us)``; the holes between are gaps.
+
+        Segments that overlap or whose gap is at most ``join_tolerance_us`` are merged.
+        """
+        merged: list[list[int]] = []
+        for seg in self.segments(device_id, start_us, end_us):
+            if merged and seg.start_us <= merged[-1][1] + join_tolerance_us:
+                merged[-1][1] = max(merged[-1][1], seg.end_us)
+            else:
+                merged.append([seg.start_us, seg.end_us])
+        return [(max(s, start_us), min(e, end_us)) for s, e in merged]
+
+    def device_bytes(self, device_id: int) -> int:
+        """Total size of the device's complete segments."""
+        rows = self._query(
+            "SELECT COALESCE(SUM(size_bytes), 0) FROM segments"
+            " WHERE device_id = ? AND state = 'complete'",
+            (str(device_id),),
+        )
+        return int(rows[0][0])
+
+    def oldest(self, device_id: int, limit: int, after: tuple[int, str] | None = None
+               ) -> list[Segment]:
+        """Complete segments in start order, from the oldest (or after ``(start_us, path)``)."""
+        after_start, after_path = after if after is not None else (-(2**63), "")
+        rows = self._query(
+            "SELECT start_us, end_us, path, size_bytes FROM segments"
+            " WHERE device_id = ? AND state = 'complete' AND (start_us, path) > (?, ?)"
+            " ORDER BY start_us, path LIMIT ?",
+            (str(device_id), after_start, after_path, limit),
+        )
+        return [Segment(device_id, int(s), int(e), Path(str(p)), int(n))
+                for s, e, p, n in rows]
+
+    def files(self, device_id: int) -> dict[Path, FileRecord]:
+        """Every file the index knows for the device, whatever its state."""
+        rows = self._query(
+            "SELECT path, size_bytes, mtime_ns, state FROM segments WHERE device_id = ?",
+            (str(device_id),),
+        )
+        records = (FileRecord(Path(str(p)), int(n), int(m), str(st))
+                   for p, n, m, st in rows)
+        return {record.path: record for record in records}
+
+    def count(self, device_id: int) -> int:
+        """Number of complete segments of the device."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM segments WHERE device_id = ? AND state = 'complete'",
+            (str(device_id),),
+        )
+        return int(rows[0][0])
