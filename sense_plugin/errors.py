@@ -155,3 +155,19 @@ class MediaError(Exception):
 
 class ConfigError(Exception):
     """The configuration file is invalid; the message names file, key and problem."""
+
+
+def error_for_code(code: int, description: str) -> SenseError:
+    """Rebuild a typed error from its code (e.g. one reported by a worker process)."""
+    for cls in _all_subclasses(SenseError):
+        if int(cls.code) == code and cls.http_status == 200:
+            return cls(description)
+    return GeneralError(description)
+
+
+def _all_subclasses(cls: type[SenseError]) -> list[type[SenseError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found

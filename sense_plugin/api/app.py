@@ -1,0 +1,141 @@
+"""The application factory: routes, the error middleware and every resource's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from sense_plugin import __version__
+from sense_plugin.api import render
+from sense_plugin.api.auth import SESSION_COOKIE, Authenticator
+from sense_plugin.api.commands import all_commands
+from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY
+from sense_plugin.api.middleware import error_middleware, xml_response
+from sense_plugin.api.params import Params
+from sense_plugin.api.registry import CommandContext, CommandRegistry
+from sense_plugin.api.results import ApiInfo, SessionKey
+from sense_plugin.api.xmlin import child_text, parse_body
+from sense_plugin.archive.service import Archive
+from sense_plugin.config import Config
+from sense_plugin.errors import (
+    BodyTooLargeError,
+    NotImplementedCommandError,
+    PermissionDeniedError,
+)
+from sense_plugin.export.engine import ExportEngine
+from sense_plugin.timestamps import now_us
+
+log = logging.getLogger(__name__)
+IO_THREADS = 4
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the aiohttp application for ``config`` (used by ``serve`` and by the tests)."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=config.http.max_body_kb * 1024
+    )
+    app[CONFIG] = config
+    app[REGISTRY] = CommandRegistry(all_commands())
+    app.router.add_get("/info", info)
+    app.router.add_post("/webservice", webservice)
+    app.router.add_route("GET", "/command", command)
+    app.router.add_route("POST", "/command", command)
+    app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx])
+    return app
+
+
+async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The bounded thread pool for disk, hashing and short media probes."""
+    executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="sense-io")
+    app[EXECUTOR] = executor
+    yield
+    await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+
+
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Sessions and credential checks; idle sessions are swept once a minute."""
+    auth = Authenticator(app[CONFIG].auth, app[EXECUTOR])
+    app[AUTH] = auth
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(60)
+            auth.expire_sessions()
+
+    task = asyncio.create_task(sweep(), name="session-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
+    archive = Archive(app[CONFIG], app[EXECUTOR])
+    app[ARCHIVE] = archive
+    await archive.start()
+    yield
+    await archive.close()
+
+
+async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    engine = ExportEngine(app[CONFIG], app[ARCHIVE], app[EXECUTOR])
+    app[ENGINE] = engine
+    await engine.start()
+    yield
+    await engine.close()
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, or 413 past ``http.max_body_kb``."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit_kb = request.app[CONFIG].http.max_body_kb
+        raise BodyTooLargeError(f"request body exceeds the limit of {limit_kb} KiB") from None
+
+
+async def info(request: web.Request) -> web.Response:
+    """``GET /info``: server time and version, without authentication."""
+    return xml_response(render.success(ApiInfo(now_us(), __version__)))
+
+
+async def webservice(request: web.Request) -> web.Response:
+    """``POST /webservice``: AuthenticateUser → session key (XML and cookie)."""
+    document = parse_body(await read_body(request), "AuthenticateUser")
+    username = child_text(document, "username", required=True) or ""
+    password = child_text(document, "password", required=True) or ""
+    auth = request.app[AUTH]
+    key = await auth.login(username, password, request.remote or "?")
+    response = xml_response(render.success(SessionKey(key)))
+    response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="Strict",
+                        secure=request.secure, path="/")
+    return response
+
+
+async def command(request: web.Request) -> web.StreamResponse:
+    """``GET|POST /command?command=NAME``: authenticate, check permission, dispatch."""
+    body = await read_body(request)
+    items = list(request.query.items())
+    if request.content_type == "application/x-www-form-urlencoded" and body:
+        items += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        body = b""
+    params = Params(items)
+    user = await request.app[AUTH].authenticate(request)
+    name = params.text("command", required=True) or ""
+    entry = request.app[REGISTRY].get(name)
+    if entry is None:
+        raise NotImplementedCommandError(f"command '{name[:64]}' is not implemented")
+    if not user.can(entry.permission):
+        raise PermissionDeniedError(
+            f"user '{user.name}' lacks the '{entry.permission}' permission for {entry.name}"
+        )
+    result = await entry.handler(CommandContext(request, params, body, user))
+    if isinstance(result, web.StreamResponse):
+        return result
+    return xml_response(render.success(result))

@@ -1,0 +1,11 @@
+"""Command handlers, grouped by domain; ``all_commands`` lists every registered command."""
+
+from __future__ import annotations
+
+from sense_plugin.api.commands import devices
+from sense_plugin.api.registry import Command
+
+
+def all_commands() -> list[Command]:
+    """Every command the server answers."""
+    return [*devices.COMMANDS]

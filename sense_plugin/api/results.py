@@ -1,0 +1,74 @@
+"""Small typed result objects that command handlers return and ``render`` turns into XML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ApiInfo:
+    utc_us: int
+    version: str
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    key: str
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    name: str
+    server_id: int
+    device_id: int
+    status: str
+    type: str = "camera"
+
+
+@dataclass(frozen=True)
+class DeviceList:
+    devices: tuple[DeviceRow, ...]
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    server_id: int
+    name: str
+    type: str = "sense_plugin"
+
+
+@dataclass(frozen=True)
+class DivaList:
+    servers: tuple[ServerRow, ...]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    server_id: int
+    description: str
+    title: str
+    version: str
+    camera_count: int
+
+
+@dataclass(frozen=True)
+class DeviceRecordedRange:
+    device_id: int
+    name: str
+    first_us: int | None
+    last_us: int | None
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    server_id: int
+    devices: tuple[DeviceRecordedRange, ...]
+
+
+@dataclass(frozen=True)
+class Recordings:
+    server_id: int
+    device_id: int
+    start_us: int
+    end_us: int
+    intervals: tuple[tuple[int, int], ...]

@@ -1,0 +1,25 @@
+"""Who is calling: a user name and the permissions SPEC §4 defines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VIEW, EXPORT, ADMIN = "view", "export", "admin"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    permissions: frozenset[str]
+
+    def can(self, permission: str) -> bool:
+        """True when the user holds ``permission`` (admin holds every permission)."""
+        return permission in self.permissions or ADMIN in self.permissions
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.permissions
+
+
+#: The caller when authentication is disabled (allowed only on loopback).
+ANONYMOUS = User("anonymous", frozenset({VIEW, EXPORT, ADMIN}))

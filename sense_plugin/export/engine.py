@@ -1,0 +1,193 @@
+"""The export engine: durable admission, a FIFO queue, a bounded pool of worker processes.
+
+Reads (status, lists) are answered from memory; every state change is written through to
+the SQLite store on a dedicated thread before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sense_plugin.archive.service import Archive
+from sense_plugin.config import Config
+from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, QueueFullError
+from sense_plugin.export import files
+from sense_plugin.export.model import Export, ExportRequest, Job, Status
+from sense_plugin.export.paths import resolve_export_dir
+from sense_plugin.export.pool import WorkerPool
+from sense_plugin.export.runner import JobRunner
+from sense_plugin.export.store import ExportStore
+from sense_plugin.timestamps import now_us
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+STORE_FILE = "exports.sqlite3"
+
+
+class ExportEngine:
+    """Owns every export: create, remove, retry, query; runs device jobs in worker processes."""
+
+    def __init__(self, config: Config, archive: Archive, executor: Executor) -> None:
+        self._config = config
+        self._io = executor
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="sense-store")
+        self._store: ExportStore | None = None
+        self._exports: dict[int, Export] = {}
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._pending: set[tuple[int, int]] = set()
+        self._pool = WorkerPool(config.export.max_concurrent_jobs)
+        self._runner = JobRunner(config, archive, executor, self)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, requeue unfinished jobs, start the workers and dispatchers."""
+        db_path = self._config.server.data_dir / STORE_FILE
+        self._store = await self._in_store(ExportStore, db_path)
+        for export in await self._in_store(self._store.load_all):
+            self._exports[export.export_id] = export
+            for job in export.jobs:
+                if job.status is Status.SYNCING:  # interrupted by a crash: start again
+                    job.status, job.progress, job.bytes_written = Status.PENDING, 0, 0
+                    await self.save_job(job)
+                    await self.run_io(files.remove_partial, export, job)
+                if job.status is Status.PENDING:
+                    self._enqueue(job)
+        await self._pool.start()
+        self._tasks = [asyncio.create_task(self._dispatch(), name=f"export-dispatch-{i}")
+                       for i in range(self._config.export.max_concurrent_jobs)]
+
+    async def close(self) -> None:
+        """Stop dispatching, interrupt running jobs (they restart next time), stop workers."""
+        self._runner.closing = True
+        await self._runner.cancel_all()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._pool.close()
+        if self._store is not None:
+            await self._in_store(self._store.close)
+        self._store_thread.shutdown(wait=True)
+
+    # -- commands --------------------------------------------------------------------------
+    async def create(self, request: ExportRequest, owner: str,
+                     retried_from: int | None = None) -> Export:
+        """Admit an export (all or nothing) and queue one job per device."""
+        queued = len(self._pending) + len(request.devices)
+        if queued > self._config.export.max_queued_jobs:
+            raise QueueFullError(
+                f"the export queue is full ({len(self._pending)} device jobs waiting, "
+                f"limit {self._config.export.max_queued_jobs})"
+            )
+        out_base = await self.run_io(resolve_export_dir, request.path,
+                                     self._config.server.export_roots)
+        export = Export(
+            export_id=0, owner=owner, created_us=now_us(), path=request.path,
+            out_base=str(out_base), fmt=request.fmt, name=request.name,
+            bandwidth_limit_kbps=request.bandwidth_kbps, retried_from=retried_from,
+        )
+        for index, device in enumerate(request.devices):
+            configured = self._config.device(device.device_id)
+            export.jobs.append(Job(
+                export_id=0, index=index, server_id=device.server_id, device_id=device.device_id,
+                device_name=configured.name if configured else str(device.device_id),
+                start_us=device.start_us, end_us=device.end_us,
+            ))
+        assert self._store is not None
+        export.export_id = await self._in_store(self._store.insert, export)
+        for job in export.jobs:
+            job.export_id = export.export_id
+        self._exports[export.export_id] = export
+        for job in export.jobs:
+            self._enqueue(job)
+        return export
+
+    async def remove(self, export_id: int, user_name: str, is_admin: bool) -> Export:
+        """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
+        export = self.get(export_id, user_name, is_admin)
+        for job in export.jobs:
+            if job.status is Status.SYNCING:
+                await self._runner.cancel(job)
+        for job in export.jobs:
+            if job.status is not Status.REMOVED:
+                self._pending.discard(job.key)
+                job.status = Status.REMOVED
+                job.finished_us = job.finished_us or now_us()
+                await self.save_job(job)
+        await self.run_io(files.remove_export_files, export)
+        await self.finish_if_done(export)
+        return export
+
+    async def retry(self, export_id: int, user_name: str, is_admin: bool) -> Export:
+        """A new export with the parameters of a FAILED, REMOVED or EXPIRED one."""
+        old = self.get(export_id, user_name, is_admin)
+        if old.status not in (Status.FAILED, Status.REMOVED, Status.EXPIRED):
+            raise OutOfRangeError(
+                f"export {export_id} is {old.status}; only FAILED, REMOVED or EXPIRED exports "
+                "can be retried"
+            )
+        return await self.create(old.request(), old.owner, retried_from=export_id)
+
+    def get(self, export_id: int, user_name: str, is_admin: bool) -> Export:
+        """The export if it exists and the user may see it; -57 otherwise (same answer)."""
+        export = self._exports.get(export_id)
+        if export is None or not (is_admin or export.owner == user_name):
+            raise InvalidExportIdError(f"exportid {export_id} is not known")
+        return export
+
+    def visible(self, user_name: str, is_admin: bool) -> list[Export]:
+        """Every export the user may see, oldest first."""
+        return [e for e in self._exports.values() if is_admin or e.owner == user_name]
+
+    # -- used by the runner and retention --------------------------------------------------
+    async def save_job(self, job: Job) -> None:
+        assert self._store is not None
+        await self._in_store(self._store.update_job, job)
+
+    async def finish_if_done(self, export: Export) -> None:
+        """Once every job is terminal: stamp the finish time, retention deadline, manifest."""
+        if any(not j.terminal for j in export.jobs) or export.finished_us is not None:
+            return
+        export.finished_us = now_us()
+        if export.status in (Status.COMPLETED, Status.FAILED):
+            hours = self._config.export.export_retention_hours
+            export.expires_us = export.finished_us + int(hours * 3600 * 1_000_000)
+        assert self._store is not None
+        await self._in_store(self._store.update_export, export)
+
+    def export_of(self, job: Job) -> Export:
+        return self._exports[job.export_id]
+
+    def running_jobs(self, export: Export) -> list[Job]:
+        return [j for j in export.jobs if j.status is Status.SYNCING]
+
+    async def run_io(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
+
+    # -- internals -------------------------------------------------------------------------
+    async def _in_store(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, func, *args)
+
+    def _enqueue(self, job: Job) -> None:
+        self._pending.add(job.key)
+        self._queue.put_nowait(job)
+
+    async def _dispatch(self) -> None:
+        while True:
+            job = await self._queue.get()
+            if job.status is not Status.PENDING or job.key not in self._pending:
+                continue
+            proc = await self._pool.acquire()
+            try:
+                if job.status is Status.PENDING:
+                    self._pending.discard(job.key)
+                    await self._runner.run(job, proc)
+            finally:
+                self._pool.release(proc)

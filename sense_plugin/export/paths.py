@@ -1,0 +1,62 @@
+"""Where export files go: ``path`` confined to the export roots, and file naming (SPEC §6)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+from sense_plugin.errors import PathNotAllowedError
+from sense_plugin.export.model import FORMATS
+from sense_plugin.timestamps import format_compact
+
+MAX_PATH_CHARS = 1024
+MAX_COMPONENT_BYTES = 255
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def resolve_export_dir(path: str, roots: tuple[Path, ...]) -> Path:
+    """The directory that will hold ``<exportid>/`` for a client ``path``.
+
+    Relative paths live under the first (default) root; absolute ones must lie inside one of
+    the roots. ``..`` components, control characters, over-long names and symlinks that lead
+    outside every root are refused with -1004.
+    """
+    _check_text(path)
+    pure = PurePosixPath(path)
+    if ".." in pure.parts:
+        raise PathNotAllowedError(f"path '{_show(path)}' must not contain '..'")
+    candidate = Path(path) if pure.is_absolute() else roots[0] / path
+    real = Path(os.path.realpath(candidate))
+    allowed = roots if pure.is_absolute() else roots[:1]
+    for root in allowed:
+        if real.is_relative_to(os.path.realpath(root)):
+            return real
+    raise PathNotAllowedError(f"path '{_show(path)}' resolves outside the configured export roots")
+
+
+def confirm_inside(directory: Path, roots: tuple[Path, ...]) -> None:
+    """Re-check, right before writing, that ``directory`` still resolves inside a root."""
+    real = os.path.realpath(directory)
+    if not any(Path(real).is_relative_to(os.path.realpath(root)) for root in roots):
+        raise PathNotAllowedError(f"export directory '{directory}' now resolves outside the roots")
+
+
+def output_name(device_name: str, device_id: int, start_us: int, fmt: str) -> str:
+    """``<device name>_<deviceid>_<UTC start>.<ext>`` with the name made filesystem-safe."""
+    safe = _UNSAFE.sub("_", device_name).strip("._")[:64] or "device"
+    return f"{safe}_{device_id}_{format_compact(start_us)}{FORMATS[fmt]}"
+
+
+def _check_text(path: str) -> None:
+    if len(path) > MAX_PATH_CHARS:
+        raise PathNotAllowedError(f"path is longer than {MAX_PATH_CHARS} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+        raise PathNotAllowedError("path must not contain control characters or NUL bytes")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES
+           for part in path.split("/")):
+        raise PathNotAllowedError(f"a path component is longer than {MAX_COMPONENT_BYTES} bytes")
+
+
+def _show(path: str) -> str:
+    return path if len(path) <= 80 else path[:80] + "..."

@@ -1,0 +1,185 @@
+"""Persistent export worker processes, driven from the event loop over pipes.
+
+Each worker is a long-lived process (``forkserver`` start method; PyAV imported once) that
+runs one cut at a time. Messages are small tuples:
+
+parent → child: ``("job", payload)``, ``("rate", kbps)``, ``("cancel",)``, ``("stop",)``
+child → parent: ``("progress", done_us, bytes)``, ``("done", result)``,
+``("failed", code, description)``, ``("cancelled",)``
+
+The parent never blocks: replies are read by an ``add_reader`` callback. When a worker dies
+mid-job the parent fails that job, deletes its temporary file and starts a new worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sense_plugin.errors import GeneralError, SenseError, error_for_code
+from sense_plugin.export import worker
+
+log = logging.getLogger(__name__)
+ProgressCallback = Callable[[int, int], None]
+STOP_GRACE_S = 1.0
+
+
+class JobCancelledError(Exception):
+    """The job was cancelled (remove or shutdown) and its partial file deleted."""
+
+
+class WorkerProcess:
+    """One export worker process and the job it is running, if any."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext) -> None:
+        self._context = context
+        parent, child = context.Pipe()  # type: ignore[attr-defined]
+        self._conn: Connection = parent
+        self._process = context.Process(  # type: ignore[attr-defined]
+            target=worker.worker_main, args=(child,), daemon=True, name="sense-export"
+        )
+        self._process.start()
+        child.close()
+        self._future: asyncio.Future[dict[str, Any]] | None = None
+        self._on_progress: ProgressCallback | None = None
+        self._temp_path: str | None = None
+        self._reading = False
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    async def run(self, payload: dict[str, Any], on_progress: ProgressCallback) -> dict[str, Any]:
+        """Run one cut; returns the child's result dict or raises a coded error."""
+        loop = asyncio.get_running_loop()
+        self._future = loop.create_future()
+        self._on_progress = on_progress
+        self._temp_path = payload["out_path"] + worker.TEMP_SUFFIX
+        loop.add_reader(self._conn.fileno(), self._readable)
+        self._reading = True
+        try:
+            self._conn.send(("job", payload))
+            return await self._future
+        finally:
+            self._stop_reading(loop)
+            self._future = None
+
+    def set_rate(self, kbps: float) -> None:
+        """Change the running job's bandwidth cap (0 = unlimited)."""
+        self._send(("rate", kbps))
+
+    async def cancel(self) -> None:
+        """Ask the running job to stop; kill the process if it has not within a second."""
+        future = self._future
+        if future is None:
+            return
+        self._send(("cancel",))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), STOP_GRACE_S)
+        except (asyncio.TimeoutError, JobCancelledError, SenseError):
+            pass
+        if not future.done():
+            log.warning("export worker %s did not stop in time; killing it", self._process.pid)
+            self.kill()
+            self._fail(JobCancelledError())
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, AttributeError):
+            self._process.kill()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send(message)
+
+    def _readable(self) -> None:
+        try:
+            while self._conn.poll():
+                self._handle(self._conn.recv())
+        except (EOFError, OSError):
+            self._stop_reading(asyncio.get_running_loop())
+            self._process.join(0.5)
+            self._remove_temp()
+            log.error("export worker %s died (exit code %s)", self._process.pid,
+                      self._process.exitcode)
+            self._fail(GeneralError("the export worker process died while cutting this device"))
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "progress" and self._on_progress is not None:
+            self._on_progress(message[1], message[2])
+        elif kind == "done":
+            self._resolve(message[1])
+        elif kind == "failed":
+            self._fail(error_for_code(message[1], message[2]))
+        elif kind == "cancelled":
+            self._fail(JobCancelledError())
+
+    def _resolve(self, result: dict[str, Any]) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(result)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_exception(exc)
+
+    def _stop_reading(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._reading:
+            loop.remove_reader(self._conn.fileno())
+            self._reading = False
+
+    def _remove_temp(self) -> None:
+        if self._temp_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp_path)
+
+    def close(self) -> None:
+        """Stop the process (politely, then by force) and close the pipe."""
+        self._send(("stop",))
+        self._process.join(STOP_GRACE_S)
+        if self._process.is_alive():
+            self.kill()
+            self._process.join(STOP_GRACE_S)
+        self._conn.close()
+
+
+class WorkerPool:
+    """A fixed number of worker processes handed out to one job at a time."""
+
+    def __init__(self, size: int) -> None:
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["sense_plugin.export.worker"])
+        self._size = size
+        self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
+        self._all: list[WorkerProcess] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._size):
+            proc = await loop.run_in_executor(None, WorkerProcess, self._context)
+            self._all.append(proc)
+            self._idle.put_nowait(proc)
+
+    async def acquire(self) -> WorkerProcess:
+        """Wait for an idle worker (a dead one is replaced first)."""
+        proc = await self._idle.get()
+        if not proc.alive:
+            self._all.remove(proc)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, proc.close)
+            proc = await loop.run_in_executor(None, WorkerProcess, self._context)
+            self._all.append(proc)
+        return proc
+
+    def release(self, proc: WorkerProcess) -> None:
+        self._idle.put_nowait(proc)
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, p.close) for p in self._all))
+        self._all.clear()

@@ -1,0 +1,182 @@
+"""Running one device job: plan from the archive, cut in a worker, track progress and rate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from sense_plugin.archive.service import Archive
+from sense_plugin.config import Config
+from sense_plugin.errors import NoRecordError, ResultCode, SenseError
+from sense_plugin.export import files
+from sense_plugin.export.model import FileInfo, Gap, Job, Status
+from sense_plugin.export.pool import JobCancelledError, WorkerProcess
+from sense_plugin.timestamps import format_timestamp, now_us
+
+if TYPE_CHECKING:
+    from sense_plugin.export.engine import ExportEngine
+
+log = logging.getLogger(__name__)
+RATE_WINDOW_S = 1.0
+
+
+class _Tracker:
+    """Turns worker progress messages into job progress and a measured write rate."""
+
+    def __init__(self, job: Job, recorded_us: int) -> None:
+        self.job = job
+        self.recorded_us = max(recorded_us, 1)
+        self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
+        self.started = time.monotonic()
+
+    def __call__(self, done_us: int, size_bytes: int) -> None:
+        job = self.job
+        job.progress = max(job.progress, min(99, done_us * 100 // self.recorded_us))
+        job.bytes_written = size_bytes
+        now = time.monotonic()
+        self.samples.append((now, size_bytes))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW_S:
+            self.samples.popleft()
+        t0, b0 = self.samples[0]
+        if now > t0:
+            job.bandwidth_kbps = int((size_bytes - b0) * 8 / 1000 / (now - t0))
+
+    def average_kbps(self, size_bytes: int) -> int:
+        return int(size_bytes * 8 / 1000 / max(time.monotonic() - self.started, 1e-3))
+
+
+class JobRunner:
+    """Runs jobs handed over by the engine's dispatchers; cancels them on request."""
+
+    def __init__(self, config: Config, archive: Archive, executor: Executor,
+                 engine: ExportEngine) -> None:
+        self._config = config
+        self._archive = archive
+        self._engine = engine
+        self._running: dict[tuple[int, int], WorkerProcess] = {}
+        self._cancel: set[tuple[int, int]] = set()
+        self._done: dict[tuple[int, int], asyncio.Event] = {}
+        self.closing = False
+
+    async def run(self, job: Job, proc: WorkerProcess) -> None:
+        """Run ``job`` on ``proc`` to a terminal status (or back to PENDING on shutdown)."""
+        engine = self._engine
+        export = engine.export_of(job)
+        job.status, job.started_us, job.progress = Status.SYNCING, now_us(), 0
+        self._done[job.key] = asyncio.Event()
+        try:
+            await engine.save_job(job)
+            payload, recorded_us = await self._plan(job)
+            if job.key in self._cancel:
+                raise JobCancelledError()
+            tracker = _Tracker(job, recorded_us)
+            token = self._archive.pin(job.device_id, job.start_us, job.end_us)
+            self._running[job.key] = proc
+            self._rebalance(job)
+            try:
+                result = await proc.run(payload, tracker)
+            finally:
+                del self._running[job.key]
+                self._archive.unpin(token)
+                self._rebalance(job)
+            self._complete(job, result, tracker)
+        except JobCancelledError:
+            if self.closing and job.key not in self._cancel:
+                job.status, job.progress = Status.PENDING, 0  # restarts on the next start
+            else:
+                job.status = Status.REMOVED
+        except SenseError as exc:
+            self._fail(job, int(exc.code), exc.description)
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("incident %s: export %s device %s failed", incident, job.export_id,
+                          job.device_id)
+            self._fail(job, int(ResultCode.GENERAL_ERROR),
+                       f"unexpected failure; reported as incident {incident}")
+        finally:
+            self._cancel.discard(job.key)
+            if job.status is not Status.SYNCING and job.status is not Status.PENDING:
+                job.finished_us = now_us()
+            await engine.save_job(job)
+            await engine.finish_if_done(export)
+            self._done.pop(job.key).set()
+
+    async def cancel(self, job: Job) -> None:
+        """Stop a running job (partial file deleted) and wait until it has settled."""
+        self._cancel.add(job.key)
+        proc = self._running.get(job.key)
+        if proc is not None:
+            await proc.cancel()
+        done = self._done.get(job.key)
+        if done is not None:
+            await done.wait()
+
+    async def cancel_all(self) -> None:
+        """Interrupt every running job (shutdown): they go back to PENDING."""
+        await asyncio.gather(*(p.cancel() for p in list(self._running.values())))
+        await asyncio.gather(*(e.wait() for e in list(self._done.values())))
+
+    async def _plan(self, job: Job) -> tuple[dict[str, Any], int]:
+        segments = await self._archive.segments(job.device_id, job.start_us, job.end_us)
+        recorded_us = 0
+        estimate = 0
+        for seg in segments:
+            overlap = min(seg.end_us, job.end_us) - max(seg.start_us, job.start_us)
+            if overlap > 0:
+                recorded_us += overlap
+                estimate += seg.size_bytes * overlap // max(seg.end_us - seg.start_us, 1)
+        if recorded_us <= 0:
+            raise NoRecordError(
+                f"nothing is recorded for device {job.device_id} between "
+                f"{format_timestamp(job.start_us)} and {format_timestamp(job.end_us)}"
+            )
+        export = self._engine.export_of(job)
+        await self._engine.run_io(files.prepare_directory, export,
+                                  self._config.server.export_roots, estimate)
+        payload = {
+            "segments": [{"path": str(s.path), "start_us": s.start_us, "end_us": s.end_us}
+                         for s in segments],
+            "start_us": job.start_us, "end_us": job.end_us, "fmt": export.fmt,
+            "out_path": str(files.job_output_path(export, job)),
+            "bandwidth_kbps": self._share_kbps(job, extra=1),
+        }
+        return payload, recorded_us
+
+    def _share_kbps(self, job: Job, extra: int = 0) -> float:
+        """This export's cap divided among its running device jobs."""
+        export = self._engine.export_of(job)
+        if export.bandwidth_limit_kbps <= 0:
+            return 0.0
+        running = sum(1 for j in export.jobs if j.key in self._running) + extra
+        return export.bandwidth_limit_kbps / max(running, 1)
+
+    def _rebalance(self, job: Job) -> None:
+        export = self._engine.export_of(job)
+        if export.bandwidth_limit_kbps <= 0:
+            return
+        share = self._share_kbps(job)
+        for other in export.jobs:
+            proc = self._running.get(other.key)
+            if proc is not None:
+                proc.set_rate(share)
+
+    def _complete(self, job: Job, result: dict[str, Any], tracker: _Tracker) -> None:
+        export = self._engine.export_of(job)
+        job.file = FileInfo(
+            name=files.job_output_path(export, job).name, size_bytes=result["size_bytes"],
+            sha256=result["sha256"], first_frame_us=result["first_frame_us"],
+            last_frame_us=result["last_frame_us"], frame_count=result["frame_count"],
+            gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in result["gaps"]),
+        )
+        job.bytes_written = result["size_bytes"]
+        job.bandwidth_kbps = tracker.average_kbps(result["size_bytes"])
+        job.status, job.progress = Status.COMPLETED, 100
+
+    @staticmethod
+    def _fail(job: Job, code: int, description: str) -> None:
+        job.status, job.errorcode, job.description = Status.FAILED, code, description

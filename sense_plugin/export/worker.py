@@ -1,0 +1,84 @@
+"""The body of an export worker process: receive cut jobs, run them, report back.
+
+Imports PyAV (through ``remux``) and never aiohttp; see ``pool`` for the message protocol.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sense_plugin.errors import MediaError, ResultCode, SenseError
+from sense_plugin.export.remux import CutCancelled, CutRequest, SourceSegment, cut
+
+TEMP_SUFFIX = ".part"
+CONTROL_INTERVAL_S = 0.02
+
+
+def worker_main(conn: Connection) -> None:
+    """Serve jobs until told to stop or the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            return
+        if message[0] == "job":
+            conn.send(run_job(conn, message[1]))
+        # rate/cancel messages that arrive between jobs are stale: ignore them
+
+
+class _Control:
+    """Reads rate and cancel messages from the parent, at most every 20 ms."""
+
+    def __init__(self, conn: Connection, rate_kbps: float) -> None:
+        self.conn = conn
+        self.rate_kbps = rate_kbps
+        self.cancelled = False
+        self._next_check = 0.0
+        self.on_rate: Any = None
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + CONTROL_INTERVAL_S
+            while self.conn.poll():
+                message = self.conn.recv()
+                if message[0] == "cancel":
+                    self.cancelled = True
+                elif message[0] == "rate" and self.on_rate is not None:
+                    self.on_rate(message[1])
+        return self.cancelled
+
+
+def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
+    """Cut one device range; returns the final message for the parent."""
+    control = _Control(conn, payload.get("bandwidth_kbps", 0))
+    request = CutRequest(
+        segments=tuple(SourceSegment(**s) for s in payload["segments"]),
+        start_us=payload["start_us"], end_us=payload["end_us"],
+        out_path=payload["out_path"], fmt=payload["fmt"],
+    )
+
+    def progress(done_us: int, size_bytes: int) -> None:
+        conn.send(("progress", done_us, size_bytes))
+
+    try:
+        result = cut(request, bandwidth_kbps=control.rate_kbps, on_progress=progress,
+                     should_stop=control.should_stop, on_rate=control)
+    except CutCancelled:
+        return ("cancelled",)
+    except SenseError as exc:
+        return ("failed", int(exc.code), exc.description)
+    except MediaError as exc:
+        return ("failed", int(ResultCode.GENERAL_ERROR), f"cannot cut the recording: {exc}")
+    except Exception:
+        return ("failed", int(ResultCode.GENERAL_ERROR),
+                "unexpected failure while cutting", traceback.format_exc())
+    return ("done", asdict(result))
