@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from sense_plugin import __version__
-from sense_plugin.api import render
+from sense_plugin.api import exportxml, render
 from sense_plugin.api.auth import SESSION_COOKIE, Authenticator
 from sense_plugin.api.commands import all_commands
 from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY
@@ -33,6 +33,7 @@ from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
 IO_THREADS = 4
+__all__ = ["create_app", "exportxml"]  # exportxml registers the export renderers
 
 
 def create_app(config: Config) -> web.Application:
@@ -122,7 +123,9 @@ async def command(request: web.Request) -> web.StreamResponse:
     """``GET|POST /command?command=NAME``: authenticate, check permission, dispatch."""
     body = await read_body(request)
     items = list(request.query.items())
-    if request.content_type == "application/x-www-form-urlencoded" and body:
+    # curl -d sends XML labelled as a form: a body that starts like XML is XML.
+    is_form = request.content_type == "application/x-www-form-urlencoded"
+    if is_form and body and not body.lstrip().startswith(b"<"):
         items += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         body = b""
     params = Params(items)

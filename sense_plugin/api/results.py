@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sense_plugin.export.model import Export, Status
+
 
 @dataclass(frozen=True)
 class ApiInfo:
@@ -72,3 +74,19 @@ class Recordings:
     start_us: int
     end_us: int
     intervals: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class ExportCreated:
+    export_id: int
+
+
+@dataclass(frozen=True)
+class ExportChanged:
+    export_id: int
+    status: Status
+
+
+@dataclass(frozen=True)
+class ExportStatusList:
+    exports: tuple[Export, ...]

@@ -14,6 +14,7 @@ from typing import Any
 
 from sense_plugin.errors import MediaError, ResultCode, SenseError
 from sense_plugin.export.remux import CutCancelled, CutRequest, SourceSegment, cut
+from sense_plugin.export.throttle import TokenBucket
 
 TEMP_SUFFIX = ".part"
 CONTROL_INTERVAL_S = 0.02
@@ -37,12 +38,11 @@ def worker_main(conn: Connection) -> None:
 class _Control:
     """Reads rate and cancel messages from the parent, at most every 20 ms."""
 
-    def __init__(self, conn: Connection, rate_kbps: float) -> None:
+    def __init__(self, conn: Connection, throttle: TokenBucket) -> None:
         self.conn = conn
-        self.rate_kbps = rate_kbps
+        self.throttle = throttle
         self.cancelled = False
         self._next_check = 0.0
-        self.on_rate: Any = None
 
     def should_stop(self) -> bool:
         now = time.monotonic()
@@ -52,14 +52,15 @@ class _Control:
                 message = self.conn.recv()
                 if message[0] == "cancel":
                     self.cancelled = True
-                elif message[0] == "rate" and self.on_rate is not None:
-                    self.on_rate(message[1])
+                elif message[0] == "rate":
+                    self.throttle.set_rate(message[1])
         return self.cancelled
 
 
 def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
     """Cut one device range; returns the final message for the parent."""
-    control = _Control(conn, payload.get("bandwidth_kbps", 0))
+    throttle = TokenBucket(payload.get("bandwidth_kbps", 0))
+    control = _Control(conn, throttle)
     request = CutRequest(
         segments=tuple(SourceSegment(**s) for s in payload["segments"]),
         start_us=payload["start_us"], end_us=payload["end_us"],
@@ -70,8 +71,8 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
         conn.send(("progress", done_us, size_bytes))
 
     try:
-        result = cut(request, bandwidth_kbps=control.rate_kbps, on_progress=progress,
-                     should_stop=control.should_stop, on_rate=control)
+        result = cut(request, throttle=throttle, on_progress=progress,
+                     should_stop=control.should_stop)
     except CutCancelled:
         return ("cancelled",)
     except SenseError as exc:

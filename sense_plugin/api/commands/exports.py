@@ -1,0 +1,161 @@
+"""Export commands (SPEC §5.1–5.3): exportVideo create/remove/retry, getExportVideoStatus."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from sense_plugin.api.commands.devices import check_server, find_device
+from sense_plugin.api.keys import CONFIG, ENGINE
+from sense_plugin.api.params import parse_int, parse_u64
+from sense_plugin.api.results import ExportChanged, ExportCreated, ExportStatusList
+from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.users import EXPORT, VIEW
+from sense_plugin.api.xmlin import child_text, parse_body
+from sense_plugin.config import Config
+from sense_plugin.errors import (
+    DeviceNotActiveError,
+    InvalidExportIdError,
+    MissingParameterError,
+    NoDeviceError,
+    NoServerError,
+    OutOfRangeError,
+)
+from sense_plugin.export.model import FORMATS, DeviceRange, ExportRequest, Status
+from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
+
+MAX_BANDWIDTH_KBPS = 100_000_000
+MAX_NAME_CHARS = 200
+MAX_PAGE = 1000
+ACTIONS = ("remove", "retry")
+
+
+async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
+    """Create an export from the XML body, or remove/retry one (body or query form)."""
+    action = ctx.params.text("action")
+    if action is not None:
+        return await _act(ctx, action, ctx.params.text("exportid", required=True) or "")
+    document = parse_body(ctx.body, "export")
+    action = child_text(document, "action")
+    if action is not None:
+        return await _act(ctx, action, child_text(document, "exportid", required=True) or "")
+    request = parse_export(document, ctx.app[CONFIG])
+    export = await ctx.app[ENGINE].create(request, ctx.user.name)
+    return ExportCreated(export.export_id)
+
+
+async def _act(ctx: CommandContext, action: str, export_id_text: str) -> ExportCreated | ExportChanged:
+    export_id = parse_export_id(export_id_text)
+    engine = ctx.app[ENGINE]
+    user = ctx.user
+    match action.lower():
+        case "remove":
+            export = await engine.remove(export_id, user.name, user.is_admin)
+            return ExportChanged(export.export_id, export.status)
+        case "retry":
+            export = await engine.retry(export_id, user.name, user.is_admin)
+            return ExportCreated(export.export_id)
+    raise OutOfRangeError(f"action '{action[:40]}' is not one of {', '.join(ACTIONS)}")
+
+
+async def get_export_video_status(ctx: CommandContext) -> ExportStatusList:
+    """One export by id, or every visible export (optionally filtered and paged)."""
+    engine = ctx.app[ENGINE]
+    user = ctx.user
+    params = ctx.params
+    export_id_text = params.text("exportid")
+    if export_id_text is not None:
+        export = engine.get(parse_export_id(export_id_text), user.name, user.is_admin)
+        return ExportStatusList((export,))
+    status_text = params.text("status")
+    statuses = _parse_statuses(status_text) if status_text else None
+    limit = params.integer("limit", minimum=1, maximum=MAX_PAGE)
+    offset = params.integer("offset", minimum=0, maximum=2**62)
+    exports = engine.visible(user.name, user.is_admin)
+    if statuses is not None:
+        exports = [e for e in exports if e.status in statuses]
+    if limit is not None or offset is not None:
+        start = offset or 0
+        newest_first = exports[::-1]
+        exports = newest_first[start:start + (limit or MAX_PAGE)]
+    return ExportStatusList(tuple(exports))
+
+
+def parse_export_id(text: str) -> int:
+    """An export id: a positive integer, else -57."""
+    export_id = parse_u64(text.strip(), "exportid", InvalidExportIdError)
+    if export_id == 0:
+        raise InvalidExportIdError("exportid 0 is not known")
+    return export_id
+
+
+def parse_export(document: etree._Element, config: Config) -> ExportRequest:
+    """Validate a create request completely; the first problem found is raised."""
+    devices_element = document.find("devices")
+    if devices_element is None:
+        raise MissingParameterError("missing element <devices> in <export>")
+    device_elements = devices_element.findall("device")
+    if not device_elements:
+        raise MissingParameterError("<devices> must contain at least one <device>")
+    limit = config.export.max_devices_per_export
+    if len(device_elements) > limit:
+        raise OutOfRangeError(f"{len(device_elements)} devices requested; at most {limit} allowed")
+    devices = tuple(_parse_device(d, i + 1, config) for i, d in enumerate(device_elements))
+    fmt = (child_text(document, "format") or "mp4").lower()
+    if fmt not in FORMATS:
+        raise OutOfRangeError(f"format '{fmt[:20]}' is not one of {', '.join(FORMATS)}")
+    bandwidth_text = child_text(document, "bandwidth")
+    bandwidth = 0 if bandwidth_text is None else parse_int(
+        bandwidth_text, "bandwidth", 0, MAX_BANDWIDTH_KBPS)
+    name = child_text(document, "name") or ""
+    if len(name) > MAX_NAME_CHARS:
+        raise OutOfRangeError(f"name is longer than {MAX_NAME_CHARS} characters")
+    return ExportRequest(devices=devices, path=child_text(document, "path") or "",
+                         bandwidth_kbps=bandwidth, fmt=fmt, name=name)
+
+
+def _parse_device(element: etree._Element, number: int, config: Config) -> DeviceRange:
+    server_text = child_text(element, "serverid")
+    server_id = config.server.server_id
+    if server_text is not None:
+        server_id = parse_u64(server_text, f"device #{number} serverid", NoServerError)
+        check_server(config, server_id)
+    device_text = child_text(element, "deviceid", required=True) or ""
+    device = find_device(config, parse_u64(device_text, f"device #{number} deviceid",
+                                           NoDeviceError))
+    if not device.enabled:
+        raise DeviceNotActiveError(f"device {device.device_id} ({device.name}) is disabled")
+    start_us = parse_timestamp(child_text(element, "starttime", required=True) or "",
+                               f"device {device.device_id} starttime")
+    end_us = parse_timestamp(child_text(element, "endtime", required=True) or "",
+                             f"device {device.device_id} endtime")
+    _check_range(device.device_id, start_us, end_us, config)
+    return DeviceRange(server_id, device.device_id, start_us, end_us)
+
+
+def _check_range(device_id: int, start_us: int, end_us: int, config: Config) -> None:
+    if start_us >= end_us:
+        raise OutOfRangeError(f"device {device_id}: starttime must be before endtime")
+    span_s = (end_us - start_us) / 1_000_000
+    if span_s > config.export.max_span_s:
+        raise OutOfRangeError(f"device {device_id}: span of {span_s:.0f} s exceeds the maximum "
+                              f"of {config.export.max_span_s} s")
+    if end_us > now_us():
+        raise OutOfRangeError(f"device {device_id}: endtime {format_timestamp(end_us)} "
+                              "is in the future")
+
+
+def _parse_statuses(text: str) -> frozenset[Status]:
+    statuses = set()
+    for part in text.split(","):
+        try:
+            statuses.add(Status(part.strip().upper()))
+        except ValueError:
+            raise OutOfRangeError(f"status '{part.strip()[:20]}' is not one of "
+                                  f"{', '.join(s.value for s in Status)}") from None
+    return frozenset(statuses)
+
+
+COMMANDS = (
+    Command("exportVideo", export_video, EXPORT),
+    Command("getExportVideoStatus", get_export_video_status, VIEW),
+)

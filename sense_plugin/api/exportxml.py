@@ -1,0 +1,77 @@
+"""XML rendering of exports: the ``getExportVideoStatus`` document and action answers."""
+
+from __future__ import annotations
+
+from lxml import etree
+from lxml.builder import E
+
+from sense_plugin.api import results as r
+from sense_plugin.api.render import render, ts
+from sense_plugin.export.model import Export, FileInfo, Job, Status
+
+
+@render.register
+def _(result: r.ExportCreated) -> etree._Element:
+    return E.exportid(str(result.export_id))
+
+
+@render.register
+def _(result: r.ExportChanged) -> list[etree._Element]:
+    return [E.exportid(str(result.export_id)), E.status(result.status.value)]
+
+
+@render.register
+def _(result: r.ExportStatusList) -> etree._Element:
+    return E.exports(*(export_element(e) for e in result.exports), count=str(len(result.exports)))
+
+
+def export_element(export: Export) -> etree._Element:
+    """One ``<export>`` with its devices, the VDG Sense fields first, then the extensions."""
+    element = E.export(
+        E.exportid(str(export.export_id)),
+        E.path(export.path),
+        E.status(export.status.value),
+        E.bandwidth(str(export.bandwidth_kbps)),
+        E.devices(*(job_element(j) for j in export.jobs)),
+        E.name(export.name),
+        E.format(export.fmt),
+        E.created(ts(export.created_us)),
+        E.owner(export.owner),
+        E.bandwidthlimit(str(export.bandwidth_limit_kbps)),
+        E.progress(str(export.progress)),
+    )
+    if export.retried_from is not None:
+        element.append(E.retriedfrom(str(export.retried_from)))
+    if export.expires_us is not None and export.status is Status.COMPLETED:
+        element.append(E.expires(ts(export.expires_us)))
+    return element
+
+
+def job_element(job: Job) -> etree._Element:
+    element = E.device(
+        E.serverid(str(job.server_id)),
+        E.deviceid(str(job.device_id)),
+        E.starttime(ts(job.start_us)),
+        E.endtime(ts(job.end_us)),
+        E.progress(str(job.progress)),
+        E.status(job.status.value),
+        E.name(job.device_name),
+        E.bandwidth(str(job.bandwidth_kbps)),
+        E.bytes(str(job.bytes_written)),
+    )
+    if job.file is not None and job.status is Status.COMPLETED:
+        element.append(E.files(file_element(job.file)))
+    if job.status is Status.FAILED:
+        element.append(E.errorcode(str(job.errorcode)))
+        element.append(E.description(job.description))
+    return element
+
+
+def file_element(info: FileInfo) -> etree._Element:
+    return E.file(
+        E.name(info.name), E.size(str(info.size_bytes)), E.sha256(info.sha256),
+        E.starttime(ts(info.first_frame_us)), E.endtime(ts(info.last_frame_us)),
+        E.framecount(str(info.frame_count)),
+        E.gaps(*(E.gap(E.starttime(ts(g.start_us)), E.endtime(ts(g.end_us))) for g in info.gaps),
+               count=str(len(info.gaps))),
+    )
