@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import av
 from av.bitstream import BitStreamFilterContext
@@ -109,7 +110,7 @@ class SegmentWriter:
             raise
         self.bytes_written = 0
 
-    def write(self, packet: Packet[Stream], source_index: int) -> None:
+    def write(self, packet: Packet[Any], source_index: int) -> None:
         """Mux a packet whose pts/dts are already rebased to the segment."""
         bsf = self._filters.get(source_index)
         packets = bsf.filter(packet) if bsf is not None else [packet]
