@@ -93,3 +93,74 @@ def archive_config(tmp_path: Path) -> Callable[..., Any]:
         return config_from_dict(data, base_dir=tmp_path)
 
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# API fixtures: a real app over a small prebuilt archive of three devices (plus a disabled one).
+# ---------------------------------------------------------------------------------------------
+
+#: Ids and names of the API test devices; Gappy has a 20 s hole in the middle, Matroska is MKV.
+API_DEVICES = {"Steady": 9890179877273119875, "Gappy": 9890179877273119876,
+               "Matroska": 9890179877273119877, "Off": 9890179877273119878}
+API_SERVER_ID = 7015498111931795223
+
+
+@pytest.fixture(scope="session")
+def api_archive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Recorded minute per device ending five minutes ago; returns dirs and the time span."""
+    import time
+
+    end_us = (int(time.time()) - 300) * 1_000_000
+    start_us = end_us - 60_000_000
+    root = tmp_path_factory.mktemp("api-archive")
+    opts = {**MEDIA_DEFAULTS, "segment_s": 10.0}
+    dirs = {name: root / name for name in API_DEVICES}
+    demo.generate_device(dirs["Steady"], name="Steady", start_us=start_us, end_us=end_us, **opts)
+    demo.generate_device(dirs["Gappy"], name="Gappy", start_us=start_us,
+                         end_us=start_us + 20_000_000, **opts)
+    demo.generate_device(dirs["Gappy"], name="Gappy", start_us=start_us + 40_000_000,
+                         end_us=end_us, **opts)
+    demo.generate_device(dirs["Matroska"], name="Matroska", start_us=start_us, end_us=end_us,
+                         fmt="mkv", **opts)
+    dirs["Off"].mkdir()
+    return {"dirs": dirs, "start_us": start_us, "end_us": end_us}
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, api_archive: dict[str, Any]) -> Callable[..., Any]:
+    """Factory: a :class:`Config` over the API archive; keyword args are tables to merge.
+
+    ``make_config(export={"max_queued_jobs": 3}, auth={...})``; data lives under ``tmp_path``.
+    """
+    from sense_plugin.config import config_from_dict
+
+    def make(**tables: Any) -> Any:
+        devices = [{"deviceid": str(i), "name": n, "archive_dir": str(api_archive["dirs"][n]),
+                    "enabled": n != "Off"} for n, i in API_DEVICES.items()]
+        data: dict[str, Any] = {
+            "server": {"serverid": str(API_SERVER_ID), "name": "Test recorder",
+                       "data_dir": "data"},
+            "archive": {"demo": False}, "devices": devices,
+        }
+        for table, values in tables.items():
+            data[table] = {**data.get(table, {}), **values}
+        return config_from_dict(data, base_dir=tmp_path)
+
+    return make
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any) -> Callable[..., Any]:
+    """Factory: ``await make_client(config)`` → a TestClient of ``create_app(config)``."""
+    from sense_plugin.api.app import create_app
+
+    async def make(config: Any) -> Any:
+        return await aiohttp_client(create_app(config))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Any], make_config: Callable[..., Any]) -> Any:
+    """A client of the default test server (authentication off)."""
+    return await make_client(make_config())
