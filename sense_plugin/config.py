@@ -67,6 +67,8 @@ class ExportConfig:
     max_span_s: int = 86400
     export_retention_hours: float = 24
     history_days: float = 30
+    #: How often the export retention sweep runs (seconds).
+    retention_sweep_s: float = 60
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,7 @@ class _Reader:
             max_span_s=self.number(table, w, "max_span_s", int, 86400, 1),
             export_retention_hours=self.number(table, w, "export_retention_hours", float, 24.0),
             history_days=self.number(table, w, "history_days", float, 30.0),
+            retention_sweep_s=self.number(table, w, "retention_sweep_s", float, 60.0, 0.01, 86400),
         )
 
     def archive(self, table: Mapping[str, Any]) -> ArchiveConfig:
