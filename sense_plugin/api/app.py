@@ -20,6 +20,7 @@ from sense_plugin.api.middleware import error_middleware, xml_response
 from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
 from sense_plugin.api.results import ApiInfo, SessionKey
+from sense_plugin.api.web import setup_web
 from sense_plugin.api.xmlin import child_text, parse_body
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
@@ -47,6 +48,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/webservice", webservice)
     app.router.add_route("GET", "/command", command)
     app.router.add_route("POST", "/command", command)
+    setup_web(app)  # the browser export page under /web/
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx])
     return app
 

@@ -1,0 +1,67 @@
+"""The browser export page: packaged static files under ``/web/`` (no listing, no CDN).
+
+The page is a plain client of the XML command API; this module only serves its files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+INDEX = "index.html"
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+#: The page loads nothing from elsewhere and runs no inline script.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+#: A request marked like this comes from the page's own ``fetch`` calls.
+BROWSER_CLIENT_HEADER = "X-Requested-With"
+
+
+def setup_web(app: web.Application) -> None:
+    """Register ``/`` → ``/web/`` and the page's files; quiet Basic challenges for the page."""
+    files = {p.name: p for p in sorted(WEB_DIR.iterdir())
+             if p.is_file() and p.suffix in CONTENT_TYPES}
+    app.router.add_get("/", _redirect_to_page)
+    app.router.add_get("/web", _redirect_to_page)
+    app.router.add_get("/web/", _file_handler(files[INDEX]))
+    for name, path in files.items():
+        app.router.add_get(f"/web/{name}", _file_handler(path))
+    app.on_response_prepare.append(_quiet_basic_challenge)
+
+
+async def _redirect_to_page(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/web/")
+
+
+def _file_handler(path: Path) -> web.RequestHandler:
+    headers = {"Content-Type": CONTENT_TYPES[path.suffix], **SECURITY_HEADERS}
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path, headers=headers)
+
+    return serve
+
+
+async def _quiet_basic_challenge(request: web.Request, response: web.StreamResponse) -> None:
+    """Drop ``WWW-Authenticate`` from 401s to the page's requests.
+
+    Browsers answer a Basic challenge on a ``fetch`` with their own password dialog, which would
+    hide the page's login form. The page marks its requests with ``X-Requested-With``; every
+    other client still gets the challenge (SPEC §2).
+    """
+    if response.status == 401 and request.headers.get(BROWSER_CLIENT_HEADER):
+        response.headers.pop("WWW-Authenticate", None)
