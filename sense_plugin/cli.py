@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
 
     hash_pw = sub.add_parser("hash-password", help="print a password hash for the config")
     hash_pw.set_defaults(func=cmd_hash_password)
+
+    verify = sub.add_parser("verify", help="re-check an export directory against its manifest")
+    verify.add_argument("directory", type=Path, metavar="EXPORT_DIR")
+    verify.set_defaults(func=cmd_verify)
     return parser
 
 
@@ -118,3 +122,14 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
         return 1
     print(hash_password(password))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Print one line per file (OK, MISMATCH, MISSING, EXTRA); 1 when anything is wrong."""
+    from sense_plugin.export.verify import verify_directory
+
+    report = verify_directory(args.directory)
+    for line in report.lines():
+        print(line)
+    print(f"verify: {'PASSED' if report.ok else 'FAILED'} ({len(report.checked)} files listed)")
+    return 0 if report.ok else 1

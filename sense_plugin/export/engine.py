@@ -17,7 +17,8 @@ from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, QueueFullError
 from sense_plugin.export import files
-from sense_plugin.export.model import Export, ExportRequest, Job, Status
+from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
+from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
 from sense_plugin.export.paths import resolve_export_dir
 from sense_plugin.export.pool import WorkerPool
 from sense_plugin.export.runner import JobRunner
@@ -43,6 +44,7 @@ class ExportEngine:
         self._pool = WorkerPool(config.export.max_concurrent_jobs)
         self._runner = JobRunner(config, archive, executor, self)
         self._tasks: list[asyncio.Task[None]] = []
+        self._finishing: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -58,6 +60,7 @@ class ExportEngine:
                     await self.run_io(files.remove_partial, export, job)
                 if job.status is Status.PENDING:
                     self._enqueue(job)
+            await self.finish_if_done(export)  # finished before a crash stamped it
         await self._pool.start()
         self._tasks = [asyncio.create_task(self._dispatch(), name=f"export-dispatch-{i}")
                        for i in range(self._config.export.max_concurrent_jobs)]
@@ -152,15 +155,27 @@ class ExportEngine:
         await self._in_store(self._store.update_job, job)
 
     async def finish_if_done(self, export: Export) -> None:
-        """Once every job is terminal: stamp the finish time, retention deadline, manifest."""
-        if any(not j.terminal for j in export.jobs) or export.finished_us is not None:
+        """Once every job is terminal: write the manifest, then stamp finish time and deadline."""
+        if (any(not j.terminal for j in export.jobs) or export.finished_us is not None
+                or export.export_id in self._finishing):
             return
-        export.finished_us = now_us()
-        if export.status in (Status.COMPLETED, Status.FAILED):
-            hours = self._config.export.export_retention_hours
-            export.expires_us = export.finished_us + int(hours * 3600 * 1_000_000)
-        assert self._store is not None
-        await self._in_store(self._store.update_export, export)
+        self._finishing.add(export.export_id)
+        try:
+            finished_us = now_us()
+            final = combine_statuses([j.status for j in export.jobs])
+            if final in (Status.COMPLETED, Status.FAILED):
+                try:
+                    await self.run_io(write_manifest, export, final, finished_us)
+                except OSError as exc:
+                    log.error("export %s: cannot write %s: %s", export.export_id,
+                              MANIFEST_NAME, exc)
+                hours = self._config.export.export_retention_hours
+                export.expires_us = finished_us + int(hours * 3600 * 1_000_000)
+            export.finished_us = finished_us
+            assert self._store is not None
+            await self._in_store(self._store.update_export, export)
+        finally:
+            self._finishing.discard(export.export_id)
 
     def export_of(self, job: Job) -> Export:
         return self._exports[job.export_id]

@@ -114,7 +114,12 @@ class Export:
 
     @property
     def status(self) -> Status:
-        return combine_statuses([job.status for job in self.jobs])
+        """Combined device statuses; still SYNCING until the engine has finalised the export
+        (finish time stamped, manifest written), so COMPLETED always means "manifest ready"."""
+        status = combine_statuses([job.status for job in self.jobs])
+        if status in (Status.COMPLETED, Status.FAILED) and self.finished_us is None:
+            return Status.SYNCING
+        return status
 
     @property
     def progress(self) -> int:

@@ -1,0 +1,121 @@
+"""The evidence manifest (``manifest.xml``): pure build/parse functions and an atomic write."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+from lxml.builder import E
+
+from sense_plugin.export.model import Export, FileInfo, Job, Status
+from sense_plugin.timestamps import format_timestamp
+
+MANIFEST_NAME = "manifest.xml"
+MANIFEST_VERSION = "1"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+_TEMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """A file as the manifest lists it: what ``verify`` checks."""
+
+    name: str
+    size_bytes: int
+    sha256: str
+
+
+def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
+    """The manifest document of a finished export (schemas/manifest.xsd)."""
+    root = E.manifest(
+        E.exportid(str(export.export_id)),
+        E.owner(export.owner),
+        E.created(format_timestamp(export.created_us)),
+        E.finished(format_timestamp(finished_us)),
+        E.format(export.fmt),
+        E.name(export.name),
+        E.path(export.path),
+        E.status(status.value),
+        E.devices(*(_device(job) for job in export.jobs)),
+        version=MANIFEST_VERSION,
+    )
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _device(job: Job) -> etree._Element:
+    element = E.device(
+        E.serverid(str(job.server_id)),
+        E.deviceid(str(job.device_id)),
+        E.name(job.device_name),
+        E.starttime(format_timestamp(job.start_us)),
+        E.endtime(format_timestamp(job.end_us)),
+        E.status(job.status.value),
+    )
+    if job.file is not None and job.status is Status.COMPLETED:
+        element.append(_file(job.file))
+    elif job.status is Status.FAILED:
+        element.append(E.errorcode(str(job.errorcode)))
+        element.append(E.description(job.description))
+    return element
+
+
+def _file(info: FileInfo) -> etree._Element:
+    return E.file(
+        E.name(info.name),
+        E.size(str(info.size_bytes)),
+        E.sha256(info.sha256),
+        E.firstframe(format_timestamp(info.first_frame_us)),
+        E.lastframe(format_timestamp(info.last_frame_us)),
+        E.framecount(str(info.frame_count)),
+        E.gaps(*(E.gap(E.starttime(format_timestamp(g.start_us)),
+                       E.endtime(format_timestamp(g.end_us))) for g in info.gaps),
+               count=str(len(info.gaps))),
+    )
+
+
+def parse_manifest(data: bytes) -> list[ListedFile]:
+    """The files a manifest lists; ``ValueError`` naming the problem if it is not one."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ValueError("manifest is too large")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"manifest is not well-formed XML: {exc}") from None
+    if root.tag != "manifest":
+        raise ValueError(f"root element is <{root.tag}>, expected <manifest>")
+    listed = []
+    for element in root.iterfind("devices/device/file"):
+        name, size, digest = (element.findtext(t) for t in ("name", "size", "sha256"))
+        if not name or not size or not size.isdigit() or not digest:
+            raise ValueError("a <file> lacks a valid <name>, <size> or <sha256>")
+        if name != Path(name).name or name in (".", "..", MANIFEST_NAME):
+            raise ValueError(f"file name '{name}' is not a plain file name")
+        listed.append(ListedFile(name, int(size), digest.lower()))
+    return listed
+
+
+def write_manifest(export: Export, status: Status, finished_us: int) -> Path | None:
+    """Write ``manifest.xml`` atomically (temp name, fsync, rename); blocking.
+
+    Returns its path, or None when the export never got a directory (every device failed
+    before writing anything).
+    """
+    directory = export.directory
+    if not directory.is_dir():
+        return None
+    final = directory / MANIFEST_NAME
+    temp = directory / (MANIFEST_NAME + _TEMP_SUFFIX)
+    data = build_manifest(export, status, finished_us)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return final

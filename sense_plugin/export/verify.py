@@ -1,0 +1,79 @@
+"""``sense-plugin verify DIR``: re-hash an export directory's files against its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sense_plugin.export.manifest import MANIFEST_NAME, parse_manifest
+
+_READ_BYTES = 1024 * 1024
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found; ``ok`` only when every listed file matches and nothing is extra."""
+
+    checked: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.problem or self.mismatched or self.missing or self.extra)
+
+    def lines(self) -> list[str]:
+        """Human-readable findings, one per line."""
+        if self.problem:
+            return [f"ERROR {self.problem}"]
+        out = [f"MISMATCH {m} ({self.details.get(m, '')})" for m in self.mismatched]
+        out += [f"MISSING {name}" for name in self.missing]
+        out += [f"EXTRA {name}" for name in self.extra]
+        bad = set(self.mismatched) | set(self.missing)
+        out += [f"OK {name}" for name in self.checked if name not in bad]
+        return out
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_READ_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_directory(directory: Path) -> VerifyReport:
+    """Check every file the manifest lists (size and SHA-256) and look for unlisted files."""
+    report = VerifyReport()
+    manifest_path = directory / MANIFEST_NAME
+    try:
+        listed = parse_manifest(manifest_path.read_bytes())
+    except OSError as exc:
+        report.problem = f"cannot read {manifest_path}: {exc.strerror}"
+        return report
+    except ValueError as exc:
+        report.problem = f"{manifest_path}: {exc}"
+        return report
+    for entry in listed:
+        report.checked.append(entry.name)
+        path = directory / entry.name
+        if not path.is_file():
+            report.missing.append(entry.name)
+            continue
+        size = path.stat().st_size
+        if size != entry.size_bytes:
+            report.mismatched.append(entry.name)
+            report.details[entry.name] = f"size {size}, manifest says {entry.size_bytes}"
+            continue
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            report.mismatched.append(entry.name)
+            report.details[entry.name] = f"sha256 {digest}, manifest says {entry.sha256}"
+    names = {entry.name for entry in listed} | {MANIFEST_NAME}
+    report.extra = sorted(p.name for p in directory.iterdir() if p.name not in names)
+    return report
