@@ -15,8 +15,9 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "sense_plugin" / "schemas"
 
 @cache
 def schema(name: str) -> etree.XMLSchema:
-    """The compiled XSD ``sense_plugin/schemas/<name>.xsd``."""
-    return etree.XMLSchema(etree.parse(str(SCHEMAS / f"{name}.xsd")))
+    """The compiled XSD ``sense_plugin/schemas/<name>.xsd`` (name matched case-insensitively)."""
+    files = {p.stem.lower(): p for p in SCHEMAS.glob("*.xsd")}
+    return etree.XMLSchema(etree.parse(str(files[name.lower()])))
 
 
 def parse_result(body: bytes, schema_name: str | None) -> etree._Element:

@@ -31,7 +31,11 @@ def worker_main(conn: Connection) -> None:
         if message[0] == "stop":
             return
         if message[0] == "job":
-            conn.send(run_job(conn, message[1]))
+            reply = run_job(conn, message[1])
+            try:
+                conn.send(reply)
+            except OSError:
+                return
         # rate/cancel messages that arrive between jobs are stale: ignore them
 
 
@@ -48,12 +52,15 @@ class _Control:
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + CONTROL_INTERVAL_S
-            while self.conn.poll():
-                message = self.conn.recv()
-                if message[0] == "cancel":
-                    self.cancelled = True
-                elif message[0] == "rate":
-                    self.throttle.set_rate(message[1])
+            try:
+                while self.conn.poll():
+                    message = self.conn.recv()
+                    if message[0] == "cancel":
+                        self.cancelled = True
+                    elif message[0] == "rate":
+                        self.throttle.set_rate(message[1])
+            except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
+                self.cancelled = True
         return self.cancelled
 
 

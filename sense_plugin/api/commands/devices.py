@@ -38,6 +38,7 @@ async def get_device_list(ctx: CommandContext) -> r.DeviceList:
 
 async def get_diva_list(ctx: CommandContext) -> r.DivaList:
     config = ctx.app[CONFIG]
+    check_server(config, ctx.params.u64("serverid", NoServerError))
     return r.DivaList((r.ServerRow(config.server.server_id, config.server.name),))
 
 

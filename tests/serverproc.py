@@ -1,0 +1,62 @@
+"""Run the real ``sense-plugin serve`` as a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from lxml import etree
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """``sense-plugin serve --config CONFIG --port PORT`` with helpers to talk to it."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log_path = config, log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sense_plugin", "serve", "--config", str(self.config),
+                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_path.read_text()
+            try:
+                self.get("/info")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def get(self, path: str, data: bytes | None = None) -> etree._Element:
+        request = urllib.request.Request(self.url + path, data=data)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return etree.fromstring(response.read())
+
+    def command(self, query: str, data: bytes | None = None) -> etree._Element:
+        return self.get(f"/command?command={query}", data)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout_s)

@@ -1,0 +1,72 @@
+"""Configuration: the shipped defaults load, and bad files name file, key and problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sense_plugin.config import (
+    PACKAGED_DEFAULT,
+    SOURCE_DEFAULT,
+    config_from_dict,
+    load_config,
+)
+from sense_plugin.errors import ConfigError
+
+MINIMAL = {"server": {"serverid": "1"}}
+
+
+def test_shipped_default_and_packaged_copy_agree() -> None:
+    source = load_config(SOURCE_DEFAULT)
+    packaged = load_config(PACKAGED_DEFAULT)
+    assert source.devices == packaged.devices
+    assert source.export == packaged.export and source.http == packaged.http
+    assert source.server.data_dir == SOURCE_DEFAULT.parent.parent.resolve() / "sense-data"
+    assert source.server.export_roots == (source.server.data_dir / "exports",)
+
+
+def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "c.toml"
+    path.parent.mkdir()
+    path.write_text('[server]\nserverid = "5"\ndata_dir = "../d"\n[[devices]]\ndeviceid = "7"\n')
+    config = load_config(path)
+    assert config.server.data_dir == tmp_path / "d"
+    assert config.devices[0].archive_dir == tmp_path / "d" / "archive" / "7"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({}, "missing key 'serverid'"),
+    ({"server": {"serverid": "-1"}}, "serverid"),
+    ({**MINIMAL, "http": {"port": 70000}}, r"\[http\] port"),
+    ({**MINIMAL, "export": {"max_concurrent_jobs": "two"}}, "max_concurrent_jobs"),
+    ({**MINIMAL, "export": {"max_concurent_jobs": 2}}, "unknown key 'max_concurent_jobs'"),
+    ({**MINIMAL, "auth": {"enabled": True}}, "no users"),
+    ({**MINIMAL, "http": {"host": "0.0.0.0"}}, "only on loopback"),
+    ({**MINIMAL, "devices": [{"deviceid": "1"}, {"deviceid": "1"}]}, "unique"),
+    ({**MINIMAL, "auth": {"users": [{"name": "a", "password_hash": "plain"}]}}, "hash-password"),
+    ({**MINIMAL, "auth": {"users": [{"name": "a", "password_hash": "scrypt$x",
+                                     "permissions": ["root"]}]}}, "unknown permission"),
+])
+def test_bad_config_names_the_problem(tmp_path: Path, data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data, base_dir=tmp_path, source="site.toml")
+
+
+def test_bad_config_file_exits_nonzero_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[server\n")
+    result = subprocess.run([sys.executable, "-m", "sense_plugin", "serve", "--config", str(path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "broken.toml" in result.stderr and "TOML" in result.stderr
+
+
+def test_hash_password_command_reads_stdin() -> None:
+    result = subprocess.run([sys.executable, "-m", "sense_plugin", "hash-password"],
+                            input="s3cret\n", capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    from sense_plugin.passwords import verify_password
+    assert verify_password("s3cret", result.stdout.strip())
