@@ -140,8 +140,9 @@ def config_from_dict(
 
 
 def _apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = {key: (dict(val) if isinstance(val, Mapping) else val)
-                              for key, val in data.items()}
+    merged: dict[str, Any] = {
+        key: (dict(val) if isinstance(val, Mapping) else val) for key, val in data.items()
+    }
     for dotted, value in overrides.items():
         if value is None:
             continue
@@ -180,8 +181,16 @@ class _Reader:
             raise self.fail(f"{where} {key}", f"expected {kind.__name__}, got {value!r}")
         return value
 
-    def number(self, table: Mapping[str, Any], where: str, key: str, kind: type, default: Any,
-               minimum: float = 0, maximum: float = float("inf")) -> Any:
+    def number(
+        self,
+        table: Mapping[str, Any],
+        where: str,
+        key: str,
+        kind: type,
+        default: Any,
+        minimum: float = 0,
+        maximum: float = float("inf"),
+    ) -> Any:
         value = self.get(table, where, key, kind, default)
         if not minimum <= value <= maximum:
             raise self.fail(f"{where} {key}", f"{value} is outside {minimum}..{maximum}")
@@ -201,17 +210,31 @@ class _Reader:
         return (self.base_dir / Path(value).expanduser()).resolve()
 
     def config(self, data: Mapping[str, Any]) -> Config:
-        self.check_keys(data, "top level", {"server", "http", "auth", "export", "archive", "devices"})
-        server = self.server(self.table(data, "server", {"serverid", "name", "data_dir", "export_roots"}))
-        http = self.http(self.table(data, "http", {"host", "port", "tls_cert", "tls_key", "max_body_kb"}))
+        self.check_keys(
+            data, "top level", {"server", "http", "auth", "export", "archive", "devices"}
+        )
+        server = self.server(
+            self.table(data, "server", {"serverid", "name", "data_dir", "export_roots"})
+        )
+        http = self.http(
+            self.table(data, "http", {"host", "port", "tls_cert", "tls_key", "max_body_kb"})
+        )
         auth = self.auth(self.table(data, "auth", {"enabled", "session_idle_s", "users"}))
         if not auth.enabled and not is_loopback(http.host):
-            raise self.fail("[auth] enabled", f"authentication may be disabled only on loopback, "
-                                              f"but [http] host is '{http.host}'")
+            raise self.fail(
+                "[auth] enabled",
+                f"authentication may be disabled only on loopback, "
+                f"but [http] host is '{http.host}'",
+            )
         return Config(
-            source=self.source, server=server, http=http, auth=auth,
+            source=self.source,
+            server=server,
+            http=http,
+            auth=auth,
             export=self.export(self.table(data, "export", set(ExportConfig.__dataclass_fields__))),
-            archive=self.archive(self.table(data, "archive", set(ArchiveConfig.__dataclass_fields__))),
+            archive=self.archive(
+                self.table(data, "archive", set(ArchiveConfig.__dataclass_fields__))
+            ),
             devices=self.devices(data.get("devices", []), server.data_dir),
         )
 
@@ -266,14 +289,21 @@ class _Reader:
         perms = self.get(table, where, "permissions", list, ["view"])
         bad = [p for p in perms if p not in PERMISSIONS]
         if bad:
-            raise self.fail(f"{where} permissions", f"unknown permission {bad[0]!r} "
-                                                    f"(known: {', '.join(sorted(PERMISSIONS))})")
+            raise self.fail(
+                f"{where} permissions",
+                f"unknown permission {bad[0]!r} (known: {', '.join(sorted(PERMISSIONS))})",
+            )
         password_hash = self.get(table, where, "password_hash", str, "")
         if not password_hash.startswith("scrypt$"):
-            raise self.fail(f"{where} password_hash",
-                            "expected a hash from `sense-plugin hash-password` (scrypt$...)")
-        return UserConfig(name=self.get(table, where, "name", str, ""),
-                          password_hash=password_hash, permissions=frozenset(perms))
+            raise self.fail(
+                f"{where} password_hash",
+                "expected a hash from `sense-plugin hash-password` (scrypt$...)",
+            )
+        return UserConfig(
+            name=self.get(table, where, "name", str, ""),
+            password_hash=password_hash,
+            permissions=frozenset(perms),
+        )
 
     def export(self, table: Mapping[str, Any]) -> ExportConfig:
         w = "[export]"
@@ -300,7 +330,9 @@ class _Reader:
     def devices(self, items: Any, data_dir: Path) -> tuple[DeviceConfig, ...]:
         if not isinstance(items, list):
             raise self.fail("[[devices]]", "expected an array of tables")
-        devices = tuple(self.device(d, f"[[devices]] #{i + 1}", data_dir) for i, d in enumerate(items))
+        devices = tuple(
+            self.device(d, f"[[devices]] #{i + 1}", data_dir) for i, d in enumerate(items)
+        )
         ids = [d.device_id for d in devices]
         if len(set(ids)) != len(ids):
             raise self.fail("[[devices]]", "deviceid values must be unique")
@@ -319,8 +351,11 @@ class _Reader:
             device_id=device_id,
             name=self.get(table, where, "name", str, f"Camera {device_id}"),
             enabled=self.get(table, where, "enabled", bool, True),
-            archive_dir=(self.path(archive_dir, f"{where} archive_dir") if archive_dir is not None
-                         else data_dir / "archive" / str(device_id)),
+            archive_dir=(
+                self.path(archive_dir, f"{where} archive_dir")
+                if archive_dir is not None
+                else data_dir / "archive" / str(device_id)
+            ),
             source=source,
         )
 

@@ -39,11 +39,19 @@ def parse_timestamp(text: str, name: str = "timestamp") -> int:
     frac = (parts["frac"] or "").ljust(6, "0")
     try:
         moment = datetime(
-            int(parts["y"]), int(parts["mo"]), int(parts["d"]),
-            int(parts["h"]), int(parts["mi"]), int(parts["s"]), int(frac or 0), tzinfo=UTC,
+            int(parts["y"]),
+            int(parts["mo"]),
+            int(parts["d"]),
+            int(parts["h"]),
+            int(parts["mi"]),
+            int(parts["s"]),
+            int(frac or 0),
+            tzinfo=UTC,
         )
     except ValueError:
-        raise InvalidTimestampError(f"{name}: '{_clip(text)}' is not a valid date and time") from None
+        raise InvalidTimestampError(
+            f"{name}: '{_clip(text)}' is not a valid date and time"
+        ) from None
     return datetime_to_us(moment)
 
 

@@ -113,7 +113,9 @@ class Authenticator:
             failures.popleft()
         if len(failures) >= MAX_FAILURES:
             retry_s = int(failures[0] - cutoff) + 1
-            raise AuthRequiredError(f"too many failed logins from this address; retry in {retry_s} s")
+            raise AuthRequiredError(
+                f"too many failed logins from this address; retry in {retry_s} s"
+            )
 
     def expire_sessions(self) -> None:
         """Drop idle sessions (called periodically)."""

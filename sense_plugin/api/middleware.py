@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -11,6 +12,7 @@ from sense_plugin.api import render
 from sense_plugin.errors import ResultCode, SenseError
 
 log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def xml_response(body: bytes, status: int = 200) -> web.Response:
@@ -27,7 +29,7 @@ def error_response(exc: SenseError) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map :class:`SenseError` to its XML document and anything unexpected to -18."""
     try:
         return await handler(request)

@@ -35,7 +35,9 @@ class Params:
             return None
         distinct = {v.strip() for v in values}
         if len(distinct) > 1:
-            raise OutOfRangeError(f"parameter '{name}' is given more than once with different values")
+            raise OutOfRangeError(
+                f"parameter '{name}' is given more than once with different values"
+            )
         value = distinct.pop()
         if not value:
             raise EmptyValueError(f"parameter '{name}' is empty")
@@ -51,7 +53,9 @@ class Params:
         value = self.text(name, required=required)
         return None if value is None else parse_timestamp(value, name)
 
-    def integer(self, name: str, *, minimum: int, maximum: int, default: int | None = None) -> int | None:
+    def integer(
+        self, name: str, *, minimum: int, maximum: int, default: int | None = None
+    ) -> int | None:
         """A bounded decimal integer (-22 when malformed or out of range)."""
         value = self.text(name)
         if value is None:

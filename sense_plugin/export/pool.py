@@ -39,7 +39,7 @@ class WorkerProcess:
 
     def __init__(self, context: multiprocessing.context.BaseContext) -> None:
         self._context = context
-        parent, child = context.Pipe()  # type: ignore[attr-defined]
+        parent, child = context.Pipe()
         self._conn: Connection = parent
         self._process = context.Process(  # type: ignore[attr-defined]
             target=worker.worker_main, args=(child,), daemon=True, name="sense-export"
@@ -53,7 +53,7 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        return self._process.is_alive()
+        return bool(self._process.is_alive())
 
     async def run(self, payload: dict[str, Any], on_progress: ProgressCallback) -> dict[str, Any]:
         """Run one cut; returns the child's result dict or raises a coded error."""
@@ -80,10 +80,8 @@ class WorkerProcess:
         if future is None:
             return
         self._send(("cancel",))
-        try:
+        with contextlib.suppress(TimeoutError, JobCancelledError, SenseError):
             await asyncio.wait_for(asyncio.shield(future), STOP_GRACE_S)
-        except (asyncio.TimeoutError, JobCancelledError, SenseError):
-            pass
         if not future.done():
             log.warning("export worker %s did not stop in time; killing it", self._process.pid)
             self.kill()
@@ -105,8 +103,9 @@ class WorkerProcess:
             self._stop_reading(asyncio.get_running_loop())
             self._process.join(0.5)
             self._remove_temp()
-            log.error("export worker %s died (exit code %s)", self._process.pid,
-                      self._process.exitcode)
+            log.error(
+                "export worker %s died (exit code %s)", self._process.pid, self._process.exitcode
+            )
             self._fail(GeneralError("the export worker process died while cutting this device"))
 
     def _handle(self, message: tuple[Any, ...]) -> None:

@@ -22,7 +22,9 @@ def find_device(config: Config, device_id: int) -> DeviceConfig:
     """The configured device ``device_id``, or -2."""
     device = config.device(device_id)
     if device is None:
-        raise NoDeviceError(f"deviceid {device_id} is not known on server {config.server.server_id}")
+        raise NoDeviceError(
+            f"deviceid {device_id} is not known on server {config.server.server_id}"
+        )
     return device
 
 
@@ -30,10 +32,14 @@ async def get_device_list(ctx: CommandContext) -> r.DeviceList:
     config = ctx.app[CONFIG]
     check_server(config, ctx.params.u64("serverid", NoServerError))
     archive = ctx.app[ARCHIVE]
-    return r.DeviceList(tuple(
-        r.DeviceRow(d.name, config.server.server_id, d.device_id, archive.device_status(d.device_id))
-        for d in config.devices
-    ))
+    return r.DeviceList(
+        tuple(
+            r.DeviceRow(
+                d.name, config.server.server_id, d.device_id, archive.device_status(d.device_id)
+            )
+            for d in config.devices
+        )
+    )
 
 
 async def get_diva_list(ctx: CommandContext) -> r.DivaList:
@@ -45,8 +51,13 @@ async def get_diva_list(ctx: CommandContext) -> r.DivaList:
 async def get_server_options(ctx: CommandContext) -> r.ServerOptions:
     config = ctx.app[CONFIG]
     check_server(config, ctx.params.u64("serverid", NoServerError))
-    return r.ServerOptions(config.server.server_id, config.server.name, "sense_plugin",
-                           __version__, len(config.devices))
+    return r.ServerOptions(
+        config.server.server_id,
+        config.server.name,
+        "sense_plugin",
+        __version__,
+        len(config.devices),
+    )
 
 
 async def get_server_status(ctx: CommandContext) -> r.ServerStatus:
@@ -78,8 +89,9 @@ async def get_recordings(ctx: CommandContext) -> r.Recordings:
     if start_us >= end_us:
         raise OutOfRangeError("starttime must be before endtime")
     intervals = await archive.intervals(device.device_id, start_us, end_us)
-    return r.Recordings(config.server.server_id, device.device_id, start_us, end_us,
-                        tuple(intervals))
+    return r.Recordings(
+        config.server.server_id, device.device_id, start_us, end_us, tuple(intervals)
+    )
 
 
 COMMANDS = (

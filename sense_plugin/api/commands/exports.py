@@ -7,8 +7,8 @@ from lxml import etree
 from sense_plugin.api.commands.devices import check_server, find_device
 from sense_plugin.api.keys import CONFIG, ENGINE
 from sense_plugin.api.params import parse_int, parse_u64
-from sense_plugin.api.results import ExportChanged, ExportCreated, ExportStatusList
 from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.results import ExportChanged, ExportCreated, ExportStatusList
 from sense_plugin.api.users import EXPORT, VIEW
 from sense_plugin.api.xmlin import child_text, parse_body
 from sense_plugin.config import Config
@@ -43,7 +43,9 @@ async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
     return ExportCreated(export.export_id)
 
 
-async def _act(ctx: CommandContext, action: str, export_id_text: str) -> ExportCreated | ExportChanged:
+async def _act(
+    ctx: CommandContext, action: str, export_id_text: str
+) -> ExportCreated | ExportChanged:
     export_id = parse_export_id(export_id_text)
     engine = ctx.app[ENGINE]
     user = ctx.user
@@ -76,7 +78,7 @@ async def get_export_video_status(ctx: CommandContext) -> ExportStatusList:
     if limit is not None or offset is not None:
         start = offset or 0
         newest_first = exports[::-1]
-        exports = newest_first[start:start + (limit or MAX_PAGE)]
+        exports = newest_first[start : start + (limit or MAX_PAGE)]
     return ExportStatusList(tuple(exports))
 
 
@@ -104,13 +106,21 @@ def parse_export(document: etree._Element, config: Config) -> ExportRequest:
     if fmt not in FORMATS:
         raise OutOfRangeError(f"format '{fmt[:20]}' is not one of {', '.join(FORMATS)}")
     bandwidth_text = child_text(document, "bandwidth")
-    bandwidth = 0 if bandwidth_text is None else parse_int(
-        bandwidth_text, "bandwidth", 0, MAX_BANDWIDTH_KBPS)
+    bandwidth = (
+        0
+        if bandwidth_text is None
+        else parse_int(bandwidth_text, "bandwidth", 0, MAX_BANDWIDTH_KBPS)
+    )
     name = child_text(document, "name") or ""
     if len(name) > MAX_NAME_CHARS:
         raise OutOfRangeError(f"name is longer than {MAX_NAME_CHARS} characters")
-    return ExportRequest(devices=devices, path=child_text(document, "path") or "",
-                         bandwidth_kbps=bandwidth, fmt=fmt, name=name)
+    return ExportRequest(
+        devices=devices,
+        path=child_text(document, "path") or "",
+        bandwidth_kbps=bandwidth,
+        fmt=fmt,
+        name=name,
+    )
 
 
 def _parse_device(element: etree._Element, number: int, config: Config) -> DeviceRange:
@@ -120,14 +130,18 @@ def _parse_device(element: etree._Element, number: int, config: Config) -> Devic
         server_id = parse_u64(server_text, f"device #{number} serverid", NoServerError)
         check_server(config, server_id)
     device_text = child_text(element, "deviceid", required=True) or ""
-    device = find_device(config, parse_u64(device_text, f"device #{number} deviceid",
-                                           NoDeviceError))
+    device = find_device(
+        config, parse_u64(device_text, f"device #{number} deviceid", NoDeviceError)
+    )
     if not device.enabled:
         raise DeviceNotActiveError(f"device {device.device_id} ({device.name}) is disabled")
-    start_us = parse_timestamp(child_text(element, "starttime", required=True) or "",
-                               f"device {device.device_id} starttime")
-    end_us = parse_timestamp(child_text(element, "endtime", required=True) or "",
-                             f"device {device.device_id} endtime")
+    start_us = parse_timestamp(
+        child_text(element, "starttime", required=True) or "",
+        f"device {device.device_id} starttime",
+    )
+    end_us = parse_timestamp(
+        child_text(element, "endtime", required=True) or "", f"device {device.device_id} endtime"
+    )
     _check_range(device.device_id, start_us, end_us, config)
     return DeviceRange(server_id, device.device_id, start_us, end_us)
 
@@ -137,11 +151,14 @@ def _check_range(device_id: int, start_us: int, end_us: int, config: Config) -> 
         raise OutOfRangeError(f"device {device_id}: starttime must be before endtime")
     span_s = (end_us - start_us) / 1_000_000
     if span_s > config.export.max_span_s:
-        raise OutOfRangeError(f"device {device_id}: span of {span_s:.0f} s exceeds the maximum "
-                              f"of {config.export.max_span_s} s")
+        raise OutOfRangeError(
+            f"device {device_id}: span of {span_s:.0f} s exceeds the maximum "
+            f"of {config.export.max_span_s} s"
+        )
     if end_us > now_us():
-        raise OutOfRangeError(f"device {device_id}: endtime {format_timestamp(end_us)} "
-                              "is in the future")
+        raise OutOfRangeError(
+            f"device {device_id}: endtime {format_timestamp(end_us)} is in the future"
+        )
 
 
 def _parse_statuses(text: str) -> frozenset[Status]:
@@ -150,8 +167,9 @@ def _parse_statuses(text: str) -> frozenset[Status]:
         try:
             statuses.add(Status(part.strip().upper()))
         except ValueError:
-            raise OutOfRangeError(f"status '{part.strip()[:20]}' is not one of "
-                                  f"{', '.join(s.value for s in Status)}") from None
+            raise OutOfRangeError(
+                f"status '{part.strip()[:20]}' is not one of {', '.join(s.value for s in Status)}"
+            ) from None
     return frozenset(statuses)
 
 
