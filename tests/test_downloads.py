@@ -1,0 +1,156 @@
+"""downloadExportVideo over real HTTP: whole files, ranges, validators, chunks, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+from apiclient import command, export_body, parse_result, wait_export
+from conftest import API_DEVICES
+from lxml import etree
+
+from sense_plugin.timestamps import format_timestamp
+
+STEADY, GAPPY = API_DEVICES["Steady"], API_DEVICES["Gappy"]
+
+
+async def finished(client: Any, archive: dict[str, Any], *devices: tuple[int, float, float],
+                   **fields: Any) -> etree._Element:
+    base = archive["start_us"]
+    items = [(d, format_timestamp(base + int(a * 1e6)), format_timestamp(base + int(b * 1e6)))
+             for d, a, b in devices]
+    root = await command(client, "exportVideo", body=export_body(items, **fields))
+    return await wait_export(client, int(root.findtext("exportid")))
+
+
+async def download(client: Any, export_id: Any, name: str, headers: dict[str, str] | None = None,
+                   **params: Any) -> Any:
+    query = {"command": "downloadExportVideo", "exportid": str(export_id), "file": name,
+             **{k: str(v) for k, v in params.items()}}
+    return await client.get("/command", params=query, headers=headers)
+
+
+async def expect_error(response: Any, code: int) -> str:
+    assert response.status == 200
+    root = parse_result(await response.read(), None)
+    assert int(root.get("errorcode")) == code, etree.tostring(root)
+    return root.findtext("description")
+
+
+@pytest.fixture
+async def done(client: Any, api_archive: dict[str, Any]) -> tuple[Any, str, str, str]:
+    """(client, export id, file name, sha256) of a finished one-device export."""
+    export = await finished(client, api_archive, (STEADY, 2, 12))
+    file_el = export.find("devices/device/files/file")
+    return client, export.findtext("exportid"), file_el.findtext("name"), file_el.findtext("sha256")
+
+
+async def test_whole_file_and_manifest(done: tuple[Any, str, str, str]) -> None:
+    client, export_id, name, sha = done
+    response = await download(client, export_id, name)
+    assert response.status == 200
+    body = await response.read()
+    assert hashlib.sha256(body).hexdigest() == sha
+    assert response.headers["ETag"] == f'"{sha}"'
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert response.headers["Content-Type"] == "video/mp4"
+    assert response.headers["Accept-Ranges"] == "bytes"
+    manifest = await download(client, export_id, "manifest.xml")
+    assert manifest.status == 200
+    root = etree.fromstring(await manifest.read())
+    assert root.findtext("devices/device/file/sha256") == sha
+    again = await download(client, export_id, name, {"If-None-Match": f'"{sha}"'})
+    assert again.status == 304
+
+
+async def test_ranges_and_if_range(done: tuple[Any, str, str, str]) -> None:
+    client, export_id, name, sha = done
+    whole = await (await download(client, export_id, name)).read()
+    size = len(whole)
+    cases = {"bytes=0-99": (0, 99), "bytes=100-": (100, size - 1),
+             "bytes=-50": (size - 50, size - 1), f"bytes=10-{size + 500}": (10, size - 1)}
+    for header, (first, last) in cases.items():
+        response = await download(client, export_id, name, {"Range": header})
+        assert response.status == 206, header
+        assert response.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
+        assert await response.read() == whole[first:last + 1]
+    # resume with a matching validator → 206; with a stale one → the whole file (200)
+    resume = {"Range": "bytes=5-", "If-Range": f'"{sha}"'}
+    matching = await download(client, export_id, name, resume)
+    assert matching.status == 206 and await matching.read() == whole[5:]
+    stale = await download(client, export_id, name, {"Range": "bytes=5-", "If-Range": '"0000"'})
+    assert stale.status == 200 and await stale.read() == whole
+    old_date = formatdate(0, usegmt=True)
+    dated = await download(client, export_id, name, {"Range": "bytes=5-", "If-Range": old_date})
+    assert dated.status == 200
+    several = await download(client, export_id, name, {"Range": "bytes=0-1,5-6"})
+    assert several.status == 200 and len(await several.read()) == size
+
+
+async def test_bad_ranges_answer_416(done: tuple[Any, str, str, str]) -> None:
+    client, export_id, name, _ = done
+    size = len(await (await download(client, export_id, name)).read())
+    for header in ("bytes=abc", "bytes=", "bytes=-", "bytes=500-100", f"bytes={size}-",
+                   "bytes=999999999-", "bytes=-0", "bytes=1-2-3"):
+        response = await download(client, export_id, name, {"Range": header})
+        assert response.status == 416, header
+        assert response.headers["Content-Range"] == f"bytes */{size}"
+        root = parse_result(await response.read(), None)
+        assert root.get("errorcode") == "-22" and "Range" in root.findtext("description")
+    other_unit = await download(client, export_id, name, {"Range": "pages=0-1"})
+    assert other_unit.status == 200 and len(await other_unit.read()) == size
+
+
+async def test_chunk_form(done: tuple[Any, str, str, str]) -> None:
+    client, export_id, name, _ = done
+    whole = await (await download(client, export_id, name)).read()
+    count = -(-len(whole) // 4096)
+    pieces = []
+    for index in range(count):
+        response = await download(client, export_id, name, chunk_size_kb=4,
+                                  start_from_chunk_index=index)
+        assert response.status == 200
+        assert response.headers["X-Chunk-Count"] == str(count)
+        pieces.append(await response.read())
+    assert b"".join(pieces) == whole
+    past = await download(client, export_id, name, chunk_size_kb=4, start_from_chunk_index=count)
+    assert "past the last chunk" in await expect_error(past, -22)
+    await expect_error(await download(client, export_id, name, chunk_size_kb=0), -22)
+    await expect_error(await download(client, export_id, name, start_from_chunk_index=1), -10)
+
+
+async def test_file_names_are_never_joined_blindly(done: tuple[Any, str, str, str]) -> None:
+    client, export_id, _, _ = done
+    for bad in ("../manifest.xml", "a/b", "..", "x\x00.mp4", "%2e%2e%2fetc", "..\\manifest.xml",
+                "/etc/passwd"):
+        description = await expect_error(await download(client, export_id, bad), -1004)
+        assert "plain file name" in description
+
+
+async def test_percent_encoded_traversal_on_the_wire(done: tuple[Any, str, str, str]) -> None:
+    client, export_id, _, _ = done
+    for raw in ("%2e%2e%2fmanifest.xml", "%252e%252e%252f", "%00"):
+        response = await client.get(f"/command?command=downloadExportVideo&exportid={export_id}"
+                                    f"&file={raw}")
+        await expect_error(response, -1004)
+
+
+async def test_unavailable_and_unknown(done: tuple[Any, str, str, str],
+                                       api_archive: dict[str, Any]) -> None:
+    client, export_id, name, _ = done
+    assert "no file" in await expect_error(await download(client, export_id, "other.mp4"), -1006)
+    await expect_error(await download(client, 999, name), -57)
+    await expect_error(await download(client, "abc", name), -57)
+    await expect_error(await client.get("/command", params={
+        "command": "downloadExportVideo", "exportid": export_id}), -10)
+    # a FAILED export: its completed device downloads, the failed one is not available
+    failed = await finished(client, api_archive, (STEADY, 1, 3), (GAPPY, 62, 64))
+    assert failed.findtext("status") == "FAILED"
+    good_name = failed.find("devices/device/files/file").findtext("name")
+    assert (await download(client, failed.findtext("exportid"), good_name)).status == 200
+    await expect_error(await download(client, failed.findtext("exportid"),
+                                      f"Gappy_{GAPPY}_x.mp4"), -1006)
+    await command(client, "exportVideo", action="remove", exportid=export_id)
+    assert "REMOVED" in await expect_error(await download(client, export_id, name), -1006)
