@@ -21,6 +21,7 @@ from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
 from sense_plugin.export.paths import resolve_export_dir
 from sense_plugin.export.pool import WorkerPool
+from sense_plugin.export.retention import ExportRetention
 from sense_plugin.export.runner import JobRunner
 from sense_plugin.export.store import ExportStore
 from sense_plugin.timestamps import now_us
@@ -45,6 +46,8 @@ class ExportEngine:
         self._runner = JobRunner(config, archive, executor, self)
         self._tasks: list[asyncio.Task[None]] = []
         self._finishing: set[int] = set()
+        self._retention = ExportRetention(self, config.export.retention_sweep_s,
+                                          config.export.history_days)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -62,11 +65,13 @@ class ExportEngine:
                     self._enqueue(job)
             await self.finish_if_done(export)  # finished before a crash stamped it
         await self._pool.start()
+        self._retention.start()
         self._tasks = [asyncio.create_task(self._dispatch(), name=f"export-dispatch-{i}")
                        for i in range(self._config.export.max_concurrent_jobs)]
 
     async def close(self) -> None:
         """Stop dispatching, interrupt running jobs (they restart next time), stop workers."""
+        await self._retention.close()
         self._runner.closing = True
         await self._runner.cancel_all()
         for task in self._tasks:
@@ -176,6 +181,19 @@ class ExportEngine:
             await self._in_store(self._store.update_export, export)
         finally:
             self._finishing.discard(export.export_id)
+
+    def all_exports(self) -> list[Export]:
+        return list(self._exports.values())
+
+    def export_by_id(self, export_id: int) -> Export:
+        return self._exports[export_id]
+
+    async def purge(self, export_ids: list[int]) -> None:
+        """Forget finished exports for good (history retention)."""
+        assert self._store is not None
+        await self._in_store(self._store.delete, export_ids)
+        for export_id in export_ids:
+            self._exports.pop(export_id, None)
 
     def export_of(self, job: Job) -> Export:
         return self._exports[job.export_id]
