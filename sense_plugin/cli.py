@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sense_plugin import __version__
 from sense_plugin.config import Config, default_config_path, load_config
 from sense_plugin.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sense_plugin.client.http import SenseClient
 
 log = logging.getLogger("sense_plugin")
 
@@ -60,7 +65,36 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="re-check an export directory against its manifest")
     verify.add_argument("directory", type=Path, metavar="EXPORT_DIR")
     verify.set_defaults(func=cmd_verify)
+
+    export = sub.add_parser("export", help="create an export on a server (HTTP client)")
+    _client_args(export)
+    export.add_argument("--device", action="append", required=True, metavar="ID|NAME",
+                        help="device id or name (repeat for several devices)")
+    export.add_argument("--from", dest="start", required=True, metavar="T",
+                        help="UTC 'YYYY-MM-DD HH:MM:SS', 'now' or relative '-10m', '-90s', '-1h'")
+    export.add_argument("--to", dest="end", required=True, metavar="T", help="as --from")
+    export.add_argument("--path", help="export path on the server")
+    export.add_argument("--format", choices=("mp4", "mkv", "ts"))
+    export.add_argument("--name", help="a label for the export")
+    export.add_argument("--bandwidth", type=int, metavar="KBPS", help="write rate cap")
+    export.add_argument("--wait", action="store_true",
+                        help="follow progress, then download the files and manifest")
+    export.add_argument("--out", type=Path, default=Path("."), help="download directory")
+    export.set_defaults(func=cmd_export)
+
+    status = sub.add_parser("status", help="show exports on a server (HTTP client)")
+    _client_args(status)
+    status.add_argument("--export", type=int, metavar="N", help="one export")
+    status.add_argument("--watch", action="store_true", help="follow until finished")
+    status.set_defaults(func=cmd_status)
     return parser
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", required=True, metavar="URL",
+                        help="e.g. http://127.0.0.1:8080")
+    parser.add_argument("--user", help="user name (password from SENSE_PASSWORD or a prompt)")
+    parser.add_argument("--interval", type=float, default=0.5, help="poll interval in seconds")
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -133,3 +167,39 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(line)
     print(f"verify: {'PASSED' if report.ok else 'FAILED'} ({len(report.checked)} files listed)")
     return 0 if report.ok else 1
+
+
+def _client(args: argparse.Namespace) -> SenseClient:
+    from sense_plugin.client.http import SenseClient
+
+    password = None
+    if args.user:
+        prompt = f"Password for {args.user}: "
+        password = os.environ.get("SENSE_PASSWORD") or getpass.getpass(prompt)
+    return SenseClient(args.server, args.user, password)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sense_plugin.client.http import ClientError
+    from sense_plugin.client.run import ExportOptions, run_export
+
+    opts = ExportOptions(devices=tuple(args.device), start=args.start, end=args.end,
+                         path=args.path, fmt=args.format, name=args.name,
+                         bandwidth_kbps=args.bandwidth, wait=args.wait, out_dir=args.out,
+                         interval_s=args.interval)
+    try:
+        return run_export(_client(args), opts, sys.stdout)
+    except ClientError as exc:
+        print(f"sense-plugin: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sense_plugin.client.http import ClientError
+    from sense_plugin.client.run import run_status
+
+    try:
+        return run_status(_client(args), args.export, args.watch, args.interval, sys.stdout)
+    except ClientError as exc:
+        print(f"sense-plugin: {exc}", file=sys.stderr)
+        return 2
