@@ -31,7 +31,7 @@ from sense_plugin.archive.recorder import Recorder
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device
 from sense_plugin.config import Config, DeviceConfig
-from sense_plugin.errors import GeneralError, MediaError, NoDeviceError
+from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
 
 __all__ = ["Archive", "DemoSpec", "build_demo_archive"]
@@ -71,7 +71,11 @@ class Archive:
     async def start(self) -> None:
         """Open (rebuild or reconcile) the index, then start demo generation, recorders and
         the periodic retention and reconcile tasks."""
-        self._index = await self._run(open_index, index_path(self.config))
+        db_path = index_path(self.config)
+        try:
+            self._index = await self._run(open_index, db_path)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open the archive index {db_path}: {exc}") from exc
         report = await self._run(self._reconcile_all, True)
         log.info("archive index %s: %s", self._index.db_path, report)
         if await self._run(self._wants_demo):
