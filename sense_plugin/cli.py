@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--device", action="append", required=True, metavar="ID|NAME",
                         help="device id or name (repeat for several devices)")
     export.add_argument("--from", dest="start", required=True, metavar="T",
-                        help="UTC 'YYYY-MM-DD HH:MM:SS', 'now' or relative '-10m', '-90s', '-1h'")
+                        help="UTC 'YYYY-MM-DD HH:MM:SS', 'now', or 'now-10m', 'now-90s', 'now-1h'")
     export.add_argument("--to", dest="end", required=True, metavar="T", help="as --from")
     export.add_argument("--path", help="export path on the server")
     export.add_argument("--format", choices=("mp4", "mkv", "ts"))

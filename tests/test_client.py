@@ -83,6 +83,7 @@ def test_relative_times_use_the_server_clock() -> None:
     assert resolve_time("now", now) == now
     assert resolve_time("-90s", now) == "2026-11-20 09:58:30.000"
     assert resolve_time("-10m", now) == "2026-11-20 09:50:00.000"
+    assert resolve_time("now-10M", now) == "2026-11-20 09:50:00.000"
     assert resolve_time("-1.5h", now) == "2026-11-20 08:30:00.000"
     assert resolve_time("2026-01-01 00:00:00", now) == "2026-01-01 00:00:00"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from sense_plugin.client.http import ClientError, SenseClient
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "REMOVED", "EXPIRED"})
 WIRE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smh])$")
+_RELATIVE = re.compile(r"^(?:now)?-(\d+(?:\.\d+)?)([smh])$", re.IGNORECASE)
 _UNITS_S = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -48,13 +49,14 @@ def resolve_device(client: SenseClient, text: str) -> str:
 
 
 def resolve_time(text: str, server_now: str) -> str:
-    """``now``, a relative ``-90s``/``-10m``/``-1h`` (from the server's clock), or as given."""
+    """``now``, ``now-90s``/``now-10m``/``now-1h`` (also ``-10m``; from the server's clock),
+    or the text as given (the server validates it)."""
     match = _RELATIVE.match(text.strip())
     if text.strip().lower() != "now" and match is None:
         return text
     moment = datetime.strptime(server_now, WIRE_FORMAT)
     if match is not None:
-        moment -= timedelta(seconds=float(match.group(1)) * _UNITS_S[match.group(2)])
+        moment -= timedelta(seconds=float(match.group(1)) * _UNITS_S[match.group(2).lower()])
     return moment.strftime(WIRE_FORMAT)[:-3]
 
 
@@ -186,11 +188,14 @@ class ProgressView:
 
         bar = self._bars.get(key)
         if bar is None:
-            bar = tqdm(total=100, desc=label, unit="%", file=self._out, position=len(self._bars),
-                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            # a pty of unknown size reports 0x0 (tqdm then draws nothing): assume 80x24
+            size = shutil.get_terminal_size((80, 24))
+            bar = tqdm(total=100, file=self._out, position=len(self._bars),
+                       ncols=size.columns or 80, nrows=size.lines or 24,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}|")
             self._bars[key] = bar
         bar.n = progress
-        bar.set_postfix_str(status, refresh=False)
+        bar.set_description_str(f"{label} {status:<9}", refresh=False)
         bar.refresh()
 
     def close(self) -> None:
