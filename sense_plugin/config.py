@@ -347,6 +347,8 @@ class _Reader:
         source = table.get("source")
         if source is not None and (not isinstance(source, str) or not source):
             raise self.fail(f"{where} source", "expected a non-empty URL or path string")
+        if source is not None and "://" not in source:  # a file: relative to the config file
+            source = str(self.path(source, f"{where} source"))
         return DeviceConfig(
             device_id=device_id,
             name=self.get(table, where, "name", str, f"Camera {device_id}"),
