@@ -1,0 +1,158 @@
+"""Benchmark results: machine facts, JSON, a Markdown table and a PNG chart of B1 and B2."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def _cmd(args: list[str]) -> str:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine() -> dict:
+    import aiohttp
+    import av
+    import lxml.etree
+
+    import sense_plugin
+
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "host_cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "sense_plugin": sense_plugin.__version__,
+        "git": _cmd(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"]),
+        "av": av.__version__, "ffmpeg_in_av": av.library_versions.get("libavformat"),
+        "aiohttp": aiohttp.__version__, "lxml": lxml.etree.__version__,
+        "ffmpeg_cli": _cmd(["ffmpeg", "-version"]).split("\n", 1)[0],
+        "wrk": _cmd(["wrk", "--version"]).split("\n", 1)[0] or "wrk",
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def _yes(ok: bool) -> str:
+    return "met" if ok else "**MISSED**"
+
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    lines = [f"Benchmarks of {m['date']}: sense_plugin {m['sense_plugin']} ({m['git']}), "
+             f"{m['cores']} cores {m['host_cpu']}, {m['memory_gb']} GB, Python {m['python']}, "
+             f"PyAV {m['av']}, aiohttp {m['aiohttp']}, {m['ffmpeg_cli']}, {m['wrk']}. "
+             f"Archive: {res['archive']['recipe']}.", ""]
+    lines += ["| bench | measure | result | target | verdict |", "|---|---|---|---|---|"]
+    if "b1" in res:
+        b1 = res["b1"]
+        for name in ("sense", "ffmpeg", "cat"):
+            r = b1[name]
+            lines.append(f"| B1 {b1['range_s'] // 60} min 1080p | {name} wall median (min–max) | "
+                         f"{r['median']:.3f} s ({r['min']:.3f}–{r['max']:.3f}); "
+                         f"{r['x_realtime']:.0f}x realtime, {r['mb_per_s']:.0f} MB/s | | |")
+        rf, rc = b1["sense_over_ffmpeg_time"], b1["sense_over_cat_throughput"]
+        t = list(b1["targets"].values())
+        lines.append(f"| B1 | sense/ffmpeg time, pairwise median (min–max) | {rf['median']:.2f} "
+                     f"({rf['min']:.2f}–{rf['max']:.2f}) | ≤ 0.8 | {_yes(t[0])} |")
+        lines.append(f"| B1 | sense/cat throughput, pairwise median (min–max) | "
+                     f"{rc['median']:.0%} ({rc['min']:.0%}–{rc['max']:.0%}) | ≥ 50% | "
+                     f"{_yes(t[1])} |")
+    if "b2" in res:
+        b2 = res["b2"]
+        for case, r in b2["cases"].items():
+            target, verdict = "", ""
+            if case == "by_id / idle":
+                target, verdict = "≥ 2000 req/s", _yes(r["req_per_s"] >= 2000)
+            elif case.endswith("running"):
+                target, verdict = "p99 ≤ 25 ms", _yes(r["p99_ms"] <= 25)
+            lines.append(f"| B2 {b2['connections']} conn {b2['duration_s']} s | {case} "
+                         f"({r['exports_in_history']} in history) | {r['req_per_s']:.0f} req/s, "
+                         f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms | {target} | "
+                         f"{verdict} |")
+    if "b3" in res:
+        b3 = res["b3"]
+        for span, r in b3["spans"].items():
+            lines.append(f"| B3 | peak RSS exporting {span} | server {r['server_peak_mb']:.0f} MB, "
+                         f"worker {r['worker_peak_mb']:.0f} MB, all processes "
+                         f"{r['sum_peak_mb']:.0f} MB | | |")
+        g = b3["growth_mb"]
+        lines.append(f"| B3 | growth 10 → 60 min | server {g['server_peak_mb']:+.1f} MB, worker "
+                     f"{g['worker_peak_mb']:+.1f} MB, all {g['sum_peak_mb']:+.1f} MB | ≤ 30 MB | "
+                     f"{_yes(list(b3['targets'].values())[0])} |")
+    if "b4" in res:
+        b4 = res["b4"]
+        lines.append(f"| B4 {b4['exports']} exports | paged status limit=10, p50 (p99) | "
+                     f"{b4['paged_limit10']['p50_ms']:.2f} ms "
+                     f"({b4['paged_limit10']['p99_ms']:.2f} ms) | ≤ 10 ms | "
+                     f"{_yes(b4['paged_limit10']['p50_ms'] <= 10)} |")
+        lines.append(f"| B4 | by id, p50 (p99) | {b4['by_id']['p50_ms']:.2f} ms "
+                     f"({b4['by_id']['p99_ms']:.2f} ms) | ≤ 5 ms | "
+                     f"{_yes(b4['by_id']['p50_ms'] <= 5)} |")
+        lines.append(f"| B4 | full list of {b4['exports']}, p50; server start | "
+                     f"{b4['full_list']['p50_ms']:.0f} ms; {b4['server_start_s']:.1f} s | | |")
+    lines += ["", f"Total bench time {res['total_s']:.0f} s (archive "
+              f"{'cached' if res['archive']['cached'] else 'built'} in "
+              f"{res['archive']['build_s']:.0f} s)."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("b1", "b2") if k in res]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels) + ("b2" in res), figsize=(5 * (len(panels) + 1), 4))
+    axes = list(axes) if hasattr(axes, "__len__") else [axes]
+    if "b1" in res:
+        ax, b1 = axes.pop(0), res["b1"]
+        names = ["sense", "ffmpeg", "cat"]
+        med = [b1[n]["median"] for n in names]
+        err = [[m - b1[n]["min"] for n, m in zip(names, med)],
+               [b1[n]["max"] - m for n, m in zip(names, med)]]
+        ax.bar(names, med, yerr=err, capsize=6, color=["tab:green", "tab:blue", "tab:gray"])
+        ax.set_ylabel("wall time, s (median, min–max)")
+        ax.set_title(f"B1: export {b1['range_s'] // 60} min 1080p25 4 Mbit/s")
+    if "b2" in res:
+        cases = res["b2"]["cases"]
+        labels = [c.replace(" / ", "\n") for c in cases]
+        ax = axes.pop(0)
+        ax.bar(labels, [c["req_per_s"] for c in cases.values()], color="tab:blue")
+        ax.axhline(2000, color="red", ls="--", lw=1, label="target by-id idle")
+        ax.set_ylabel("requests/s")
+        ax.set_title(f"B2: {res['b2']['connections']} keep-alive connections")
+        ax.legend(fontsize=8)
+        ax = axes.pop(0)
+        x = range(len(cases))
+        ax.bar([i - 0.2 for i in x], [c["p50_ms"] for c in cases.values()], 0.4, label="p50")
+        ax.bar([i + 0.2 for i in x], [c["p99_ms"] for c in cases.values()], 0.4, label="p99")
+        ax.axhline(25, color="red", ls="--", lw=1, label="p99 target (busy)")
+        ax.set_xticks(list(x), labels)
+        ax.set_ylabel("latency, ms")
+        ax.set_title("B2: latency")
+        ax.legend(fontsize=8)
+    for ax in fig.axes:
+        ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save(res: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(res, indent=1, default=str))
+    (out_dir / "latest.md").write_text(markdown(res))
+    chart(res, out_dir / "latest.png")
+    return out_dir / "latest.md"
