@@ -253,6 +253,7 @@ def generate_device(
     bitrate_bps: int = 200_000,
     audio: bool = False,
     codec: str = "h264",
+    bframes: int = 0,
 ) -> list[Path]:
     """Write consecutive segments covering ``[start_us, end_us)`` into ``directory``.
 
@@ -272,7 +273,7 @@ def generate_device(
         write_segment(
             path, start_us=seg_start_us, duration_s=min(per_segment, total - first) / fps,
             fmt=fmt, width=width, height=height, fps=fps, gop_frames=gop_frames,
-            bitrate_bps=bitrate_bps, label=name, codec=codec, audio=audio,
+            bitrate_bps=bitrate_bps, label=name, codec=codec, audio=audio, bframes=bframes,
         )
         paths.append(path)
     return paths

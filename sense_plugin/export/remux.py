@@ -1,0 +1,539 @@
+"""Cut a time range out of archive segments by stream copy into one MP4, Matroska or TS file."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TypeAlias
+
+import av
+
+from sense_plugin.errors import MediaError, NoRecordError, SenseError, StorageError
+from sense_plugin.export.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
+from sense_plugin.export.throttle import TokenBucket
+
+#: Output format → (FFmpeg muxer, muxer options). MP4 is fragmented: playable while written.
+OUTPUT_FORMATS: dict[str, tuple[str, dict[str, str]]] = {
+    "mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+    "mkv": ("matroska", {}),
+    "ts": ("mpegts", {}),
+}
+#: AVIO buffer between the muxer and the Python sink; large buffers mean few Python calls.
+BUFFER_BYTES = 1024 * 1024
+#: Seek this far before the start so the keyframe at or before it is read.
+SEEK_MARGIN_US = 5_000_000
+#: A join counts as a gap when more than this many frame durations are missing.
+GAP_FRAMES = 2
+US = 1_000_000
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
+              7350)
+_US_TB = Fraction(1, US)
+_Packet: TypeAlias = "av.Packet[av.stream.Stream]"
+
+
+@dataclass(frozen=True)
+class SourceSegment:
+    """One archive file: archive time of its first video frame and of its end."""
+
+    path: str
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class CutRequest:
+    """Cut ``[start_us, end_us)`` of ``segments`` into ``out_path`` as ``fmt`` (mp4|mkv|ts)."""
+
+    segments: tuple[SourceSegment, ...]
+    start_us: int
+    end_us: int
+    out_path: str
+    fmt: str = "mp4"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Archive time with no recording inside an exported range."""
+
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class CutResult:
+    """What was written: archive times of the first and last frame, counts, gaps, file facts."""
+
+    first_frame_us: int
+    last_frame_us: int
+    frame_count: int
+    audio_packets: int
+    gaps: tuple[Gap, ...]
+    size_bytes: int
+    sha256: str
+
+
+class CutCancelled(Exception):
+    """``should_stop`` returned true; the temporary file has been deleted."""
+
+
+def cut(
+    request: CutRequest,
+    *,
+    throttle: TokenBucket | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_interval_s: float = 0.2,
+    fsync: bool = True,
+) -> CutResult:
+    """Stream-copy ``request`` into ``request.out_path`` and describe the result.
+
+    The file is written as ``out_path + ".part"`` and renamed only when complete; on any error
+    or cancellation the partial file is deleted. ``throttle`` paces the writes (its rate may be
+    changed from another thread while this runs). ``on_progress(covered_us, bytes_written)``
+    receives the recorded archive microseconds copied so far, counted from the first frame and
+    without gaps (never decreasing), and the bytes written so far; it is called at most every
+    ``progress_interval_s`` and once at the end, where ``covered_us`` is the recorded time from
+    the first frame to the end of the range. ``should_stop`` is checked for every packet and
+    while waiting for bandwidth.
+
+    Raises :class:`NoRecordError` when no video lies in the range, :class:`CutCancelled`,
+    :class:`StorageError` when the disk is full, and :class:`MediaError` for unreadable
+    sources or muxer failures.
+    """
+    if request.fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown export format {request.fmt!r}")
+    if request.end_us <= request.start_us:
+        raise ValueError("end_us must be after start_us")
+    muxer, options = OUTPUT_FORMATS[request.fmt]
+    stop = should_stop or _never
+    tmp = request.out_path + ".part"
+    done = False
+    try:
+        with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync) as sink:
+            with av.open(sink, "w", format=muxer, options=options,
+                         buffer_size=BUFFER_BYTES) as output:
+                cutter = _Cutter(request, output, on_progress, stop, progress_interval_s)
+                cutter.bytes_written = lambda: sink.bytes_written
+                cutter.run()
+            sink.close()
+        os.replace(tmp, request.out_path)
+        done = True
+    except Exception as exc:
+        first = _first_cause(exc)
+        error = _translate(first, os.path.basename(request.out_path))
+        if error is first:
+            raise error from None
+        raise error from first
+    finally:
+        if not done:
+            _unlink_quietly(tmp)
+    return cutter.result(sink.size_bytes, sink.sha256)
+
+
+def _first_cause(exc: Exception) -> Exception:
+    """The first error of a chain: closing the muxer after a failure writes the trailer, which
+    can fail again (the disk is still full, the sink still cancelled) and hide the real one."""
+    first = exc
+    while isinstance(first.__context__, Exception):
+        first = first.__context__
+    return first
+
+
+def _translate(first: Exception, name: str) -> Exception:
+    """The typed error to raise for a failed cut whose first error was ``first``."""
+    if isinstance(first, CutCancelled | WriteCancelled):
+        return CutCancelled(f"export to {name} cancelled")
+    if isinstance(first, av.FFmpegError):
+        return MediaError(f"cannot write {name}: {first}")
+    if isinstance(first, OSError):
+        if first.errno in STORAGE_ERRNOS:
+            return StorageError(f"export storage is full: {os.strerror(first.errno or 0)}")
+        return MediaError(f"cannot write {name}: {first}")
+    return first  # SenseError, MediaError, or a bug
+
+
+class _Stop(Exception):
+    """The first video packet at or after the end of the range was read."""
+
+
+class _Reseek(Exception):
+    """A seek landed after the keyframe before the start; read the segment from its top."""
+
+
+class _Cutter:
+    """The state of one cut: selection, timestamp rebasing, gap and overlap handling."""
+
+    def __init__(
+        self, request: CutRequest, output: av.container.OutputContainer,
+        on_progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool],
+        interval_s: float,
+    ) -> None:
+        self.request, self.output = request, output
+        self.t0, self.t1 = request.start_us, request.end_us
+        self.on_progress, self.should_stop, self.interval_s = on_progress, should_stop, interval_s
+        self.vout: av.VideoStream | None = None
+        self.aout: av.AudioStream | None = None
+        self.video_stream: av.stream.Stream  # the same streams, typed for packet.stream
+        self.audio_stream: av.stream.Stream
+        self.started = False
+        self.sought = False  # the current segment was entered by seeking
+        self.first_us = 0  # archive time of the first keyframe
+        self.zero_us = 0  # archive time of output time 0
+        self.offset_us = 0  # shift of the current segment that keeps dts increasing
+        self.frame_us = 40_000
+        self.pending: list[tuple[_Packet, int, int]] = []  # GOP before the start (archive µs)
+        self.pending_audio: list[tuple[_Packet, int, int]] = []
+        self.pending_end_us = 0
+        self.last_dts = -(1 << 62)
+        self.last_audio_dts = -(1 << 62)
+        self.prev_end_us: int | None = None  # end of the recording read so far
+        self.gaps: list[Gap] = []
+        self.join_gap: Gap | None = None
+        self.video_prefixed = True
+        self.video_params = ("", 0, 0)
+        self.gap_total_us = 0
+        self.frames = self.audio_packets = 0
+        self.last_frame_us = 0
+        self.covered_us = 0
+        self.next_report = 0.0
+        self.bytes_written: Callable[[], int] = lambda: 0
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read the overlapping segments in time order until the end of the range."""
+        segments = sorted(
+            (s for s in self.request.segments if s.end_us > self.t0 and s.start_us < self.t1),
+            key=lambda s: s.start_us,
+        )
+        try:
+            for segment in segments:
+                if not self._read_segment(segment, seek=True):
+                    self._read_segment(segment, seek=False)
+        except _Stop:
+            pass
+        if not self.started or self.frames == 0:
+            raise NoRecordError("no recorded video in the requested range")
+        self._report(force=True)
+
+    def result(self, size_bytes: int, sha256: str) -> CutResult:
+        """The :class:`CutResult` of a finished cut."""
+        return CutResult(
+            first_frame_us=self.first_us, last_frame_us=self.last_frame_us,
+            frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
+            size_bytes=size_bytes, sha256=sha256,
+        )
+
+    def _read_segment(self, segment: SourceSegment, *, seek: bool) -> bool:
+        """Copy the wanted packets of one segment; False asks for a re-read without seeking."""
+        try:
+            with av.open(segment.path) as source:
+                self._copy(source, segment, seek)
+                return True
+        except _Reseek:
+            return False
+        except (_Stop, CutCancelled, WriteCancelled, SenseError):
+            raise
+        except av.FFmpegError as exc:
+            raise MediaError(f"while copying {os.path.basename(segment.path)}: {exc}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EACCES, errno.EIO):
+                raise MediaError(
+                    f"cannot read {os.path.basename(segment.path)}: {exc.strerror}"
+                ) from exc
+            raise
+
+    def _copy(
+        self, source: av.container.InputContainer, segment: SourceSegment, seek: bool
+    ) -> None:
+        """The per-packet loop: archive times in integer µs, then select and emit."""
+        if not source.streams.video:
+            return
+        vin = source.streams.video[0]
+        ain = self._open_outputs(source)
+        fix_video, fix_audio = self._converters(vin, ain)
+        v_mul, v_den, v_base = _timing(vin, vin, segment.start_us)
+        audio_timing = _timing(ain, vin, segment.start_us) if ain is not None else (1, 1, 0)
+        self._enter(source, segment, seek, vin)
+        vindex, stop = vin.index, self.should_stop
+        undated: list[tuple[_Packet, int]] = []
+        for pkt in source.demux([vin, ain] if ain is not None else [vin]):
+            if stop():
+                raise CutCancelled()
+            if not pkt.size:
+                continue  # flush packets only
+            if pkt.stream_index != vindex:
+                self._read_audio(fix_audio(pkt) if fix_audio else pkt, *audio_timing)
+                continue
+            pts, dts, dur = pkt.pts, pkt.dts, pkt.duration
+            if pts is None and (pts := dts) is None:
+                continue
+            pts_a = v_base + pts * v_mul // v_den
+            pkt.time_base = _US_TB
+            if dur:
+                pkt.duration = dur * v_mul // v_den
+            if fix_video is not None:
+                pkt = fix_video(pkt)
+            if dts is None:  # Matroska with B-frames: filled in once a later dts is known
+                undated.append((pkt, pts_a))
+                continue
+            dts_a = v_base + dts * v_mul // v_den
+            if undated:
+                self._fill_dts(undated, dts_a)
+            self._video(pkt, pts_a, dts_a)
+        if undated:
+            self._fill_dts(undated, None)
+
+    def _enter(
+        self, source: av.container.InputContainer, segment: SourceSegment, seek: bool,
+        vin: av.VideoStream,
+    ) -> None:
+        """Per-segment state; a real gap since the previous segment; seek near a late start."""
+        self.offset_us, self.frame_us = 0, _frame_us(vin)
+        prev, self.join_gap = self.prev_end_us, None
+        if prev is not None and segment.start_us - prev > GAP_FRAMES * self.frame_us:
+            self.join_gap = Gap(prev, segment.start_us)
+        self.sought = seek and not self.started and self.t0 - segment.start_us > SEEK_MARGIN_US
+        if self.sought:  # t0 is well inside this segment: earlier GOPs do not matter
+            self.pending.clear()
+            self.pending_audio.clear()
+            v_mul, v_den, v_base = _timing(vin, vin, segment.start_us)
+            target = (self.t0 - SEEK_MARGIN_US - v_base) * v_den // v_mul
+            source.seek(target, stream=vin, backward=True)
+
+    def _read_audio(self, pkt: _Packet, mul: int, den: int, base: int) -> None:
+        pts, dts, dur = pkt.pts, pkt.dts, pkt.duration
+        if pts is None:
+            return
+        pkt.time_base = _US_TB
+        if dur:
+            pkt.duration = dur * mul // den
+        pts_a = base + pts * mul // den
+        self._audio(pkt, pts_a, pts_a if dts is None else base + dts * mul // den)
+
+    def _fill_dts(self, undated: list[tuple[_Packet, int]], next_dts_a: int | None) -> None:
+        """Give packets without dts evenly spaced ones before the next known dts."""
+        count = len(undated)
+        for index, (pkt, pts_a) in enumerate(undated):
+            if next_dts_a is not None:
+                dts_a = next_dts_a - (count - index) * self.frame_us
+            else:
+                dts_a = self.prev_end_us if self.prev_end_us is not None else pts_a
+            self._video(pkt, pts_a, min(dts_a, pts_a))
+        undated.clear()
+
+    # -- selection ----------------------------------------------------------------------------
+
+    def _video(self, pkt: _Packet, pts_a: int, dts_a: int) -> None:
+        end = pts_a + self.frame_us
+        if self.prev_end_us is None or end > self.prev_end_us:
+            self.prev_end_us = end
+        if self.started:
+            if dts_a >= self.t1:
+                raise _Stop()
+            self._emit_video(pkt, pts_a, dts_a)
+        elif pts_a <= self.t0:
+            if pkt.is_keyframe:
+                self.pending.clear()
+                self.pending_audio = [a for a in self.pending_audio if a[1] >= pts_a]
+                self.pending_end_us = end
+            if self.pending or pkt.is_keyframe:
+                self.pending.append((pkt, pts_a, dts_a))
+                self.pending_end_us = max(self.pending_end_us, end)
+        elif self.pending or pkt.is_keyframe:
+            if self.sought and not self.pending:
+                raise _Reseek()  # the seek overshot the keyframe before t0
+            if dts_a >= self.t1:
+                raise _Stop()
+            self._start(pkt, pts_a, dts_a)
+
+    def _start(self, pkt: _Packet, pts_a: int, dts_a: int) -> None:
+        """Begin the output at the buffered GOP if it covers t0, else at this keyframe."""
+        if pkt.is_keyframe and self.pending_end_us <= self.t0:
+            self.pending.clear()
+            self.join_gap = None  # a gap before the output's first frame is not in the output
+        _, key_pts, key_dts = self.pending[0] if self.pending else (pkt, pts_a, dts_a)
+        self.first_us = self.last_frame_us = key_pts
+        # Fragmented MP4 has no edit list: with B-frames start at dts 0, not pts 0, so the
+        # video is delayed by the reorder depth together with the audio instead of alone.
+        self.zero_us = min(key_pts, key_dts) if self.request.fmt == "mp4" else key_pts
+        self.started = True
+        for packet, p_a, d_a in self.pending:
+            self._emit_video(packet, p_a, d_a)
+        for packet, p_a, d_a in self.pending_audio:
+            self._audio(packet, p_a, d_a)
+        self.pending.clear()
+        self.pending_audio.clear()
+        self._emit_video(pkt, pts_a, dts_a)
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _emit_video(self, pkt: _Packet, pts_a: int, dts_a: int) -> None:
+        if self.join_gap is not None:
+            gap, self.join_gap = self.join_gap, None
+            self.gaps.append(gap)
+            self.gap_total_us += gap.end_us - gap.start_us
+        dts = dts_a - self.zero_us + self.offset_us
+        if dts <= self.last_dts:  # overlap or jitter at a join: continue one frame later
+            self.offset_us += self.last_dts + self.frame_us - dts
+            dts = self.last_dts + self.frame_us
+        pkt.dts, pkt.pts = dts, max(dts, pts_a - self.zero_us + self.offset_us)
+        pkt.stream = self.video_stream
+        self.output.mux_one(pkt)
+        self.last_dts = dts
+        self.frames += 1
+        if pts_a > self.last_frame_us:
+            self.last_frame_us = pts_a
+        if self.on_progress is not None and not self.frames & 15:
+            self.covered_us = max(self.covered_us, dts_a - self.first_us - self.gap_total_us)
+            self._report()
+
+    def _audio(self, pkt: _Packet, pts_a: int, dts_a: int) -> None:
+        if not self.started:
+            self.pending_audio.append((pkt, pts_a, dts_a))
+            return
+        dts = dts_a - self.zero_us + self.offset_us
+        if pts_a < self.first_us or pts_a >= self.t1 or dts <= self.last_audio_dts:
+            return  # outside the range, or a duplicate where segments overlap
+        pkt.dts, pkt.pts = dts, pts_a - self.zero_us + self.offset_us
+        pkt.stream = self.audio_stream
+        self.output.mux_one(pkt)
+        self.last_audio_dts = dts
+        self.audio_packets += 1
+
+    def _report(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is not None and (force or now >= self.next_report):
+            self.next_report = now + self.interval_s
+            if force:
+                end_us = min(self.prev_end_us or self.first_us, self.t1)
+                self.covered_us = max(self.covered_us, end_us - self.first_us - self.gap_total_us)
+            self.on_progress(self.covered_us, self.bytes_written())
+
+    def _open_outputs(self, source: av.container.InputContainer) -> av.AudioStream | None:
+        """Create the output streams from the first segment read; check later ones match."""
+        vin = source.streams.video[0]
+        ain = source.streams.audio[0] if source.streams.audio else None
+        if self.vout is None:
+            self.vout = self.output.add_stream_from_template(vin)
+            if vin.codec_context.name == "hevc" and self.request.fmt == "mp4":
+                self.vout.codec_tag = "hvc1"  # Apple players reject the default 'hev1'
+            self.aout = self.output.add_stream_from_template(ain) if ain is not None else None
+            self.video_stream = self.vout
+            if self.aout is not None:
+                self.audio_stream = self.aout
+            if self.aout is not None and ain is not None and _is_adts(ain):
+                # MPEG-TS carries the AAC configuration in ADTS headers; MP4 and MKV need it
+                # up front, and the MPEG-TS muxer needs it to frame raw AAC from MP4 sources.
+                self.aout.codec_context.extradata = _aac_config(ain.codec_context)
+            self.video_prefixed = _length_prefixed(vin)
+            self.video_params = _params(vin)
+            return ain
+        if _params(vin) != self.video_params:
+            raise MediaError(
+                f"{os.path.basename(source.name)}: video %s %dx%d differs from %s %dx%d earlier "
+                "in the range" % (_params(vin) + self.video_params)
+            )
+        return ain if self.aout is not None else None
+
+    def _converters(
+        self, vin: av.VideoStream, ain: av.AudioStream | None
+    ) -> tuple[Callable[[_Packet], _Packet] | None, Callable[[_Packet], _Packet] | None]:
+        """Bitstream fixes for segments whose container differs from the first one's."""
+        fix_video: Callable[[_Packet], _Packet] | None = None
+        if _length_prefixed(vin) != self.video_prefixed:
+            if self.video_prefixed:
+                fix_video = _annexb_to_length_prefixed
+            else:
+                bsf = av.BitStreamFilterContext(f"{vin.codec_context.name}_mp4toannexb", vin)
+                fix_video = lambda pkt: _filter_one(bsf, pkt)  # noqa: E731
+        fix_audio = None
+        if ain is not None and _is_adts(ain) and self.request.fmt != "ts":
+            fix_audio = _strip_adts  # raw AAC in MP4/MKV: drop the ADTS headers
+        return fix_video, fix_audio
+
+
+def _timing(stream: av.stream.Stream, video: av.VideoStream, start_us: int) -> tuple[int, int, int]:
+    """``(mul, den, base)`` with archive µs = ``base + ts * mul // den`` for ``stream``.
+
+    A segment's archive start is the first pts of its video stream, for all its streams.
+    """
+    tb, vtb = stream.time_base or _US_TB, video.time_base or _US_TB
+    ref_us = (video.start_time or 0) * vtb.numerator * US // vtb.denominator
+    return tb.numerator * US, tb.denominator, start_us - ref_us
+
+
+def _params(video: av.VideoStream) -> tuple[str, int, int]:
+    return video.codec_context.name, video.codec_context.width, video.codec_context.height
+
+
+def _frame_us(video: av.VideoStream) -> int:
+    rate = video.average_rate or video.guessed_rate or video.base_rate
+    return int(US / rate) if rate else 40_000
+
+
+def _length_prefixed(video: av.VideoStream) -> bool:
+    """True for MP4/Matroska style (avcC/hvcC) packets, False for Annex B (MPEG-TS)."""
+    extradata = video.codec_context.extradata
+    return bool(extradata) and extradata is not None and extradata[0] == 1
+
+
+def _annexb_to_length_prefixed(pkt: _Packet) -> _Packet:
+    data = bytes(pkt)
+    units: list[bytes] = []
+    start = data.find(b"\0\0\1")
+    while start >= 0:
+        start += 3
+        end = data.find(b"\0\0\1", start)
+        unit = data[start:] if end < 0 else data[start:end].rstrip(b"\0")
+        units.append(len(unit).to_bytes(4, "big") + unit)
+        start = end
+    return _replace_data(pkt, b"".join(units))
+
+
+def _is_adts(audio: av.AudioStream) -> bool:
+    return audio.codec_context.name == "aac" and not audio.codec_context.extradata
+
+
+def _aac_config(codec: av.AudioCodecContext) -> bytes:
+    """A two-byte AudioSpecificConfig (ISO 14496-3 1.6.2.1) for an ADTS stream's parameters."""
+    kind = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}.get(codec.profile or "LC", 2)
+    index = _AAC_RATES.index(codec.sample_rate) if codec.sample_rate in _AAC_RATES else 15
+    return (kind << 11 | index << 7 | codec.channels << 3).to_bytes(2, "big")
+
+
+def _strip_adts(pkt: _Packet) -> _Packet:
+    data = bytes(pkt)
+    if len(data) < 7 or data[0] != 0xFF or data[1] & 0xF0 != 0xF0:
+        return pkt
+    return _replace_data(pkt, data[7 if data[1] & 1 else 9 :])
+
+
+def _replace_data(pkt: _Packet, data: bytes) -> _Packet:
+    new = av.Packet(data)
+    new.pts, new.dts, new.duration, new.time_base = pkt.pts, pkt.dts, pkt.duration, pkt.time_base
+    new.is_keyframe = pkt.is_keyframe
+    return new
+
+
+def _filter_one(bsf: av.BitStreamFilterContext, pkt: _Packet) -> _Packet:
+    time_base, duration = pkt.time_base, pkt.duration
+    out = bsf.filter(pkt)  # takes the packet's data
+    if len(out) != 1:
+        raise MediaError(f"bitstream conversion returned {len(out)} packets")
+    out[0].time_base, out[0].duration = time_base, duration
+    return out[0]
+
+
+def _never() -> bool:
+    return False
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

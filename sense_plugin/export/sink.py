@@ -1,0 +1,182 @@
+"""The file object an export muxes into: paced writes, byte count and SHA-256 in one pass."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from sense_plugin.errors import StorageError
+from sense_plugin.export.throttle import TokenBucket
+
+#: errno values that mean "the disk (or quota, or file size limit) is full".
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_HASH_READ = 1024 * 1024
+_T = TypeVar("_T")
+
+
+class WriteCancelled(Exception):
+    """``should_stop`` became true while a write was waiting for bandwidth."""
+
+
+class HashingSink:
+    """A write-only, seekable binary file for ``av.open(sink, "w", ...)``.
+
+    Every write is paced by the optional :class:`TokenBucket` (large writes are split so the
+    pacing stays even), counted, and fed to SHA-256 as it goes, so the hash costs no second
+    read. Muxers that only append (fragmented MP4, MPEG-TS) never seek. A muxer that seeks
+    back and overwrites (Matroska rewrites its header, cues and duration at the end; plain
+    MP4 patches ``mdat`` size) makes the running hash stale: the sink notices the overwrite and
+    only then, in :meth:`close`, hashes the finished file again from disk.
+
+    ``OSError`` for a full disk, quota or file size limit becomes :class:`StorageError`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        throttle: TokenBucket | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        fsync: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self._throttle = throttle
+        self._should_stop = should_stop
+        self._fsync = fsync
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._end = 0  # bytes [0, _end) have been hashed in order
+        self._digest: str | None = None
+        #: True once a write landed somewhere other than the end of the file.
+        self.rewrote = False
+        #: Bytes handed to the disk, including any overwritten ones.
+        self.bytes_written = 0
+        self.seeks = 0
+        self._file = _storage(lambda: open(self.path, "wb"))  # noqa: SIM115 - closed in close()
+
+    # -- the file protocol used by PyAV ------------------------------------------------------
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        """Write ``data`` at the current position; returns ``len(data)``."""
+        size = len(data)
+        if self._pos == self._end and not self.rewrote:
+            self._hash.update(data)
+        else:
+            self.rewrote = True
+        if self._throttle is None or self._throttle.rate_kbps == 0:
+            self._write_raw(data)
+        else:
+            self._paced_write(memoryview(data))
+        self._pos += size
+        self._end = max(self._end, self._pos)
+        self.bytes_written += size
+        return size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the write position (a seek to the current end costs nothing)."""
+        target = {os.SEEK_SET: offset, os.SEEK_CUR: self._pos + offset,
+                  os.SEEK_END: self._end + offset}[whence]
+        if target != self._pos:
+            self.seeks += 1
+            _storage(lambda: self._file.seek(target))
+            self._pos = target
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        _storage(self._file.flush)
+
+    def close(self) -> None:
+        """Flush, optionally fsync, close, and fix the digest if the file was rewritten."""
+        if self._file.closed:
+            return
+        try:
+            _storage(self._file.flush)
+            if self._fsync:
+                _storage(lambda: os.fsync(self._file.fileno()))
+        finally:
+            self._file.close()
+        if self.rewrote:
+            self._hash = _hash_file(self.path)
+        self._digest = self._hash.hexdigest()
+
+    def __enter__(self) -> HashingSink:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close the file without a digest (use :meth:`close` for a finished file)."""
+        try:
+            self._file.close()
+        except OSError as error:
+            if kind is None:  # don't mask the error that is already propagating
+                _raise_storage(error)
+                raise
+
+    # -- results -----------------------------------------------------------------------------
+
+    @property
+    def size_bytes(self) -> int:
+        """Size of the file written so far."""
+        return self._end
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the complete file; available after :meth:`close`."""
+        if self._digest is None:
+            raise RuntimeError("the digest is known only after close()")
+        return self._digest
+
+    def _paced_write(self, view: memoryview) -> None:
+        throttle = self._throttle
+        assert throttle is not None
+        step = throttle.chunk_bytes()
+        for start in range(0, len(view), step):
+            chunk = view[start : start + step]
+            if not throttle.consume(len(chunk), self._should_stop):
+                raise WriteCancelled()
+            self._write_raw(chunk)
+
+    def _write_raw(self, data: bytes | memoryview) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            _raise_storage(exc)
+            raise
+
+
+def _storage(action: Callable[[], _T]) -> _T:
+    """Run a file operation, turning a full disk into :class:`StorageError`."""
+    try:
+        return action()
+    except OSError as exc:
+        _raise_storage(exc)
+        raise
+
+
+def _raise_storage(exc: OSError) -> None:
+    """Raise :class:`StorageError` from ``exc`` if it means the storage is full."""
+    if exc.errno in STORAGE_ERRNOS:
+        raise StorageError(f"export storage is full: {os.strerror(exc.errno or 0)}") from exc
+
+
+def _hash_file(path: Path) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_READ):
+            digest.update(block)
+    return digest

@@ -1,0 +1,113 @@
+"""Tests of the hashing, paced export sink (sense_plugin.export.sink)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import pytest
+
+from sense_plugin.errors import StorageError
+from sense_plugin.export.sink import HashingSink, WriteCancelled
+from sense_plugin.export.throttle import TokenBucket
+
+MakeSegments = Callable[..., list[Path]]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sequential_writes_hash_in_one_pass(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    sink = HashingSink(path)
+    for i in range(100):
+        sink.write(bytes([i]) * (1000 + i))
+    sink.close()
+    assert not sink.rewrote and sink.seeks == 0
+    assert sink.size_bytes == sink.bytes_written == path.stat().st_size
+    assert sink.sha256 == file_sha256(path)
+
+
+def test_seek_back_and_overwrite_rehashes_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    sink = HashingSink(path, fsync=False)
+    sink.write(b"header--" + b"x" * 1000)
+    assert sink.seek(0) == 0
+    sink.write(b"HEADER")
+    assert sink.seek(0, os.SEEK_END) == 1008
+    sink.write(b"tail")
+    sink.close()
+    assert sink.rewrote
+    assert path.read_bytes().startswith(b"HEADER--")
+    assert sink.size_bytes == 1012 and sink.bytes_written == 1018
+    assert sink.sha256 == file_sha256(path)
+
+
+def test_digest_only_after_close(tmp_path: Path) -> None:
+    sink = HashingSink(tmp_path / "out.bin")
+    with pytest.raises(RuntimeError):
+        _ = sink.sha256
+    sink.close()
+    sink.close()  # idempotent
+    assert sink.sha256 == hashlib.sha256(b"").hexdigest()
+
+
+def test_full_disk_is_a_storage_error(tmp_path: Path) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    os.symlink("/dev/full", tmp_path / "out.bin")
+    with pytest.raises(StorageError), HashingSink(tmp_path / "out.bin", fsync=False) as sink:
+        sink.write(b"x" * 100_000)
+
+
+def test_paced_writes_are_split_and_accounted(tmp_path: Path) -> None:
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    bucket = TokenBucket(800, clock=lambda: clock[0], sleep=sleep)  # 100 000 bytes/s
+    sink = HashingSink(tmp_path / "out.bin", throttle=bucket)
+    sink.write(b"z" * 1_000_000)
+    sink.close()
+    assert clock[0] == pytest.approx(9.9, abs=0.01)  # 10 s of data less the 0.1 s burst
+    assert sink.sha256 == file_sha256(tmp_path / "out.bin")
+
+
+def test_cancel_while_waiting_for_bandwidth(tmp_path: Path) -> None:
+    sink = HashingSink(tmp_path / "out.bin", throttle=TokenBucket(8), should_stop=lambda: True)
+    with pytest.raises(WriteCancelled):
+        sink.write(b"z" * 1_000_000)
+    sink.close()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "seeks"),
+    [
+        ("mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}, False),
+        ("mpegts", {}, False),
+        ("matroska", {}, True),
+        ("mp4", {}, True),
+    ],
+    ids=["fragmented-mp4", "mpegts", "matroska", "plain-mp4"],
+)
+def test_which_muxers_seek(
+    tmp_path: Path, make_segments: MakeSegments, fmt: str, options: dict[str, str], seeks: bool
+) -> None:
+    """Fragmented MP4 and MPEG-TS only append; Matroska and plain MP4 go back and patch."""
+    source = make_segments()[0]
+    path = tmp_path / "out.bin"
+    with HashingSink(path, fsync=False) as sink:
+        with av.open(str(source)) as src, av.open(sink, "w", format=fmt, options=options) as out:
+            stream = out.add_stream_from_template(src.streams.video[0])
+            for packet in src.demux(src.streams.video[0]):
+                if packet.size:
+                    packet.stream = stream
+                    out.mux(packet)
+        sink.close()
+    assert sink.rewrote is seeks
+    assert sink.sha256 == file_sha256(path)
