@@ -11,7 +11,7 @@ import av
 import pytest
 
 from sense_plugin.archive import demo
-from sense_plugin.errors import NoRecordError, StorageError
+from sense_plugin.errors import MediaError, NoRecordError, StorageError
 from sense_plugin.export.remux import CutCancelled, CutRequest, CutResult, Gap, SourceSegment, cut
 
 MakeSegments = Callable[..., list[Path]]
@@ -248,4 +248,13 @@ def test_full_disk_is_a_storage_error(tmp_path: Path, archive: list[Path]) -> No
     os.symlink("/dev/full", tmp_path / "export.mp4.part")
     with pytest.raises(StorageError):
         run_cut(tmp_path, archive, T0, T0 + 6 * S, fsync=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_source_is_a_media_error(tmp_path: Path, archive: list[Path]) -> None:
+    gone = SourceSegment(str(tmp_path / "gone.mp4"), T0 + 6 * S, T0 + 8 * S)
+    segments = (*sources(archive), gone)
+    out = str(tmp_path / "export.mp4")
+    with pytest.raises(MediaError, match="gone.mp4"):
+        cut(CutRequest(segments, T0, T0 + 8 * S, out))
     assert list(tmp_path.iterdir()) == []

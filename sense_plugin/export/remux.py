@@ -136,12 +136,14 @@ def cut(
 
 
 def _first_cause(exc: Exception) -> Exception:
-    """The first error of a chain: closing the muxer after a failure writes the trailer, which
-    can fail again (the disk is still full, the sink still cancelled) and hide the real one."""
-    first = exc
-    while isinstance(first.__context__, Exception):
-        first = first.__context__
-    return first
+    """The error that started a failure. Closing the muxer after a failure writes the trailer,
+    which can fail again (the disk still full, the sink still cancelled) and hide the first
+    error; the deepest typed error of the chain wins, else the deepest error."""
+    chain = [exc]
+    while isinstance(chain[-1].__context__, Exception):
+        chain.append(chain[-1].__context__)
+    typed = [e for e in chain if isinstance(e, _TYPED)]
+    return typed[-1] if typed else chain[-1]
 
 
 def _translate(first: Exception, name: str) -> Exception:
@@ -155,6 +157,9 @@ def _translate(first: Exception, name: str) -> Exception:
             return StorageError(f"export storage is full: {os.strerror(first.errno or 0)}")
         return MediaError(f"cannot write {name}: {first}")
     return first  # SenseError, MediaError, or a bug
+
+
+_TYPED = (SenseError, MediaError, CutCancelled, WriteCancelled)
 
 
 class _Stop(Exception):
