@@ -166,6 +166,16 @@ def test_start_in_gap_begins_at_next_keyframe(tmp_path: Path, gapped: list[Path]
     assert result.gaps == ()
 
 
+def test_gap_before_the_first_gop_is_not_reported(tmp_path: Path, gapped: list[Path]) -> None:
+    """Even when an index entry overstates the end of the segment before the gap."""
+    before, *after = sources(gapped)[1:]
+    segments = (SourceSegment(before.path, before.start_us, T0 + 8 * S), *after)
+    out = str(tmp_path / "export.mp4")
+    result = cut(CutRequest(segments, T0 + 6_500_000, T0 + 7_500_000, out))
+    check_export(out, result, gapped, "mp4", frame_times(6.0, 7.5))
+    assert result.gaps == ()
+
+
 def test_start_before_recording(tmp_path: Path, archive: list[Path]) -> None:
     out, result = run_cut(tmp_path, archive, T0 - 60 * S, T0 + 1 * S, "ts")
     check_export(out, result, archive, "ts", frame_times(0.0, 1.0))

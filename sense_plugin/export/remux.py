@@ -343,10 +343,10 @@ class _Cutter:
                 raise _Stop()
             self._emit_video(pkt, pts_a, dts_a)
         elif pts_a <= self.t0:
-            if pkt.is_keyframe:
+            if pkt.is_keyframe:  # a later GOP: what came before, gaps included, is not output
                 self.pending.clear()
                 self.pending_audio = [a for a in self.pending_audio if a[1] >= pts_a]
-                self.pending_end_us = end
+                self.pending_end_us, self.join_gap = end, None
             if self.pending or pkt.is_keyframe:
                 self.pending.append((pkt, pts_a, dts_a))
                 self.pending_end_us = max(self.pending_end_us, end)
