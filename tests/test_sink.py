@@ -47,6 +47,15 @@ def test_seek_back_and_overwrite_rehashes_at_close(tmp_path: Path) -> None:
     assert sink.sha256 == file_sha256(path)
 
 
+def test_hash_from_file_only(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    sink = HashingSink(path, hash_while_writing=False)
+    sink.write(b"abc" * 1000)
+    sink.close()
+    assert not sink.rewrote
+    assert sink.sha256 == file_sha256(path)
+
+
 def test_digest_only_after_close(tmp_path: Path) -> None:
     sink = HashingSink(tmp_path / "out.bin")
     with pytest.raises(RuntimeError):

@@ -114,7 +114,8 @@ def cut(
     tmp = request.out_path + ".part"
     done = False
     try:
-        with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync) as sink:
+        with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
+                         hash_while_writing=request.fmt != "mkv") as sink:
             with av.open(sink, "w", format=muxer, options=options,
                          buffer_size=BUFFER_BYTES) as output:
                 cutter = _Cutter(request, output, on_progress, stop, progress_interval_s)

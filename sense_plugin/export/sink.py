@@ -64,7 +64,8 @@ class HashingSink:
     read. Muxers that only append (fragmented MP4, MPEG-TS) never seek. A muxer that seeks
     back and overwrites (Matroska rewrites its header, cues and duration at the end; plain
     MP4 patches ``mdat`` size) makes the running hash stale: the sink notices the overwrite and
-    only then, in :meth:`close`, hashes the finished file again from disk.
+    only then, in :meth:`close`, hashes the finished file again from disk. For a muxer known
+    to do that, ``hash_while_writing=False`` skips the wasted first hash.
 
     ``OSError`` for a full disk, quota or file size limit becomes :class:`StorageError`.
     """
@@ -76,6 +77,7 @@ class HashingSink:
         throttle: TokenBucket | None = None,
         should_stop: Callable[[], bool] | None = None,
         fsync: bool = True,
+        hash_while_writing: bool = True,
     ) -> None:
         self.path = Path(path)
         self._throttle = throttle
@@ -91,6 +93,8 @@ class HashingSink:
         self.seeks = 0
         self._file = _storage(lambda: open(self.path, "wb"))  # noqa: SIM115 - closed in close()
         self._hasher = _HashThread()  # started last: nothing to stop if the open fails
+        # Off for muxers known to rewrite (Matroska): the digest then comes from the file only.
+        self._live = hash_while_writing
 
     # -- the file protocol used by PyAV ------------------------------------------------------
 
@@ -103,10 +107,10 @@ class HashingSink:
     def write(self, data: bytes) -> int:
         """Write ``data`` at the current position; returns ``len(data)``."""
         size = len(data)
-        if self._pos == self._end and not self.rewrote:
-            self._hasher.update(data)
-        else:
+        if self._pos != self._end:
             self.rewrote = True
+        elif self._live and not self.rewrote:
+            self._hasher.update(data)
         if self._throttle is None or self._throttle.rate_kbps == 0:
             self._write_raw(data)
         else:
@@ -143,7 +147,7 @@ class HashingSink:
         finally:
             self._file.close()
         digest = self._hasher.finish()
-        if self.rewrote:
+        if self.rewrote or not self._live:
             digest = _hash_file(self.path)
         self._digest = digest.hexdigest()
 
