@@ -147,6 +147,7 @@ async function onLogin(event) {
     await boot();
   } catch (err) {
     say("login-error", `Login failed: ${err.message}`);
+    $("login-password").value = "";
     $("login-password").focus();
   } finally {
     $("login-submit").disabled = false;
