@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import shutil
 import threading
 import time
@@ -131,7 +132,9 @@ def browser(tmp_path: Path, downloads: Path) -> Iterator[WebDriver]:
         "profile.default_content_setting_values.automatic_downloads": 1,
     })
     # An explicit driver path keeps Selenium Manager from looking for (or fetching) a browser.
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    # A time zone other than UTC shows the local time beside each UTC input in the screenshots.
+    service = Service(CHROMEDRIVER, env={**os.environ, "TZ": "Europe/Berlin"})
+    driver = webdriver.Chrome(service=service, options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior",
                            {"behavior": "allow", "downloadPath": str(downloads)})
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -231,6 +234,8 @@ def test_log_in_export_download_cancel_and_page(server: ThreadServer, browser: W
     assert server.command("getExportVideoStatus").find("exports").get("count") == "0"
     element(driver, "#start").clear()
     element(driver, "#start").send_keys(start_text)
+    wait(driver, lambda d: "60 s recorded" in element(d, "#recorded").text, "range fixed")
+    assert not element(driver, "#export-error").text
     element(driver, "#name").send_keys("Two cameras")
     shot(driver, "2-export")
     element(driver, "#start-export").click()

@@ -218,6 +218,8 @@ function fillLastRecorded(seconds) {
 }
 
 function onTimeInput() {
+  say("export-error", "");
+  for (const id of ["start", "end"]) $(id).removeAttribute("aria-invalid");
   for (const id of ["start", "end"]) {
     const ms = parseUtc($(id).value);
     $(`${id}-local`).textContent = Number.isNaN(ms) ? ($(id).value ? "not a valid time" : "")
@@ -450,7 +452,8 @@ function filesCell(id, status, exp) {
 
 function statusCell(status, exp, devices) {
   const parts = [el("span", { className: `status status-${status.toLowerCase()}`, text: status })];
-  if (status === "SYNCING" || status === "PENDING") {
+  if (status === "PENDING") parts.push(el("span", { className: "muted", text: " queued" }));
+  if (status === "SYNCING") {
     const progress = Api.textOf(exp, "progress") || "0";
     parts.push(el("progress", { max: "100", value: progress,
                                 "aria-label": `Progress of export ${Api.textOf(exp, "exportid")}` }),
