@@ -105,21 +105,17 @@ def cut(
     :class:`StorageError` when the disk is full, and :class:`MediaError` for unreadable
     sources or muxer failures.
     """
-    if request.fmt not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown export format {request.fmt!r}")
-    if request.end_us <= request.start_us:
-        raise ValueError("end_us must be after start_us")
+    if request.fmt not in OUTPUT_FORMATS or request.end_us <= request.start_us:
+        raise ValueError(f"bad cut request: format {request.fmt!r}, empty or reversed range")
     muxer, options = OUTPUT_FORMATS[request.fmt]
-    stop = should_stop or _never
-    tmp = request.out_path + ".part"
-    done = False
+    stop, tmp, done = should_stop or _never, request.out_path + ".part", False
     try:
         with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
                          hash_while_writing=request.fmt != "mkv") as sink:
             with av.open(sink, "w", format=muxer, options=options,
                          buffer_size=BUFFER_BYTES) as output:
-                cutter = _Cutter(request, output, on_progress, stop, progress_interval_s)
-                cutter.bytes_written = lambda: sink.bytes_written
+                cutter = _Cutter(request, output, stop, on_progress, progress_interval_s,
+                                 lambda: sink.bytes_written)
                 cutter.run()
             sink.close()
         os.replace(tmp, request.out_path)
@@ -176,8 +172,8 @@ class _Cutter:
 
     def __init__(
         self, request: CutRequest, output: av.container.OutputContainer,
-        on_progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool],
-        interval_s: float,
+        should_stop: Callable[[], bool], on_progress: Callable[[int, int], None] | None,
+        interval_s: float, bytes_written: Callable[[], int],
     ) -> None:
         self.request, self.output = request, output
         self.t0, self.t1 = request.start_us, request.end_us
@@ -207,7 +203,7 @@ class _Cutter:
         self.last_frame_us = 0
         self.covered_us = 0
         self.next_report = 0.0
-        self.bytes_written: Callable[[], int] = lambda: 0
+        self.bytes_written = bytes_written
 
     # -- driving ------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class _HashThread:
             self.hash.update(chunk)
 
     def update(self, data: bytes) -> None:
+        """Queue ``data`` for hashing (blocks while the queue is full)."""
         # keep a private copy unless the caller gave immutable bytes (PyAV does)
         self._queue.put(data if type(data) is bytes else bytes(data))
 
@@ -99,9 +100,11 @@ class HashingSink:
     # -- the file protocol used by PyAV ------------------------------------------------------
 
     def writable(self) -> bool:
+        """Always true: the sink is write-only."""
         return True
 
     def seekable(self) -> bool:
+        """True: muxers may seek back (the digest then comes from the file)."""
         return True
 
     def write(self, data: bytes) -> int:
@@ -131,9 +134,11 @@ class HashingSink:
         return self._pos
 
     def tell(self) -> int:
+        """The current write position."""
         return self._pos
 
     def flush(self) -> None:
+        """Flush Python's buffer to the operating system."""
         _storage(self._file.flush)
 
     def close(self) -> None:
