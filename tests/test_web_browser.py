@@ -20,11 +20,11 @@ from typing import Any
 import av
 import pytest
 from aiohttp import web
+from conftest import API_DEVICES
 from lxml import etree
 
 from sense_plugin.api.app import create_app
 from sense_plugin.passwords import hash_password
-from conftest import API_DEVICES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -5,6 +5,7 @@ The page is a plain client of the XML command API; this module only serves its f
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -47,7 +48,10 @@ async def _redirect_to_page(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/web/")
 
 
-def _file_handler(path: Path) -> web.RequestHandler:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _file_handler(path: Path) -> Handler:
     headers = {"Content-Type": CONTENT_TYPES[path.suffix], **SECURITY_HEADERS}
 
     async def serve(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,60 @@
+"""The page's files: redirect, content types, no listing or traversal, offline, quiet 401."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sense_plugin.api.web import WEB_DIR
+from sense_plugin.passwords import hash_password
+
+PAGE_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+              "api.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+
+
+@pytest.mark.parametrize("path", ["/", "/web"])
+async def test_root_redirects_to_the_page(client: Any, path: str) -> None:
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "/web/"
+
+
+@pytest.mark.parametrize("name", ["", *PAGE_FILES])
+async def test_files_have_their_content_type_and_a_strict_policy(client: Any, name: str) -> None:
+    response = await client.get(f"/web/{name}")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == PAGE_FILES[name or "index.html"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert await response.read() == (WEB_DIR / (name or "index.html")).read_bytes()
+
+
+@pytest.mark.parametrize("path", ["/web/missing.js", "/web/../api/web.py", "/web/%2e%2e/setup.cfg",
+                                  "/web//", "/web/app.js/", "/web/__init__.py"])
+async def test_no_listing_no_traversal(client: Any, path: str) -> None:
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 404
+
+
+def test_the_page_loads_nothing_from_elsewhere() -> None:
+    for path in WEB_DIR.iterdir():
+        text = path.read_text()
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path.name
+        # Only the XML API: no JSON responses asked for or read (JSON.parse is sessionStorage's).
+        assert not re.search(r"application/json|\.json\(", text), path.name
+    # No inline script: the Content-Security-Policy forbids it.
+    assert not re.search(r"<script(?![^>]*\bsrc=)", (WEB_DIR / "index.html").read_text())
+
+
+async def test_401_to_the_page_has_no_basic_challenge(
+        make_client: Callable[..., Any], make_config: Callable[..., Any]) -> None:
+    users = [{"name": "op", "password_hash": hash_password("pw"), "permissions": ["view"]}]
+    client = await make_client(make_config(auth={"enabled": True, "users": users}))
+    plain = await client.get("/command", params={"command": "getDeviceList"})
+    assert plain.status == 401 and plain.headers["WWW-Authenticate"].startswith("Basic")
+    page = await client.get("/command", params={"command": "getDeviceList"},
+                            headers={"X-Requested-With": "XMLHttpRequest"})
+    assert page.status == 401 and "WWW-Authenticate" not in page.headers
+    assert b'errorcode="-1001"' in await page.read()
