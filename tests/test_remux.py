@@ -176,6 +176,28 @@ def test_gap_before_the_first_gop_is_not_reported(tmp_path: Path, gapped: list[P
     assert result.gaps == ()
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("overlap_us", "step_s"), [(30_000, 0.07), (130_000, 0.1), (500_000, 0.1)],
+    ids=["early", "jitter", "overlap"],
+)
+def test_overlapping_join_keeps_dts_increasing(
+    tmp_path: Path, make_segments: MakeSegments, fmt: str, overlap_us: int, step_s: float
+) -> None:
+    """A segment whose dts would not increase is shifted to one frame after the last one."""
+    first = make_segments(end_us=T0 + 2 * S)
+    second = make_segments(start_us=T0 + 2 * S - overlap_us, end_us=T0 + 4 * S - overlap_us)
+    out, result = run_cut(tmp_path, first + second, T0, T0 + 5 * S, fmt)
+    assert result.frame_count == 40 and result.gaps == ()
+    dts = video_dts(out)
+    assert all(a < b for a, b in zip(dts, dts[1:], strict=False))
+    with av.open(out) as container:
+        video = container.streams.video[0]
+        times = [f.time for f in container.decode(video) if f.time is not None]
+    assert len(times) == 40
+    assert times[20] - times[19] == pytest.approx(step_s, abs=0.002)
+
+
 def test_start_before_recording(tmp_path: Path, archive: list[Path]) -> None:
     out, result = run_cut(tmp_path, archive, T0 - 60 * S, T0 + 1 * S, "ts")
     check_export(out, result, archive, "ts", frame_times(0.0, 1.0))
