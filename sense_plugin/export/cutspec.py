@@ -1,0 +1,50 @@
+"""Request, result and cancellation types of a stream-copy cut (see ``remux.cut``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceSegment:
+    """One archive file: archive time of its first video frame and of its end."""
+
+    path: str
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class CutRequest:
+    """Cut ``[start_us, end_us)`` of ``segments`` into ``out_path`` as ``fmt`` (mp4|mkv|ts)."""
+
+    segments: tuple[SourceSegment, ...]
+    start_us: int
+    end_us: int
+    out_path: str
+    fmt: str = "mp4"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Archive time with no recording inside an exported range."""
+
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class CutResult:
+    """What was written: archive times of the first and last frame, counts, gaps, file facts."""
+
+    first_frame_us: int
+    last_frame_us: int
+    frame_count: int
+    audio_packets: int
+    gaps: tuple[Gap, ...]
+    size_bytes: int
+    sha256: str
+
+
+class CutCancelled(Exception):
+    """``should_stop`` returned true; the temporary file has been deleted."""

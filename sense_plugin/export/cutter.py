@@ -1,0 +1,305 @@
+"""The state machine of one stream-copy cut: selection, timestamp rebasing, gaps and overlaps."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+
+import av
+
+from sense_plugin.errors import MediaError, NoRecordError, SenseError
+from sense_plugin.export import bitstream as bs
+from sense_plugin.export.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
+from sense_plugin.export.sink import WriteCancelled
+
+#: Seek this far before the start so the keyframe at or before it is read.
+SEEK_MARGIN_US = 5_000_000
+#: A join counts as a gap when more than this many frame durations are missing.
+GAP_FRAMES = 2
+
+
+class _Stop(Exception):
+    """The first video packet at or after the end of the range was read."""
+
+
+class _Reseek(Exception):
+    """A seek landed after the keyframe before the start; read the segment from its top."""
+
+
+class Cutter:
+    """The state of one cut: selection, timestamp rebasing, gap and overlap handling."""
+
+    def __init__(
+        self, request: CutRequest, output: av.container.OutputContainer,
+        should_stop: Callable[[], bool], on_progress: Callable[[int, int], None] | None,
+        interval_s: float, bytes_written: Callable[[], int],
+    ) -> None:
+        self.request, self.output = request, output
+        self.t0, self.t1 = request.start_us, request.end_us
+        self.on_progress, self.should_stop, self.interval_s = on_progress, should_stop, interval_s
+        self.vout: av.VideoStream | None = None
+        self.aout: av.AudioStream | None = None
+        self.video_stream: av.stream.Stream  # the same streams, typed for packet.stream
+        self.audio_stream: av.stream.Stream
+        self.started = False
+        self.sought = False  # the current segment was entered by seeking
+        self.first_us = 0  # archive time of the first keyframe
+        self.zero_us = 0  # archive time of output time 0
+        self.offset_us = 0  # shift of the current segment that keeps dts increasing
+        self.frame_us = 40_000
+        self.pending: list[tuple[bs.Packet, int, int]] = []  # GOP before the start (archive µs)
+        self.pending_audio: list[tuple[bs.Packet, int, int]] = []
+        self.pending_end_us = 0
+        self.last_dts = -(1 << 62)
+        self.last_audio_dts = -(1 << 62)
+        self.prev_end_us: int | None = None  # end of the recording read so far
+        self.gaps: list[Gap] = []
+        self.join_gap: Gap | None = None
+        self.video_prefixed = True
+        self.video_params = ("", 0, 0)
+        self.gap_total_us = 0
+        self.frames = self.audio_packets = 0
+        self.last_frame_us = 0
+        self.covered_us = 0
+        self.next_report = 0.0
+        self.bytes_written = bytes_written
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read the overlapping segments in time order until the end of the range."""
+        segments = sorted(
+            (s for s in self.request.segments if s.end_us > self.t0 and s.start_us < self.t1),
+            key=lambda s: s.start_us,
+        )
+        try:
+            for segment in segments:
+                if not self._read_segment(segment, seek=True):
+                    self._read_segment(segment, seek=False)
+        except _Stop:
+            pass
+        if not self.started or self.frames == 0:
+            raise NoRecordError("no recorded video in the requested range")
+        self._report(force=True)
+
+    def result(self, size_bytes: int, sha256: str) -> CutResult:
+        """The :class:`CutResult` of a finished cut."""
+        return CutResult(
+            first_frame_us=self.first_us, last_frame_us=self.last_frame_us,
+            frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
+            size_bytes=size_bytes, sha256=sha256,
+        )
+
+    def _read_segment(self, segment: SourceSegment, *, seek: bool) -> bool:
+        """Copy the wanted packets of one segment; False asks for a re-read without seeking."""
+        try:
+            with av.open(segment.path) as source:
+                self._copy(source, segment, seek)
+                return True
+        except _Reseek:
+            return False
+        except (_Stop, CutCancelled, WriteCancelled, SenseError):
+            raise
+        except av.FFmpegError as exc:
+            raise MediaError(f"while copying {os.path.basename(segment.path)}: {exc}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.EACCES, errno.EIO):
+                raise MediaError(
+                    f"cannot read {os.path.basename(segment.path)}: {exc.strerror}"
+                ) from exc
+            raise
+
+    def _copy(
+        self, source: av.container.InputContainer, segment: SourceSegment, seek: bool
+    ) -> None:
+        """The per-packet loop: archive times in integer µs, then select and emit."""
+        if not source.streams.video:
+            return
+        vin = source.streams.video[0]
+        ain = self._open_outputs(source)
+        fix_video, fix_audio = bs.converters(vin, ain, self.video_prefixed, self.request.fmt)
+        v_mul, v_den, v_base = bs.timing(vin, vin, segment.start_us)
+        audio_timing = bs.timing(ain, vin, segment.start_us) if ain is not None else (1, 1, 0)
+        self._enter(source, segment, seek, vin)
+        vindex, stop = vin.index, self.should_stop
+        undated: list[tuple[bs.Packet, int]] = []
+        for pkt in source.demux([vin, ain] if ain is not None else [vin]):
+            if stop():
+                raise CutCancelled()
+            if not pkt.size:
+                continue  # flush packets only
+            if pkt.stream_index != vindex:
+                self._read_audio(fix_audio(pkt) if fix_audio else pkt, *audio_timing)
+                continue
+            pts, dts, dur = pkt.pts, pkt.dts, pkt.duration
+            if pts is None and (pts := dts) is None:
+                continue
+            pts_a = v_base + pts * v_mul // v_den
+            pkt.time_base = bs.US_TB
+            if dur:
+                pkt.duration = dur * v_mul // v_den
+            if fix_video is not None:
+                pkt = fix_video(pkt)
+            if dts is None:  # Matroska with B-frames: filled in once a later dts is known
+                undated.append((pkt, pts_a))
+                continue
+            dts_a = v_base + dts * v_mul // v_den
+            if undated:
+                self._fill_dts(undated, dts_a)
+            self._video(pkt, pts_a, dts_a)
+        if undated:
+            self._fill_dts(undated, None)
+
+    def _enter(
+        self, source: av.container.InputContainer, segment: SourceSegment, seek: bool,
+        vin: av.VideoStream,
+    ) -> None:
+        """Per-segment state; a real gap since the previous segment; seek near a late start."""
+        self.offset_us, self.frame_us = 0, bs.frame_us(vin)
+        prev, self.join_gap = self.prev_end_us, None
+        if prev is not None and segment.start_us - prev > GAP_FRAMES * self.frame_us:
+            self.join_gap = Gap(prev, segment.start_us)
+        self.sought = seek and not self.started and self.t0 - segment.start_us > SEEK_MARGIN_US
+        if self.sought:  # t0 is well inside this segment: earlier GOPs do not matter
+            self.pending.clear()
+            self.pending_audio.clear()
+            v_mul, v_den, v_base = bs.timing(vin, vin, segment.start_us)
+            target = (self.t0 - SEEK_MARGIN_US - v_base) * v_den // v_mul
+            source.seek(target, stream=vin, backward=True)
+
+    def _read_audio(self, pkt: bs.Packet, mul: int, den: int, base: int) -> None:
+        pts, dts, dur = pkt.pts, pkt.dts, pkt.duration
+        if pts is None:
+            return
+        pkt.time_base = bs.US_TB
+        if dur:
+            pkt.duration = dur * mul // den
+        pts_a = base + pts * mul // den
+        self._audio(pkt, pts_a, pts_a if dts is None else base + dts * mul // den)
+
+    def _fill_dts(self, undated: list[tuple[bs.Packet, int]], next_dts_a: int | None) -> None:
+        """Give packets without dts evenly spaced ones before the next known dts."""
+        count = len(undated)
+        for index, (pkt, pts_a) in enumerate(undated):
+            if next_dts_a is not None:
+                dts_a = next_dts_a - (count - index) * self.frame_us
+            else:
+                dts_a = self.prev_end_us if self.prev_end_us is not None else pts_a
+            self._video(pkt, pts_a, min(dts_a, pts_a))
+        undated.clear()
+
+    # -- selection ----------------------------------------------------------------------------
+
+    def _video(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+        end = pts_a + self.frame_us
+        if self.prev_end_us is None or end > self.prev_end_us:
+            self.prev_end_us = end
+        if self.started:
+            if dts_a >= self.t1:
+                raise _Stop()
+            self._emit_video(pkt, pts_a, dts_a)
+        elif pts_a <= self.t0:
+            if pkt.is_keyframe:  # a later GOP: what came before, gaps included, is not output
+                self.pending.clear()
+                self.pending_audio = [a for a in self.pending_audio if a[1] >= pts_a]
+                self.pending_end_us, self.join_gap = end, None
+            if self.pending or pkt.is_keyframe:
+                self.pending.append((pkt, pts_a, dts_a))
+                self.pending_end_us = max(self.pending_end_us, end)
+        elif self.pending or pkt.is_keyframe:
+            if self.sought and not self.pending:
+                raise _Reseek()  # the seek overshot the keyframe before t0
+            if dts_a >= self.t1:
+                raise _Stop()
+            self._start(pkt, pts_a, dts_a)
+
+    def _start(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+        """Begin the output at the buffered GOP if it covers t0, else at this keyframe."""
+        if pkt.is_keyframe and self.pending_end_us <= self.t0:
+            self.pending.clear()
+            self.join_gap = None  # a gap before the output's first frame is not in the output
+        _, key_pts, key_dts = self.pending[0] if self.pending else (pkt, pts_a, dts_a)
+        self.first_us = self.last_frame_us = key_pts
+        # Fragmented MP4 has no edit list: with B-frames start at dts 0, not pts 0, so the
+        # video is delayed by the reorder depth together with the audio instead of alone.
+        self.zero_us = min(key_pts, key_dts) if self.request.fmt == "mp4" else key_pts
+        self.started = True
+        for packet, p_a, d_a in self.pending:
+            self._emit_video(packet, p_a, d_a)
+        for packet, p_a, d_a in self.pending_audio:
+            self._audio(packet, p_a, d_a)
+        self.pending.clear()
+        self.pending_audio.clear()
+        self._emit_video(pkt, pts_a, dts_a)
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _emit_video(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+        if self.join_gap is not None:
+            gap, self.join_gap = self.join_gap, None
+            self.gaps.append(gap)
+            self.gap_total_us += gap.end_us - gap.start_us
+        dts = dts_a - self.zero_us + self.offset_us
+        if dts <= self.last_dts:  # overlap or jitter at a join: continue one frame later
+            self.offset_us += self.last_dts + self.frame_us - dts
+            dts = self.last_dts + self.frame_us
+        pkt.dts, pkt.pts = dts, max(dts, pts_a - self.zero_us + self.offset_us)
+        pkt.stream = self.video_stream
+        self.output.mux_one(pkt)
+        self.last_dts = dts
+        self.frames += 1
+        if pts_a > self.last_frame_us:
+            self.last_frame_us = pts_a
+        if self.on_progress is not None and not self.frames & 15:
+            self.covered_us = max(self.covered_us, dts_a - self.first_us - self.gap_total_us)
+            self._report()
+
+    def _audio(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+        if not self.started:
+            self.pending_audio.append((pkt, pts_a, dts_a))
+            return
+        dts = dts_a - self.zero_us + self.offset_us
+        if pts_a < self.first_us or pts_a >= self.t1 or dts <= self.last_audio_dts:
+            return  # outside the range, or a duplicate where segments overlap
+        pkt.dts, pkt.pts = dts, pts_a - self.zero_us + self.offset_us
+        pkt.stream = self.audio_stream
+        self.output.mux_one(pkt)
+        self.last_audio_dts = dts
+        self.audio_packets += 1
+
+    def _report(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is not None and (force or now >= self.next_report):
+            self.next_report = now + self.interval_s
+            if force:
+                end_us = min(self.prev_end_us or self.first_us, self.t1)
+                self.covered_us = max(self.covered_us, end_us - self.first_us - self.gap_total_us)
+            self.on_progress(self.covered_us, self.bytes_written())
+
+    def _open_outputs(self, source: av.container.InputContainer) -> av.AudioStream | None:
+        """Create the output streams from the first segment read; check later ones match."""
+        vin = source.streams.video[0]
+        ain = source.streams.audio[0] if source.streams.audio else None
+        if self.vout is None:
+            self.vout = self.output.add_stream_from_template(vin)
+            if vin.codec_context.name == "hevc" and self.request.fmt == "mp4":
+                self.vout.codec_tag = "hvc1"  # Apple players reject the default 'hev1'
+            self.aout = self.output.add_stream_from_template(ain) if ain is not None else None
+            self.video_stream = self.vout
+            if self.aout is not None:
+                self.audio_stream = self.aout
+            if self.aout is not None and ain is not None and bs.is_adts(ain):
+                # MPEG-TS carries the AAC configuration in ADTS headers; MP4 and MKV need it
+                # up front, and the MPEG-TS muxer needs it to frame raw AAC from MP4 sources.
+                self.aout.codec_context.extradata = bs.aac_config(ain.codec_context)
+            self.video_prefixed = bs.length_prefixed(vin)
+            self.video_params = bs.params(vin)
+            return ain
+        if bs.params(vin) != self.video_params:
+            raise MediaError(
+                f"{os.path.basename(source.name)}: video %s %dx%d differs from %s %dx%d earlier "
+                "in the range" % (bs.params(vin) + self.video_params)
+            )
+        return ain if self.aout is not None else None
