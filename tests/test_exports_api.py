@@ -219,3 +219,23 @@ async def test_ids_survive_restart(make_client: Any, make_config: Any,
     assert second > first
     root = await command(client, "getExportVideoStatus", exportid=first)
     assert root.findtext("exports/export/status") == "COMPLETED"
+
+
+async def test_shutdown_with_capped_exports_loses_nothing(make_client: Any, make_config: Any,
+                                                          api_archive: dict[str, Any]) -> None:
+    """Closing the app interrupts running jobs promptly; after a restart every job resumes."""
+    import asyncio
+
+    config = make_config()
+    client = await make_client(config)
+    body = export_body([(STEADY, *span(api_archive, 0, 60))], bandwidth=100)
+    ids = [int((await command(client, "exportVideo", body=body)).findtext("exportid"))
+           for _ in range(5)]
+    await wait_export(client, ids[1], until=("SYNCING",))
+    await asyncio.wait_for(client.close(), 10)  # a hang guard, not a speed check
+    client = await make_client(config)
+    listing = await command(client, "getExportVideoStatus")
+    statuses = [e.findtext("status") for e in listing.iterfind("exports/export")]
+    assert len(statuses) == 5 and set(statuses) <= {"PENDING", "SYNCING"}
+    for export_id in ids:
+        await command(client, "exportVideo", action="remove", exportid=export_id)

@@ -215,11 +215,13 @@ class ExportEngine:
     async def _dispatch(self) -> None:
         while True:
             job = await self._queue.get()
+            if self._runner.closing:
+                return
             if job.status is not Status.PENDING or job.key not in self._pending:
                 continue
             proc = await self._pool.acquire()
             try:
-                if job.status is Status.PENDING:
+                if job.status is Status.PENDING and not self._runner.closing:
                     self._pending.discard(job.key)
                     await self._runner.run(job, proc)
             finally:

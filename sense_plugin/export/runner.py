@@ -72,7 +72,7 @@ class JobRunner:
         try:
             await engine.save_job(job)
             payload, recorded_us = await self._plan(job)
-            if job.key in self._cancel:
+            if job.key in self._cancel or self.closing:
                 raise JobCancelledError()
             tracker = _Tracker(job, recorded_us)
             token = self._archive.pin(job.device_id, job.start_us, job.end_us)
@@ -117,9 +117,14 @@ class JobRunner:
             await done.wait()
 
     async def cancel_all(self) -> None:
-        """Interrupt every running job (shutdown): they go back to PENDING."""
-        await asyncio.gather(*(p.cancel() for p in list(self._running.values())))
-        await asyncio.gather(*(e.wait() for e in list(self._done.values())))
+        """Interrupt every job in flight (shutdown): they go back to PENDING.
+
+        Call with ``closing`` set, so no new job starts and one still being planned stops
+        before it reaches a worker.
+        """
+        while self._done:
+            await asyncio.gather(*(p.cancel() for p in list(self._running.values())))
+            await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
     async def _plan(self, job: Job) -> tuple[dict[str, Any], int]:
         segments = await self._archive.segments(job.device_id, job.start_us, job.end_us)
