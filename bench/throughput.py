@@ -3,10 +3,13 @@
 Same 10-minute range, same segments, same disk; runs interleaved A B C A B C after one warm-up
 round; medians, min/max, and the ratios computed pair by pair (round i of A against round i of
 B). Source segments are in the page cache (they are read once in the warm-up round).
+``os.sync()`` runs (untimed) before every run: sense fsyncs its file (ffmpeg and cat do not),
+and on ext4 an fsync would otherwise also flush the dirty pages left by the previous run.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import statistics
 import subprocess
@@ -88,6 +91,7 @@ def run_b1(archive: Archive, rounds: int, log=print) -> dict:
             func()
         for i in range(rounds):
             for name, func in runners.items():
+                os.sync()  # untimed: nobody pays for the previous run's dirty pages
                 wall, sizes[name] = func()
                 times[name].append(wall)
             log(f"B1 round {i + 1}/{rounds}: " + ", ".join(
