@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -102,9 +103,11 @@ class JobRunner:
             self._cancel.discard(job.key)
             if job.status is not Status.SYNCING and job.status is not Status.PENDING:
                 job.finished_us = now_us()
-            await engine.save_job(job)
-            await engine.finish_if_done(export)
-            self._done.pop(job.key).set()
+            try:
+                for step in (lambda: engine.save_job(job), lambda: engine.finish_if_done(export)):
+                    await _logging_store_errors(job, step)
+            finally:
+                self._done.pop(job.key).set()
 
     async def cancel(self, job: Job) -> None:
         """Stop a running job (partial file deleted) and wait until it has settled."""
@@ -185,3 +188,15 @@ class JobRunner:
     @staticmethod
     def _fail(job: Job, code: int, description: str) -> None:
         job.status, job.errorcode, job.description = Status.FAILED, code, description
+
+
+async def _logging_store_errors(job: Job, step: Callable[[], Awaitable[None]]) -> None:
+    """Await a job store write; a failing store (locked, read-only) is logged, not raised.
+
+    The job's state stays correct in memory, and the dispatcher and anyone waiting on the
+    job must carry on: an exception here would stop the queue for good.
+    """
+    try:
+        await step()
+    except SenseError as exc:
+        log.error("export %s device %s: %s", job.export_id, job.device_id, exc.description)
