@@ -3,7 +3,7 @@
 Records collapsed stacks of the server and its worker processes with ``py-spy record
 --subprocesses`` while (1) a 10-minute B1 export runs three times, (2) wrk loads the full
 status list, (3) paged status with 10,000 exports; prints the top self-time frames of each and
-saves the collapsed stacks under bench/results/profile-*.txt.
+saves summaries as bench/results/profile-*-summary.txt (raw stacks in bench/cache/).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import subprocess
 import sys
 import time
 
-from bench.archive import LONG_ID, ensure_archive
+from bench.archive import BENCH_DIR, CACHE_DIR, LONG_ID, ensure_archive
 from bench.load import wrk
 from bench.server import Server
 
-RESULTS = ensure_archive.__globals__["BENCH_DIR"] / "results"
+RESULTS = BENCH_DIR / "results"
 
 
 def record(pid: int, name: str, action) -> str:
-    out = RESULTS / f"profile-{name}.txt"
+    out = CACHE_DIR / f"profile-{name}.txt"  # raw collapsed stacks (large): not committed
     spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--subprocesses", "--rate",
                             "200", "--format", "raw", "--output", str(out), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
