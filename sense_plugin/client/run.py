@@ -45,7 +45,7 @@ def resolve_device(client: SenseClient, text: str) -> str:
     found = {d.findtext("name", "").lower(): d.findtext("deviceid", "") for d in devices}
     if text.lower() not in found:
         raise ClientError(-2, f"no device named '{text}' (known: {', '.join(found) or 'none'})")
-    return found[text.lower()]
+    return str(found[text.lower()])
 
 
 def resolve_time(text: str, server_now: str) -> str:
@@ -68,7 +68,8 @@ def export_document(device_ids: list[str], start: str, end: str, opts: ExportOpt
                        ("bandwidth", opts.bandwidth_kbps)):
         if value is not None:
             root.append(E(tag, str(value)))
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    document: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return document
 
 
 def run_export(client: SenseClient, opts: ExportOptions, out: TextIO) -> int:
@@ -132,7 +133,7 @@ def run_status(client: SenseClient, export_id: int | None, watch: bool, interval
     if export_id is not None and watch:
         follow(client, export_id, out, interval_s)
         return 0
-    params = {} if export_id is None else {"exportid": export_id}
+    params: dict[str, Any] = {} if export_id is None else {"exportid": export_id}
     view = ProgressView(out) if watch else None
     try:
         while True:
@@ -184,7 +185,7 @@ class ProgressView:
                     print(line, file=self._out, flush=True)
 
     def _bar(self, key: tuple[str, int], label: str, progress: int, status: str) -> None:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
 
         bar = self._bars.get(key)
         if bar is None:

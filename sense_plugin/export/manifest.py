@@ -41,7 +41,8 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         E.devices(*(_device(job) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )
-    body = etree.tostring(root, xml_declaration=False, encoding="UTF-8", pretty_print=True)
+    body: bytes = etree.tostring(root, xml_declaration=False, encoding="UTF-8",
+                                 pretty_print=True)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
