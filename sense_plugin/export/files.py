@@ -8,12 +8,12 @@ import shutil
 from pathlib import Path
 
 from sense_plugin.errors import StorageError
+from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job
 from sense_plugin.export.paths import confirm_inside, output_name
 from sense_plugin.export.worker import TEMP_SUFFIX
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
-MANIFEST_NAME = "manifest.xml"
 
 
 def job_output_path(export: Export, job: Job) -> Path:
