@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sense_plugin.export.model import Gap  # one Gap type from the cut to the manifest
+
 
 @dataclass(frozen=True)
 class SourceSegment:
@@ -23,14 +25,6 @@ class CutRequest:
     end_us: int
     out_path: str
     fmt: str = "mp4"
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Archive time with no recording inside an exported range."""
-
-    start_us: int
-    end_us: int
 
 
 @dataclass(frozen=True)
