@@ -86,7 +86,7 @@ def _demo_archive(config: Path, devices: int, minutes: float) -> None:
         check=True)
 
 
-def ensure_archive(mode: str = "full", unique_minutes: float = 10, log=print) -> Archive:
+def ensure_archive(mode: str = "tiled", unique_minutes: float = 10, log=print) -> Archive:
     """Return the cached archive, generating it first when missing or built differently.
 
     ``full``: every minute encoded by ``sense-plugin demo-archive`` (60 + 10 minutes of 1080p).
