@@ -106,6 +106,19 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rst(res: dict) -> str:
+    """The Markdown table as a reStructuredText list-table (for README.rst)."""
+    lines = markdown(res).splitlines()
+    rows = [[c.strip().replace("**", "") for c in line.strip("|").split("|")]
+            for line in lines if line.startswith("|") and not line.startswith("|---")]
+    out = [lines[0], "", ".. list-table::", "   :header-rows: 1", ""]
+    for row in rows:
+        out.append("   * - " + row[0])
+        out += [f"     - {cell}".rstrip() for cell in row[1:]]
+    out += ["", lines[-1]]
+    return "\n".join(out) + "\n"
+
+
 def chart(res: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -154,5 +167,6 @@ def save(res: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(res, indent=1, default=str))
     (out_dir / "latest.md").write_text(markdown(res))
+    (out_dir / "latest.rst").write_text(rst(res))
     chart(res, out_dir / "latest.png")
     return out_dir / "latest.md"
