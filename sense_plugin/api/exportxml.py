@@ -21,8 +21,34 @@ def _(result: r.ExportChanged) -> list[etree._Element]:
 
 
 @render.register
-def _(result: r.ExportStatusList) -> etree._Element:
-    return E.exports(*(export_element(e) for e in result.exports), count=str(len(result.exports)))
+def _(result: r.ExportStatusList) -> bytes:
+    parts = [f'<exports count="{len(result.exports)}">'.encode()]
+    parts.extend(export_bytes(e) for e in result.exports)
+    parts.append(b"</exports>")
+    return b"".join(parts)
+
+
+#: Serialised ``<export>`` of finished exports, which no longer change: export id →
+#: (state key, bytes). Monitoring scripts poll the whole history, so this keeps the full list
+#: cheap; exports still moving are rendered afresh on every request.
+_FINISHED_CACHE: dict[int, tuple[tuple[object, ...], bytes]] = {}
+_CACHE_LIMIT = 100_000
+
+
+def export_bytes(export: Export) -> bytes:
+    """The serialised ``<export>`` element, from the cache once the export has finished."""
+    if export.finished_us is None:
+        return etree.tostring(export_element(export), encoding="utf-8")
+    key = (export.status, export.finished_us, export.expires_us,
+           tuple(j.status for j in export.jobs))
+    cached = _FINISHED_CACHE.get(export.export_id)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    if len(_FINISHED_CACHE) >= _CACHE_LIMIT:
+        _FINISHED_CACHE.clear()
+    data: bytes = etree.tostring(export_element(export), encoding="utf-8")
+    _FINISHED_CACHE[export.export_id] = (key, data)
+    return data
 
 
 def export_element(export: Export) -> etree._Element:

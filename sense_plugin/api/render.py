@@ -27,6 +27,8 @@ def success(result: Any) -> bytes:
     if result is None:
         return document(ResultCode.OK)
     rendered = render(result)
+    if isinstance(rendered, bytes):  # a pre-serialised fragment (see exportxml)
+        return XML_DECLARATION + b'<result errorcode="0">' + rendered + b"</result>"
     children = rendered if isinstance(rendered, list) else [rendered]
     return document(ResultCode.OK, *children)
 
@@ -51,7 +53,7 @@ def _clean(text: str) -> str:
 
 
 @singledispatch
-def render(result: Any) -> etree._Element | list[etree._Element]:
+def render(result: Any) -> etree._Element | list[etree._Element] | bytes:
     """Render a result object into the children of ``<result>``."""
     raise TypeError(f"no renderer for {type(result).__name__}")
 
