@@ -2,7 +2,7 @@
 
 Records collapsed stacks of the server and its worker processes with ``py-spy record
 --subprocesses`` while (1) a 10-minute B1 export runs three times, (2) wrk loads the full
-status list, (3) paged status with 10,000 exports; prints the top self-time frames of each and
+status list of 100 exports, (3) wrk loads status by id; prints the top self-time frames of each and
 saves summaries as bench/results/profile-*-summary.txt (raw stacks in bench/cache/).
 """
 
@@ -14,7 +14,8 @@ import sys
 import time
 
 from bench.archive import BENCH_DIR, CACHE_DIR, LONG_ID, ensure_archive
-from bench.load import wrk
+from bench.__main__ import reset_exports
+from bench.load import make_history, wrk
 from bench.server import Server
 
 RESULTS = BENCH_DIR / "results"
@@ -60,8 +61,10 @@ def main() -> int:
     mode, unique = (sys.argv[1], float(sys.argv[2])) if len(sys.argv) > 2 else ("tiled", 10.0)
     archive = ensure_archive(mode, unique)
     lo = archive.ranges_us[LONG_ID][0]
+    reset_exports()
     with Server(archive.config, archive.data_dir, "server-profile") as server:
         client = server.client()
+        by_id = make_history(client, archive, 100)[50]  # the B2 history
 
         def exports() -> None:
             for _ in range(3):
@@ -73,7 +76,7 @@ def main() -> int:
         print(record(server.pid, "b2-list",
                      lambda: wrk(server.port, "getExportVideoStatus", 8, threads=1)))
         print(record(server.pid, "b2-by-id",
-                     lambda: wrk(server.port, "getExportVideoStatus&exportid=1", 8, threads=1)))
+                     lambda: wrk(server.port, f"getExportVideoStatus&exportid={by_id}", 8, threads=1)))
         client.close()
     return 0
 
