@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 
-from bench.archive import DATA_DIR, BENCH_DIR, ensure_archive
+from bench.archive import BENCH_DIR, DATA_DIR, ensure_archive
 from bench.report import machine, save
 
 RESULTS_DIR = BENCH_DIR / "results"
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     only = set(args.only.lower().split(","))
     res: dict = {"machine": machine()}
-    log(f"bench: {res['machine']['cores']} cores, load average {res['machine']['load_average_at_start']}")
+    log(f"bench: {res['machine']['cores']} cores, "
+        f"load average {res['machine']['load_average_at_start']}")
     cached = (BENCH_DIR / "cache" / "archive.json").exists()
     archive = ensure_archive(args.archive, args.unique_minutes, log=log)
     recipe = (f"2 cameras 1920x1080 25 fps 4 Mbit/s H.264, GOP 2 s, 10 s MP4 segments; "

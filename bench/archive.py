@@ -49,7 +49,8 @@ def _config_text(devices: list[int], *, demo_dir: Path, extra: str = "") -> str:
     ]
     lines.append(extra)
     for device_id in devices:
-        lines += ["[[devices]]", f'deviceid = "{device_id}"', f'name = "cam {device_id % 1000}"', ""]
+        lines += ["[[devices]]", f'deviceid = "{device_id}"',
+                  f'name = "cam {device_id % 1000}"', ""]
     return "\n".join(lines)
 
 

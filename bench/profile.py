@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 
-from bench.archive import BENCH_DIR, CACHE_DIR, LONG_ID, ensure_archive
 from bench.__main__ import reset_exports
+from bench.archive import BENCH_DIR, CACHE_DIR, LONG_ID, ensure_archive
 from bench.load import make_history, wrk
 from bench.server import Server
 
@@ -76,7 +76,8 @@ def main() -> int:
         print(record(server.pid, "b2-list",
                      lambda: wrk(server.port, "getExportVideoStatus", 8, threads=1)))
         print(record(server.pid, "b2-by-id",
-                     lambda: wrk(server.port, f"getExportVideoStatus&exportid={by_id}", 8, threads=1)))
+                     lambda: wrk(server.port, f"getExportVideoStatus&exportid={by_id}", 8,
+                                 threads=1)))
         client.close()
     return 0
 

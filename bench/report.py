@@ -133,8 +133,8 @@ def chart(res: dict, path: Path) -> None:
         ax, b1 = axes.pop(0), res["b1"]
         names = ["sense", "ffmpeg", "cat"]
         med = [b1[n]["median"] for n in names]
-        err = [[m - b1[n]["min"] for n, m in zip(names, med)],
-               [b1[n]["max"] - m for n, m in zip(names, med)]]
+        err = [[m - b1[n]["min"] for n, m in zip(names, med, strict=True)],
+               [b1[n]["max"] - m for n, m in zip(names, med, strict=True)]]
         ax.bar(names, med, yerr=err, capsize=6, color=["tab:green", "tab:blue", "tab:gray"])
         ax.set_ylabel("wall time, s (median, min–max)")
         ax.set_title(f"B1: export {b1['range_s'] // 60} min 1080p25 4 Mbit/s")

@@ -94,7 +94,7 @@ class Server:
     def __init__(self, config: Path, data_dir: Path, name: str = "server") -> None:
         self.port = free_port()
         self.log_path = CACHE_DIR / f"{name}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sense_plugin", "serve", "--config", str(config),
              "--data-dir", str(data_dir), "--port", str(self.port)],

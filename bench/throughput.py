@@ -87,7 +87,7 @@ def run_b1(archive: Archive, rounds: int, log=print) -> dict:
             return wall, size
 
         runners = {"sense": sense, "ffmpeg": ffmpeg, "cat": cat}
-        for name, func in runners.items():  # warm-up: page cache, worker processes, ffmpeg
+        for func in runners.values():  # warm-up: page cache, worker processes, ffmpeg
             func()
         for i in range(rounds):
             for name, func in runners.items():
@@ -104,10 +104,10 @@ def run_b1(archive: Archive, rounds: int, log=print) -> dict:
         result[name] = {**_summary(walls),
                         "x_realtime": RANGE_S / statistics.median(walls),
                         "mb_per_s": sizes[name] / 1e6 / statistics.median(walls)}
-    ratio_ff = [a / b for a, b in zip(times["sense"], times["ffmpeg"])]
+    ratio_ff = [a / b for a, b in zip(times["sense"], times["ffmpeg"], strict=True)]
     # throughput ratio sense/cat = (bytes_sense / t_sense) / (bytes_cat / t_cat)
     ratio_cat = [(sizes["sense"] / a) / (sizes["cat"] / c)
-                 for a, c in zip(times["sense"], times["cat"])]
+                 for a, c in zip(times["sense"], times["cat"], strict=True)]
     result["sense_over_ffmpeg_time"] = _summary(ratio_ff)
     result["sense_over_cat_throughput"] = _summary(ratio_cat)
     result["targets"] = {
