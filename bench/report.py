@@ -140,7 +140,7 @@ def chart(res: dict, path: Path) -> None:
         ax.set_title(f"B1: export {b1['range_s'] // 60} min 1080p25 4 Mbit/s")
     if "b2" in res:
         cases = res["b2"]["cases"]
-        labels = [c.replace(" / ", "\n") for c in cases]
+        labels = [c.replace(" / ", "\n").replace("2 exports running", "2 exports") for c in cases]
         ax = axes.pop(0)
         ax.bar(labels, [c["req_per_s"] for c in cases.values()], color="tab:blue")
         ax.axhline(2000, color="red", ls="--", lw=1, label="target by-id idle")
