@@ -1,15 +1,42 @@
-"""Load and validate the TOML configuration once into frozen dataclasses (SPEC §8)."""
+"""Load and validate the TOML configuration once into frozen dataclasses (SPEC §8).
+
+The dataclasses live in ``configmodel`` and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sense_plugin.configmodel import (
+    ArchiveConfig,
+    AuthConfig,
+    Config,
+    DeviceConfig,
+    ExportConfig,
+    HttpConfig,
+    ServerConfig,
+    UserConfig,
+)
 from sense_plugin.errors import ConfigError
+
+__all__ = [
+    "ArchiveConfig",
+    "AuthConfig",
+    "Config",
+    "DeviceConfig",
+    "ExportConfig",
+    "HttpConfig",
+    "ServerConfig",
+    "UserConfig",
+    "default_config_path",
+    "load_config",
+    "config_from_dict",
+    "is_loopback",
+]
 
 PERMISSIONS = frozenset({"view", "export", "admin"})
 MAX_U64 = 2**64 - 1
@@ -17,92 +44,6 @@ MAX_U64 = 2**64 - 1
 PACKAGED_DEFAULT = Path(__file__).with_name("defaults") / "default.toml"
 #: The source tree's deployment file, preferred when running from a checkout.
 SOURCE_DEFAULT = Path(__file__).resolve().parents[1] / "config" / "default.toml"
-
-
-@dataclass(frozen=True)
-class DeviceConfig:
-    device_id: int
-    name: str
-    enabled: bool
-    archive_dir: Path
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class UserConfig:
-    name: str
-    password_hash: str
-    permissions: frozenset[str]
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    server_id: int
-    name: str
-    data_dir: Path
-    export_roots: tuple[Path, ...]
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    max_body_kb: int = 256
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    enabled: bool = False
-    session_idle_s: int = 1800
-    users: tuple[UserConfig, ...] = ()
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    max_concurrent_jobs: int = 2
-    max_queued_jobs: int = 1000
-    max_devices_per_export: int = 64
-    max_span_s: int = 86400
-    export_retention_hours: float = 24
-    history_days: float = 30
-    #: How often the export retention sweep runs (seconds).
-    retention_sweep_s: float = 60
-
-
-@dataclass(frozen=True)
-class ArchiveConfig:
-    demo: bool = True
-    demo_minutes: float = 10
-    segment_seconds: float = 60
-    max_age_days: float = 30
-    max_bytes_per_device: int = 0
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole validated configuration."""
-
-    source: str
-    server: ServerConfig
-    http: HttpConfig = field(default_factory=HttpConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
-    devices: tuple[DeviceConfig, ...] = ()
-
-    def device(self, device_id: int) -> DeviceConfig | None:
-        """The configured device with this id, or None."""
-        for device in self.devices:
-            if device.device_id == device_id:
-                return device
-        return None
-
-    @property
-    def db_dir(self) -> Path:
-        """Directory of the SQLite files (index, job store)."""
-        return self.server.data_dir
 
 
 def default_config_path() -> Path:
