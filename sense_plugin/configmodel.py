@@ -85,8 +85,3 @@ class Config:
             if device.device_id == device_id:
                 return device
         return None
-
-    @property
-    def db_dir(self) -> Path:
-        """Directory of the SQLite files (index, job store)."""
-        return self.server.data_dir

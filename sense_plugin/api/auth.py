@@ -37,10 +37,6 @@ class Authenticator:
         self._verified: dict[bytes, float] = {}
         self._cache_key = secrets.token_bytes(32)
 
-    @property
-    def enabled(self) -> bool:
-        return self._config.enabled
-
     async def login(self, username: str, password: str, remote: str) -> str:
         """Check a username/password and return a new session key.
 

@@ -52,6 +52,3 @@ class CommandRegistry:
 
     def get(self, name: str) -> Command | None:
         return self._commands.get(name.lower())
-
-    def names(self) -> list[str]:
-        return [c.name for c in self._commands.values()]

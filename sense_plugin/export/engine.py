@@ -198,9 +198,6 @@ class ExportEngine:
     def export_of(self, job: Job) -> Export:
         return self._exports[job.export_id]
 
-    def running_jobs(self, export: Export) -> list[Job]:
-        return [j for j in export.jobs if j.status is Status.SYNCING]
-
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
 
