@@ -57,6 +57,12 @@ RESULT_NAMES: dict[ResultCode, str] = {
 }
 
 
+def quote_input(text: str, limit: int = 64) -> str:
+    """Client input made safe to echo in a description: printable and at most ``limit`` chars."""
+    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return printable if len(printable) <= limit else printable[:limit] + "..."
+
+
 class SenseError(Exception):
     """An error with a protocol result code and a client-safe description."""
 

@@ -10,7 +10,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 
-from sense_plugin.errors import InvalidTimestampError
+from sense_plugin.errors import InvalidTimestampError, quote_input
 
 US_PER_S = 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,7 +33,8 @@ def parse_timestamp(text: str, name: str = "timestamp") -> int:
     match = _PATTERN.fullmatch(text.strip())
     if match is None:
         raise InvalidTimestampError(
-            f"{name}: '{_clip(text)}' is not a timestamp of the form YYYY-MM-DD HH:MM:SS[.zzz]"
+            f"{name}: '{quote_input(text)}' is not a timestamp of the form "
+            "YYYY-MM-DD HH:MM:SS[.zzz]"
         )
     parts = match.groupdict()
     frac = (parts["frac"] or "").ljust(6, "0")
@@ -50,7 +51,7 @@ def parse_timestamp(text: str, name: str = "timestamp") -> int:
         )
     except ValueError:
         raise InvalidTimestampError(
-            f"{name}: '{_clip(text)}' is not a valid date and time"
+            f"{name}: '{quote_input(text)}' is not a valid date and time"
         ) from None
     return datetime_to_us(moment)
 
@@ -81,8 +82,3 @@ def us_to_datetime(instant_us: int) -> datetime:
 def now_us() -> int:
     """The current UTC time in microseconds since the epoch."""
     return time.time_ns() // 1000
-
-
-def _clip(text: str, limit: int = 64) -> str:
-    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return printable if len(printable) <= limit else printable[:limit] + "..."

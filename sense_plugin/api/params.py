@@ -9,6 +9,7 @@ from sense_plugin.errors import (
     MissingParameterError,
     OutOfRangeError,
     SenseError,
+    quote_input,
 )
 from sense_plugin.timestamps import parse_timestamp
 
@@ -66,7 +67,7 @@ class Params:
 def parse_u64(value: str, name: str, error: type[SenseError]) -> int:
     """Parse an unsigned 64-bit decimal id, raising ``error`` naming ``name``."""
     if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) > MAX_U64:
-        raise error(f"{name} '{_clip(value)}' is not an unsigned 64-bit number")
+        raise error(f"{name} '{quote_input(value, 40)}' is not an unsigned 64-bit number")
     return int(value)
 
 
@@ -75,13 +76,8 @@ def parse_int(value: str, name: str, minimum: int, maximum: int) -> int:
     text = value.strip()
     digits = text[1:] if text[:1] in "+-" else text
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
-        raise OutOfRangeError(f"{name} '{_clip(value)}' is not a whole number")
+        raise OutOfRangeError(f"{name} '{quote_input(value, 40)}' is not a whole number")
     number = int(text)
     if not minimum <= number <= maximum:
         raise OutOfRangeError(f"{name} {number} is outside {minimum}..{maximum}")
     return number
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return printable if len(printable) <= limit else printable[:limit] + "..."
