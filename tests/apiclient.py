@@ -63,8 +63,10 @@ def export_body(devices: list[tuple[int, str, str]], **fields: Any) -> str:
     return text
 
 
-async def wait_export(client: TestClient, export_id: int, timeout_s: float = 30.0,
-                      until: tuple[str, ...] = ("COMPLETED", "FAILED", "REMOVED")) -> etree._Element:
+async def wait_export(
+    client: TestClient, export_id: int, timeout_s: float = 30.0,
+    until: tuple[str, ...] = ("COMPLETED", "FAILED", "REMOVED"),
+) -> etree._Element:
     """Poll getExportVideoStatus until the export reaches one of ``until``."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:

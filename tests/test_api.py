@@ -72,7 +72,8 @@ async def test_device_and_server_lookups(client: Any, api_archive: dict[str, Any
         api_archive["start_us"])
 
 
-async def test_recordings_report_intervals_and_gaps(client: Any, api_archive: dict[str, Any]) -> None:
+async def test_recordings_report_intervals_and_gaps(
+        client: Any, api_archive: dict[str, Any]) -> None:
     from sense_plugin.timestamps import format_timestamp as fmt
 
     start, end = api_archive["start_us"], api_archive["end_us"]

@@ -1,4 +1,4 @@
-"""exportVideo / getExportVideoStatus end to end: real app, real archive, files reopened with PyAV."""
+"""exportVideo / getExportVideoStatus end to end: real app and archive, files reopened with PyAV."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ _CACHE_LIMIT = 100_000
 def export_bytes(export: Export) -> bytes:
     """The serialised ``<export>`` element, from the cache once the export has finished."""
     if export.finished_us is None:
-        return etree.tostring(export_element(export), encoding="utf-8")
+        live: bytes = etree.tostring(export_element(export), encoding="utf-8")
+        return live
     key = (export.status, export.finished_us, export.expires_us,
            tuple(j.status for j in export.jobs))
     cached = _FINISHED_CACHE.get(export.export_id)

@@ -19,7 +19,8 @@ CONTENT_TYPE = "text/xml; charset=utf-8"
 def document(code: int, *children: etree._Element) -> bytes:
     """Serialise a complete result document with the XML declaration."""
     root = E.result(*children, errorcode=str(int(code)))
-    return XML_DECLARATION + etree.tostring(root, encoding="utf-8")
+    body: bytes = etree.tostring(root, encoding="utf-8")
+    return XML_DECLARATION + body
 
 
 def success(result: Any) -> bytes:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from sense_plugin.export.model import Gap  # one Gap type from the cut to the manifest
 
+__all__ = ["CutCancelled", "CutRequest", "CutResult", "Gap", "SourceSegment"]
+
 
 @dataclass(frozen=True)
 class SourceSegment:
