@@ -1,0 +1,1 @@
+"""Evidence exports: rendering (burned-in time, comment, masks, crop, scale) and signatures."""

@@ -1,0 +1,299 @@
+"""A rendered export: decode → masks, crop, scale, rate, burned-in text → encode, one file.
+
+Used only when a request carries ``<render>``; every other export stays a stream copy. The
+output starts at the first frame at or after the start (re-encoding allows an exact start)
+and ends before the end. Audio is decoded and encoded again as AAC, so it fits every output
+container whatever the camera sent. Synchronous PyAV, run inside an export worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import cast
+
+import av
+import numpy as np
+
+from sense_plugin.errors import MediaError, NoRecordError, OutOfRangeError, SenseError
+from sense_plugin.evidence.options import CODECS, MIN_WIDTH, QUALITY_CRF, RenderOptions
+from sense_plugin.evidence.overlay import (
+    Plane,
+    TextPainter,
+    apply_mask,
+    join_planes,
+    split_planes,
+)
+from sense_plugin.export.cutspec import CutCancelled, CutResult, Gap, SourceSegment
+
+US = 1_000_000
+#: Output video time base: 90 kHz, as in MPEG-TS, exact for every common frame rate.
+VIDEO_TB = Fraction(1, 90_000)
+SEEK_MARGIN_US = 5_000_000
+#: A jump between consecutive frames longer than this many frame durations is a gap.
+GAP_FRAMES = 2
+#: Keyframe interval of the output (seekable players, splittable files).
+KEYFRAME_EVERY_S = 2
+AUDIO_RESYNC_US = 100_000
+
+
+class _Stop(Exception):
+    """The first frame at or after the end of the range was decoded."""
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Render ``[start_us, end_us)`` of ``segments`` into ``out_path`` as ``fmt``."""
+
+    segments: tuple[SourceSegment, ...]
+    start_us: int
+    end_us: int
+    out_path: str
+    fmt: str
+    options: RenderOptions
+    metadata: dict[str, str] = field(default_factory=dict)
+    preset: str = "medium"
+
+
+class Renderer:
+    """The state of one rendered export, fed frame by frame from the segments."""
+
+    def __init__(self, request: RenderRequest, output: av.container.OutputContainer,
+                 should_stop: Callable[[], bool],
+                 on_progress: Callable[[int, int], None] | None,
+                 interval_s: float, bytes_written: Callable[[], int]) -> None:
+        self.request, self.options, self.output = request, request.options, output
+        self.should_stop, self.on_progress, self.interval_s = should_stop, on_progress, interval_s
+        self.bytes_written = bytes_written
+        self.vout: av.VideoStream | None = None
+        self.aout: av.AudioStream | None = None
+        self.resampler: av.AudioResampler | None = None
+        self.timestamp: TextPainter | None = None
+        self.comment: TextPainter | None = None
+        self.size = (0, 0)  # output width, height
+        self.first_us: int | None = None
+        self.last_us = 0
+        self.frame_us = 40_000
+        self.next_keep_us = 0
+        self.frames = self.audio_packets = 0
+        self.gaps: list[Gap] = []
+        self.gap_total_us = 0
+        self.audio_samples: int | None = None  # next output audio pts, in samples
+        self.next_report = 0.0
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        request = self.request
+        segments = sorted((s for s in request.segments
+                           if s.end_us > request.start_us and s.start_us < request.end_us),
+                          key=lambda s: s.start_us)
+        try:
+            for segment in segments:
+                self._read(segment)
+        except _Stop:
+            pass
+        if self.vout is None or self.frames == 0:
+            raise NoRecordError("no recorded video in the requested range")
+        for packet in self.vout.encode(None):
+            self.output.mux(packet)
+        if self.aout is not None:
+            self._encode_audio(None)
+        self._report(force=True)
+
+    def result(self, size_bytes: int, sha256: str) -> CutResult:
+        return CutResult(
+            first_frame_us=self.first_us or 0, last_frame_us=self.last_us,
+            frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
+            size_bytes=size_bytes, sha256=sha256,
+        )
+
+    def _read(self, segment: SourceSegment) -> None:
+        try:
+            with av.open(segment.path) as source:
+                self._decode(source, segment)
+        except (_Stop, CutCancelled, SenseError):
+            raise
+        except av.FFmpegError as exc:
+            raise MediaError(f"while rendering {os.path.basename(segment.path)}: {exc}") from exc
+        except OSError as exc:
+            raise MediaError(
+                f"cannot read {os.path.basename(segment.path)}: {exc.strerror}") from exc
+
+    def _decode(self, source: av.container.InputContainer, segment: SourceSegment) -> None:
+        if not source.streams.video:
+            return
+        vin = source.streams.video[0]
+        vin.thread_type = "AUTO"
+        ain = source.streams.audio[0] if source.streams.audio else None
+        vtb = vin.time_base or Fraction(1, US)
+        base_us = segment.start_us - int((vin.start_time or 0) * vtb * US)
+        rate = vin.average_rate or vin.guessed_rate
+        self.frame_us = int(US / rate) if rate else 40_000
+        if self.request.start_us - segment.start_us > SEEK_MARGIN_US:
+            target = int((self.request.start_us - SEEK_MARGIN_US - base_us) / (vtb * US))
+            source.seek(target, stream=vin, backward=True)
+        streams = [vin] if ain is None else [vin, ain]
+        for packet in source.demux(streams):
+            if self.should_stop():
+                raise CutCancelled()
+            for frame in packet.decode():
+                if not isinstance(frame, av.VideoFrame | av.AudioFrame):
+                    continue
+                if frame.pts is None or frame.time_base is None:
+                    continue
+                archive_us = base_us + int(frame.pts * frame.time_base * US)
+                if isinstance(frame, av.VideoFrame):
+                    self._video(frame, archive_us)
+                else:
+                    self._audio(frame, archive_us)
+
+    # -- video --------------------------------------------------------------------------------
+
+    def _video(self, frame: av.VideoFrame, archive_us: int) -> None:
+        request = self.request
+        if archive_us < request.start_us or archive_us <= self.last_us:
+            return  # before the range, or a repeat where segments overlap
+        if archive_us >= request.end_us:
+            raise _Stop()
+        if self.options.fps and archive_us < self.next_keep_us:
+            return
+        if self.vout is None:
+            self._open_video(frame)
+        self._track(archive_us)
+        out = self._filter(frame, archive_us)
+        assert self.first_us is not None and self.vout is not None
+        out.pts = (archive_us - self.first_us) * VIDEO_TB.denominator // US
+        out.time_base = VIDEO_TB
+        for packet in self.vout.encode(out):
+            self.output.mux(packet)
+        self.frames += 1
+        self._report()
+
+    def _track(self, archive_us: int) -> None:
+        """Gaps, the decimation clock and the first/last frame times."""
+        if self.first_us is None:
+            self.first_us = archive_us
+        elif archive_us - self.last_us > (GAP_FRAMES + 1) * self.frame_us:
+            gap = Gap(self.last_us + self.frame_us, archive_us)
+            self.gaps.append(gap)
+            self.gap_total_us += gap.end_us - gap.start_us
+        if self.options.fps:
+            period = int(US / self.options.fps)
+            self.next_keep_us = (archive_us + period if not self.next_keep_us
+                                 else max(self.next_keep_us + period, archive_us + period // 2))
+        self.last_us = archive_us
+
+    def _open_video(self, frame: av.VideoFrame) -> None:
+        """Create the encoder from the first frame's size and the options."""
+        opts = self.options
+        width, height = frame.width // 2 * 2, frame.height // 2 * 2
+        if opts.crop is not None:
+            _, _, width, height = opts.crop.pixels(width, height)
+        if opts.width is not None:
+            if not MIN_WIDTH <= opts.width <= width:
+                raise OutOfRangeError(
+                    f"render/width {opts.width} is outside {MIN_WIDTH}..{width} "
+                    "(the width of the recorded, cropped picture)")
+            height = max(2, round(height * opts.width / width / 2) * 2)
+            width = opts.width // 2 * 2
+        self.size = (width, height)
+        codec = CODECS[opts.codec]
+        rate = Fraction(opts.fps).limit_denominator(1000) if opts.fps else Fraction(US,
+                                                                                     self.frame_us)
+        vout = self.output.add_stream(codec, rate=rate)
+        assert isinstance(vout, av.VideoStream)
+        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+        vout.codec_context.time_base = VIDEO_TB
+        gop = max(1, round(float(rate) * KEYFRAME_EVERY_S))
+        params = f"keyint={gop}:min-keyint={gop}"
+        vout.options = {"crf": str(QUALITY_CRF[opts.quality]), "preset": self.request.preset,
+                        f"{'x264' if opts.codec == 'h264' else 'x265'}-params": params}
+        if opts.codec == "h265" and self.request.fmt == "mp4":
+            vout.codec_tag = "hvc1"
+        self.vout = vout
+        if opts.timestamp is not None:
+            self.timestamp = TextPainter(opts.timestamp, width, height)
+        if opts.comment is not None and opts.comment.text:
+            self.comment = TextPainter(opts.comment, width, height)
+
+    def _filter(self, frame: av.VideoFrame, archive_us: int) -> av.VideoFrame:
+        """Masks (in source coordinates), crop, scale, then text on the output picture."""
+        opts = self.options
+        width, height = frame.width // 2 * 2, frame.height // 2 * 2
+        data = cast(Plane, frame.to_ndarray(format="yuv420p", width=width, height=height))
+        planes = split_planes(data, width, height)
+        for mask in opts.masks:
+            apply_mask(planes, mask, width, height)
+        if opts.crop is not None:
+            x0, y0, w, h = opts.crop.pixels(width, height)
+            data = join_planes(planes.y[y0:y0 + h, x0:x0 + w],
+                               planes.u[y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2],
+                               planes.v[y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2])
+            width, height = w, h
+        if (width, height) != self.size:
+            scaled = av.VideoFrame.from_ndarray(data, format="yuv420p").reformat(
+                width=self.size[0], height=self.size[1], interpolation="AREA")
+            width, height = self.size
+            data = cast(Plane, scaled.to_ndarray(format="yuv420p"))
+        if self.timestamp is not None or self.comment is not None:
+            data = np.ascontiguousarray(data)
+            planes = split_planes(data, width, height)
+            if self.timestamp is not None and opts.timestamp is not None:
+                self.timestamp.paint(planes, opts.timestamp.format(archive_us))
+            if self.comment is not None and opts.comment is not None:
+                self.comment.paint(planes, opts.comment.text)
+        return av.VideoFrame.from_ndarray(data, format="yuv420p")
+
+    # -- audio --------------------------------------------------------------------------------
+
+    def _audio(self, frame: av.AudioFrame, archive_us: int) -> None:
+        if self.first_us is None or archive_us < self.first_us:
+            return  # audio before the first frame shown
+        if archive_us >= self.request.end_us:
+            return
+        if self.aout is None:
+            layout = "mono" if frame.layout.nb_channels == 1 else "stereo"
+            aout = self.output.add_stream("aac", rate=frame.sample_rate)
+            assert isinstance(aout, av.AudioStream)
+            aout.layout = layout
+            aout.format = "fltp"
+            self.aout = aout
+            self.resampler = av.AudioResampler(format="fltp", layout=layout,
+                                               rate=frame.sample_rate, frame_size=1024)
+        assert self.aout is not None and self.resampler is not None
+        rate = self.aout.rate
+        expected = None if self.audio_samples is None else (
+            self.first_us + self.audio_samples * US // rate)
+        if expected is None or archive_us - expected > AUDIO_RESYNC_US:
+            self.audio_samples = (archive_us - self.first_us) * rate // US  # start or gap
+        elif expected - archive_us > AUDIO_RESYNC_US:
+            return  # overlapping segments repeat audio already written
+        frame.pts = None
+        self._encode_audio(frame)
+
+    def _encode_audio(self, frame: av.AudioFrame | None) -> None:
+        assert self.aout is not None and self.resampler is not None
+        for chunk in self.resampler.resample(frame):
+            assert self.audio_samples is not None
+            chunk.pts, chunk.time_base = self.audio_samples, Fraction(1, self.aout.rate)
+            self.audio_samples += chunk.samples
+            for packet in self.aout.encode(chunk):
+                self.output.mux(packet)
+                self.audio_packets += 1
+        if frame is None:
+            for packet in self.aout.encode(None):
+                self.output.mux(packet)
+                self.audio_packets += 1
+
+    def _report(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is not None and (force or now >= self.next_report):
+            self.next_report = now + self.interval_s
+            covered = self.last_us - (self.first_us or self.last_us) - self.gap_total_us
+            if force:
+                covered += self.frame_us
+            self.on_progress(max(0, covered), self.bytes_written())

@@ -1,0 +1,66 @@
+"""Run a rendered export into a hashing, paced sink under a temporary name (like ``remux.cut``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+import av
+
+from sense_plugin.errors import MediaError, SenseError, StorageError
+from sense_plugin.evidence.render import Renderer, RenderRequest
+from sense_plugin.export.cutspec import CutCancelled, CutResult
+from sense_plugin.export.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
+from sense_plugin.export.throttle import TokenBucket
+
+#: Output format → FFmpeg muxer and options. MP4 is a plain (not fragmented) file with its
+#: index written at the end, so players read the duration from the header; ``faststart``
+#: would need FFmpeg to reopen the file by name, which a paced, hashing sink cannot offer.
+MUXERS: dict[str, tuple[str, dict[str, str]]] = {
+    "mp4": ("mp4", {}),
+    "mkv": ("matroska", {}),
+    "ts": ("mpegts", {}),
+}
+
+
+def render(
+    request: RenderRequest,
+    *,
+    throttle: TokenBucket | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_interval_s: float = 0.2,
+    fsync: bool = True,
+) -> CutResult:
+    """Render ``request`` into ``request.out_path``; the same contract as ``remux.cut``."""
+    if request.fmt not in MUXERS or request.end_us <= request.start_us:
+        raise ValueError(f"bad render request: format {request.fmt!r}, empty or reversed range")
+    muxer, options = MUXERS[request.fmt]
+    stop, tmp, done = should_stop or (lambda: False), request.out_path + ".part", False
+    try:
+        with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
+                         hash_while_writing=request.fmt == "ts") as sink:
+            with av.open(sink, "w", format=muxer, options=options) as output:
+                output.metadata.update(request.metadata)
+                renderer = Renderer(request, output, stop, on_progress, progress_interval_s,
+                                    lambda: sink.bytes_written)
+                renderer.run()
+            sink.close()
+        os.replace(tmp, request.out_path)
+        done = True
+    except (CutCancelled, WriteCancelled):
+        raise CutCancelled(f"render to {os.path.basename(request.out_path)} cancelled") from None
+    except SenseError:
+        raise
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot write {os.path.basename(request.out_path)}: {exc}") from exc
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise StorageError(f"export storage is full: {os.strerror(exc.errno or 0)}") from exc
+        raise MediaError(f"cannot write {os.path.basename(request.out_path)}: {exc}") from exc
+    finally:
+        if not done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return renderer.result(sink.size_bytes, sink.sha256)
