@@ -208,6 +208,10 @@ class Renderer:
         assert isinstance(vout, av.VideoStream)
         vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
         vout.codec_context.time_base = VIDEO_TB
+        # frame threads, as the ffmpeg CLI uses: PyAV's default (slice threads) costs
+        # compression efficiency with x264
+        vout.codec_context.thread_type = "AUTO"
+        vout.codec_context.thread_count = 0
         gop = max(1, round(float(rate) * KEYFRAME_EVERY_S))
         params = f"keyint={gop}:min-keyint={gop}"
         vout.options = {"crf": str(QUALITY_CRF[opts.quality]), "preset": self.request.preset,
