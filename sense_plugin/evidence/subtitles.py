@@ -3,8 +3,8 @@
 One cue per second of archive time: the cue of second S starts at the first frame shown in
 S and lasts until the next cue, the end of the file, or S + 1 s, whichever comes first (a cue
 is written when the next one starts, so its end is known). MP4 carries it as ``mov_text``
-(tx3g), Matroska as SubRip; MPEG-TS has no such track (the API refuses that combination with -22). The packets are built here
-(FFmpeg's text encoders only wrap plain text), so nothing is re-encoded.
+(tx3g), Matroska as SubRip; MPEG-TS has no such track (the API refuses it with -22). The
+packets are built here (FFmpeg's text encoders only wrap plain text): nothing is re-encoded.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import av
+from av.subtitles.stream import SubtitleStream
 
 US = 1_000_000
 #: Output format → subtitle codec.
@@ -45,7 +46,7 @@ class TimestampTrack:
             raise ValueError(f"no timed-text track in {fmt!r} outputs")
         self.output, self.fmt = output, fmt
         stream = output.add_stream(CODECS[fmt])
-        assert isinstance(stream, av.SubtitleStream)
+        assert isinstance(stream, SubtitleStream)
         stream.codec_context.subtitle_header = _ASS_HEADER
         stream.time_base = CUE_TB
         stream.metadata["title"] = "archive time"
