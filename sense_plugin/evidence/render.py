@@ -13,20 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import cast
 
 import av
-import numpy as np
 
-from sense_plugin.errors import MediaError, NoRecordError, OutOfRangeError, SenseError
-from sense_plugin.evidence.options import CODECS, MIN_WIDTH, QUALITY_CRF, RenderOptions
-from sense_plugin.evidence.overlay import (
-    Plane,
-    TextPainter,
-    apply_mask,
-    join_planes,
-    split_planes,
-)
+from sense_plugin.errors import MediaError, NoRecordError, SenseError
+from sense_plugin.evidence.filters import FrameFilter
+from sense_plugin.evidence.options import CODECS, QUALITY_CRF, RenderOptions
 from sense_plugin.export.cutspec import CutCancelled, CutResult, Gap, SourceSegment
 
 US = 1_000_000
@@ -71,9 +63,7 @@ class Renderer:
         self.vout: av.VideoStream | None = None
         self.aout: av.AudioStream | None = None
         self.resampler: av.AudioResampler | None = None
-        self.timestamp: TextPainter | None = None
-        self.comment: TextPainter | None = None
-        self.size = (0, 0)  # output width, height
+        self.filter: FrameFilter | None = None
         self.first_us: int | None = None
         self.last_us = 0
         self.frame_us = 40_000
@@ -164,8 +154,8 @@ class Renderer:
         if self.vout is None:
             self._open_video(frame)
         self._track(archive_us)
-        out = self._filter(frame, archive_us)
-        assert self.first_us is not None and self.vout is not None
+        assert self.first_us is not None and self.vout is not None and self.filter is not None
+        out = self.filter.apply(frame, archive_us)
         out.pts = (archive_us - self.first_us) * VIDEO_TB.denominator // US
         out.time_base = VIDEO_TB
         for packet in self.vout.encode(out):
@@ -188,22 +178,13 @@ class Renderer:
         self.last_us = archive_us
 
     def _open_video(self, frame: av.VideoFrame) -> None:
-        """Create the encoder from the first frame's size and the options."""
+        """Create the filter and the encoder from the first frame's size and the options."""
         opts = self.options
-        width, height = frame.width // 2 * 2, frame.height // 2 * 2
-        if opts.crop is not None:
-            _, _, width, height = opts.crop.pixels(width, height)
-        if opts.width is not None:
-            if not MIN_WIDTH <= opts.width <= width:
-                raise OutOfRangeError(
-                    f"render/width {opts.width} is outside {MIN_WIDTH}..{width} "
-                    "(the width of the recorded, cropped picture)")
-            height = max(2, round(height * opts.width / width / 2) * 2)
-            width = opts.width // 2 * 2
-        self.size = (width, height)
+        self.filter = FrameFilter(opts, frame.width, frame.height)
+        width, height = self.filter.size
         codec = CODECS[opts.codec]
-        rate = Fraction(opts.fps).limit_denominator(1000) if opts.fps else Fraction(US,
-                                                                                     self.frame_us)
+        rate = (Fraction(opts.fps).limit_denominator(1000) if opts.fps
+                else Fraction(US, self.frame_us))
         vout = self.output.add_stream(codec, rate=rate)
         assert isinstance(vout, av.VideoStream)
         vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
@@ -219,38 +200,6 @@ class Renderer:
         if opts.codec == "h265" and self.request.fmt == "mp4":
             vout.codec_tag = "hvc1"
         self.vout = vout
-        if opts.timestamp is not None:
-            self.timestamp = TextPainter(opts.timestamp, width, height)
-        if opts.comment is not None and opts.comment.text:
-            self.comment = TextPainter(opts.comment, width, height)
-
-    def _filter(self, frame: av.VideoFrame, archive_us: int) -> av.VideoFrame:
-        """Masks (in source coordinates), crop, scale, then text on the output picture."""
-        opts = self.options
-        width, height = frame.width // 2 * 2, frame.height // 2 * 2
-        data = cast(Plane, frame.to_ndarray(format="yuv420p", width=width, height=height))
-        planes = split_planes(data, width, height)
-        for mask in opts.masks:
-            apply_mask(planes, mask, width, height)
-        if opts.crop is not None:
-            x0, y0, w, h = opts.crop.pixels(width, height)
-            data = join_planes(planes.y[y0:y0 + h, x0:x0 + w],
-                               planes.u[y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2],
-                               planes.v[y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2])
-            width, height = w, h
-        if (width, height) != self.size:
-            scaled = av.VideoFrame.from_ndarray(data, format="yuv420p").reformat(
-                width=self.size[0], height=self.size[1], interpolation="AREA")
-            width, height = self.size
-            data = cast(Plane, scaled.to_ndarray(format="yuv420p"))
-        if self.timestamp is not None or self.comment is not None:
-            data = np.ascontiguousarray(data)
-            planes = split_planes(data, width, height)
-            if self.timestamp is not None and opts.timestamp is not None:
-                self.timestamp.paint(planes, opts.timestamp.format(archive_us))
-            if self.comment is not None and opts.comment is not None:
-                self.comment.paint(planes, opts.comment.text)
-        return av.VideoFrame.from_ndarray(data, format="yuv420p")
 
     # -- audio --------------------------------------------------------------------------------
 

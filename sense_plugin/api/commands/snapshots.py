@@ -1,0 +1,90 @@
+"""getSnapshot (ext): the frame shown at an instant, answered directly as an image.
+
+The fetch path of the web page's preview: small (``width`` scales it), and cacheable, since
+a recorded frame never changes (ETag from device, frame time, size and format).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from sense_plugin.api.commands.devices import check_server, find_device
+from sense_plugin.api.keys import ARCHIVE, CONFIG, EXECUTOR
+from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.users import VIEW
+from sense_plugin.archive.service import Archive
+from sense_plugin.errors import (
+    DeviceNotActiveError,
+    NoDeviceError,
+    NoRecordError,
+    NoServerError,
+    OutOfRangeError,
+    quote_input,
+)
+from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions
+from sense_plugin.export.cutspec import SourceSegment
+from sense_plugin.export.snapshot import IMAGE_FORMATS, grab
+from sense_plugin.timestamps import format_timestamp
+
+MAX_WIDTH = 7680
+#: How far around a missing instant to look for the nearest recorded times.
+NEAREST_WINDOW_US = 7 * 86_400 * 1_000_000
+FORMAT_ALIASES = {"jpg": "jpg", "jpeg": "jpg", "png": "png"}
+
+
+async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
+    """``getSnapshot&deviceid=&time=[&width=][&format=jpg|png]``; no ``time``: the newest."""
+    config, params = ctx.app[CONFIG], ctx.params
+    check_server(config, params.u64("serverid", NoServerError))
+    device = find_device(config, params.u64("deviceid", NoDeviceError, required=True) or 0)
+    if not device.enabled:
+        raise DeviceNotActiveError(f"device {device.device_id} ({device.name}) is disabled")
+    fmt_text = params.text("format") or "jpg"
+    fmt = FORMAT_ALIASES.get(fmt_text.lower())
+    if fmt is None:
+        raise OutOfRangeError(f"format '{quote_input(fmt_text, 20)}' is not one of jpg, png")
+    width = params.integer("width", minimum=MIN_WIDTH, maximum=MAX_WIDTH)
+    archive = ctx.app[ARCHIVE]
+    instant_us = params.timestamp("time")
+    if instant_us is None:
+        recorded = await archive.recorded_range(device.device_id)
+        if recorded is None:
+            raise NoRecordError(f"nothing is recorded for device {device.device_id}")
+        instant_us = recorded[1] - 1
+    segments = await archive.segments(device.device_id, instant_us, instant_us + 1)
+    if not segments:
+        raise NoRecordError(await _nothing_at(archive, device.device_id, instant_us))
+    sources = tuple(SourceSegment(str(s.path), s.start_us, s.end_us) for s in segments)
+    options = RenderOptions(width=width) if width is not None else None
+    loop = asyncio.get_running_loop()
+    snap = await loop.run_in_executor(ctx.app[EXECUTOR], grab, sources, instant_us, fmt,
+                                      options)
+    etag = f'"{device.device_id}-{snap.frame_us}-{snap.width}x{snap.height}-{fmt}"'
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400",
+               "X-Frame-Time": format_timestamp(snap.frame_us),
+               "Content-Disposition": "inline; filename="
+               f"\"{device.name}_{device.device_id}_{snap.frame_us}{IMAGE_FORMATS[fmt][2]}\""}
+    if etag in ctx.request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=snap.data, content_type=snap.content_type, headers=headers)
+
+
+async def _nothing_at(archive: Archive, device_id: int, instant_us: int) -> str:
+    """A -9 description naming the nearest recorded times before and after the instant."""
+    intervals = await archive.intervals(device_id, instant_us - NEAREST_WINDOW_US,
+                                        instant_us + NEAREST_WINDOW_US)
+    before = [end for _, end in intervals if end <= instant_us]
+    after = [start for start, _ in intervals if start > instant_us]
+    nearest = []
+    if before:
+        nearest.append(f"recording ends at {format_timestamp(max(before))} before it")
+    if after:
+        nearest.append(f"resumes at {format_timestamp(min(after))} after it")
+    where = "; nearest: " + ", ".join(nearest) if nearest else " (nor within 7 days of it)"
+    return (f"nothing is recorded for device {device_id} at {format_timestamp(instant_us)}"
+            f"{where}")
+
+
+COMMANDS = (Command("getSnapshot", get_snapshot, VIEW),)

@@ -1,0 +1,104 @@
+"""A still image of the frame shown at an instant: the last frame with pts ≤ the instant.
+
+Synchronous PyAV: decode from the keyframe before the instant to the first frame after it.
+With no options the decoded frame is converted straight to RGB (a PNG then holds exactly the
+decoded pixels); with options the evidence filters (masks, crop, width, timestamp, comment)
+apply first.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import av
+from PIL import Image
+
+from sense_plugin.errors import MediaError, NoRecordError
+from sense_plugin.evidence.filters import FrameFilter
+from sense_plugin.evidence.options import RenderOptions
+from sense_plugin.export.cutspec import SourceSegment
+from sense_plugin.timestamps import format_timestamp
+
+US = 1_000_000
+IMAGE_FORMATS = {"jpg": ("JPEG", "image/jpeg", ".jpg"), "png": ("PNG", "image/png", ".png")}
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An encoded image and the archive time of the frame it shows."""
+
+    data: bytes
+    frame_us: int
+    width: int
+    height: int
+    content_type: str
+
+
+def grab(segments: tuple[SourceSegment, ...], instant_us: int, fmt: str = "jpg",
+         options: RenderOptions | None = None) -> Snapshot:
+    """The frame shown at ``instant_us`` from ``segments`` as ``fmt`` (jpg|png).
+
+    Raises :class:`NoRecordError` when no frame at or before the instant lies in the segment
+    that covers it (the instant is in a gap), :class:`MediaError` for unreadable files.
+    """
+    pil_format, content_type, _ = IMAGE_FORMATS[fmt]
+    covering = [s for s in segments if s.start_us <= instant_us < s.end_us]
+    if not covering:
+        raise NoRecordError(f"nothing is recorded at {format_timestamp(instant_us)}")
+    segment = max(covering, key=lambda s: s.start_us)
+    try:
+        frame, frame_us = _frame_at(segment, instant_us)
+    except av.FFmpegError as exc:
+        raise MediaError(f"while reading {os.path.basename(segment.path)}: {exc}") from exc
+    except OSError as exc:
+        raise MediaError(
+            f"cannot read {os.path.basename(segment.path)}: {exc.strerror}") from exc
+    if options is not None:
+        frame = FrameFilter(options, frame.width, frame.height).apply(frame, frame_us)
+    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
+    out = io.BytesIO()
+    if pil_format == "JPEG":
+        image.save(out, pil_format, quality=JPEG_QUALITY)
+    else:
+        image.save(out, pil_format, compress_level=3)
+    return Snapshot(out.getvalue(), frame_us, image.width, image.height, content_type)
+
+
+def _frame_at(segment: SourceSegment, instant_us: int) -> tuple[av.VideoFrame, int]:
+    with av.open(segment.path) as source:
+        if not source.streams.video:
+            raise NoRecordError(f"{os.path.basename(segment.path)} holds no video")
+        video = source.streams.video[0]
+        video.thread_type = "AUTO"
+        tb = video.time_base
+        if tb is None:
+            raise MediaError(f"{os.path.basename(segment.path)}: video without a time base")
+        base_us = segment.start_us - int((video.start_time or 0) * tb * US)
+        # seek to the keyframe before the instant; if that lands after it, read from the top
+        for target in (int((instant_us - base_us) / (tb * US)), video.start_time or 0):
+            source.seek(target, stream=video, backward=True)
+            shown = _last_frame_until(source, video, base_us, instant_us)
+            if shown is not None:
+                return shown
+        raise NoRecordError(f"no frame at or before {format_timestamp(instant_us)} in "
+                            f"{os.path.basename(segment.path)}")
+
+
+def _last_frame_until(source: av.container.InputContainer, video: av.VideoStream,
+                      base_us: int, instant_us: int) -> tuple[av.VideoFrame, int] | None:
+    """The last decoded frame with archive time ≤ the instant; None if the first is later."""
+    shown: tuple[av.VideoFrame, int] | None = None
+    tb = video.time_base
+    assert tb is not None
+    for frame in source.decode(video):
+        if frame.pts is None:
+            continue
+        frame_us = base_us + int(frame.pts * tb * US)
+        if frame_us > instant_us:
+            return shown
+        if shown is None or frame_us >= shown[1]:
+            shown = (frame, frame_us)
+    return shown
