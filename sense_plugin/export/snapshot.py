@@ -16,7 +16,7 @@ import av
 from PIL import Image
 
 from sense_plugin.errors import MediaError, NoRecordError
-from sense_plugin.evidence.filters import FrameFilter
+from sense_plugin.evidence.filters import FrameFilter, output_size
 from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.export.cutspec import SourceSegment
 from sense_plugin.timestamps import format_timestamp
@@ -56,9 +56,14 @@ def grab(segments: tuple[SourceSegment, ...], instant_us: int, fmt: str = "jpg",
     except OSError as exc:
         raise MediaError(
             f"cannot read {os.path.basename(segment.path)}: {exc.strerror}") from exc
-    if options is not None:
-        frame = FrameFilter(options, frame.width, frame.height).apply(frame, frame_us)
-    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
+    if options is not None and options == RenderOptions(width=options.width):
+        width, height = output_size(options, frame.width, frame.height)  # scale only: swscale
+        image = Image.fromarray(frame.to_ndarray(format="rgb24", width=width, height=height,
+                                                 interpolation="AREA"))
+    else:
+        if options is not None:
+            frame = FrameFilter(options, frame.width, frame.height).apply(frame, frame_us)
+        image = Image.fromarray(frame.to_ndarray(format="rgb24"))
     out = io.BytesIO()
     if pil_format == "JPEG":
         image.save(out, pil_format, quality=JPEG_QUALITY)
