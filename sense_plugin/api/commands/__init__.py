@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sense_plugin.api import downloads
-from sense_plugin.api.commands import devices, exports
+from sense_plugin.api.commands import devices, exports, session
 from sense_plugin.api.registry import Command
 
 
 def all_commands() -> list[Command]:
     """Every command the server answers."""
-    return [*devices.COMMANDS, *exports.COMMANDS, *downloads.COMMANDS]
+    return [*devices.COMMANDS, *exports.COMMANDS, *downloads.COMMANDS, *session.COMMANDS]
