@@ -229,7 +229,7 @@ class _Reader:
                 table, where, "max_failures_per_address_user", int, 10, 1),
             max_failures_per_user=self.number(table, where, "max_failures_per_user", int, 100, 1),
             max_failures_per_address=self.number(
-                table, where, "max_failures_per_address", int, 300, 1),
+                table, where, "max_failures_per_address", int, 0, 0),
             hash_threads=self.number(table, where, "hash_threads", int, 2, 1, 64),
             max_pending_hashes=self.number(table, where, "max_pending_hashes", int, 8, 1, 10_000),
             max_sessions_per_user=self.number(table, where, "max_sessions_per_user", int, 20, 1),

@@ -55,7 +55,8 @@ class AuthConfig:
     #: Failed logins per (address, user name), per user name, per address within the window.
     max_failures_per_address_user: int = 10
     max_failures_per_user: int = 100
-    max_failures_per_address: int = 300
+    #: 0 = off: behind a reverse proxy or NAT every user shares one address.
+    max_failures_per_address: int = 0
     #: Threads that compute scrypt hashes, and hashes running or waiting at most.
     hash_threads: int = 2
     max_pending_hashes: int = 8

@@ -4,7 +4,8 @@ An attempt is counted *before* its password is hashed (a reservation that only a
 password gives back), so parallel guesses are limited exactly like sequential ones. Counting per
 (address, user) first means one address (loopback, a reverse proxy) that guesses one user's
 password does not lock out the other users behind that address; the per-user limit stops a guess
-spread over many addresses, the (high) per-address limit stops one address spraying many names.
+spread over many addresses. The per-address limit (off by default, because behind a reverse
+proxy or NAT every user shares one address) stops one address spraying many names.
 Every name is counted alike, known or not, so the limits reveal nothing about which users exist.
 """
 
@@ -56,6 +57,7 @@ class LoginLimiter:
         now = time.monotonic()
         name = username[:MAX_NAME_CHARS]
         keys = (("pair", f"{address}\0{name}"), ("user", name), ("addr", address))
+        keys = tuple(k for k in keys if self._limits[k[0]] > 0)  # 0: that limit is off
         for key in keys:
             window = self._window(key, now)
             if len(window) >= self._limits[key[0]]:
