@@ -56,8 +56,8 @@ class LoginLimiter:
         """Count one attempt now, or raise :class:`LoginThrottledError` when a limit is reached."""
         now = time.monotonic()
         name = username[:MAX_NAME_CHARS]
-        keys = (("pair", f"{address}\0{name}"), ("user", name), ("addr", address))
-        keys = tuple(k for k in keys if self._limits[k[0]] > 0)  # 0: that limit is off
+        every = (("pair", f"{address}\0{name}"), ("user", name), ("addr", address))
+        keys = tuple(k for k in every if self._limits[k[0]] > 0)  # 0: that limit is off
         for key in keys:
             window = self._window(key, now)
             if len(window) >= self._limits[key[0]]:
