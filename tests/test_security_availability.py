@@ -193,3 +193,19 @@ def test_http_errors_of_the_server_are_xml(server: LimitedServer) -> None:
         assert b"method DELETE is not allowed for /info" in exc.read()
     else:
         raise AssertionError("DELETE /info was accepted")
+
+
+def test_a_taken_port_stops_the_start_before_the_data_directory(tmp_path: Path) -> None:
+    config = tmp_path / "sense.toml"
+    config.write_text('[server]\nserverid = "1"\ndata_dir = "data"\n[archive]\ndemo = true\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "sense_plugin", "serve", "--config", str(config),
+             "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # no half-made demo archive

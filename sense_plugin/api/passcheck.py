@@ -53,6 +53,7 @@ class PasswordChecker:
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
         self._verified: dict[bytes, float] = {}
         self._key = secrets.token_bytes(32)
+        self._dummy_hash = self._pool.submit(dummy_hash)  # made once, off the event loop
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -72,9 +73,15 @@ class PasswordChecker:
         Raises :class:`ServiceBusyError` when ``max_pending_hashes`` checks are under way.
         """
         token = self._token(username, password)
+        if user is not None:
+            encoded = user.password_hash
+        elif self._dummy_hash.done():
+            encoded = self._dummy_hash.result()
+        else:  # only in the first moments after start
+            encoded = await asyncio.wrap_future(self._dummy_hash)
+        # No await from this check to the registration below: the bound holds exactly.
         if len(self._pending) >= self._max_pending:
             raise ServiceBusyError("too many logins are being checked at once; retry in 1 s")
-        encoded = user.password_hash if user is not None else dummy_hash()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, verify_password, password, encoded)
         # Counted until the hash is done, even when its client goes away meanwhile.
