@@ -209,3 +209,44 @@ def test_a_taken_port_stops_the_start_before_the_data_directory(tmp_path: Path) 
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()  # no half-made demo archive
+
+
+def test_tls_serving_and_failed_handshakes(tmp_path: Path) -> None:
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI (apt-get install -y openssl)")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    config = tmp_path / "sense.toml"
+    config.write_text('[server]\nserverid = "1"\ndata_dir = "data"\n[archive]\ndemo = false\n'
+                      '[http]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\nidle_timeout_s = 2\n')
+    proc = ServerProcess(config, tmp_path / "server.log")
+    assert proc.proc is None
+    with (tmp_path / "out.log").open("wb") as out:
+        proc.proc = subprocess.Popen(
+            [sys.executable, "-m", "sense_plugin", "serve", "--config", str(config), "--port",
+             str(proc.port)], stdout=out, stderr=subprocess.STDOUT)
+    context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    context.check_hostname = False
+    url = f"https://127.0.0.1:{proc.port}/info"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url, context=context, timeout=5) as response:
+                    assert b"<apiinfo>" in response.read()
+                    assert response.headers["Server"] == "sense_plugin"
+                break
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.1)
+        else:
+            raise AssertionError((tmp_path / "out.log").read_text())
+        for _ in range(5):  # plain HTTP on the TLS port: the handshake fails, nothing else does
+            raw(proc, b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+        with urllib.request.urlopen(url, context=context, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        assert proc.stop() == 0
+    assert "Traceback" not in (tmp_path / "out.log").read_text()

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 FD_BASELINE = 64
 #: ... and the evicted connections still closing: at most this many above the cap.
 BURST = 64
+#: A handler whose connection is not up after this long never will be (TLS handshake failed).
+GHOST_S = 120.0
 #: Never raise the soft limit beyond this (an "unlimited" hard limit is not a target).
 FD_TARGET_MAX = 1 << 20
 MALFORMED = {
@@ -82,6 +84,7 @@ class ConnectionGate:
         """May one more connection open? Evicts the idlest one at the cap; False to refuse."""
         if len(self._open) < self.cap:
             return True
+        self._drop_ghosts()
         if len(self._open) < self.cap + BURST and self._evict_idlest():
             return True
         self.refused += 1
@@ -98,12 +101,19 @@ class ConnectionGate:
     def closed(self, handler: GatedRequestHandler) -> None:
         self._open.discard(handler)
 
+    def _drop_ghosts(self) -> None:
+        """Forget handlers whose connection never came up (a failed TLS handshake calls no
+        ``connection_made`` and so no ``connection_lost``)."""
+        cutoff = time.monotonic() - GHOST_S
+        for ghost in [h for h in self._open if not h.made and h.last_active < cutoff]:
+            self._open.discard(ghost)
+
     def _evict_idlest(self) -> bool:
         idle = [h for h in self._open if h.busy == 0 and not h.evicted]
         if not idle:
             return False
         # Established connections first: a socket still being set up is not idle yet.
-        victim = min(idle, key=lambda h: (h.transport is None, h.last_active))
+        victim = min(idle, key=lambda h: (not h.made, h.last_active))
         victim.close_idle()
         self.evicted += 1
         log.warning("connection limit %d reached: closing the connections idle the longest",
@@ -114,7 +124,7 @@ class ConnectionGate:
 class GatedRequestHandler(web.RequestHandler):
     """aiohttp's protocol handler, counted by the gate, answering malformed HTTP in XML."""
 
-    __slots__ = ("_gate", "busy", "evicted", "last_active")
+    __slots__ = ("_gate", "busy", "evicted", "last_active", "made")
 
     def __init__(self, gate: ConnectionGate, manager: web.Server, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -122,8 +132,10 @@ class GatedRequestHandler(web.RequestHandler):
         self.busy = 0
         self.last_active = time.monotonic()
         self.evicted = False
+        self.made = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made = True
         super().connection_made(transport)
         if self.evicted:  # evicted between accept and now
             transport.close()
