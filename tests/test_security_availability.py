@@ -167,6 +167,15 @@ def test_malformed_http_is_answered_in_xml(server: LimitedServer, data: bytes) -
     assert b"Traceback" not in server.log_path.read_bytes()
 
 
+def test_a_flood_of_malformed_requests_logs_one_line(server: LimitedServer) -> None:
+    before = server.log_path.stat().st_size
+    for i in range(200):
+        raw(server, b"JUNK%d\r\n\r\n" % i)
+    logged = server.log_path.read_bytes()[before:]
+    assert logged.count(b"malformed") <= 1, logged[:2000]
+    assert request(server, "/info")[0] == 200
+
+
 @pytest.mark.parametrize("path", ["/info", "/command?command=getDeviceList", "/nowhere",
                                   "/web/", "/command?command=downloadExportVideo&exportid=1"])
 def test_security_headers_and_no_version_banner(server: LimitedServer, path: str) -> None:
