@@ -18,19 +18,25 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from sense_plugin.configmodel import AuthConfig, UserConfig
 from sense_plugin.errors import NotAvailableError
-from sense_plugin.passwords import hash_password, verify_password
+from sense_plugin.passwords import hash_params, hash_password, verify_password
 
 CREDENTIAL_CACHE_S = 300.0
 MAX_CACHED = 10_000
 
 
 @functools.cache
-def dummy_hash() -> str:
-    """A hash nobody knows the password of, made with today's parameters (once per process)."""
+def dummy_hash(params: tuple[int, int, int] | None) -> str:
+    """A hash nobody knows the password of (once per process and parameters)."""
+    if params is not None:
+        try:
+            return hash_password(secrets.token_urlsafe(16), params)
+        except (ValueError, MemoryError):  # parameters scrypt refuses: the users' hashes fail too
+            pass
     return hash_password(secrets.token_urlsafe(16))
 
 
@@ -53,7 +59,10 @@ class PasswordChecker:
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
         self._verified: dict[bytes, float] = {}
         self._key = secrets.token_bytes(32)
-        self._dummy_hash = self._pool.submit(dummy_hash)  # made once, off the event loop
+        # Made off the event loop, with the parameters of the configured users' hashes, so an
+        # unknown name costs what a known one does.
+        params = Counter(hash_params(u.password_hash) for u in config.users).most_common(1)
+        self._dummy_hash = self._pool.submit(dummy_hash, params[0][0] if params else None)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
