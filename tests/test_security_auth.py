@@ -239,3 +239,12 @@ async def test_basic_cache_is_no_bypass(secure_with: Any) -> None:
                                 headers=basic("alice"))
     assert response.status == 401
     assert response.headers["Retry-After"].isdigit()
+
+
+def test_dummy_hash_follows_the_users_parameters() -> None:
+    from sense_plugin.api.passcheck import dummy_hash
+    from sense_plugin.passwords import hash_params
+
+    assert hash_params(dummy_hash((4096, 8, 1))) == (4096, 8, 1)
+    assert hash_params(dummy_hash((3, 8, 1))) == (2**14, 8, 1)  # refused by scrypt: default
+    assert hash_params("plain-text") is None
