@@ -109,9 +109,8 @@ def _load(args: argparse.Namespace, **overrides: object) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from sense_plugin.api.app import create_app
+    from sense_plugin.api.serving import BindError, run_server
 
     config = _load(args, **{"http.host": args.host, "http.port": args.port})
     ssl_context = None
@@ -120,8 +119,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
     log.info("sense_plugin %s serving %s on %s:%s (data in %s)", __version__, config.source,
              config.http.host, config.http.port, config.server.data_dir)
-    web.run_app(create_app(config), host=config.http.host, port=config.http.port,
-                ssl_context=ssl_context, access_log=None, print=None)
+    try:
+        run_server(create_app(config), config.http, ssl_context)
+    except BindError as exc:
+        print(f"sense-plugin: {exc}", file=sys.stderr)
+        return 2
     log.info("stopped")
     return 0
 

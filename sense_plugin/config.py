@@ -158,9 +158,9 @@ class _Reader:
             self.table(data, "server", {"serverid", "name", "data_dir", "export_roots"})
         )
         http = self.http(
-            self.table(data, "http", {"host", "port", "tls_cert", "tls_key", "max_body_kb"})
+            self.table(data, "http", set(HttpConfig.__dataclass_fields__))
         )
-        auth = self.auth(self.table(data, "auth", {"enabled", "session_idle_s", "users"}))
+        auth = self.auth(self.table(data, "auth", set(AuthConfig.__dataclass_fields__)))
         if not auth.enabled and not is_loopback(http.host):
             raise self.fail(
                 "[auth] enabled",
@@ -203,6 +203,9 @@ class _Reader:
             tls_cert=None if cert is None else self.path(cert, f"{where} tls_cert"),
             tls_key=None if key is None else self.path(key, f"{where} tls_key"),
             max_body_kb=self.number(table, where, "max_body_kb", int, 256, 1, 1 << 20),
+            max_connections=self.number(table, where, "max_connections", int, 1000, 8, 1 << 20),
+            idle_timeout_s=self.number(table, where, "idle_timeout_s", float, 15.0, 0.1, 86400),
+            body_timeout_s=self.number(table, where, "body_timeout_s", float, 30.0, 0.1, 86400),
         )
 
     def auth(self, table: Mapping[str, Any]) -> AuthConfig:
@@ -221,6 +224,15 @@ class _Reader:
             enabled=enabled,
             session_idle_s=self.number(table, where, "session_idle_s", int, 1800, 1),
             users=parsed,
+            login_window_s=self.number(table, where, "login_window_s", float, 300.0, 1, 86400),
+            max_failures_per_address_user=self.number(
+                table, where, "max_failures_per_address_user", int, 10, 1),
+            max_failures_per_user=self.number(table, where, "max_failures_per_user", int, 100, 1),
+            max_failures_per_address=self.number(
+                table, where, "max_failures_per_address", int, 0, 0),
+            hash_threads=self.number(table, where, "hash_threads", int, 2, 1, 64),
+            max_pending_hashes=self.number(table, where, "max_pending_hashes", int, 8, 1, 10_000),
+            max_sessions_per_user=self.number(table, where, "max_sessions_per_user", int, 20, 1),
         )
 
     def user(self, table: Any, where: str) -> UserConfig:

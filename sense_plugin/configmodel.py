@@ -37,6 +37,12 @@ class HttpConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_body_kb: int = 256
+    #: Open connections at most (also capped below the file-descriptor limit at start).
+    max_connections: int = 1000
+    #: A connection that sends no complete request for this long is closed (headers, keep-alive).
+    idle_timeout_s: float = 15.0
+    #: A request body that does not arrive within this time is refused.
+    body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,18 @@ class AuthConfig:
     enabled: bool = False
     session_idle_s: int = 1800
     users: tuple[UserConfig, ...] = ()
+    #: Sliding window of the login failure limits below.
+    login_window_s: float = 300.0
+    #: Failed logins per (address, user name), per user name, per address within the window.
+    max_failures_per_address_user: int = 10
+    max_failures_per_user: int = 100
+    #: 0 = off: behind a reverse proxy or NAT every user shares one address.
+    max_failures_per_address: int = 0
+    #: Threads that compute scrypt hashes, and hashes running or waiting at most.
+    hash_threads: int = 2
+    max_pending_hashes: int = 8
+    #: Sessions per user; the oldest is revoked past this.
+    max_sessions_per_user: int = 20
 
 
 @dataclass(frozen=True)

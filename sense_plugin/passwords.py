@@ -10,11 +10,27 @@ import os
 _N, _R, _P, _LEN = 2**14, 8, 1, 32
 
 
-def hash_password(password: str) -> str:
-    """Return a new salted scrypt hash of ``password`` for the config file."""
+def hash_password(password: str, params: tuple[int, int, int] = (_N, _R, _P)) -> str:
+    """Return a new salted scrypt hash of ``password`` for the config file.
+
+    ``params`` are scrypt's (n, r, p); the default is what ``hash-password`` writes.
+    """
+    n, r, p = params
     salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_LEN)
-    return "$".join(["scrypt", str(_N), str(_R), str(_P), _b64(salt), _b64(digest)])
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=_LEN,
+                            maxmem=256 * 1024 * 1024)
+    return "$".join(["scrypt", str(n), str(r), str(p), _b64(salt), _b64(digest)])
+
+
+def hash_params(encoded: str) -> tuple[int, int, int] | None:
+    """The (n, r, p) of an encoded hash, or None when it is not a well-formed scrypt hash."""
+    parts = encoded.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return None
+    try:
+        return int(parts[1]), int(parts[2]), int(parts[3])
+    except ValueError:
+        return None
 
 
 def verify_password(password: str, encoded: str) -> bool:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from apiclient import command, parse_result
 
-from sense_plugin.api import auth as auth_module
 from sense_plugin.passwords import hash_password
 
 PASSWORDS = {"viewer": "v-secret", "operator": "o-secret", "boss": "b-secret"}
@@ -73,8 +72,10 @@ async def test_wrong_password_login(secure: Any) -> None:
     assert parse_result(await response.read(), None).get("errorcode") == "-1001"
 
 
-async def test_login_failures_are_rate_limited(secure: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(auth_module, "MAX_FAILURES", 3)
+async def test_login_failures_are_rate_limited(make_client: Any, make_config: Any,
+                                               users: list[dict[str, Any]]) -> None:
+    secure = await make_client(make_config(auth={"enabled": True, "users": users,
+                                                 "max_failures_per_address_user": 3}))
     for _ in range(3):
         await secure.post("/webservice", data=login_body("operator", "nope"))
     response = await secure.post("/webservice", data=login_body("operator", "o-secret"))

@@ -15,8 +15,11 @@ from sense_plugin import __version__
 from sense_plugin.api import exportxml, render
 from sense_plugin.api.auth import SESSION_COOKIE, Authenticator
 from sense_plugin.api.commands import all_commands
+from sense_plugin.api.connections import mark_busy
+from sense_plugin.api.headers import add_security_headers
 from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY
 from sense_plugin.api.middleware import error_middleware, xml_response
+from sense_plugin.api.origin import changes_state, check_same_origin
 from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
 from sense_plugin.api.results import ApiInfo, SessionKey
@@ -27,6 +30,7 @@ from sense_plugin.config import Config
 from sense_plugin.errors import (
     BodyTooLargeError,
     NotImplementedCommandError,
+    OutOfRangeError,
     PermissionDeniedError,
 )
 from sense_plugin.export.engine import ExportEngine
@@ -40,7 +44,7 @@ __all__ = ["create_app", "exportxml"]  # exportxml registers the export renderer
 def create_app(config: Config) -> web.Application:
     """Build the aiohttp application for ``config`` (used by ``serve`` and by the tests)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.http.max_body_kb * 1024
+        middlewares=[mark_busy, error_middleware], client_max_size=config.http.max_body_kb * 1024
     )
     app[CONFIG] = config
     app[REGISTRY] = CommandRegistry(all_commands())
@@ -49,6 +53,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_route("GET", "/command", command)
     app.router.add_route("POST", "/command", command)
     setup_web(app)  # the browser export page under /web/
+    app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx])
     return app
 
@@ -62,20 +67,21 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Sessions and credential checks; idle sessions are swept once a minute."""
-    auth = Authenticator(app[CONFIG].auth, app[EXECUTOR])
+    """Sessions and credential checks (own scrypt pool); idle state is swept once a minute."""
+    auth = Authenticator(app[CONFIG].auth)
     app[AUTH] = auth
 
     async def sweep() -> None:
         while True:
             await asyncio.sleep(60)
-            auth.expire_sessions()
+            auth.sweep()
 
     task = asyncio.create_task(sweep(), name="session-sweeper")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    auth.close()
 
 
 async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -95,12 +101,23 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The request body, or 413 past ``http.max_body_kb``."""
+    """The request body, or 413 past ``http.max_body_kb``, or -22 when it arrives too slowly."""
+    http = request.app[CONFIG].http
     try:
-        return await request.read()
+        async with asyncio.timeout(http.body_timeout_s):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        limit_kb = request.app[CONFIG].http.max_body_kb
-        raise BodyTooLargeError(f"request body exceeds the limit of {limit_kb} KiB") from None
+        limit = f"{http.max_body_kb} KiB"
+        raise BodyTooLargeError(f"request body exceeds the limit of {limit}") from None
+    except TimeoutError:
+        raise BodyTimeoutError(
+            f"request body did not arrive within {http.body_timeout_s:g} s") from None
+
+
+class BodyTimeoutError(OutOfRangeError):
+    """A body that trickles in too slowly (-22); the connection is closed after the answer."""
+
+    close_connection = True
 
 
 async def info(request: web.Request) -> web.Response:
@@ -109,12 +126,17 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def webservice(request: web.Request) -> web.Response:
-    """``POST /webservice``: AuthenticateUser → session key (XML and cookie)."""
+    """``POST /webservice``: AuthenticateUser → session key (XML and cookie).
+
+    The password is taken exactly as sent; a login replaces the caller's previous session.
+    """
+    check_same_origin(request, "login")  # no login CSRF: a foreign page cannot log you in
     document = parse_body(await read_body(request), "AuthenticateUser")
     username = child_text(document, "username", required=True) or ""
-    password = child_text(document, "password", required=True) or ""
+    password = child_text(document, "password", required=True, strip=False) or ""
     auth = request.app[AUTH]
-    key = await auth.login(username, password, request.remote or "?")
+    key = await auth.login(username, password, request.remote or "?",
+                           request.cookies.get(SESSION_COOKIE))
     response = xml_response(render.success(SessionKey(key)))
     response.set_cookie(SESSION_COOKIE, key, httponly=True, samesite="Strict",
                         secure=request.secure, path="/")
@@ -136,6 +158,8 @@ async def command(request: web.Request) -> web.StreamResponse:
     entry = request.app[REGISTRY].get(name)
     if entry is None:
         raise NotImplementedCommandError(f"command '{name[:64]}' is not implemented")
+    if changes_state(entry.name):
+        check_same_origin(request, entry.name)
     if not user.can(entry.permission):
         raise PermissionDeniedError(
             f"user '{user.name}' lacks the '{entry.permission}' permission for {entry.name}"

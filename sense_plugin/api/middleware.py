@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sense_plugin.api import render
-from sense_plugin.errors import ResultCode, SenseError
+from sense_plugin.errors import ResultCode, SenseError, quote_input
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -25,6 +25,11 @@ def error_response(exc: SenseError) -> web.Response:
     response = xml_response(render.error(exc.code, exc.description), exc.http_status)
     if exc.http_status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="sense_plugin", charset="UTF-8"'
+    if getattr(exc, "close_connection", False):
+        response.force_close()  # the rest of the request is in an unknown state
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if isinstance(retry_after_s, int):
+        response.headers["Retry-After"] = str(retry_after_s)
     return response
 
 
@@ -35,8 +40,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except SenseError as exc:
         return error_response(exc)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects stay redirects
+        return http_error_response(request, exc)
     except Exception:
         incident = uuid.uuid4().hex[:12]
         log.exception("incident %s while handling %s %s", incident, request.method, request.path)
@@ -46,3 +53,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             incident,
         )
         return xml_response(body)
+
+
+def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """An HTTP error raised by aiohttp itself (404, 405, ...) as an XML document, same status."""
+    path = quote_input(request.path)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        method = quote_input(request.method, 16)
+        code = ResultCode.NOT_IMPLEMENTED
+        text = f"method {method} is not allowed for {path} (allowed: {allowed})"
+    elif exc.status == 404:
+        code, text = ResultCode.NOT_IMPLEMENTED, f"no such resource: {path}"
+    elif exc.status >= 500:
+        code, text = ResultCode.GENERAL_ERROR, f"server error (HTTP {exc.status})"
+    else:
+        code, text = ResultCode.OUT_OF_RANGE, f"request refused (HTTP {exc.status} {exc.reason})"
+    response = xml_response(render.error(code, text), exc.status)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response

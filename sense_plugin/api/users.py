@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VIEW, EXPORT, ADMIN = "view", "export", "admin"
+#: Not a permission users hold: commands every authenticated user may run (``logout``).
+ANY = "any"
 
 
 @dataclass(frozen=True)
@@ -14,7 +16,7 @@ class User:
 
     def can(self, permission: str) -> bool:
         """True when the user holds ``permission`` (admin holds every permission)."""
-        return permission in self.permissions or ADMIN in self.permissions
+        return permission in (ANY, *self.permissions) or ADMIN in self.permissions
 
     @property
     def is_admin(self) -> bool:

@@ -57,17 +57,21 @@ def _fold_tags(root: etree._Element) -> None:
         element.tag = etree.QName(element).localname.lower()
 
 
-def child_text(parent: etree._Element, name: str, *, required: bool = False) -> str | None:
+def child_text(parent: etree._Element, name: str, *, required: bool = False,
+               strip: bool = True) -> str | None:
     """The stripped text of ``parent``'s child ``name``, or None when absent.
 
     A present but empty element raises -23; a missing required one raises -10.
+    ``strip=False`` keeps the text exactly as sent (passwords: spaces are characters too).
     """
     child = parent.find(name)
     if child is None:
         if required:
             raise MissingParameterError(f"missing element <{name}> in <{parent.tag}>")
         return None
-    text = "".join(child.itertext()).strip()
+    text = "".join(child.itertext())
+    if strip:
+        text = text.strip()
     if not text:
         raise EmptyValueError(f"element <{name}> in <{parent.tag}> is empty")
     return text

@@ -2,6 +2,8 @@
 "use strict";
 
 const Api = (() => {
+  // Sent on every request: the server's proof that a state-changing request comes from this
+  // page and not from another origin (CSRF), and the signal to omit its Basic challenge.
   const HEADERS = { "X-Requested-With": "XMLHttpRequest" };
 
   class ApiError extends Error {
