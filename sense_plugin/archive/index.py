@@ -19,13 +19,15 @@ log = logging.getLogger(__name__)
 
 #: Recorded intervals closer than this are reported as one (no visible gap).
 DEFAULT_JOIN_TOLERANCE_US = 1_000_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Row states: ``complete`` segments are served; ``bad`` and ``overlap`` files are remembered
 #: (with size and mtime) only so that reconciling does not probe and log them again.
 STATE_COMPLETE = "complete"
 STATE_BAD = "bad"
 STATE_OVERLAP = "overlap"
+#: A video file whose name does not match the device's ``archive_pattern``.
+STATE_UNNAMED = "unnamed"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS segments (
     end_us      INTEGER NOT NULL,
     size_bytes  INTEGER NOT NULL,
     mtime_ns    INTEGER NOT NULL DEFAULT 0,
-    state       TEXT NOT NULL DEFAULT 'complete'
+    state       TEXT NOT NULL DEFAULT 'complete',
+    reason      TEXT NOT NULL DEFAULT ''    -- why a bad/overlap/unnamed file is not served
 );
 CREATE INDEX IF NOT EXISTS segments_by_start ON segments (device_id, state, start_us);
 CREATE INDEX IF NOT EXISTS segments_by_end ON segments (device_id, state, end_us);
@@ -85,6 +88,10 @@ class ArchiveIndex:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(segments)")}
+            if "reason" not in columns:  # an index of schema 1
+                self._conn.execute(
+                    "ALTER TABLE segments ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error:
             self._conn.close()
@@ -125,24 +132,27 @@ class ArchiveIndex:
                              segment.end_us, segment.size_bytes, mtime_ns, STATE_COMPLETE)
 
     def mark(self, device_id: int, path: Path, *, size_bytes: int, mtime_ns: int,
-             state: str) -> None:
-        """Remember a file that is not served (``bad`` or ``overlap``) so it is not re-probed."""
-        self._upsert(device_id, path, 0, 0, size_bytes, mtime_ns, state)
+             state: str, reason: str = "") -> None:
+        """Remember a file that is not served (``bad``, ``overlap``, ``unnamed``) and why, so
+        that it is not probed or logged again until it changes."""
+        self._upsert(device_id, path, 0, 0, size_bytes, mtime_ns, state, reason)
 
     def _upsert(self, device_id: int, path: Path, start_us: int, end_us: int,
-                size_bytes: int, mtime_ns: int, state: str) -> None:
+                size_bytes: int, mtime_ns: int, state: str, reason: str = "") -> None:
         with self._transaction() as conn:
-            self._insert(conn, device_id, path, start_us, end_us, size_bytes, mtime_ns, state)
+            self._insert(conn, device_id, path, start_us, end_us, size_bytes, mtime_ns, state,
+                         reason)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, device_id: int, path: Path, start_us: int,
-                end_us: int, size_bytes: int, mtime_ns: int, state: str) -> None:
+                end_us: int, size_bytes: int, mtime_ns: int, state: str,
+                reason: str = "") -> None:
         device = str(device_id)
         conn.execute(
             "INSERT OR REPLACE INTO segments"
-            " (path, device_id, start_us, end_us, size_bytes, mtime_ns, state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (str(path), device, start_us, end_us, size_bytes, mtime_ns, state),
+            " (path, device_id, start_us, end_us, size_bytes, mtime_ns, state, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (str(path), device, start_us, end_us, size_bytes, mtime_ns, state, reason),
         )
         if state == STATE_COMPLETE:
             conn.execute(
@@ -237,6 +247,15 @@ class ArchiveIndex:
         records = (FileRecord(Path(str(p)), int(n), int(m), str(st))
                    for p, n, m, st in rows)
         return {record.path: record for record in records}
+
+    def skipped(self, device_id: int, limit: int = -1) -> tuple[int, list[tuple[Path, str]]]:
+        """How many of the device's files are not served, and (up to ``limit``) which and why."""
+        device = str(device_id)
+        where = " WHERE device_id = ? AND state IN ('bad', 'overlap', 'unnamed')"
+        total = self._query("SELECT COUNT(*) FROM segments" + where, (device,))[0][0]
+        rows = self._query("SELECT path, state, reason FROM segments" + where
+                           + " ORDER BY path LIMIT ?", (device, limit))
+        return int(total), [(Path(str(p)), str(r) or str(st)) for p, st, r in rows]
 
     def count(self, device_id: int) -> int:
         """Number of complete segments of the device."""

@@ -1,9 +1,13 @@
 """Bring the index in line with the device directories: rebuild, reconcile, recover partials.
 
-A missing index is rebuilt by this same reconcile against an empty table. Bad files (empty,
-truncated, random bytes, no video) are logged once and remembered with their size and mtime so
-that they are not probed again until they change. A segment whose whole span is already
-covered by indexed segments of the device (a copy, a re-recording) is not served twice.
+A missing index is rebuilt by this same reconcile against an empty table. File names are read
+with the device's ``archive_pattern`` (:mod:`naming`); sub-folders are walked as deep as the
+pattern goes. Skipped files (a name that does not match, empty, truncated, random bytes, no
+video) are logged once at WARNING and remembered with their size, mtime and reason, so that
+they are not probed again until they change and ``archive-check`` can list them. A segment
+whose whole span is already covered by indexed segments of the device (a copy, a
+re-recording) is not served twice. A file still being written by another program is left
+alone until it is complete: unchanged for ``settle_s``, or a later segment has appeared.
 """
 
 from __future__ import annotations
@@ -11,11 +15,24 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sense_plugin.archive.demo import SEGMENT_EXTENSIONS
-from sense_plugin.archive.index import STATE_BAD, STATE_OVERLAP, ArchiveIndex, Segment
+from sense_plugin.archive.index import (
+    STATE_BAD,
+    STATE_OVERLAP,
+    STATE_UNNAMED,
+    ArchiveIndex,
+    Segment,
+)
+from sense_plugin.archive.naming import (
+    DEFAULT_PATTERN,
+    READ_EXTENSIONS,
+    NamePattern,
+    NameTime,
+    compiled,
+)
 from sense_plugin.archive.probe import SegmentInfo, probe_segment
 from sense_plugin.archive.writer import final_name_of_partial, recover_partial
 from sense_plugin.errors import MediaError
@@ -24,18 +41,21 @@ log = logging.getLogger(__name__)
 
 #: Someone else's temporary file (a demo writer) older than this is a crash leftover.
 STALE_TEMP_S = 60.0
+_VIDEO_SUFFIXES = tuple("." + ext for ext in READ_EXTENSIONS)
 
 
 @dataclass
 class ScanReport:
-    """What one reconcile changed."""
+    """What one reconcile changed (``pending``: files left to settle, not a change)."""
 
     added: int = 0
     removed: int = 0
     bad: int = 0
     overlapping: int = 0
+    unnamed: int = 0
     recovered: int = 0
     discarded: int = 0
+    pending: int = field(default=0, compare=False)
 
     def __iadd__(self, other: ScanReport) -> ScanReport:
         for name in self.__dataclass_fields__:
@@ -44,41 +64,48 @@ class ScanReport:
 
     @property
     def changed(self) -> bool:
-        return any(getattr(self, name) for name in self.__dataclass_fields__)
+        return any(getattr(self, name) for name in self.__dataclass_fields__
+                   if name != "pending")
 
 
 @dataclass(frozen=True)
 class _Candidate:
     path: Path
+    relpath: str
     size_bytes: int
     mtime_ns: int
 
 
 def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
-                     recover: bool = False, settle_s: float = 0.0) -> ScanReport:
+                     recover: bool = False, settle_s: float = 0.0,
+                     pattern: NamePattern | None = None) -> ScanReport:
     """Reconcile one device directory with the index.
 
     ``recover`` handles the temporary files of a crashed recorder or demo writer (only at
-    start, while no recorder runs). ``settle_s`` skips files modified that recently (they may
-    still be being written by someone else).
+    start, while no recorder runs). ``settle_s``: a file modified that recently is taken only
+    when a later segment of the device exists (it may still be being written otherwise).
+    ``pattern`` defaults to today's naming in UTC.
     """
+    pattern = pattern or compiled(DEFAULT_PATTERN)
     report = ScanReport()
     if recover:
         _handle_partials(directory, report)
-    on_disk = _list_segments(directory)
+    on_disk = _list_files(directory, pattern.depth)
     known = index.files(device_id)
     for path in known.keys() - on_disk.keys():
         index.remove(path)
         report.removed += 1
         log.info("segment %s is gone; removed from the index", path)
-    deadline_ns = time.time_ns() - int(settle_s * 1e9)
     fresh = [c for path, c in on_disk.items()
-             if (path not in known or (known[path].size_bytes, known[path].mtime_ns)
-                 != (c.size_bytes, c.mtime_ns)) and c.mtime_ns <= deadline_ns]
+             if path not in known
+             or (known[path].size_bytes, known[path].mtime_ns) != (c.size_bytes, c.mtime_ns)]
+    named = {c.path: pattern.parse(c.relpath) for c in fresh}
+    complete = _complete(fresh, named, on_disk, known, pattern, settle_s)
+    report.pending = len(fresh) - len(complete)
     infos: list[tuple[_Candidate, SegmentInfo]] = []
-    for candidate in fresh:
+    for candidate in complete:
         index.remove(candidate.path)  # a changed file is probed again from scratch
-        info = _probe(index, device_id, candidate, report)
+        info = _probe(index, device_id, candidate, named[candidate.path], pattern, report)
         if info is not None:
             infos.append((candidate, info))
     # Longest first among equal starts, so a segment contained in another is the one skipped.
@@ -88,35 +115,69 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
     return report
 
 
-def _list_segments(directory: Path) -> dict[Path, _Candidate]:
+def _complete(fresh: list[_Candidate], named: dict[Path, NameTime | None],
+              on_disk: dict[Path, _Candidate], known: Mapping[Path, object],
+              pattern: NamePattern, settle_s: float) -> list[_Candidate]:
+    """The fresh files that are finished: quiet for ``settle_s``, or followed by a later one."""
+    deadline_ns = time.time_ns() - int(settle_s * 1e9)
+    if all(c.mtime_ns <= deadline_ns for c in fresh):
+        return fresh
+    starts = [n.start_us for n in named.values() if n is not None]
+    starts += [n.start_us for p in on_disk if p in known and p not in named
+               if (n := pattern.parse(on_disk[p].relpath)) is not None]
+    latest_us = max(starts, default=None)
+    return [c for c in fresh if c.mtime_ns <= deadline_ns
+            or (latest_us is not None and (n := named[c.path]) is not None
+                and n.start_us < latest_us)]
+
+
+def _list_files(directory: Path, depth: int) -> dict[Path, _Candidate]:
+    """Video files (by extension, any case) down to ``depth`` folder levels; hidden skipped."""
     found: dict[Path, _Candidate] = {}
-    extensions = tuple(SEGMENT_EXTENSIONS.values())
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return found
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.endswith(extensions):
-            continue
+    stack: list[tuple[str, str, int]] = [(str(directory), "", 0)]
+    while stack:
+        folder, prefix, level = stack.pop()
         try:
-            if not entry.is_file():
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            log.warning("cannot list archive folder %s: %s", folder, exc.strerror)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            stat = entry.stat()
-        except OSError:
-            continue  # vanished between listing and stat
-        path = Path(entry.path)
-        found[path] = _Candidate(path, stat.st_size, stat.st_mtime_ns)
+            try:
+                if level < depth and entry.is_dir():
+                    stack.append((entry.path, f"{prefix}{entry.name}/", level + 1))
+                    continue
+                if not entry.name.lower().endswith(_VIDEO_SUFFIXES) or not entry.is_file():
+                    continue
+                stat = entry.stat()
+            except OSError:
+                continue  # vanished between listing and stat
+            path = Path(entry.path)
+            found[path] = _Candidate(path, prefix + entry.name, stat.st_size, stat.st_mtime_ns)
     return found
 
 
 def _probe(index: ArchiveIndex, device_id: int, candidate: _Candidate,
+           named: NameTime | None, pattern: NamePattern,
            report: ScanReport) -> SegmentInfo | None:
+    if named is None:
+        reason = (f"name does not match archive_pattern '{pattern.text}' "
+                  f"(archive_timezone {pattern.timezone})")
+        log.warning("skipping file %s: %s", candidate.path, reason)
+        index.mark(device_id, candidate.path, size_bytes=candidate.size_bytes,
+                   mtime_ns=candidate.mtime_ns, state=STATE_UNNAMED, reason=reason)
+        report.unnamed += 1
+        return None
     try:
-        return probe_segment(candidate.path)
+        return probe_segment(candidate.path, named=named, mtime_ns=candidate.mtime_ns)
     except MediaError as exc:
         log.warning("skipping bad segment file %s: %s", candidate.path, exc)
         index.mark(device_id, candidate.path, size_bytes=candidate.size_bytes,
-                   mtime_ns=candidate.mtime_ns, state=STATE_BAD)
+                   mtime_ns=candidate.mtime_ns, state=STATE_BAD, reason=str(exc))
         report.bad += 1
         return None
 
@@ -125,10 +186,10 @@ def _add(index: ArchiveIndex, device_id: int, candidate: _Candidate, info: Segme
          report: ScanReport) -> None:
     covered = index.intervals(device_id, info.start_us, info.end_us, join_tolerance_us=0)
     if covered == [(info.start_us, info.end_us)]:
-        log.warning("skipping segment %s: its whole span is already recorded by other "
-                    "segments of the device", candidate.path)
+        reason = "its whole span is already recorded by other segments of the device"
+        log.warning("skipping segment %s: %s", candidate.path, reason)
         index.mark(device_id, candidate.path, size_bytes=candidate.size_bytes,
-                   mtime_ns=candidate.mtime_ns, state=STATE_OVERLAP)
+                   mtime_ns=candidate.mtime_ns, state=STATE_OVERLAP, reason=reason)
         report.overlapping += 1
         return
     if covered:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -26,10 +27,12 @@ from sense_plugin.archive.demo_archive import (
     index_path,
 )
 from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device
+from sense_plugin.archive.watch import ArchiveWatcher
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
@@ -41,19 +44,24 @@ T = TypeVar("T")
 
 STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
-#: Files younger than this are left to their writer by the periodic reconcile.
-SETTLE_S = 5.0
+#: A device folder with change events is rescanned at most this often (seconds).
+MIN_RESCAN_GAP_S = 0.2
+#: With change events flowing, the full backstop rescan runs this often at most (seconds).
+FULL_RESCAN_WITH_WATCH_S = 60.0
 
 
 class Archive:
     """Async facade over the segment index, the demo generator, recorders and retention."""
 
     def __init__(self, config: Config, executor: concurrent.futures.Executor, *,
-                 retention_interval_s: float = 60.0, reconcile_interval_s: float = 30.0,
+                 retention_interval_s: float = 60.0, reconcile_interval_s: float | None = None,
                  demo_spec: DemoSpec | None = None) -> None:
         self.config = config
         self._executor = executor
-        self._intervals_s = (retention_interval_s, reconcile_interval_s)
+        #: Rescans every half ``rescan_s``: a file quiet that long is complete, so it is
+        #: indexed at most ``rescan_s`` after its last write (or at once, on the next file).
+        self._intervals_s = (retention_interval_s,
+                             reconcile_interval_s or config.archive.rescan_s / 2)
         self._demo_spec = demo_spec or DemoSpec(
             minutes=config.archive.demo_minutes, width=320, height=180, fps=10,
             bitrate_bps=150_000, segment_s=min(60.0, max(10.0, config.archive.segment_seconds)),
@@ -65,6 +73,9 @@ class Archive:
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_demo = threading.Event()
+        self._wake = asyncio.Event()
+        self._dirty: set[int] = set()
+        self._watcher: ArchiveWatcher | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -76,7 +87,7 @@ class Archive:
             self._index = await self._run(open_index, db_path)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the archive index {db_path}: {exc}") from exc
-        report = await self._run(self._reconcile_all, True)
+        report, _settling = await self._run(self._reconcile_all, True)
         log.info("archive index %s: %s", self._index.db_path, report)
         if await self._run(self._wants_demo):
             self._tasks.append(asyncio.create_task(self._generate_demo(), name="archive-demo"))
@@ -86,12 +97,15 @@ class Archive:
         retention_s, reconcile_s = self._intervals_s
         self._tasks.append(asyncio.create_task(
             self._every(retention_s, self._retention_pass), name="archive-retention"))
+        self._start_watcher()
         self._tasks.append(asyncio.create_task(
-            self._every(reconcile_s, self._light_reconcile), name="archive-reconcile"))
+            self._rescan_loop(reconcile_s), name="archive-reconcile"))
 
     async def close(self) -> None:
         """Stop recorders and tasks promptly, wait for them, close the index."""
         self._stop_demo.set()
+        if self._watcher is not None:
+            self._watcher.stop()
         for recorder in self._recorders.values():
             recorder.stop()
         for task in self._tasks:
@@ -155,16 +169,26 @@ class Archive:
             log.error("archive index query failed: %s", exc)
             raise GeneralError("the archive index is unavailable") from None
 
-    def _reconcile_all(self, recover: bool, settle_s: float = 0.0) -> ScanReport:
+    def _reconcile_all(self, recover: bool, settle_s: float = 0.0,
+                       only: set[int] | None = None) -> tuple[ScanReport, set[int]]:
+        """Reconcile the devices (``only`` these); also returns those with files settling."""
         assert self._index is not None
-        report = ScanReport()
+        report, settling = ScanReport(), set()
         for device in self.config.devices:
+            if only is not None and device.device_id not in only:
+                continue
             try:
-                report += reconcile_device(self._index, device.device_id, device.archive_dir,
-                                           recover=recover, settle_s=settle_s)
+                part = reconcile_device(
+                    self._index, device.device_id, device.archive_dir, recover=recover,
+                    settle_s=settle_s,
+                    pattern=compiled(device.archive_pattern, device.archive_timezone))
             except (OSError, sqlite3.Error) as exc:
                 log.error("cannot reconcile the archive of device %s: %s", device.device_id, exc)
-        return report
+                continue
+            report += part
+            if part.pending:
+                settling.add(device.device_id)
+        return report, settling
 
     def _wants_demo(self) -> bool:
         assert self._index is not None
@@ -226,6 +250,8 @@ class Archive:
             return
         limits = self.config.archive
         for device in self.config.devices:
+            if device.archive_foreign and not limits.manage_foreign:
+                continue  # an imported archive is read-only to us (SPEC §12)
             try:
                 apply_retention(index, self.pins, device.device_id,
                                 max_age_days=limits.max_age_days,
@@ -233,12 +259,61 @@ class Archive:
             except (OSError, sqlite3.Error) as exc:
                 log.error("retention failed for device %s: %s", device.device_id, exc)
 
-    def _light_reconcile(self) -> None:
-        if self._index is None or not self.demo_ready.is_set():
-            return
-        report = self._reconcile_all(False, SETTLE_S)
-        if report.changed:
-            log.info("archive reconciled while running: %s", report)
+    def _start_watcher(self) -> None:
+        roots = {d.archive_dir: d.device_id for d in self.config.devices if d.enabled}
+
+        def changed(paths: set[Path]) -> None:  # watcher thread
+            devices = {device for root, device in roots.items()
+                       if any(path.is_relative_to(root) for path in paths)}
+            loop.call_soon_threadsafe(self._mark_dirty, devices)
+
+        loop = asyncio.get_running_loop()
+        self._watcher = ArchiveWatcher(roots, changed)
+        if self._watcher.start():
+            log.info("watching %d archive folders for new segments", len(self._watcher.watching))
+
+    def _mark_dirty(self, devices: set[int]) -> None:
+        self._dirty |= devices
+        self._wake.set()
+
+    async def _rescan_loop(self, tick_s: float) -> None:
+        """Rescan changed (watched) or settling devices promptly, every device as a backstop."""
+        settling: set[int] = set()
+        last_full = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=tick_s)
+            self._wake.clear()
+            if self._index is None or not self.demo_ready.is_set():
+                continue
+            watching = self._watcher is not None and self._watcher.running
+            full_s = max(tick_s, FULL_RESCAN_WITH_WATCH_S) if watching else tick_s
+            only: set[int] | None = self._dirty | settling
+            if time.monotonic() - last_full >= full_s - 0.01:
+                only, last_full = None, time.monotonic()
+            self._dirty = set()
+            if only is not None and not only:
+                continue
+            try:
+                report, settling = await self._run(self._reconcile_all, False, tick_s, only)
+            except Exception:  # a periodic job must survive its own bugs
+                log.exception("archive rescan failed")
+                continue
+            if report.changed:
+                log.info("archive reconciled while running: %s", report)
+            await asyncio.sleep(min(MIN_RESCAN_GAP_S, tick_s))
+
+    async def skipped_hint(self, device_id: int) -> str:
+        """For a -9 description: how many of the device's files were skipped and where to
+        look, or ``""`` when none were."""
+        total, _files = await self._query(lambda index: index.skipped(device_id, 0))
+        if not total:
+            return ""
+        device = self.config.device(device_id)
+        pattern = device.archive_pattern if device is not None else ""
+        return (f"; {total} file(s) in the device's archive were skipped (names not matching "
+                f"archive_pattern '{pattern}', or unreadable): see the server log or run "
+                f"'sense-plugin archive-check --device {device_id}'")
 
 
 def open_index(db_path: Path) -> ArchiveIndex:

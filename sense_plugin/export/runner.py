@@ -142,7 +142,7 @@ class JobRunner:
             raise NoRecordError(
                 f"nothing is recorded for device {job.device_id} between "
                 f"{format_timestamp(job.start_us)} and {format_timestamp(job.end_us)}"
-            )
+                + await self._archive.skipped_hint(job.device_id))
         export = self._engine.export_of(job)
         await self._engine.run_io(files.prepare_directory, export,
                                   self._config.server.export_roots, estimate)
