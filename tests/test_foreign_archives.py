@@ -3,18 +3,22 @@ ffmpeg CLI, indexed and exported over HTTP with the right archive times."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import glob
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apiclient import command, export_body, wait_export
-from ffmpegtools import ffmpeg_segments, frame_digests
+from ffmpegtools import ENCODE, ffmpeg, ffmpeg_segments, frame_digests
 
+from sense_plugin.api.keys import ARCHIVE
 from sense_plugin.archive.naming import NamePattern
 from sense_plugin.config import config_from_dict
-from sense_plugin.timestamps import format_timestamp
+from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 DEV = 9890179877273119875
 #: 2026-11-20 10:00:00 UTC.
@@ -82,3 +86,53 @@ async def test_layout_is_indexed_and_exported(layout: str, tmp_path: Path,
     # of the source, in order (segments 1, 2 and half of 3).
     source = [d for path in sources for d in frame_digests(path)]
     assert frame_digests(Path(out)) == source[10:35]
+
+
+async def recorded(client: Any, start_us: int, end_us: int) -> list[tuple[str, str]]:
+    rec = await command(client, "getRecordings", deviceid=DEV,
+                        starttime=format_timestamp(start_us), endtime=format_timestamp(end_us))
+    return [(i.findtext("starttime"), i.findtext("endtime"))
+            for i in rec.iterfind("recordings/intervals/interval")]
+
+
+async def test_segments_another_program_writes_are_picked_up_live(
+        tmp_path: Path, make_client: Callable[..., Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """ffmpeg -strftime 1 records in real time (local Berlin names) while the server runs."""
+    root = tmp_path / "live"
+    root.mkdir()
+    rescan_s = 1.0
+    config = server_config(tmp_path, {"archive_dir": str(root),
+                                      "archive_pattern": "cam_%Y%m%d-%H%M%S.{ext}",
+                                      "archive_timezone": "Europe/Berlin"}, rescan_s=rescan_s)
+    client = await make_client(config)
+    began_us = now_us()
+    proc = await asyncio.create_subprocess_exec(
+        ffmpeg(), "-hide_banner", "-loglevel", "error", "-re", *ENCODE, "-t", "7",
+        "-f", "segment", "-segment_time", "2", "-strftime", "1", "-reset_timestamps", "1",
+        str(root / "cam_%Y%m%d-%H%M%S.mp4"), env={**os.environ, "TZ": "Europe/Berlin"})
+    window = (began_us - 5 * S, began_us + 60 * S)
+    seen_while_recording = []
+    while proc.returncode is None:
+        seen_while_recording = await recorded(client, *window)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 0.2)
+    assert proc.returncode == 0
+    finished_us = now_us()
+    # Segments closed while ffmpeg still wrote the next one were indexed during the recording.
+    assert seen_while_recording, "nothing was indexed while ffmpeg was recording"
+    files = sorted(root.glob("cam_*.mp4"))
+    assert len(files) >= 3
+    deadline_us = finished_us + int((rescan_s + 4) * S)  # rescan_s, plus a slow shared machine
+    while True:
+        intervals = await recorded(client, *window)
+        total = sum(parse_timestamp(e) - parse_timestamp(s) for s, e in intervals)
+        if total >= 6 * S or now_us() > deadline_us:
+            break
+        await asyncio.sleep(0.1)
+    assert total >= 6 * S, intervals  # all 7 s (names are whole seconds: gaps < 1 s join)
+    first = parse_timestamp(intervals[0][0])
+    assert began_us - 2 * S <= first <= began_us + 3 * S  # Berlin names read back as UTC
+    archive = client.app[ARCHIVE]
+    assert (await archive.skipped_hint(DEV)) == ""
+    assert "skipping" not in caplog.text  # no file was taken while ffmpeg still wrote it

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Someone else's temporary file (a demo writer) older than this is a crash leftover.
 STALE_TEMP_S = 60.0
+#: The newest file of a device that cannot be read yet is retried (not marked bad) while it
+#: changed less than this long ago: its writer may not have flushed its index yet.
+YOUNG_S = 60.0
 _VIDEO_SUFFIXES = tuple("." + ext for ext in READ_EXTENSIONS)
 
 
@@ -100,12 +103,18 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
              if path not in known
              or (known[path].size_bytes, known[path].mtime_ns) != (c.size_bytes, c.mtime_ns)]
     named = {c.path: pattern.parse(c.relpath) for c in fresh}
-    complete = _complete(fresh, named, on_disk, known, pattern, settle_s)
+    complete, latest_us = _complete(fresh, named, on_disk, known, pattern, settle_s)
     report.pending = len(fresh) - len(complete)
+    young_ns = time.time_ns() - int(YOUNG_S * 1e9)
     infos: list[tuple[_Candidate, SegmentInfo]] = []
     for candidate in complete:
         index.remove(candidate.path)  # a changed file is probed again from scratch
-        info = _probe(index, device_id, candidate, named[candidate.path], pattern, report)
+        name = named[candidate.path]
+        # The newest file, changed lately: a writer may just be slow to flush (an MP4 is
+        # unreadable until its end is written), so a failed probe waits for the next pass.
+        newest = name is not None and (latest_us is None or name.start_us >= latest_us)
+        info = _probe(index, device_id, candidate, name, pattern, report,
+                      wait=settle_s > 0 and newest and candidate.mtime_ns > young_ns)
         if info is not None:
             infos.append((candidate, info))
     # Longest first among equal starts, so a segment contained in another is the one skipped.
@@ -117,18 +126,21 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
 
 def _complete(fresh: list[_Candidate], named: dict[Path, NameTime | None],
               on_disk: dict[Path, _Candidate], known: Mapping[Path, object],
-              pattern: NamePattern, settle_s: float) -> list[_Candidate]:
-    """The fresh files that are finished: quiet for ``settle_s``, or followed by a later one."""
+              pattern: NamePattern, settle_s: float) -> tuple[list[_Candidate], int | None]:
+    """The fresh files that are finished (quiet for ``settle_s``, or followed by a later
+    one), and the start of the device's latest named file."""
+    if not fresh:
+        return [], None
     deadline_ns = time.time_ns() - int(settle_s * 1e9)
-    if all(c.mtime_ns <= deadline_ns for c in fresh):
-        return fresh
+    young_ns = time.time_ns() - int(YOUNG_S * 1e9)
     starts = [n.start_us for n in named.values() if n is not None]
-    starts += [n.start_us for p in on_disk if p in known and p not in named
-               if (n := pattern.parse(on_disk[p].relpath)) is not None]
+    if any(c.mtime_ns > young_ns for c in fresh):  # only then can "latest" matter
+        starts += [n.start_us for p in on_disk if p in known and p not in named
+                   if (n := pattern.parse(on_disk[p].relpath)) is not None]
     latest_us = max(starts, default=None)
     return [c for c in fresh if c.mtime_ns <= deadline_ns
             or (latest_us is not None and (n := named[c.path]) is not None
-                and n.start_us < latest_us)]
+                and n.start_us < latest_us)], latest_us
 
 
 def _list_files(directory: Path, depth: int) -> dict[Path, _Candidate]:
@@ -162,8 +174,8 @@ def _list_files(directory: Path, depth: int) -> dict[Path, _Candidate]:
 
 
 def _probe(index: ArchiveIndex, device_id: int, candidate: _Candidate,
-           named: NameTime | None, pattern: NamePattern,
-           report: ScanReport) -> SegmentInfo | None:
+           named: NameTime | None, pattern: NamePattern, report: ScanReport, *,
+           wait: bool = False) -> SegmentInfo | None:
     if named is None:
         reason = (f"name does not match archive_pattern '{pattern.text}' "
                   f"(archive_timezone {pattern.timezone})")
@@ -175,6 +187,9 @@ def _probe(index: ArchiveIndex, device_id: int, candidate: _Candidate,
     try:
         return probe_segment(candidate.path, named=named, mtime_ns=candidate.mtime_ns)
     except MediaError as exc:
+        if wait:
+            report.pending += 1
+            return None
         log.warning("skipping bad segment file %s: %s", candidate.path, exc)
         index.mark(device_id, candidate.path, size_bytes=candidate.size_bytes,
                    mtime_ns=candidate.mtime_ns, state=STATE_BAD, reason=str(exc))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch at INFO
 
 #: watchfiles groups the events of this many milliseconds into one batch.
 DEBOUNCE_MS = 200
