@@ -50,15 +50,55 @@ CREATE TABLE IF NOT EXISTS device_stats (
 """
 
 
-@dataclass(frozen=True)
 class Segment:
-    """One complete segment file and the archive time span it covers, ``[start_us, end_us)``."""
+    """One complete segment file and the archive time span it covers, ``[start_us, end_us)``.
 
-    device_id: int
-    start_us: int
-    end_us: int
-    path: Path
-    size_bytes: int
+    Queries return thousands of these per request, so the path stays the stored text until
+    :attr:`path` is asked for (building a ``Path`` costs more than the query itself).
+    """
+
+    __slots__ = ("device_id", "start_us", "end_us", "_path", "size_bytes")
+
+    def __init__(self, device_id: int, start_us: int, end_us: int, path: Path | str,
+                 size_bytes: int) -> None:
+        self.device_id = device_id
+        self.start_us = start_us
+        self.end_us = end_us
+        self._path = path
+        self.size_bytes = size_bytes
+
+    @property
+    def path(self) -> Path:
+        """The segment file."""
+        if isinstance(self._path, str):
+            self._path = Path(self._path)
+        return self._path
+
+    @property
+    def path_text(self) -> str:
+        """The segment file as text (no ``Path`` built)."""
+        return self._path if isinstance(self._path, str) else str(self._path)
+
+    def _key(self) -> tuple[int, int, int, str, int]:
+        return self.device_id, self.start_us, self.end_us, self.path_text, self.size_bytes
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Segment) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Segment(device_id={self.device_id}, start_us={self.start_us}, "
+                f"end_us={self.end_us}, path={self.path_text!r}, size_bytes={self.size_bytes})")
+
+#: Complete segments of device ?1 overlapping [?2, ?3): the start column is bounded below by
+#: the device's longest segment, so this is an index range scan however large the archive.
+_IN_RANGE = (" WHERE device_id = ?1 AND state = 'complete'"
+             " AND start_us >= ?2 - (SELECT COALESCE(MAX(max_duration_us), 0)"
+             "                       FROM device_stats WHERE device_id = ?1)"
+             " AND start_us < ?3 AND end_us > ?2"
+             " ORDER BY start_us, end_us")
 
 
 @dataclass(frozen=True)
@@ -176,16 +216,10 @@ class ArchiveIndex:
         an index range scan however large the archive.
         """
         rows = self._query(
-            "SELECT start_us, end_us, path, size_bytes FROM segments"
-            " WHERE device_id = ?1 AND state = 'complete'"
-            " AND start_us >= ?2 - (SELECT COALESCE(MAX(max_duration_us), 0)"
-            "                       FROM device_stats WHERE device_id = ?1)"
-            " AND start_us < ?3 AND end_us > ?2"
-            " ORDER BY start_us, end_us",
+            "SELECT start_us, end_us, path, size_bytes FROM segments" + _IN_RANGE,
             (str(device_id), start_us, end_us),
         )
-        return [Segment(device_id, int(s), int(e), Path(str(p)), int(n))
-                for s, e, p, n in rows]
+        return [Segment(device_id, s, e, p, n) for s, e, p, n in rows]
 
     def recorded_range(self, device_id: int) -> tuple[int, int] | None:
         """First recorded instant and end of the last recording, or None when empty."""
@@ -208,12 +242,16 @@ class ArchiveIndex:
 
         Segments that overlap or whose gap is at most ``join_tolerance_us`` are merged.
         """
+        rows = self._query(
+            "SELECT start_us, end_us FROM segments" + _IN_RANGE,
+            (str(device_id), start_us, end_us),
+        )
         merged: list[list[int]] = []
-        for seg in self.segments(device_id, start_us, end_us):
-            if merged and seg.start_us <= merged[-1][1] + join_tolerance_us:
-                merged[-1][1] = max(merged[-1][1], seg.end_us)
+        for seg_start, seg_end in rows:
+            if merged and seg_start <= merged[-1][1] + join_tolerance_us:
+                merged[-1][1] = max(merged[-1][1], seg_end)
             else:
-                merged.append([seg.start_us, seg.end_us])
+                merged.append([seg_start, seg_end])
         return [(max(s, start_us), min(e, end_us)) for s, e in merged]
 
     def device_bytes(self, device_id: int) -> int:
@@ -235,8 +273,7 @@ class ArchiveIndex:
             " ORDER BY start_us, path LIMIT ?",
             (str(device_id), after_start, after_path, limit),
         )
-        return [Segment(device_id, int(s), int(e), Path(str(p)), int(n))
-                for s, e, p, n in rows]
+        return [Segment(device_id, s, e, p, n) for s, e, p, n in rows]
 
     def files(self, device_id: int) -> dict[Path, FileRecord]:
         """Every file the index knows for the device, whatever its state."""
