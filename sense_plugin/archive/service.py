@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import sqlite3
@@ -30,9 +29,9 @@ from sense_plugin.archive.index import ArchiveIndex, Segment
 from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder
+from sense_plugin.archive.rescan import Rescanner
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device
-from sense_plugin.archive.watch import ArchiveWatcher
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
@@ -44,10 +43,6 @@ T = TypeVar("T")
 
 STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
-#: A device folder with change events is rescanned at most this often (seconds).
-MIN_RESCAN_GAP_S = 0.2
-#: With change events flowing, the full backstop rescan runs this often at most (seconds).
-FULL_RESCAN_WITH_WATCH_S = 60.0
 
 
 class Archive:
@@ -73,9 +68,7 @@ class Archive:
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_demo = threading.Event()
-        self._wake = asyncio.Event()
-        self._dirty: set[int] = set()
-        self._watcher: ArchiveWatcher | None = None
+        self._rescanner: Rescanner | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -97,15 +90,14 @@ class Archive:
         retention_s, reconcile_s = self._intervals_s
         self._tasks.append(asyncio.create_task(
             self._every(retention_s, self._retention_pass), name="archive-retention"))
-        self._start_watcher()
-        self._tasks.append(asyncio.create_task(
-            self._rescan_loop(reconcile_s), name="archive-reconcile"))
+        self._rescanner = Rescanner(self.config.devices, self._rescan, reconcile_s)
+        self._tasks.append(asyncio.create_task(self._rescanner.run(), name="archive-reconcile"))
 
     async def close(self) -> None:
         """Stop recorders and tasks promptly, wait for them, close the index."""
         self._stop_demo.set()
-        if self._watcher is not None:
-            self._watcher.stop()
+        if self._rescanner is not None:
+            self._rescanner.stop()
         for recorder in self._recorders.values():
             recorder.stop()
         for task in self._tasks:
@@ -259,49 +251,12 @@ class Archive:
             except (OSError, sqlite3.Error) as exc:
                 log.error("retention failed for device %s: %s", device.device_id, exc)
 
-    def _start_watcher(self) -> None:
-        roots = {d.archive_dir: d.device_id for d in self.config.devices if d.enabled}
-
-        def changed(paths: set[Path]) -> None:  # watcher thread
-            devices = {device for root, device in roots.items()
-                       if any(path.is_relative_to(root) for path in paths)}
-            loop.call_soon_threadsafe(self._mark_dirty, devices)
-
-        loop = asyncio.get_running_loop()
-        self._watcher = ArchiveWatcher(roots, changed)
-        if self._watcher.start():
-            log.info("watching %d archive folders for new segments", len(self._watcher.watching))
-
-    def _mark_dirty(self, devices: set[int]) -> None:
-        self._dirty |= devices
-        self._wake.set()
-
-    async def _rescan_loop(self, tick_s: float) -> None:
-        """Rescan changed (watched) or settling devices promptly, every device as a backstop."""
-        settling: set[int] = set()
-        last_full = time.monotonic()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=tick_s)
-            self._wake.clear()
-            if self._index is None or not self.demo_ready.is_set():
-                continue
-            watching = self._watcher is not None and self._watcher.running
-            full_s = max(tick_s, FULL_RESCAN_WITH_WATCH_S) if watching else tick_s
-            only: set[int] | None = self._dirty | settling
-            if time.monotonic() - last_full >= full_s - 0.01:
-                only, last_full = None, time.monotonic()
-            self._dirty = set()
-            if only is not None and not only:
-                continue
-            try:
-                report, settling = await self._run(self._reconcile_all, False, tick_s, only)
-            except Exception:  # a periodic job must survive its own bugs
-                log.exception("archive rescan failed")
-                continue
-            if report.changed:
-                log.info("archive reconciled while running: %s", report)
-            await asyncio.sleep(min(MIN_RESCAN_GAP_S, tick_s))
+    async def _rescan(self, only: set[int] | None, settle_s: float
+                      ) -> tuple[ScanReport, set[int]] | None:
+        """One rescan pass for the rescanner (None while the index or demo is not ready)."""
+        if self._index is None or not self.demo_ready.is_set():
+            return None
+        return await self._run(self._reconcile_all, False, settle_s, only)
 
     async def skipped_hint(self, device_id: int) -> str:
         """For a -9 description: how many of the device's files were skipped and where to
