@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +284,24 @@ class ArchiveIndex:
         records = (FileRecord(Path(str(p)), int(n), int(m), str(st))
                    for p, n, m, st in rows)
         return {record.path: record for record in records}
+
+    def file_stats(self, device_id: int, paths: Iterable[Path] | None = None
+                   ) -> dict[str, tuple[int, int]]:
+        """``path text → (size_bytes, mtime_ns)`` of every file the index knows for the device
+        (or of these paths only), whatever its state: what a rescan compares with the disk."""
+        if paths is None:
+            rows = self._query("SELECT path, size_bytes, mtime_ns FROM segments"
+                               " WHERE device_id = ?", (str(device_id),))
+            return {p: (n, m) for p, n, m in rows}
+        wanted = [str(path) for path in paths]
+        found: dict[str, tuple[int, int]] = {}
+        for offset in range(0, len(wanted), 500):
+            chunk = wanted[offset:offset + 500]
+            rows = self._query(
+                "SELECT path, size_bytes, mtime_ns FROM segments WHERE device_id = ?"
+                f" AND path IN ({', '.join('?' * len(chunk))})", (str(device_id), *chunk))
+            found.update((p, (n, m)) for p, n, m in rows)
+        return found
 
     def skipped(self, device_id: int, limit: int = -1) -> tuple[int, list[tuple[Path, str]]]:
         """How many of the device's files are not served, and (up to ``limit``) which and why."""

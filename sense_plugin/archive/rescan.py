@@ -3,8 +3,9 @@
 Every ``rescan_s / 2`` the devices with files still settling are rescanned, so a segment is in
 the index at most ``rescan_s`` after its last write; a change event from the watcher
 (:mod:`watch`) rescans that device at once, which indexes a segment as soon as its successor
-appears. Every device is rescanned as a backstop: each tick without a watcher, every minute
-with one (a full rescan of a large archive costs seconds: see bench/index_scale.py).
+appears. Every device is rescanned as a backstop: each tick without a watcher; every minute
+with one, and then without a ``stat`` per known file (the events report changed files), which
+makes it a ``scandir`` per folder (see bench/index_scale.py for the cost at 1M segments).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 from sense_plugin.archive.scan import ScanReport
@@ -27,8 +28,11 @@ MIN_RESCAN_GAP_S = 0.2
 #: With change events flowing, the full backstop rescan runs this often at most (seconds).
 FULL_RESCAN_WITH_WATCH_S = 60.0
 
-#: ``rescan(only devices or None for all, settle_s)`` → report and devices still settling.
-RescanPass = Callable[[set[int] | None, float], Awaitable[tuple[ScanReport, set[int]] | None]]
+#: ``rescan(only, settle_s, stat_known)``: ``only`` maps devices to the paths to look at
+#: (None: the whole device; ``only`` None: every device); ``stat_known`` False skips the
+#: ``stat`` of files already indexed. None back when the archive is not ready yet.
+RescanPass = Callable[[Mapping[int, Collection[Path] | None] | None, float, bool],
+                      Awaitable[ScanReport | None]]
 
 
 class Rescanner:
@@ -40,7 +44,9 @@ class Rescanner:
         self._rescan = rescan
         self.tick_s = tick_s
         self._wake = asyncio.Event()
-        self._dirty: set[int] = set()
+        #: Changed paths per device, from events; and files still settling, per device.
+        self._dirty: dict[int, set[Path]] = {}
+        self._settling: dict[int, set[Path]] = {}
         self._watcher: ArchiveWatcher | None = None
 
     def stop(self) -> None:
@@ -48,48 +54,66 @@ class Rescanner:
         if self._watcher is not None:
             self._watcher.stop()
 
+    def _by_device(self, paths: Iterable[Path]) -> dict[int, set[Path]]:
+        grouped: dict[int, set[Path]] = {}
+        for path in paths:
+            for root, device in self._roots.items():
+                if path.is_relative_to(root):
+                    grouped.setdefault(device, set()).add(path)
+        return grouped
+
     def _start_watcher(self) -> None:
         loop = asyncio.get_running_loop()
 
         def changed(paths: set[Path]) -> None:  # watcher thread
-            devices = {device for root, device in self._roots.items()
-                       if any(path.is_relative_to(root) for path in paths)}
-            loop.call_soon_threadsafe(self._mark_dirty, devices)
+            loop.call_soon_threadsafe(self._mark_dirty, self._by_device(paths))
 
         self._watcher = ArchiveWatcher(self._roots, changed)
         if self._watcher.start():
             log.info("watching %d archive folders for new segments", len(self._watcher.watching))
 
-    def _mark_dirty(self, devices: set[int]) -> None:
-        self._dirty |= devices
-        self._wake.set()
+    def _mark_dirty(self, grouped: dict[int, set[Path]], wake: bool = True) -> None:
+        for device, paths in grouped.items():
+            self._dirty.setdefault(device, set()).update(paths)
+        if grouped and wake:
+            self._wake.set()
+
+    def _next_pass(self, last_full: float) -> dict[int, Collection[Path] | None] | None:
+        """What to look at now: None for everything (the backstop), else device → paths."""
+        watching = self._watcher is not None and self._watcher.running
+        full_s = max(self.tick_s, FULL_RESCAN_WITH_WATCH_S) if watching else self.tick_s
+        if time.monotonic() - last_full >= full_s - 0.01:
+            return None
+        only: dict[int, Collection[Path] | None] = {}
+        for source in (self._settling, self._dirty):
+            for device, paths in source.items():
+                only[device] = {*(only.get(device) or ()), *paths}
+        return only
 
     async def run(self) -> None:
-        """Rescan changed (watched) or settling devices promptly, every device as a backstop."""
+        """Rescan changed (watched) or settling files promptly, every device as a backstop."""
         self._start_watcher()
-        settling: set[int] = set()
         last_full = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
             self._wake.clear()
-            watching = self._watcher is not None and self._watcher.running
-            full_s = max(self.tick_s, FULL_RESCAN_WITH_WATCH_S) if watching else self.tick_s
-            only: set[int] | None = self._dirty | settling
-            if time.monotonic() - last_full >= full_s - 0.01:
-                only, last_full = None, time.monotonic()
+            only = self._next_pass(last_full)
             if only is not None and not only:
                 continue
-            taken, self._dirty = self._dirty, set()  # events during the pass: next pass
-            try:
-                outcome = await self._rescan(only, self.tick_s)
+            taken, self._dirty = self._dirty, {}  # events during the pass: next pass
+            watching = self._watcher is not None and self._watcher.running
+            try:  # while events report changed files, a backstop need not stat known ones
+                report = await self._rescan(only, self.tick_s, not watching)
             except Exception:  # a periodic job must survive its own bugs
                 log.exception("archive rescan failed")
-                outcome = None
-            if outcome is None:  # failed or not ready yet: keep what was dirty for later
-                self._dirty |= taken
+                report = None
+            if report is None:  # failed or not ready yet: keep what was dirty for the next tick
+                self._mark_dirty(taken, wake=False)
                 continue
-            report, settling = outcome
+            if only is None:
+                last_full = time.monotonic()
+            self._settling = self._by_device(report.settling)
             if report.changed:
                 log.info("archive reconciled while running: %s", report)
             await asyncio.sleep(min(MIN_RESCAN_GAP_S, self.tick_s))

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from sense_plugin.archive.index import (
     STATE_BAD,
@@ -49,7 +50,7 @@ _VIDEO_SUFFIXES = tuple("." + ext for ext in READ_EXTENSIONS)
 
 @dataclass
 class ScanReport:
-    """What one reconcile changed (``pending``: files left to settle, not a change)."""
+    """What one reconcile changed; ``settling``: files left for a later pass (no change)."""
 
     added: int = 0
     removed: int = 0
@@ -58,7 +59,7 @@ class ScanReport:
     unnamed: int = 0
     recovered: int = 0
     discarded: int = 0
-    pending: int = field(default=0, compare=False)
+    settling: list[Path] = field(default_factory=list, repr=False)
 
     def __iadd__(self, other: ScanReport) -> ScanReport:
         for name in self.__dataclass_fields__:
@@ -66,50 +67,73 @@ class ScanReport:
         return self
 
     @property
+    def pending(self) -> int:
+        """How many files are still being written (or not readable yet)."""
+        return len(self.settling)
+
+    @property
     def changed(self) -> bool:
         return any(getattr(self, name) for name in self.__dataclass_fields__
-                   if name != "pending")
+                   if name != "settling")
 
 
 @dataclass(frozen=True)
 class _Candidate:
-    path: Path
+    text: str  # the path as listed: a Path is built only for files that are looked at
     relpath: str
     size_bytes: int
     mtime_ns: int
 
+    @property
+    def path(self) -> Path:
+        return Path(self.text)
+
+
+#: A listed file: relative path (``/`` separated), size, mtime.
+_Listed = tuple[str, int, int]
+
 
 def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
                      recover: bool = False, settle_s: float = 0.0,
-                     pattern: NamePattern | None = None) -> ScanReport:
+                     pattern: NamePattern | None = None,
+                     paths: Collection[Path] | None = None,
+                     stat_known: bool = True) -> ScanReport:
     """Reconcile one device directory with the index.
 
     ``recover`` handles the temporary files of a crashed recorder or demo writer (only at
     start, while no recorder runs). ``settle_s``: a file modified that recently is taken only
     when a later segment of the device exists (it may still be being written otherwise).
-    ``pattern`` defaults to today's naming in UTC.
+    ``pattern`` defaults to today's naming in UTC. ``paths`` limits the pass to these files
+    (change events, files settling) instead of listing the whole directory. Without
+    ``stat_known`` a file the index knows is not stat'ed again (a listing then costs one
+    ``scandir``, not a ``stat`` per file): for backstop passes while change events report
+    the files that change.
     """
     pattern = pattern or compiled(DEFAULT_PATTERN)
     report = ScanReport()
     if recover:
         _handle_partials(directory, report)
-    on_disk = _list_files(directory, pattern.depth)
-    known = index.files(device_id)
-    for path in known.keys() - on_disk.keys():
-        index.remove(path)
+    if paths is None:
+        known = index.file_stats(device_id)
+        on_disk = _list_files(directory, pattern.depth, None if stat_known else known)
+    else:
+        on_disk = _stat_files(directory, pattern.depth, paths)
+        known = index.file_stats(device_id, paths)
+    for text in known.keys() - on_disk.keys():
+        index.remove(Path(text))
         report.removed += 1
-        log.info("segment %s is gone; removed from the index", path)
-    fresh = [c for path, c in on_disk.items()
-             if path not in known
-             or (known[path].size_bytes, known[path].mtime_ns) != (c.size_bytes, c.mtime_ns)]
-    named = {c.path: pattern.parse(c.relpath) for c in fresh}
+        log.info("segment %s is gone; removed from the index", text)
+    fresh = [_Candidate(text, *listed) for text, listed in on_disk.items()
+             if known.get(text) != listed[1:]]
+    named = {c.text: pattern.parse(c.relpath) for c in fresh}
     complete, latest_us = _complete(fresh, named, on_disk, known, pattern, settle_s)
-    report.pending = len(fresh) - len(complete)
+    taken = {c.text for c in complete}
+    report.settling = [c.path for c in fresh if c.text not in taken]
     young_ns = time.time_ns() - int(YOUNG_S * 1e9)
     infos: list[tuple[_Candidate, SegmentInfo]] = []
     for candidate in complete:
         index.remove(candidate.path)  # a changed file is probed again from scratch
-        name = named[candidate.path]
+        name = named[candidate.text]
         # The newest file, changed lately: a writer may just be slow to flush (an MP4 is
         # unreadable until its end is written), so a failed probe waits for the next pass.
         newest = name is not None and (latest_us is None or name.start_us >= latest_us)
@@ -118,14 +142,14 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
         if info is not None:
             infos.append((candidate, info))
     # Longest first among equal starts, so a segment contained in another is the one skipped.
-    infos.sort(key=lambda item: (item[1].start_us, -item[1].end_us, str(item[0].path)))
+    infos.sort(key=lambda item: (item[1].start_us, -item[1].end_us, item[0].text))
     for candidate, info in infos:
         _add(index, device_id, candidate, info, report)
     return report
 
 
-def _complete(fresh: list[_Candidate], named: dict[Path, NameTime | None],
-              on_disk: dict[Path, _Candidate], known: Mapping[Path, object],
+def _complete(fresh: list[_Candidate], named: dict[str, NameTime | None],
+              on_disk: dict[str, _Listed], known: Mapping[str, object],
               pattern: NamePattern, settle_s: float) -> tuple[list[_Candidate], int | None]:
     """The fresh files that are finished (quiet for ``settle_s``, or followed by a later
     one), and the start of the device's latest named file."""
@@ -135,17 +159,22 @@ def _complete(fresh: list[_Candidate], named: dict[Path, NameTime | None],
     young_ns = time.time_ns() - int(YOUNG_S * 1e9)
     starts = [n.start_us for n in named.values() if n is not None]
     if any(c.mtime_ns > young_ns for c in fresh):  # only then can "latest" matter
-        starts += [n.start_us for p in on_disk if p in known and p not in named
-                   if (n := pattern.parse(on_disk[p].relpath)) is not None]
+        starts += [n.start_us for text, listed in on_disk.items()
+                   if text in known and text not in named
+                   if (n := pattern.parse(listed[0])) is not None]
     latest_us = max(starts, default=None)
     return [c for c in fresh if c.mtime_ns <= deadline_ns
-            or (latest_us is not None and (n := named[c.path]) is not None
+            or (latest_us is not None and (n := named[c.text]) is not None
                 and n.start_us < latest_us)], latest_us
 
 
-def _list_files(directory: Path, depth: int) -> dict[Path, _Candidate]:
-    """Video files (by extension, any case) down to ``depth`` folder levels; hidden skipped."""
-    found: dict[Path, _Candidate] = {}
+def _list_files(directory: Path, depth: int,
+                known: Mapping[str, tuple[int, int]] | None = None) -> dict[str, _Listed]:
+    """Video files (by extension, any case) down to ``depth`` folder levels; hidden skipped.
+
+    Files in ``known`` are taken as unchanged without a ``stat``.
+    """
+    found: dict[str, _Listed] = {}
     stack: list[tuple[str, str, int]] = [(str(directory), "", 0)]
     while stack:
         folder, prefix, level = stack.pop()
@@ -157,19 +186,42 @@ def _list_files(directory: Path, depth: int) -> dict[Path, _Candidate]:
             log.warning("cannot list archive folder %s: %s", folder, exc.strerror)
             continue
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name[0] == ".":
                 continue
             try:
                 if level < depth and entry.is_dir():
-                    stack.append((entry.path, f"{prefix}{entry.name}/", level + 1))
+                    stack.append((entry.path, f"{prefix}{name}/", level + 1))
                     continue
-                if not entry.name.lower().endswith(_VIDEO_SUFFIXES) or not entry.is_file():
+                if not name.lower().endswith(_VIDEO_SUFFIXES) or not entry.is_file():
+                    continue
+                if known is not None and (same := known.get(entry.path)) is not None:
+                    found[entry.path] = (prefix + name, *same)
                     continue
                 stat = entry.stat()
             except OSError:
                 continue  # vanished between listing and stat
-            path = Path(entry.path)
-            found[path] = _Candidate(path, prefix + entry.name, stat.st_size, stat.st_mtime_ns)
+            found[entry.path] = (prefix + name, stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def _stat_files(directory: Path, depth: int, paths: Collection[Path]) -> dict[str, _Listed]:
+    """Like :func:`_list_files`, for the given paths only (those gone are left out)."""
+    found: dict[str, _Listed] = {}
+    for path in paths:
+        try:
+            parts = path.relative_to(directory).parts
+        except ValueError:
+            continue
+        if (len(parts) - 1 > depth or any(part.startswith(".") for part in parts)
+                or not path.name.lower().endswith(_VIDEO_SUFFIXES)):
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if S_ISREG(stat.st_mode):
+            found[str(path)] = ("/".join(parts), stat.st_size, stat.st_mtime_ns)
     return found
 
 
@@ -188,7 +240,7 @@ def _probe(index: ArchiveIndex, device_id: int, candidate: _Candidate,
         return probe_segment(candidate.path, named=named, mtime_ns=candidate.mtime_ns)
     except MediaError as exc:
         if wait:
-            report.pending += 1
+            report.settling.append(candidate.path)
             return None
         log.warning("skipping bad segment file %s: %s", candidate.path, exc)
         index.mark(device_id, candidate.path, size_bytes=candidate.size_bytes,

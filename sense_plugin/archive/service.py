@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,7 +80,7 @@ class Archive:
             self._index = await self._run(open_index, db_path)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the archive index {db_path}: {exc}") from exc
-        report, _settling = await self._run(self._reconcile_all, True)
+        report = await self._run(self._reconcile_all, True)
         log.info("archive index %s: %s", self._index.db_path, report)
         if await self._run(self._wants_demo):
             self._tasks.append(asyncio.create_task(self._generate_demo(), name="archive-demo"))
@@ -162,25 +162,24 @@ class Archive:
             raise GeneralError("the archive index is unavailable") from None
 
     def _reconcile_all(self, recover: bool, settle_s: float = 0.0,
-                       only: set[int] | None = None) -> tuple[ScanReport, set[int]]:
-        """Reconcile the devices (``only`` these); also returns those with files settling."""
+                       only: Mapping[int, Collection[Path] | None] | None = None,
+                       stat_known: bool = True) -> ScanReport:
+        """Reconcile every device, or ``only`` these (each: just these paths, or None: all)."""
         assert self._index is not None
-        report, settling = ScanReport(), set()
+        report = ScanReport()
         for device in self.config.devices:
             if only is not None and device.device_id not in only:
                 continue
             try:
-                part = reconcile_device(
+                report += reconcile_device(
                     self._index, device.device_id, device.archive_dir, recover=recover,
                     settle_s=settle_s,
-                    pattern=compiled(device.archive_pattern, device.archive_timezone))
+                    pattern=compiled(device.archive_pattern, device.archive_timezone),
+                    paths=None if only is None else only[device.device_id],
+                    stat_known=stat_known)
             except (OSError, sqlite3.Error) as exc:
                 log.error("cannot reconcile the archive of device %s: %s", device.device_id, exc)
-                continue
-            report += part
-            if part.pending:
-                settling.add(device.device_id)
-        return report, settling
+        return report
 
     def _wants_demo(self) -> bool:
         assert self._index is not None
@@ -251,12 +250,12 @@ class Archive:
             except (OSError, sqlite3.Error) as exc:
                 log.error("retention failed for device %s: %s", device.device_id, exc)
 
-    async def _rescan(self, only: set[int] | None, settle_s: float
-                      ) -> tuple[ScanReport, set[int]] | None:
+    async def _rescan(self, only: Mapping[int, Collection[Path] | None] | None,
+                      settle_s: float, stat_known: bool) -> ScanReport | None:
         """One rescan pass for the rescanner (None while the index or demo is not ready)."""
         if self._index is None or not self.demo_ready.is_set():
             return None
-        return await self._run(self._reconcile_all, False, settle_s, only)
+        return await self._run(self._reconcile_all, False, settle_s, only, stat_known)
 
     async def skipped_hint(self, device_id: int) -> str:
         """For a -9 description: how many of the device's files were skipped and where to
