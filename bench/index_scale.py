@@ -137,7 +137,7 @@ def plan_latencies(cameras: int, per_camera: int, queries: int) -> list[float]:
             began = time.perf_counter()
             segments = index.segments(device, start, end)
             recorded = sum(min(s.end_us, end) - max(s.start_us, start) for s in segments)
-            payload = [{"path": str(s.path), "start_us": s.start_us, "end_us": s.end_us}
+            payload = [{"path": s.path_text, "start_us": s.start_us, "end_us": s.end_us}
                        for s in segments]
             times.append((time.perf_counter() - began) * 1000)
             assert recorded > 0 and len(payload) >= 1440

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import glob
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from ffmpegtools import ENCODE, ffmpeg, ffmpeg_segments, frame_digests
 
 from sense_plugin.api.keys import ARCHIVE
 from sense_plugin.archive.naming import NamePattern
+from sense_plugin.archive.watch import ArchiveWatcher
 from sense_plugin.config import config_from_dict
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
@@ -136,3 +138,36 @@ async def test_segments_another_program_writes_are_picked_up_live(
     archive = client.app[ARCHIVE]
     assert (await archive.skipped_hint(DEV)) == ""
     assert "skipping" not in caplog.text  # no file was taken while ffmpeg still wrote it
+
+
+async def test_without_change_events_the_periodic_rescan_finds_new_files(
+        tmp_path: Path, make_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network share sends no inotify events: the rescan every rescan_s / 2 is the backstop."""
+    monkeypatch.setattr(ArchiveWatcher, "start", lambda self: False)
+    text, zone, ext = LAYOUTS["frigate"]
+    pattern = NamePattern(text, zone)
+    root = tmp_path / "share"
+    root.mkdir()
+    staged = lay_out(ffmpeg_segments(tmp_path / "ffmpeg", 3, ext), tmp_path / "staging",
+                     pattern, ext, T0)
+    config = server_config(tmp_path, {"archive_dir": str(root), "archive_pattern": text},
+                           rescan_s=0.5)
+    client = await make_client(config)
+    assert await recorded(client, T0, T0 + 60 * S) == []
+    for path in staged:  # another program copies finished segments in (as Frigate moves them)
+        target = root / path.relative_to(tmp_path / "staging")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-p", str(path), str(target)], check=True)
+    deadline_us = now_us() + 5 * S
+    while await recorded(client, T0, T0 + 60 * S) != [(format_timestamp(T0),
+                                                        format_timestamp(T0 + 3 * S))]:
+        assert now_us() < deadline_us, await recorded(client, T0, T0 + 60 * S)
+        await asyncio.sleep(0.1)
+    next(root.rglob("00.01.mp4")).unlink()  # a deleted segment leaves the index too
+    archive = client.app[ARCHIVE]
+    deadline_us = now_us() + 5 * S
+    while [s.start_us for s in await archive.segments(DEV, T0, T0 + 60 * S)] != [T0,
+                                                                                T0 + 2 * S]:
+        assert now_us() < deadline_us
+        await asyncio.sleep(0.1)

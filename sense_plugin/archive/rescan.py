@@ -6,6 +6,7 @@ the index at most ``rescan_s`` after its last write; a change event from the wat
 appears. Every device is rescanned as a backstop: each tick without a watcher; every minute
 with one, and then without a ``stat`` per known file (the events report changed files), which
 makes it a ``scandir`` per folder (see bench/index_scale.py for the cost at 1M segments).
+Full passes are spaced to take at most a tenth of the time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 MIN_RESCAN_GAP_S = 0.2
 #: With change events flowing, the full backstop rescan runs this often at most (seconds).
 FULL_RESCAN_WITH_WATCH_S = 60.0
+#: Full rescans are spaced so that they take at most 1/this of the time (a huge archive on a
+#: share without events: new files then take longer than ``rescan_s`` to appear).
+FULL_RESCAN_DUTY = 10
 
 #: ``rescan(only, settle_s, stat_known)``: ``only`` maps devices to the paths to look at
 #: (None: the whole device; ``only`` None: every device); ``stat_known`` False skips the
@@ -48,6 +52,7 @@ class Rescanner:
         self._dirty: dict[int, set[Path]] = {}
         self._settling: dict[int, set[Path]] = {}
         self._watcher: ArchiveWatcher | None = None
+        self._full_pass_s = 0.0
 
     def stop(self) -> None:
         """Stop the watcher thread (the loop itself is a task: cancel it)."""
@@ -81,7 +86,8 @@ class Rescanner:
     def _next_pass(self, last_full: float) -> dict[int, Collection[Path] | None] | None:
         """What to look at now: None for everything (the backstop), else device → paths."""
         watching = self._watcher is not None and self._watcher.running
-        full_s = max(self.tick_s, FULL_RESCAN_WITH_WATCH_S) if watching else self.tick_s
+        full_s = max(self.tick_s, FULL_RESCAN_WITH_WATCH_S if watching else 0.0,
+                     FULL_RESCAN_DUTY * self._full_pass_s)
         if time.monotonic() - last_full >= full_s - 0.01:
             return None
         only: dict[int, Collection[Path] | None] = {}
@@ -103,6 +109,7 @@ class Rescanner:
                 continue
             taken, self._dirty = self._dirty, {}  # events during the pass: next pass
             watching = self._watcher is not None and self._watcher.running
+            began = time.monotonic()
             try:  # while events report changed files, a backstop need not stat known ones
                 report = await self._rescan(only, self.tick_s, not watching)
             except Exception:  # a periodic job must survive its own bugs
@@ -112,6 +119,7 @@ class Rescanner:
                 self._mark_dirty(taken, wake=False)
                 continue
             if only is None:
+                self._full_pass_s = time.monotonic() - began
                 last_full = time.monotonic()
             self._settling = self._by_device(report.settling)
             if report.changed:
