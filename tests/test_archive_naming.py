@@ -142,3 +142,23 @@ def test_dst_changes_keep_one_continuous_recording(tmp_path: Path, changes: str,
                                                                         starts[0] + 4 * S)]
     finally:
         index.close()
+
+
+@pytest.mark.parametrize(("creation_time", "start_us"), [
+    ("2026-11-20T10:00:07.400000Z", T0 + 7_400_000),  # inside the name's second: refines it
+    ("2026-11-20T10:00:09.400000Z", T0 + 7 * S),  # outside: the name wins (with a warning)
+])
+def test_container_start_refines_a_coarse_name(tmp_path: Path, creation_time: str,
+                                               start_us: int) -> None:
+    (segment,) = ffmpeg_segments(tmp_path / "ff", 1, "mkv")
+    set_creation_time(segment, creation_time)
+    root = tmp_path / "archive"
+    root.mkdir()
+    segment.replace(root / "cam_20261120-100007.mkv")
+    index = ArchiveIndex(tmp_path / "index.sqlite3")
+    try:
+        reconcile_device(index, DEV, root, pattern=NamePattern("cam_%Y%m%d-%H%M%S.{ext}"))
+        (indexed,) = index.segments(DEV, 0, 2**62)
+        assert (indexed.start_us, indexed.end_us) == (start_us, start_us + S)
+    finally:
+        index.close()

@@ -129,6 +129,19 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
     complete, latest_us = _complete(fresh, named, on_disk, known, pattern, settle_s)
     taken = {c.text for c in complete}
     report.settling = [c.path for c in fresh if c.text not in taken]
+    infos = _probe_all(index, device_id, complete, named, latest_us, pattern, report,
+                       may_wait=settle_s > 0)
+    # Longest first among equal starts, so a segment contained in another is the one skipped.
+    infos.sort(key=lambda item: (item[1].start_us, -item[1].end_us, item[0].text))
+    for candidate, info in infos:
+        _add(index, device_id, candidate, info, report)
+    return report
+
+
+def _probe_all(index: ArchiveIndex, device_id: int, complete: list[_Candidate],
+               named: dict[str, NameTime | None], latest_us: int | None,
+               pattern: NamePattern, report: ScanReport, *,
+               may_wait: bool) -> list[tuple[_Candidate, SegmentInfo]]:
     young_ns = time.time_ns() - int(YOUNG_S * 1e9)
     infos: list[tuple[_Candidate, SegmentInfo]] = []
     for candidate in complete:
@@ -138,14 +151,10 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
         # unreadable until its end is written), so a failed probe waits for the next pass.
         newest = name is not None and (latest_us is None or name.start_us >= latest_us)
         info = _probe(index, device_id, candidate, name, pattern, report,
-                      wait=settle_s > 0 and newest and candidate.mtime_ns > young_ns)
+                      wait=may_wait and newest and candidate.mtime_ns > young_ns)
         if info is not None:
             infos.append((candidate, info))
-    # Longest first among equal starts, so a segment contained in another is the one skipped.
-    infos.sort(key=lambda item: (item[1].start_us, -item[1].end_us, item[0].text))
-    for candidate, info in infos:
-        _add(index, device_id, candidate, info, report)
-    return report
+    return infos
 
 
 def _complete(fresh: list[_Candidate], named: dict[str, NameTime | None],
