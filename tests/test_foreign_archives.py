@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from apiclient import command, export_body, wait_export
 from ffmpegtools import ENCODE, ffmpeg, ffmpeg_segments, frame_digests
+from lxml import etree
 
 from sense_plugin.api.keys import ARCHIVE
 from sense_plugin.archive.naming import NamePattern
@@ -171,3 +172,27 @@ async def test_without_change_events_the_periodic_rescan_finds_new_files(
                                                                                 T0 + 2 * S]:
         assert now_us() < deadline_us
         await asyncio.sleep(0.1)
+
+
+async def test_a_file_deleted_after_indexing_gives_a_gap_or_a_clear_failure(tmp_path: Path,
+                                                         make_client: Callable[..., Any]) -> None:
+    text, zone, ext = LAYOUTS["ffmpeg-strftime"]
+    root = tmp_path / "foreign"
+    lay_out(ffmpeg_segments(tmp_path / "ffmpeg", 4, "mkv"), root, NamePattern(text, zone), ext,
+            T0)
+    config = server_config(tmp_path, {"archive_dir": str(root), "archive_pattern": text,
+                                      "archive_timezone": zone}, rescan_s=3600)
+    client = await make_client(config)
+    client.app[ARCHIVE]._rescanner.stop()  # type: ignore[union-attr]  # no event: stale index
+    next(root.glob("cam_*-110002.MKV")).unlink()  # the other program deletes second 2
+    body = export_body([(DEV, format_timestamp(T0), format_timestamp(T0 + 4 * S))])
+    export_id = int((await command(client, "exportVideo", body=body)).findtext("exportid"))
+    status = await wait_export(client, export_id)
+    device = status.find("devices/device")
+    if status.findtext("status") == "FAILED":  # today's cutter: a clear device failure
+        assert "cam_20261120-110002.MKV" in device.findtext("description")
+        return
+    assert status.findtext("status") == "COMPLETED", etree.tostring(device)
+    gaps = device.find("files/file/gaps")
+    assert gaps.get("count") == "1"
+    assert gaps.findtext("gap/endtime") == format_timestamp(T0 + 3 * S)
