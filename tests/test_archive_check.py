@@ -155,3 +155,28 @@ async def test_retention_leaves_imported_archives_alone(
         finally:
             await archive.close()
     assert all(f.exists() for f in files) is not manage_foreign
+
+
+async def test_the_demo_never_writes_into_an_imported_archive(tmp_path: Path) -> None:
+    from sense_plugin.archive.demo_archive import DemoSpec
+
+    root = tmp_path / "imported"
+    root.mkdir()
+    (root / "notes.txt").write_text("someone else's folder")
+    data = {"server": {"serverid": "1", "data_dir": "data"}, "archive": {"demo": True},
+            "devices": [{"deviceid": "11", "name": "Ours"},
+                        {"deviceid": "12", "name": "Theirs", "archive_dir": str(root),
+                         "archive_pattern": PATTERN}]}
+    config = config_from_dict(data, base_dir=tmp_path)
+    spec = DemoSpec(minutes=0.2, width=64, height=64, fps=10, bitrate_bps=50_000,
+                    segment_s=6.0, gop_s=1.0)
+    with concurrent.futures.ThreadPoolExecutor(2) as executor:
+        archive = Archive(config, executor, demo_spec=spec)
+        await archive.start()
+        try:
+            await asyncio.wait_for(archive.demo_ready.wait(), 60)
+            assert await archive.recorded_range(11) is not None
+            assert await archive.recorded_range(12) is None
+        finally:
+            await archive.close()
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]
