@@ -180,3 +180,36 @@ async def test_the_demo_never_writes_into_an_imported_archive(tmp_path: Path) ->
         finally:
             await archive.close()
     assert [p.name for p in root.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("close_at_once", [False, True])
+async def test_a_long_first_reconcile_finishes_in_the_background(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        close_at_once: bool) -> None:
+    """A large archive: start() does not wait for the whole first reconcile (here: none)."""
+    from sense_plugin.archive import service
+
+    monkeypatch.setattr(service, "STARTUP_WAIT_S", 0.0)
+    t0 = 1_795_168_800_000_000
+    root = tmp_path / "big"
+    root.mkdir()
+    pattern = NamePattern(PATTERN)
+    for i, segment in enumerate(ffmpeg_segments(tmp_path / "ff", 20, "mp4")):
+        segment.replace(root / pattern.format(t0 + i * S, "mp4"))
+    data = {"server": {"serverid": "1", "data_dir": "data"}, "archive": {"demo": False},
+            "devices": [{"deviceid": str(DEV), "name": "Gate", "archive_dir": str(root),
+                         "archive_pattern": PATTERN}]}
+    config = config_from_dict(data, base_dir=tmp_path)
+    with concurrent.futures.ThreadPoolExecutor(2) as executor:
+        archive = Archive(config, executor)
+        await archive.start()
+        assert "still being brought up to date" in caplog.text
+        try:
+            if not close_at_once:
+                await asyncio.wait_for(archive.demo_ready.wait(), 30)  # set once it is done
+                assert await archive.recorded_range(DEV) == (t0, t0 + 20 * S)
+        finally:
+            began = time.monotonic()
+            await archive.close()
+            assert time.monotonic() - began < 5  # the reconcile stops at the next file
+    assert "Traceback" not in caplog.text and "ERROR" not in caplog.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -97,7 +98,8 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
                      recover: bool = False, settle_s: float = 0.0,
                      pattern: NamePattern | None = None,
                      paths: Collection[Path] | None = None,
-                     stat_known: bool = True) -> ScanReport:
+                     stat_known: bool = True,
+                     stop: threading.Event | None = None) -> ScanReport:
     """Reconcile one device directory with the index.
 
     ``recover`` handles the temporary files of a crashed recorder or demo writer (only at
@@ -107,7 +109,7 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
     (change events, files settling) instead of listing the whole directory. Without
     ``stat_known`` a file the index knows is not stat'ed again (a listing then costs one
     ``scandir``, not a ``stat`` per file): for backstop passes while change events report
-    the files that change.
+    the files that change. ``stop`` ends the pass early (at the next file to probe).
     """
     pattern = pattern or compiled(DEFAULT_PATTERN)
     report = ScanReport()
@@ -130,7 +132,7 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
     taken = {c.text for c in complete}
     report.settling = [c.path for c in fresh if c.text not in taken]
     infos = _probe_all(index, device_id, complete, named, latest_us, pattern, report,
-                       may_wait=settle_s > 0)
+                       may_wait=settle_s > 0, stop=stop)
     # Longest first among equal starts, so a segment contained in another is the one skipped.
     infos.sort(key=lambda item: (item[1].start_us, -item[1].end_us, item[0].text))
     for candidate, info in infos:
@@ -141,10 +143,13 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
 def _probe_all(index: ArchiveIndex, device_id: int, complete: list[_Candidate],
                named: dict[str, NameTime | None], latest_us: int | None,
                pattern: NamePattern, report: ScanReport, *,
-               may_wait: bool) -> list[tuple[_Candidate, SegmentInfo]]:
+               may_wait: bool, stop: threading.Event | None = None
+               ) -> list[tuple[_Candidate, SegmentInfo]]:
     young_ns = time.time_ns() - int(YOUNG_S * 1e9)
     infos: list[tuple[_Candidate, SegmentInfo]] = []
     for candidate in complete:
+        if stop is not None and stop.is_set():
+            break  # the rest is looked at by the next pass
         index.remove(candidate.path)  # a changed file is probed again from scratch
         name = named[candidate.text]
         # The newest file, changed lately: a writer may just be slow to flush (an MP4 is
@@ -273,6 +278,13 @@ def _add(index: ArchiveIndex, device_id: int, candidate: _Candidate, info: Segme
     index.add(Segment(device_id, info.start_us, info.end_us, candidate.path,
                       candidate.size_bytes), mtime_ns=candidate.mtime_ns)
     report.added += 1
+
+
+def recover_partials(directory: Path) -> ScanReport:
+    """Recover a crashed recorder's partial segments in ``directory`` (before it records)."""
+    report = ScanReport()
+    _handle_partials(directory, report)
+    return report
 
 
 def _handle_partials(directory: Path, report: ScanReport) -> None:

@@ -31,7 +31,7 @@ from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.archive.rescan import Rescanner
 from sense_plugin.archive.retention import PinRegistry, apply_retention
-from sense_plugin.archive.scan import ScanReport, reconcile_device
+from sense_plugin.archive.scan import ScanReport, reconcile_device, recover_partials
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
@@ -43,6 +43,8 @@ T = TypeVar("T")
 
 STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
+#: Start waits this long for the first reconcile, then lets it finish in the background.
+STARTUP_WAIT_S = 5.0
 
 
 class Archive:
@@ -69,6 +71,8 @@ class Archive:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_demo = threading.Event()
         self._rescanner: Rescanner | None = None
+        self._startup: asyncio.Future[ScanReport] | None = None
+        self._stop_scan = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -80,13 +84,34 @@ class Archive:
             self._index = await self._run(open_index, db_path)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the archive index {db_path}: {exc}") from exc
-        report = await self._run(self._reconcile_all, True)
-        log.info("archive index %s: %s", self._index.db_path, report)
+        recovered = await self._run(self._recover_partials)
+        self._start_recorders()
+        # A large archive takes a while to reconcile (a stat per file, a probe per new one):
+        # the server answers from the index as it is meanwhile.
+        self._startup = asyncio.ensure_future(self._run(self._reconcile_all, False))
+        try:
+            report = await asyncio.wait_for(asyncio.shield(self._startup), STARTUP_WAIT_S)
+        except TimeoutError:
+            log.warning("the archive index is still being brought up to date; the server "
+                        "answers meanwhile and new or changed files appear as they are indexed")
+            self._tasks.append(asyncio.create_task(self._finish_start(recovered),
+                                                   name="archive-startup"))
+            return
+        await self._started(recovered, report)
+
+    async def _finish_start(self, recovered: ScanReport) -> None:
+        assert self._startup is not None
+        await self._started(recovered, await asyncio.shield(self._startup))
+
+    async def _started(self, recovered: ScanReport, report: ScanReport) -> None:
+        """After the first reconcile: the demo if wanted, retention and the rescan loop."""
+        assert self._index is not None
+        recovered += report
+        log.info("archive index %s: %s", self._index.db_path, recovered)
         if await self._run(self._wants_demo):
             self._tasks.append(asyncio.create_task(self._generate_demo(), name="archive-demo"))
         else:
             self.demo_ready.set()
-        self._start_recorders()
         retention_s, reconcile_s = self._intervals_s
         self._tasks.append(asyncio.create_task(
             self._every(retention_s, self._retention_pass), name="archive-retention"))
@@ -96,6 +121,7 @@ class Archive:
     async def close(self) -> None:
         """Stop recorders and tasks promptly, wait for them, close the index."""
         self._stop_demo.set()
+        self._stop_scan.set()
         if self._rescanner is not None:
             self._rescanner.stop()
         for recorder in self._recorders.values():
@@ -105,6 +131,8 @@ class Archive:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._startup is not None:  # its thread stops at the next file (stop flag)
+            await asyncio.gather(self._startup, return_exceptions=True)
         while any(thread.is_alive() for thread in self._threads):
             await asyncio.sleep(0.02)
         self._threads.clear()
@@ -161,6 +189,17 @@ class Archive:
             log.error("archive index query failed: %s", exc)
             raise GeneralError("the archive index is unavailable") from None
 
+    def _recover_partials(self) -> ScanReport:
+        """Before any recorder runs: recover crashed recorders' partial segments."""
+        report = ScanReport()
+        for device in self.config.devices:
+            try:
+                report += recover_partials(device.archive_dir)
+            except OSError as exc:
+                log.error("cannot recover partial segments of device %s: %s",
+                          device.device_id, exc)
+        return report
+
     def _reconcile_all(self, recover: bool, settle_s: float = 0.0,
                        only: Mapping[int, Collection[Path] | None] | None = None,
                        stat_known: bool = True) -> ScanReport:
@@ -170,13 +209,15 @@ class Archive:
         for device in self.config.devices:
             if only is not None and device.device_id not in only:
                 continue
+            if self._stop_scan.is_set():
+                break
             try:
                 report += reconcile_device(
                     self._index, device.device_id, device.archive_dir, recover=recover,
                     settle_s=settle_s,
                     pattern=compiled(device.archive_pattern, device.archive_timezone),
                     paths=None if only is None else only[device.device_id],
-                    stat_known=stat_known)
+                    stat_known=stat_known, stop=self._stop_scan)
             except (OSError, sqlite3.Error) as exc:
                 log.error("cannot reconcile the archive of device %s: %s", device.device_id, exc)
         return report
