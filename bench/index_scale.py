@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -177,7 +178,8 @@ def serve_and_query(cameras: int, per_camera: int, queries: int) -> dict[str, ob
         try:
             client = _wait_up(port, proc)
             start_s = time.monotonic() - began
-            while b"archive index " not in (ROOT / "server.log").read_bytes():
+            while not re.search(rb"archive index \S+: ScanReport",
+                                (ROOT / "server.log").read_bytes()):
                 time.sleep(0.1)  # the first reconcile may finish in the background
             reconciled_s = time.monotonic() - began
             rng = random.Random(3)

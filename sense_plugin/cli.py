@@ -149,6 +149,8 @@ def cmd_demo_archive(args: argparse.Namespace) -> int:
 
 def cmd_archive_check(args: argparse.Namespace) -> int:
     """Print the archive of each device; 1 when any file is skipped, 2 for an unknown device."""
+    import sqlite3
+
     from sense_plugin.archive.check import check_archive
     from sense_plugin.errors import NoDeviceError
 
@@ -157,6 +159,9 @@ def cmd_archive_check(args: argparse.Namespace) -> int:
         checks = check_archive(config, args.device)
     except NoDeviceError as exc:
         print(f"sense-plugin: {exc.description}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, OSError) as exc:
+        print(f"sense-plugin: cannot use the archive index: {exc}", file=sys.stderr)
         return 2
     for check in checks:
         for line in check.lines():
