@@ -290,9 +290,9 @@ def recover_partials(directory: Path) -> ScanReport:
 def _handle_partials(directory: Path, report: ScanReport) -> None:
     """Recover a crashed recorder's partial segments; delete stale foreign temporary files."""
     try:
-        partials = [p for p in directory.iterdir()
-                    if p.name.startswith(".") and p.name.endswith(".part")]
-    except FileNotFoundError:
+        partials = [directory / name for name in os.listdir(directory)
+                    if name.startswith(".") and name.endswith(".part")]
+    except (FileNotFoundError, NotADirectoryError):
         return
     for part in partials:
         if final_name_of_partial(part.name) is not None:
