@@ -295,6 +295,11 @@ class _Reader:
         if source is not None and "://" not in source:  # a file: relative to the config file
             source = str(self.path(source, f"{where} source"))
         pattern, zone = self.naming(table, f"{where} (deviceid {device_id})")
+        if source is not None and (pattern, zone) != (DEFAULT_PATTERN, DEFAULT_TIMEZONE):
+            raise self.fail(f"{where} (deviceid {device_id}) archive_pattern",
+                            "a device with a source is recorded by this server, which names "
+                            "its segments itself: leave archive_pattern and archive_timezone "
+                            "out (they describe archives written by other programs)")
         return DeviceConfig(
             device_id=device_id,
             name=self.get(table, where, "name", str, f"Camera {device_id}"),

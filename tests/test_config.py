@@ -93,3 +93,10 @@ def test_archive_naming_and_rescan_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\(deviceid 5\) archive_pattern: '%Y\.\{ext\}' has no"):
         config_from_dict({**base, "devices": [{"deviceid": "5", "archive_pattern": "%Y.{ext}"}]},
                          base_dir=tmp_path)
+
+
+def test_a_recorded_device_keeps_our_naming(tmp_path: Path) -> None:
+    device = {"deviceid": "5", "source": "rtsp://cam/1", "archive_timezone": "Europe/Berlin"}
+    with pytest.raises(ConfigError, match=r"\(deviceid 5\) archive_pattern: a device with a "
+                                          r"source is recorded by this server"):
+        config_from_dict({"server": {"serverid": "1"}, "devices": [device]}, base_dir=tmp_path)
