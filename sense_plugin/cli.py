@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--gop-seconds", type=float, default=1.0)
     demo.set_defaults(func=cmd_demo_archive)
 
+    check = sub.add_parser("archive-check",
+                           help="list per device the indexed segments and every skipped file")
+    _config_args(check)
+    check.add_argument("--device", type=int, metavar="ID", help="one device (default all)")
+    check.set_defaults(func=cmd_archive_check)
+
     hash_pw = sub.add_parser("hash-password", help="print a password hash for the config")
     hash_pw.set_defaults(func=cmd_hash_password)
 
@@ -141,6 +147,30 @@ def cmd_demo_archive(args: argparse.Namespace) -> int:
                        height=height, fps=args.fps, bitrate_bps=args.bitrate,
                        segment_s=args.segment_seconds, gop_s=args.gop_seconds)
     return 0
+
+
+def cmd_archive_check(args: argparse.Namespace) -> int:
+    """Print the archive of each device; 1 when any file is skipped, 2 for an unknown device."""
+    import sqlite3
+
+    from sense_plugin.archive.check import check_archive
+    from sense_plugin.errors import NoDeviceError
+
+    config = _load(args)
+    try:
+        checks = check_archive(config, args.device)
+    except NoDeviceError as exc:
+        print(f"sense-plugin: {exc.description}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, OSError) as exc:
+        print(f"sense-plugin: cannot use the archive index: {exc}", file=sys.stderr)
+        return 2
+    for check in checks:
+        for line in check.lines():
+            print(line)
+    skipped = sum(check.skipped_total for check in checks)
+    print(f"archive-check: {'FAILED' if skipped else 'PASSED'} ({skipped} files skipped)")
+    return 1 if skipped else 0
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sense_plugin.archive.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE, PatternError, compiled
 from sense_plugin.configmodel import (
     ArchiveConfig,
     AuthConfig,
@@ -278,6 +279,8 @@ class _Reader:
             segment_seconds=self.number(table, w, "segment_seconds", float, 60.0, 1, 3600),
             max_age_days=self.number(table, w, "max_age_days", float, 30.0),
             max_bytes_per_device=self.number(table, w, "max_bytes_per_device", int, 0),
+            rescan_s=self.number(table, w, "rescan_s", float, 10.0, 0.05, 3600),
+            manage_foreign=self.get(table, w, "manage_foreign", bool, False),
         )
 
     def devices(self, items: Any, data_dir: Path) -> tuple[DeviceConfig, ...]:
@@ -294,7 +297,8 @@ class _Reader:
     def device(self, table: Any, where: str, data_dir: Path) -> DeviceConfig:
         if not isinstance(table, Mapping):
             raise self.fail(where, "must be a table")
-        self.check_keys(table, where, {"deviceid", "name", "enabled", "archive_dir", "source"})
+        self.check_keys(table, where, {"deviceid", "name", "enabled", "archive_dir", "source",
+                                       "archive_pattern", "archive_timezone"})
         device_id = self.u64(table, where, "deviceid")
         archive_dir = table.get("archive_dir")
         source = table.get("source")
@@ -302,6 +306,12 @@ class _Reader:
             raise self.fail(f"{where} source", "expected a non-empty URL or path string")
         if source is not None and "://" not in source:  # a file: relative to the config file
             source = str(self.path(source, f"{where} source"))
+        pattern, zone = self.naming(table, f"{where} (deviceid {device_id})")
+        if source is not None and (pattern, zone) != (DEFAULT_PATTERN, DEFAULT_TIMEZONE):
+            raise self.fail(f"{where} (deviceid {device_id}) archive_pattern",
+                            "a device with a source is recorded by this server, which names "
+                            "its segments itself: leave archive_pattern and archive_timezone "
+                            "out (they describe archives written by other programs)")
         return DeviceConfig(
             device_id=device_id,
             name=self.get(table, where, "name", str, f"Camera {device_id}"),
@@ -312,7 +322,25 @@ class _Reader:
                 else data_dir / "archive" / str(device_id)
             ),
             source=source,
+            archive_pattern=pattern,
+            archive_timezone=zone,
+            archive_foreign=source is None and (archive_dir is not None
+                                                or pattern != DEFAULT_PATTERN),
         )
+
+    def naming(self, table: Mapping[str, Any], where: str) -> tuple[str, str]:
+        """``archive_pattern`` and ``archive_timezone``, checked by compiling them."""
+        pattern = self.get(table, where, "archive_pattern", str, DEFAULT_PATTERN)
+        zone = self.get(table, where, "archive_timezone", str, DEFAULT_TIMEZONE)
+        try:
+            compiled(pattern, DEFAULT_TIMEZONE)
+        except PatternError as exc:
+            raise self.fail(f"{where} archive_pattern", f"{pattern!r} {exc}") from None
+        try:
+            compiled(pattern, zone)
+        except PatternError as exc:
+            raise self.fail(f"{where} archive_timezone", str(exc)) from None
+        return pattern, zone
 
 
 def is_loopback(host: str) -> bool:

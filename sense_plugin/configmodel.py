@@ -13,6 +13,12 @@ class DeviceConfig:
     enabled: bool
     archive_dir: Path
     source: str | None = None
+    #: How the files under ``archive_dir`` are named (SPEC §12), in ``archive_timezone``.
+    archive_pattern: str = "%Y%m%dT%H%M%S.%fZ.{ext}"
+    archive_timezone: str = "UTC"
+    #: An imported archive (own ``archive_dir`` or pattern, no ``source``): read-only to
+    #: retention unless ``[archive] manage_foreign``.
+    archive_foreign: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,10 @@ class ArchiveConfig:
     segment_seconds: float = 60
     max_age_days: float = 30
     max_bytes_per_device: int = 0
+    #: New segments written by other programs are indexed within this many seconds.
+    rescan_s: float = 10
+    #: Let archive retention delete files of imported (foreign) archives.
+    manage_foreign: bool = False
 
 
 @dataclass(frozen=True)

@@ -70,3 +70,33 @@ def test_hash_password_command_reads_stdin() -> None:
     assert result.returncode == 0
     from sense_plugin.passwords import verify_password
     assert verify_password("s3cret", result.stdout.strip())
+
+
+def test_archive_naming_and_rescan_keys(tmp_path: Path) -> None:
+    base = {"server": {"serverid": "1"}}
+    config = config_from_dict({**base, "archive": {"rescan_s": 2, "manage_foreign": True},
+                               "devices": [
+        {"deviceid": "5"},
+        {"deviceid": "6", "archive_dir": "ffmpeg", "archive_timezone": "Europe/Berlin"},
+        {"deviceid": "7", "archive_pattern": "cam_%Y%m%d-%H%M%S.{ext}"},
+        {"deviceid": "8", "archive_dir": "rec", "source": "rtsp://cam/1"},
+    ]}, base_dir=tmp_path)
+    assert (config.archive.rescan_s, config.archive.manage_foreign) == (2.0, True)
+    first = config.devices[0]
+    assert (first.archive_pattern, first.archive_timezone) == ("%Y%m%dT%H%M%S.%fZ.{ext}", "UTC")
+    assert [d.archive_foreign for d in config.devices] == [False, True, True, False]
+    assert config.devices[1].archive_timezone == "Europe/Berlin"
+    for archive, problem in (({"rescan_s": 0}, "rescan_s"),
+                             ({"manage_foreign": "yes"}, "manage_foreign")):
+        with pytest.raises(ConfigError, match=problem):
+            config_from_dict({**base, "archive": archive}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"\(deviceid 5\) archive_pattern: '%Y\.\{ext\}' has no"):
+        config_from_dict({**base, "devices": [{"deviceid": "5", "archive_pattern": "%Y.{ext}"}]},
+                         base_dir=tmp_path)
+
+
+def test_a_recorded_device_keeps_our_naming(tmp_path: Path) -> None:
+    device = {"deviceid": "5", "source": "rtsp://cam/1", "archive_timezone": "Europe/Berlin"}
+    with pytest.raises(ConfigError, match=r"\(deviceid 5\) archive_pattern: a device with a "
+                                          r"source is recorded by this server"):
+        config_from_dict({"server": {"serverid": "1"}, "devices": [device]}, base_dir=tmp_path)

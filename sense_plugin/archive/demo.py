@@ -5,9 +5,7 @@ from __future__ import annotations
 import array
 import math
 import os
-import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,38 +13,23 @@ import av
 from av.video.frame import PictureType
 
 from sense_plugin.archive.font import ADVANCE, GLYPH_HEIGHT, render_text
-from sense_plugin.errors import MediaError
-from sense_plugin.timestamps import US_PER_S, datetime_to_us, us_to_datetime
 
-SEGMENT_EXTENSIONS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts"}
+# The naming convention lives in naming.py; re-exported for the writer and older callers.
+from sense_plugin.archive.naming import SEGMENT_EXTENSIONS as SEGMENT_EXTENSIONS
+from sense_plugin.archive.naming import parse_segment_filename as parse_segment_filename
+from sense_plugin.archive.naming import segment_filename as segment_filename
+from sense_plugin.errors import MediaError
+from sense_plugin.timestamps import US_PER_S, us_to_datetime
+
 #: FFmpeg muxer names; the format is always given explicitly because temporary names end in .part.
 MUXERS = {"mp4": "mp4", "mkv": "matroska", "ts": "mpegts"}
 ENCODERS = {"h264": "libx264", "hevc": "libx265"}
 
-_NAME_RE = re.compile(r"(\d{8}T\d{6})\.(\d{6})Z(\.[a-z0-9]+)", re.ASCII)
 _CLOCK_CHARS = len("YYYY-MM-DD HH:MM:SS.mmm")
 _PAPER, _INK = 16, 235
 _AUDIO_RATE = 16_000
 _AUDIO_FRAME = 1024
 _TONE_HZ = 440
-
-
-def segment_filename(start_us: int, fmt: str) -> str:
-    """Name of the segment starting at ``start_us``: ``20261120T100000.000000Z.mp4`` (UTC)."""
-    moment = us_to_datetime(start_us)
-    return moment.strftime("%Y%m%dT%H%M%S.") + f"{moment.microsecond:06d}Z" + _extension(fmt)
-
-
-def parse_segment_filename(name: str) -> int | None:
-    """Return the start (µs since the epoch) encoded in a segment file name, else ``None``."""
-    match = _NAME_RE.fullmatch(name)
-    if match is None or match.group(3) not in SEGMENT_EXTENSIONS.values():
-        return None
-    try:
-        moment = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return datetime_to_us(moment) + int(match.group(2))
 
 
 def creation_time_text(start_us: int) -> str:

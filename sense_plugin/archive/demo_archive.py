@@ -55,8 +55,9 @@ def index_path(config: Config) -> Path:
 
 
 def demo_devices(config: Config, devices: int | None = None) -> list[DeviceConfig]:
-    """The devices a demo archive is made for: those without a live source (the first K)."""
-    targets = [d for d in config.devices if d.source is None]
+    """The devices a demo archive is made for: those without a live source (the first K),
+    never an imported archive (read-only to us)."""
+    targets = [d for d in config.devices if d.source is None and not d.archive_foreign]
     if devices is not None:
         if devices > len(targets):
             raise ValueError(f"{devices} demo devices requested but the configuration has "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +19,15 @@ log = logging.getLogger(__name__)
 
 #: Recorded intervals closer than this are reported as one (no visible gap).
 DEFAULT_JOIN_TOLERANCE_US = 1_000_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Row states: ``complete`` segments are served; ``bad`` and ``overlap`` files are remembered
 #: (with size and mtime) only so that reconciling does not probe and log them again.
 STATE_COMPLETE = "complete"
 STATE_BAD = "bad"
 STATE_OVERLAP = "overlap"
+#: A video file whose name does not match the device's ``archive_pattern``.
+STATE_UNNAMED = "unnamed"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -35,7 +37,8 @@ CREATE TABLE IF NOT EXISTS segments (
     end_us      INTEGER NOT NULL,
     size_bytes  INTEGER NOT NULL,
     mtime_ns    INTEGER NOT NULL DEFAULT 0,
-    state       TEXT NOT NULL DEFAULT 'complete'
+    state       TEXT NOT NULL DEFAULT 'complete',
+    reason      TEXT NOT NULL DEFAULT ''    -- why a bad/overlap/unnamed file is not served
 );
 CREATE INDEX IF NOT EXISTS segments_by_start ON segments (device_id, state, start_us);
 CREATE INDEX IF NOT EXISTS segments_by_end ON segments (device_id, state, end_us);
@@ -47,15 +50,55 @@ CREATE TABLE IF NOT EXISTS device_stats (
 """
 
 
-@dataclass(frozen=True)
 class Segment:
-    """One complete segment file and the archive time span it covers, ``[start_us, end_us)``."""
+    """One complete segment file and the archive time span it covers, ``[start_us, end_us)``.
 
-    device_id: int
-    start_us: int
-    end_us: int
-    path: Path
-    size_bytes: int
+    Queries return thousands of these per request, so the path stays the stored text until
+    :attr:`path` is asked for (building a ``Path`` costs more than the query itself).
+    """
+
+    __slots__ = ("device_id", "start_us", "end_us", "_path", "size_bytes")
+
+    def __init__(self, device_id: int, start_us: int, end_us: int, path: Path | str,
+                 size_bytes: int) -> None:
+        self.device_id = device_id
+        self.start_us = start_us
+        self.end_us = end_us
+        self._path = path
+        self.size_bytes = size_bytes
+
+    @property
+    def path(self) -> Path:
+        """The segment file."""
+        if isinstance(self._path, str):
+            self._path = Path(self._path)
+        return self._path
+
+    @property
+    def path_text(self) -> str:
+        """The segment file as text (no ``Path`` built)."""
+        return self._path if isinstance(self._path, str) else str(self._path)
+
+    def _key(self) -> tuple[int, int, int, str, int]:
+        return self.device_id, self.start_us, self.end_us, self.path_text, self.size_bytes
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Segment) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Segment(device_id={self.device_id}, start_us={self.start_us}, "
+                f"end_us={self.end_us}, path={self.path_text!r}, size_bytes={self.size_bytes})")
+
+#: Complete segments of device ?1 overlapping [?2, ?3): the start column is bounded below by
+#: the device's longest segment, so this is an index range scan however large the archive.
+_IN_RANGE = (" WHERE device_id = ?1 AND state = 'complete'"
+             " AND start_us >= ?2 - (SELECT COALESCE(MAX(max_duration_us), 0)"
+             "                       FROM device_stats WHERE device_id = ?1)"
+             " AND start_us < ?3 AND end_us > ?2"
+             " ORDER BY start_us, end_us")
 
 
 @dataclass(frozen=True)
@@ -85,6 +128,10 @@ class ArchiveIndex:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(segments)")}
+            if "reason" not in columns:  # an index of schema 1
+                self._conn.execute(
+                    "ALTER TABLE segments ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error:
             self._conn.close()
@@ -125,24 +172,27 @@ class ArchiveIndex:
                              segment.end_us, segment.size_bytes, mtime_ns, STATE_COMPLETE)
 
     def mark(self, device_id: int, path: Path, *, size_bytes: int, mtime_ns: int,
-             state: str) -> None:
-        """Remember a file that is not served (``bad`` or ``overlap``) so it is not re-probed."""
-        self._upsert(device_id, path, 0, 0, size_bytes, mtime_ns, state)
+             state: str, reason: str = "") -> None:
+        """Remember a file that is not served (``bad``, ``overlap``, ``unnamed``) and why, so
+        that it is not probed or logged again until it changes."""
+        self._upsert(device_id, path, 0, 0, size_bytes, mtime_ns, state, reason)
 
     def _upsert(self, device_id: int, path: Path, start_us: int, end_us: int,
-                size_bytes: int, mtime_ns: int, state: str) -> None:
+                size_bytes: int, mtime_ns: int, state: str, reason: str = "") -> None:
         with self._transaction() as conn:
-            self._insert(conn, device_id, path, start_us, end_us, size_bytes, mtime_ns, state)
+            self._insert(conn, device_id, path, start_us, end_us, size_bytes, mtime_ns, state,
+                         reason)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, device_id: int, path: Path, start_us: int,
-                end_us: int, size_bytes: int, mtime_ns: int, state: str) -> None:
+                end_us: int, size_bytes: int, mtime_ns: int, state: str,
+                reason: str = "") -> None:
         device = str(device_id)
         conn.execute(
             "INSERT OR REPLACE INTO segments"
-            " (path, device_id, start_us, end_us, size_bytes, mtime_ns, state)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (str(path), device, start_us, end_us, size_bytes, mtime_ns, state),
+            " (path, device_id, start_us, end_us, size_bytes, mtime_ns, state, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (str(path), device, start_us, end_us, size_bytes, mtime_ns, state, reason),
         )
         if state == STATE_COMPLETE:
             conn.execute(
@@ -166,16 +216,10 @@ class ArchiveIndex:
         an index range scan however large the archive.
         """
         rows = self._query(
-            "SELECT start_us, end_us, path, size_bytes FROM segments"
-            " WHERE device_id = ?1 AND state = 'complete'"
-            " AND start_us >= ?2 - (SELECT COALESCE(MAX(max_duration_us), 0)"
-            "                       FROM device_stats WHERE device_id = ?1)"
-            " AND start_us < ?3 AND end_us > ?2"
-            " ORDER BY start_us, end_us",
+            "SELECT start_us, end_us, path, size_bytes FROM segments" + _IN_RANGE,
             (str(device_id), start_us, end_us),
         )
-        return [Segment(device_id, int(s), int(e), Path(str(p)), int(n))
-                for s, e, p, n in rows]
+        return [Segment(device_id, s, e, p, n) for s, e, p, n in rows]
 
     def recorded_range(self, device_id: int) -> tuple[int, int] | None:
         """First recorded instant and end of the last recording, or None when empty."""
@@ -198,12 +242,16 @@ class ArchiveIndex:
 
         Segments that overlap or whose gap is at most ``join_tolerance_us`` are merged.
         """
+        rows = self._query(
+            "SELECT start_us, end_us FROM segments" + _IN_RANGE,
+            (str(device_id), start_us, end_us),
+        )
         merged: list[list[int]] = []
-        for seg in self.segments(device_id, start_us, end_us):
-            if merged and seg.start_us <= merged[-1][1] + join_tolerance_us:
-                merged[-1][1] = max(merged[-1][1], seg.end_us)
+        for seg_start, seg_end in rows:
+            if merged and seg_start <= merged[-1][1] + join_tolerance_us:
+                merged[-1][1] = max(merged[-1][1], seg_end)
             else:
-                merged.append([seg.start_us, seg.end_us])
+                merged.append([seg_start, seg_end])
         return [(max(s, start_us), min(e, end_us)) for s, e in merged]
 
     def device_bytes(self, device_id: int) -> int:
@@ -225,8 +273,7 @@ class ArchiveIndex:
             " ORDER BY start_us, path LIMIT ?",
             (str(device_id), after_start, after_path, limit),
         )
-        return [Segment(device_id, int(s), int(e), Path(str(p)), int(n))
-                for s, e, p, n in rows]
+        return [Segment(device_id, s, e, p, n) for s, e, p, n in rows]
 
     def files(self, device_id: int) -> dict[Path, FileRecord]:
         """Every file the index knows for the device, whatever its state."""
@@ -237,6 +284,33 @@ class ArchiveIndex:
         records = (FileRecord(Path(str(p)), int(n), int(m), str(st))
                    for p, n, m, st in rows)
         return {record.path: record for record in records}
+
+    def file_stats(self, device_id: int, paths: Iterable[Path] | None = None
+                   ) -> dict[str, tuple[int, int]]:
+        """``path text → (size_bytes, mtime_ns)`` of every file the index knows for the device
+        (or of these paths only), whatever its state: what a rescan compares with the disk."""
+        if paths is None:
+            rows = self._query("SELECT path, size_bytes, mtime_ns FROM segments"
+                               " WHERE device_id = ?", (str(device_id),))
+            return {p: (n, m) for p, n, m in rows}
+        wanted = [str(path) for path in paths]
+        found: dict[str, tuple[int, int]] = {}
+        for offset in range(0, len(wanted), 500):
+            chunk = wanted[offset:offset + 500]
+            rows = self._query(
+                "SELECT path, size_bytes, mtime_ns FROM segments WHERE device_id = ?"
+                f" AND path IN ({', '.join('?' * len(chunk))})", (str(device_id), *chunk))
+            found.update((p, (n, m)) for p, n, m in rows)
+        return found
+
+    def skipped(self, device_id: int, limit: int = -1) -> tuple[int, list[tuple[Path, str]]]:
+        """How many of the device's files are not served, and (up to ``limit``) which and why."""
+        device = str(device_id)
+        where = " WHERE device_id = ? AND state IN ('bad', 'overlap', 'unnamed')"
+        total = self._query("SELECT COUNT(*) FROM segments" + where, (device,))[0][0]
+        rows = self._query("SELECT path, state, reason FROM segments" + where
+                           + " ORDER BY path LIMIT ?", (device, limit))
+        return int(total), [(Path(str(p)), str(r) or str(st)) for p, st, r in rows]
 
     def count(self, device_id: int) -> int:
         """Number of complete segments of the device."""

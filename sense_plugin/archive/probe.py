@@ -1,7 +1,7 @@
 """Probe one segment file with PyAV: codecs, archive start and end, keyframes (plain sync code).
 
 The archive start of a segment is the archive time of its earliest video frame; it is carried by
-the file name (:func:`demo.segment_filename`) and cross-checked with, or taken from, the
+the file name (``archive_pattern``, see :mod:`naming`) and refined by, or taken from, the
 container's ``creation_time``. The end is the start plus the media duration measured from the
 packet timestamps, so a file name alone never decides what a segment covers.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import av
 
-from sense_plugin.archive.demo import parse_segment_filename
+from sense_plugin.archive.naming import DEFAULT_PATTERN, NameTime, compiled
 from sense_plugin.errors import MediaError
 from sense_plugin.timestamps import US_PER_S, datetime_to_us
 
@@ -54,13 +54,16 @@ def to_us(ts: int, time_base: Fraction) -> int:
     return ts * time_base.numerator * US_PER_S // time_base.denominator
 
 
-def probe_segment(path: Path, *, name: str | None = None, fmt: str | None = None) -> SegmentInfo:
+def probe_segment(path: Path, *, name: str | None = None, fmt: str | None = None,
+                  named: NameTime | None = None, mtime_ns: int | None = None) -> SegmentInfo:
     """Read ``path`` and describe it; raise :class:`MediaError` when it is not a usable segment.
 
-    ``name`` replaces the file name for the start time (a temporary ``.part`` file carries its
-    final name inside), ``fmt`` forces the demuxer (FFmpeg names: mp4, matroska, mpegts).
-    Unusable means: empty, unreadable (random bytes, truncated plain MP4), no video stream, no
-    video packets, or no archive start time.
+    ``named`` is the start its name gives under the device's ``archive_pattern``; without it
+    ``name`` (default: the file name) is read in today's naming (a temporary ``.part`` file
+    carries its final name inside). ``mtime_ns`` settles a name in a repeated DST hour when
+    the container has no start time of its own. ``fmt`` forces the demuxer (FFmpeg names:
+    mp4, matroska, mpegts). Unusable means: empty, unreadable (random bytes, truncated plain
+    MP4), no video stream, no video packets, or no archive start time.
     """
     path = Path(path)
     try:
@@ -71,7 +74,9 @@ def probe_segment(path: Path, *, name: str | None = None, fmt: str | None = None
         raise MediaError(f"{path.name}: empty file")
     try:
         with av.open(str(path), format=fmt, timeout=10.0) as container:
-            info = _probe_container(container, path, name or path.name, size)
+            if named is None:
+                named = compiled(DEFAULT_PATTERN).parse(name or path.name)
+            info = _probe_container(container, path, named, size, mtime_ns)
     except av.FFmpegError as exc:
         raise MediaError(f"{path.name}: unreadable: {exc}") from None
     except (OSError, ValueError) as exc:
@@ -79,13 +84,14 @@ def probe_segment(path: Path, *, name: str | None = None, fmt: str | None = None
     return info
 
 
-def _probe_container(container: av.container.InputContainer, path: Path, name: str,
-                     size: int) -> SegmentInfo:
+def _probe_container(container: av.container.InputContainer, path: Path,
+                     named: NameTime | None, size: int, mtime_ns: int | None) -> SegmentInfo:
     if not container.streams.video:
         raise MediaError(f"{path.name}: no video stream")
     video = container.streams.video[0]
     span = _measure(container, video, path)
-    start_us = _archive_start(name, container.metadata.get("creation_time"), path)
+    meta_us = _parse_creation_time(container.metadata.get("creation_time"))
+    start_us = archive_start(named, meta_us, path, span.duration_us, mtime_ns)
     ctx = video.codec_context
     return SegmentInfo(
         path=path, video_codec=ctx.name, width=ctx.width, height=ctx.height,
@@ -152,19 +158,45 @@ def _frame_us(video: av.VideoStream) -> int:
     return FALLBACK_FRAME_US
 
 
-def _archive_start(name: str, creation_time: str | None, path: Path) -> int:
-    """Start from the file name, cross-checked with ``creation_time``, which is the fallback."""
-    named_us = parse_segment_filename(name)
-    meta_us = _parse_creation_time(creation_time)
-    if named_us is not None:
-        if meta_us is not None and abs(meta_us - named_us) > START_TOLERANCE_US:
-            log.warning("%s: creation_time %s disagrees with the file name; using the name",
-                        path.name, creation_time)
-        return named_us
+def archive_start(named: NameTime | None, meta_us: int | None, path: Path, duration_us: int,
+                  mtime_ns: int | None = None) -> int:
+    """The segment's start: the name's, refined by ``creation_time`` where the name is coarser.
+
+    A name in the repeated hour of a DST change (``named.alt_us``) is settled by the container's
+    start time, else by the file's mtime (written when the segment ended), else the first pass.
+    """
+    if named is None:
+        if meta_us is not None:
+            return meta_us
+        raise MediaError(f"{path.name}: no archive start time (neither the file name nor "
+                         f"creation_time tells when it was recorded)")
+    start_us = _settle_fold(named, meta_us, path, duration_us, mtime_ns)
+    if meta_us is None:
+        return start_us
+    if start_us <= meta_us < start_us + named.precision_us:
+        return meta_us  # the container is more precise than the name and agrees with it
+    if abs(meta_us - start_us) > START_TOLERANCE_US + named.precision_us:
+        log.warning("%s: creation_time disagrees with the file name by %.1f s; using the name",
+                    path.name, (meta_us - start_us) / US_PER_S)
+    return start_us
+
+
+def _settle_fold(named: NameTime, meta_us: int | None, path: Path, duration_us: int,
+                 mtime_ns: int | None) -> int:
+    if named.alt_us is None:
+        return named.start_us
+    candidates = (named.start_us, named.alt_us)
+    slack_us = START_TOLERANCE_US + named.precision_us
     if meta_us is not None:
-        return meta_us
-    raise MediaError(f"{path.name}: no archive start time (neither the file name nor "
-                     f"creation_time tells when it was recorded)")
+        best = min(candidates, key=lambda c: abs(meta_us - c))
+        if abs(meta_us - best) <= slack_us:
+            return best
+    if mtime_ns is not None:
+        end_us = mtime_ns // 1000
+        return min(candidates, key=lambda c: abs(end_us - (c + duration_us)))
+    log.warning("%s: the name lies in the repeated hour of a DST change and nothing else tells "
+                "which pass it is; taking the first", path.name)
+    return named.start_us
 
 
 def _parse_creation_time(text: str | None) -> int | None:

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,10 +26,12 @@ from sense_plugin.archive.demo_archive import (
     index_path,
 )
 from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder
+from sense_plugin.archive.rescan import Rescanner
 from sense_plugin.archive.retention import PinRegistry, apply_retention
-from sense_plugin.archive.scan import ScanReport, reconcile_device
+from sense_plugin.archive.scan import ScanReport, reconcile_device, recover_partials
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
@@ -41,19 +43,22 @@ T = TypeVar("T")
 
 STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
-#: Files younger than this are left to their writer by the periodic reconcile.
-SETTLE_S = 5.0
+#: Start waits this long for the first reconcile, then lets it finish in the background.
+STARTUP_WAIT_S = 5.0
 
 
 class Archive:
     """Async facade over the segment index, the demo generator, recorders and retention."""
 
     def __init__(self, config: Config, executor: concurrent.futures.Executor, *,
-                 retention_interval_s: float = 60.0, reconcile_interval_s: float = 30.0,
+                 retention_interval_s: float = 60.0, reconcile_interval_s: float | None = None,
                  demo_spec: DemoSpec | None = None) -> None:
         self.config = config
         self._executor = executor
-        self._intervals_s = (retention_interval_s, reconcile_interval_s)
+        #: Rescans every half ``rescan_s``: a file quiet that long is complete, so it is
+        #: indexed at most ``rescan_s`` after its last write (or at once, on the next file).
+        self._intervals_s = (retention_interval_s,
+                             reconcile_interval_s or config.archive.rescan_s / 2)
         self._demo_spec = demo_spec or DemoSpec(
             minutes=config.archive.demo_minutes, width=320, height=180, fps=10,
             bitrate_bps=150_000, segment_s=min(60.0, max(10.0, config.archive.segment_seconds)),
@@ -65,6 +70,9 @@ class Archive:
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_demo = threading.Event()
+        self._rescanner: Rescanner | None = None
+        self._startup: asyncio.Future[ScanReport] | None = None
+        self._stop_scan = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -76,22 +84,46 @@ class Archive:
             self._index = await self._run(open_index, db_path)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the archive index {db_path}: {exc}") from exc
-        report = await self._run(self._reconcile_all, True)
-        log.info("archive index %s: %s", self._index.db_path, report)
+        recovered = await self._run(self._recover_partials)
+        self._start_recorders()
+        # A large archive takes a while to reconcile (a stat per file, a probe per new one):
+        # the server answers from the index as it is meanwhile.
+        self._startup = asyncio.ensure_future(self._run(self._reconcile_all, False))
+        try:
+            report = await asyncio.wait_for(asyncio.shield(self._startup), STARTUP_WAIT_S)
+        except TimeoutError:
+            log.warning("the archive index is still being brought up to date; the server "
+                        "answers meanwhile and new or changed files appear as they are indexed")
+            self._tasks.append(asyncio.create_task(self._finish_start(recovered),
+                                                   name="archive-startup"))
+            return
+        await self._started(recovered, report)
+
+    async def _finish_start(self, recovered: ScanReport) -> None:
+        assert self._startup is not None
+        await self._started(recovered, await asyncio.shield(self._startup))
+
+    async def _started(self, recovered: ScanReport, report: ScanReport) -> None:
+        """After the first reconcile: the demo if wanted, retention and the rescan loop."""
+        assert self._index is not None
+        recovered += report
+        log.info("archive index %s: %s", self._index.db_path, recovered)
         if await self._run(self._wants_demo):
             self._tasks.append(asyncio.create_task(self._generate_demo(), name="archive-demo"))
         else:
             self.demo_ready.set()
-        self._start_recorders()
         retention_s, reconcile_s = self._intervals_s
         self._tasks.append(asyncio.create_task(
             self._every(retention_s, self._retention_pass), name="archive-retention"))
-        self._tasks.append(asyncio.create_task(
-            self._every(reconcile_s, self._light_reconcile), name="archive-reconcile"))
+        self._rescanner = Rescanner(self.config.devices, self._rescan, reconcile_s)
+        self._tasks.append(asyncio.create_task(self._rescanner.run(), name="archive-reconcile"))
 
     async def close(self) -> None:
         """Stop recorders and tasks promptly, wait for them, close the index."""
         self._stop_demo.set()
+        self._stop_scan.set()
+        if self._rescanner is not None:
+            self._rescanner.stop()
         for recorder in self._recorders.values():
             recorder.stop()
         for task in self._tasks:
@@ -99,6 +131,8 @@ class Archive:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._startup is not None:  # its thread stops at the next file (stop flag)
+            await asyncio.gather(self._startup, return_exceptions=True)
         while any(thread.is_alive() for thread in self._threads):
             await asyncio.sleep(0.02)
         self._threads.clear()
@@ -155,13 +189,35 @@ class Archive:
             log.error("archive index query failed: %s", exc)
             raise GeneralError("the archive index is unavailable") from None
 
-    def _reconcile_all(self, recover: bool, settle_s: float = 0.0) -> ScanReport:
-        assert self._index is not None
+    def _recover_partials(self) -> ScanReport:
+        """Before any recorder runs: recover crashed recorders' partial segments."""
         report = ScanReport()
         for device in self.config.devices:
             try:
-                report += reconcile_device(self._index, device.device_id, device.archive_dir,
-                                           recover=recover, settle_s=settle_s)
+                report += recover_partials(device.archive_dir)
+            except OSError as exc:
+                log.error("cannot recover partial segments of device %s: %s",
+                          device.device_id, exc)
+        return report
+
+    def _reconcile_all(self, recover: bool, settle_s: float = 0.0,
+                       only: Mapping[int, Collection[Path] | None] | None = None,
+                       stat_known: bool = True) -> ScanReport:
+        """Reconcile every device, or ``only`` these (each: just these paths, or None: all)."""
+        assert self._index is not None
+        report = ScanReport()
+        for device in self.config.devices:
+            if only is not None and device.device_id not in only:
+                continue
+            if self._stop_scan.is_set():
+                break
+            try:
+                report += reconcile_device(
+                    self._index, device.device_id, device.archive_dir, recover=recover,
+                    settle_s=settle_s,
+                    pattern=compiled(device.archive_pattern, device.archive_timezone),
+                    paths=None if only is None else only[device.device_id],
+                    stat_known=stat_known, stop=self._stop_scan)
             except (OSError, sqlite3.Error) as exc:
                 log.error("cannot reconcile the archive of device %s: %s", device.device_id, exc)
         return report
@@ -226,6 +282,8 @@ class Archive:
             return
         limits = self.config.archive
         for device in self.config.devices:
+            if device.archive_foreign and not limits.manage_foreign:
+                continue  # an imported archive is read-only to us (SPEC §12)
             try:
                 apply_retention(index, self.pins, device.device_id,
                                 max_age_days=limits.max_age_days,
@@ -233,12 +291,24 @@ class Archive:
             except (OSError, sqlite3.Error) as exc:
                 log.error("retention failed for device %s: %s", device.device_id, exc)
 
-    def _light_reconcile(self) -> None:
+    async def _rescan(self, only: Mapping[int, Collection[Path] | None] | None,
+                      settle_s: float, stat_known: bool) -> ScanReport | None:
+        """One rescan pass for the rescanner (None while the index or demo is not ready)."""
         if self._index is None or not self.demo_ready.is_set():
-            return
-        report = self._reconcile_all(False, SETTLE_S)
-        if report.changed:
-            log.info("archive reconciled while running: %s", report)
+            return None
+        return await self._run(self._reconcile_all, False, settle_s, only, stat_known)
+
+    async def skipped_hint(self, device_id: int) -> str:
+        """For a -9 description: how many of the device's files were skipped and where to
+        look, or ``""`` when none were."""
+        total, _files = await self._query(lambda index: index.skipped(device_id, 0))
+        if not total:
+            return ""
+        device = self.config.device(device_id)
+        pattern = device.archive_pattern if device is not None else ""
+        return (f"; {total} file(s) in the device's archive were skipped (names not matching "
+                f"archive_pattern '{pattern}', or unreadable): see the server log or run "
+                f"'sense-plugin archive-check --device {device_id}'")
 
 
 def open_index(db_path: Path) -> ArchiveIndex:

@@ -142,12 +142,12 @@ class JobRunner:
             raise NoRecordError(
                 f"nothing is recorded for device {job.device_id} between "
                 f"{format_timestamp(job.start_us)} and {format_timestamp(job.end_us)}"
-            )
+                + await self._archive.skipped_hint(job.device_id))
         export = self._engine.export_of(job)
         await self._engine.run_io(files.prepare_directory, export,
                                   self._config.server.export_roots, estimate)
         payload = {
-            "segments": [{"path": str(s.path), "start_us": s.start_us, "end_us": s.end_us}
+            "segments": [{"path": s.path_text, "start_us": s.start_us, "end_us": s.end_us}
                          for s in segments],
             "start_us": job.start_us, "end_us": job.end_us, "fmt": export.fmt,
             "out_path": str(files.job_output_path(export, job)),
