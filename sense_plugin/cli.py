@@ -112,16 +112,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from sense_plugin.api.app import create_app
+    from sense_plugin.startup import base_url, startup_lines
 
     config = _load(args, **{"http.host": args.host, "http.port": args.port})
     ssl_context = None
     if config.http.tls_cert and config.http.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
-    log.info("sense_plugin %s serving %s on %s:%s (data in %s)", __version__, config.source,
-             config.http.host, config.http.port, config.server.data_dir)
+    for line in startup_lines(config):
+        log.info("%s", line)
+    url = base_url(config)
     web.run_app(create_app(config), host=config.http.host, port=config.http.port,
-                ssl_context=ssl_context, access_log=None, print=None)
+                ssl_context=ssl_context, access_log=None,
+                print=lambda _: log.info("ready: web page %sweb/, commands %scommand", url, url))
     log.info("stopped")
     return 0
 

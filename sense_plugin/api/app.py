@@ -13,9 +13,11 @@ from aiohttp import web
 
 from sense_plugin import __version__
 from sense_plugin.api import exportxml, render
+from sense_plugin.api.accesslog import access_middleware
 from sense_plugin.api.auth import SESSION_COOKIE, Authenticator
 from sense_plugin.api.commands import all_commands
 from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY
+from sense_plugin.api.metrics import metrics_ctx, setup_metrics
 from sense_plugin.api.middleware import error_middleware, xml_response
 from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
@@ -40,7 +42,8 @@ __all__ = ["create_app", "exportxml"]  # exportxml registers the export renderer
 def create_app(config: Config) -> web.Application:
     """Build the aiohttp application for ``config`` (used by ``serve`` and by the tests)."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.http.max_body_kb * 1024
+        middlewares=[access_middleware, error_middleware],
+        client_max_size=config.http.max_body_kb * 1024,
     )
     app[CONFIG] = config
     app[REGISTRY] = CommandRegistry(all_commands())
@@ -49,7 +52,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_route("GET", "/command", command)
     app.router.add_route("POST", "/command", command)
     setup_web(app)  # the browser export page under /web/
-    app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx])
+    setup_metrics(app)  # GET /metrics
+    app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx, metrics_ctx])
     return app
 
 

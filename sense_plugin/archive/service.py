@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from sense_plugin.archive import backfill
 from sense_plugin.archive.demo_archive import (
     DemoSpec,
     build_demo_archive,
@@ -30,6 +31,8 @@ from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device
+from sense_plugin.archive.summary import describe_devices, describe_scan
+from sense_plugin.archive.synthetic import LiveSpec, SyntheticSource
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
@@ -43,6 +46,8 @@ STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
 #: Files younger than this are left to their writer by the periodic reconcile.
 SETTLE_S = 5.0
+#: Segment length of live demo recordings: short, so the index reaches close to now.
+LIVE_DEMO_SEGMENT_S = 10.0
 
 
 class Archive:
@@ -56,8 +61,8 @@ class Archive:
         self._intervals_s = (retention_interval_s, reconcile_interval_s)
         self._demo_spec = demo_spec or DemoSpec(
             minutes=config.archive.demo_minutes, width=320, height=180, fps=10,
-            bitrate_bps=150_000, segment_s=min(60.0, max(10.0, config.archive.segment_seconds)),
-            gop_s=1.0)
+            bitrate_bps=LiveSpec.bitrate_bps, segment_s=LIVE_DEMO_SEGMENT_S, gop_s=1.0,
+            live=LiveSpec())
         self.demo_ready = asyncio.Event()
         self.pins = PinRegistry()
         self._index: ArchiveIndex | None = None
@@ -65,6 +70,9 @@ class Archive:
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_demo = threading.Event()
+        self._synthetic: SyntheticSource | None = None
+        self.live_demo_ids: frozenset[int] = frozenset()
+        self._recorded_bytes: dict[int, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -77,8 +85,12 @@ class Archive:
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the archive index {db_path}: {exc}") from exc
         report = await self._run(self._reconcile_all, True)
-        log.info("archive index %s: %s", self._index.db_path, report)
-        if await self._run(self._wants_demo):
+        log.info("archive index %s: %s", self._index.db_path, describe_scan(report))
+        for line in await self._run(describe_devices, self._index, self.config.devices):
+            log.info("archive: %s", line)
+        if self._demo_spec.live is not None and self.config.archive.demo:
+            await self._start_live_demo(self._demo_spec.live)
+        elif await self._run(self._wants_demo):
             self._tasks.append(asyncio.create_task(self._generate_demo(), name="archive-demo"))
         else:
             self.demo_ready.set()
@@ -102,6 +114,9 @@ class Archive:
         while any(thread.is_alive() for thread in self._threads):
             await asyncio.sleep(0.02)
         self._threads.clear()
+        if self._synthetic is not None:
+            source, self._synthetic = self._synthetic, None
+            await self._run(source.stop)
         if self._index is not None:
             index, self._index = self._index, None
             await self._run(index.close)
@@ -186,18 +201,70 @@ class Archive:
         finally:
             self.demo_ready.set()
 
+    async def _start_live_demo(self, live: LiveSpec) -> None:
+        """Record the demo devices from the synthetic source; back-fill on first start."""
+        assert self._index is not None
+        targets = [d for d in demo_devices(self.config) if d.enabled]
+        if not targets:
+            self.demo_ready.set()
+            return
+        source = SyntheticSource([d.name for d in targets], live)
+        try:
+            urls = await self._run(source.start)
+        except (MediaError, OSError) as exc:
+            log.error("live demo unavailable: %s", exc)
+            self.demo_ready.set()
+            return
+        self._synthetic = source
+        plan = await self._run(backfill.decide, self.config.server.data_dir, self._index,
+                               targets, self._demo_spec.minutes, now_us())
+        segment_s = min(self.config.archive.segment_seconds, self._demo_spec.segment_s)
+        for device, url in zip(targets, urls, strict=True):
+            self._start_recorder(device, url, segment_s)
+        self.live_demo_ids = frozenset(d.device_id for d in targets)
+        log.info("live demo: %s recorded from a synthetic source (pid %s, %dx%d at %d fps)",
+                 ", ".join(d.name for d in targets), source.pid, live.width, live.height,
+                 live.fps)
+        if plan is None:
+            self.demo_ready.set()
+        else:
+            self._tasks.append(asyncio.create_task(self._backfill(plan, targets),
+                                                   name="archive-demo"))
+
+    async def _backfill(self, plan: backfill.Backfill, targets: list[DeviceConfig]) -> None:
+        assert self._index is not None
+        try:
+            await self._run(backfill.run, self.config.server.data_dir, self._index, targets,
+                            self._demo_spec, plan, self._stop_demo)
+        except (OSError, sqlite3.Error, MediaError, ValueError) as exc:
+            log.error("demo back-fill failed (resumed at the next start): %s", exc)
+        except concurrent.futures.process.BrokenProcessPool as exc:
+            log.error("demo back-fill failed: a worker died (%s)", exc)
+        finally:
+            self.demo_ready.set()
+
     def _start_recorders(self) -> None:
         for device in self.config.devices:
             if device.enabled and device.source:
-                recorder = Recorder(device.source, device.archive_dir,
-                                    segment_s=self.config.archive.segment_seconds,
-                                    on_segment=functools.partial(self._on_segment, device),
-                                    name=device.name)
-                thread = threading.Thread(target=recorder.run, daemon=True,
-                                          name=f"recorder-{device.device_id}")
-                self._recorders[device.device_id] = recorder
-                self._threads.append(thread)
-                thread.start()
+                self._start_recorder(device, device.source, self.config.archive.segment_seconds)
+
+    def _start_recorder(self, device: DeviceConfig, source: str, segment_s: float) -> None:
+        recorder = Recorder(source, device.archive_dir, segment_s=segment_s,
+                            on_segment=functools.partial(self._on_segment, device),
+                            name=device.name)
+        thread = threading.Thread(target=recorder.run, daemon=True,
+                                  name=f"recorder-{device.device_id}")
+        self._recorders[device.device_id] = recorder
+        self._threads.append(thread)
+        thread.start()
+
+    def recorders(self) -> dict[int, Recorder]:
+        """The running recorders by device id (for metrics)."""
+        return dict(self._recorders)
+
+    def recorded_bytes(self) -> dict[int, int]:
+        """Bytes of the segments each recorder has closed since the start (for metrics)."""
+        return dict(self._recorded_bytes)
 
     def _on_segment(self, device: DeviceConfig, path: Path) -> None:
         """Recorder thread: index a segment it has just closed."""
@@ -209,6 +276,8 @@ class Archive:
             mtime_ns = path.stat().st_mtime_ns
             index.add(Segment(device.device_id, info.start_us, info.end_us, path,
                               info.size_bytes), mtime_ns=mtime_ns)
+            recorded = self._recorded_bytes.get(device.device_id, 0) + info.size_bytes
+            self._recorded_bytes[device.device_id] = recorded
         except (MediaError, OSError, sqlite3.Error) as exc:
             log.error("new segment %s of %s not indexed: %s", path.name, device.name, exc)
 
@@ -226,9 +295,12 @@ class Archive:
             return
         limits = self.config.archive
         for device in self.config.devices:
+            max_age_days = limits.max_age_days
+            if device.device_id in self.live_demo_ids:
+                max_age_days = min(max_age_days, limits.demo_keep_hours / 24)
             try:
                 apply_retention(index, self.pins, device.device_id,
-                                max_age_days=limits.max_age_days,
+                                max_age_days=max_age_days,
                                 max_bytes=limits.max_bytes_per_device, now_us=now_us())
             except (OSError, sqlite3.Error) as exc:
                 log.error("retention failed for device %s: %s", device.device_id, exc)

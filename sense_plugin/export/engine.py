@@ -48,6 +48,8 @@ class ExportEngine:
         self._finishing: set[int] = set()
         self._retention = ExportRetention(self, config.export.retention_sweep_s,
                                           config.export.history_days)
+        #: Called with each job the runner has finished with (observers: metrics).
+        self.on_job_finished: list[Callable[[Job], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -221,5 +223,7 @@ class ExportEngine:
                 if job.status is Status.PENDING and not self._runner.closing:
                     self._pending.discard(job.key)
                     await self._runner.run(job, proc)
+                    for hook in self.on_job_finished:
+                        hook(job)
             finally:
                 self._pool.release(proc)
