@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sense_plugin.client.http import SenseClient
 
 log = logging.getLogger("sense_plugin")
+DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,10 +30,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
     except ConfigError as exc:
         print(f"sense-plugin: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly; Python would report the failed
+        # flush of stdout at exit, so point stdout at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C while a client command follows an export
+        print(file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", required=True, metavar="URL",
-                        help="e.g. http://127.0.0.1:8080")
+    parser.add_argument("--server", metavar="URL",
+                        default=os.environ.get("SENSE_SERVER") or DEFAULT_SERVER,
+                        help=f"server URL (default $SENSE_SERVER, else {DEFAULT_SERVER})")
     parser.add_argument("--user", help="user name (password from SENSE_PASSWORD or a prompt)")
     parser.add_argument("--interval", type=float, default=0.5, help="poll interval in seconds")
 
