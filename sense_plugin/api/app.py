@@ -22,6 +22,7 @@ from sense_plugin.api.middleware import error_middleware, xml_response
 from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
 from sense_plugin.api.results import ApiInfo, SessionKey
+from sense_plugin.api.statuscache import STATUS_CACHE, StatusListCache, with_status_cache
 from sense_plugin.api.web import setup_web
 from sense_plugin.api.xmlin import child_text, parse_body
 from sense_plugin.archive.service import Archive
@@ -46,7 +47,8 @@ def create_app(config: Config) -> web.Application:
         client_max_size=config.http.max_body_kb * 1024,
     )
     app[CONFIG] = config
-    app[REGISTRY] = CommandRegistry(all_commands())
+    app[STATUS_CACHE] = StatusListCache()
+    app[REGISTRY] = CommandRegistry(with_status_cache(all_commands(), app[STATUS_CACHE]))
     app.router.add_get("/info", info)
     app.router.add_post("/webservice", webservice)
     app.router.add_route("GET", "/command", command)
