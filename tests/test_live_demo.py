@@ -83,11 +83,14 @@ def test_live_demo_without_devices(tmp_path: Path) -> None:
         log_text = server.log_path.read_text()
         assert "no [[devices]] configured: added 3 demo devices" in log_text
         # The first live segment (10 s) is indexed: the archive reaches past the start.
+        end_us = json.loads((tmp_path / "data" / MARKER_NAME).read_text())["end_us"]
+        assert began_us < end_us < now_us()  # the back-fill ends when the recording starts
         wait_for(lambda: all(recordings(server, d) and recordings(server, d)[-1][1]
-                             > began_us + 8 * US_PER_S for d in IDS), 60, "live segments")
+                             > end_us + 8 * US_PER_S for d in IDS), 60, "live segments")
         for device in IDS:
             (first, last), = recordings(server, device)  # back-fill and live join: one interval
-            assert first <= began_us - 29 * US_PER_S and last > began_us + 8 * US_PER_S
+            assert first == (end_us - 30 * US_PER_S) // 1000 * 1000
+            assert last > end_us + 8 * US_PER_S
         assert all(d.findtext("status") == "recording"
                    for d in server.command("getDeviceList").findall("devices/device"))
         live = sorted(p for p in (tmp_path / "data" / "archive" / IDS[0]).glob("*.mp4")

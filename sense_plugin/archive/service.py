@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from sense_plugin.archive import backfill
+from sense_plugin.archive.backfill import Backfill
 from sense_plugin.archive.demo_archive import (
     DemoSpec,
     build_demo_archive,
@@ -27,12 +27,13 @@ from sense_plugin.archive.demo_archive import (
     index_path,
 )
 from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.livedemo import LiveDemo
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device
 from sense_plugin.archive.summary import describe_devices, describe_scan
-from sense_plugin.archive.synthetic import LiveSpec, SyntheticSource
+from sense_plugin.archive.synthetic import LiveSpec
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
@@ -70,8 +71,7 @@ class Archive:
         self._threads: list[threading.Thread] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_demo = threading.Event()
-        self._synthetic: SyntheticSource | None = None
-        self.live_demo_ids: frozenset[int] = frozenset()
+        self._live: LiveDemo | None = None
         self._recorded_bytes: dict[int, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -114,9 +114,8 @@ class Archive:
         while any(thread.is_alive() for thread in self._threads):
             await asyncio.sleep(0.02)
         self._threads.clear()
-        if self._synthetic is not None:
-            source, self._synthetic = self._synthetic, None
-            await self._run(source.stop)
+        if self._live is not None:
+            await self._run(self._live.stop)
         if self._index is not None:
             index, self._index = self._index, None
             await self._run(index.close)
@@ -204,44 +203,27 @@ class Archive:
     async def _start_live_demo(self, live: LiveSpec) -> None:
         """Record the demo devices from the synthetic source; back-fill on first start."""
         assert self._index is not None
-        targets = [d for d in demo_devices(self.config) if d.enabled]
-        if not targets:
-            self.demo_ready.set()
-            return
-        source = SyntheticSource([d.name for d in targets], live)
-        try:
-            urls = await self._run(source.start)
-        except (MediaError, OSError) as exc:
-            log.error("live demo unavailable: %s", exc)
-            self.demo_ready.set()
-            return
-        self._synthetic = source
-        plan = await self._run(backfill.decide, self.config.server.data_dir, self._index,
-                               targets, self._demo_spec.minutes, now_us())
+        self._live = LiveDemo(self.config, self._demo_spec, live)
+        feeds, plan = await self._run(self._live.start, self._index)
         segment_s = min(self.config.archive.segment_seconds, self._demo_spec.segment_s)
-        for device, url in zip(targets, urls, strict=True):
+        for device, url in feeds:
             self._start_recorder(device, url, segment_s)
-        self.live_demo_ids = frozenset(d.device_id for d in targets)
-        log.info("live demo: %s recorded from a synthetic source (pid %s, %dx%d at %d fps)",
-                 ", ".join(d.name for d in targets), source.pid, live.width, live.height,
-                 live.fps)
         if plan is None:
             self.demo_ready.set()
         else:
-            self._tasks.append(asyncio.create_task(self._backfill(plan, targets),
-                                                   name="archive-demo"))
+            self._tasks.append(asyncio.create_task(self._backfill(plan), name="archive-demo"))
 
-    async def _backfill(self, plan: backfill.Backfill, targets: list[DeviceConfig]) -> None:
-        assert self._index is not None
+    async def _backfill(self, plan: Backfill) -> None:
+        assert self._index is not None and self._live is not None
         try:
-            await self._run(backfill.run, self.config.server.data_dir, self._index, targets,
-                            self._demo_spec, plan, self._stop_demo)
-        except (OSError, sqlite3.Error, MediaError, ValueError) as exc:
-            log.error("demo back-fill failed (resumed at the next start): %s", exc)
-        except concurrent.futures.process.BrokenProcessPool as exc:
-            log.error("demo back-fill failed: a worker died (%s)", exc)
+            await self._run(self._live.backfill, self._index, plan, self._stop_demo)
         finally:
             self.demo_ready.set()
+
+    @property
+    def live_demo_ids(self) -> frozenset[int]:
+        """The devices fed by the live demo's synthetic source."""
+        return self._live.device_ids if self._live is not None else frozenset()
 
     def _start_recorders(self) -> None:
         for device in self.config.devices:
