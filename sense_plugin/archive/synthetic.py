@@ -75,6 +75,7 @@ class SyntheticSource:
 
     @property
     def pid(self) -> int | None:
+        """The child's process id while it runs."""
         return self._proc.pid if self._proc is not None else None
 
     def stop(self) -> None:
@@ -139,6 +140,8 @@ def _watch_stdin() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Listen on one loopback port per label, print ``PORTS p1 p2 ...``, serve until stdin
+    closes."""
     parser = argparse.ArgumentParser(prog="python -m sense_plugin.archive.synthetic")
     parser.add_argument("labels", nargs="+")
     parser.add_argument("--size", default="320x180")
