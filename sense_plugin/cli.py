@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sense_plugin.client.http import SenseClient
 
 log = logging.getLogger("sense_plugin")
+DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,10 +30,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
     except ConfigError as exc:
         print(f"sense-plugin: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly; Python would report the failed
+        # flush of stdout at exit, so point stdout at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C while a client command follows an export
+        print(file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,8 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", required=True, metavar="URL",
-                        help="e.g. http://127.0.0.1:8080")
+    parser.add_argument("--server", metavar="URL",
+                        default=os.environ.get("SENSE_SERVER") or DEFAULT_SERVER,
+                        help=f"server URL (default $SENSE_SERVER, else {DEFAULT_SERVER})")
     parser.add_argument("--user", help="user name (password from SENSE_PASSWORD or a prompt)")
     parser.add_argument("--interval", type=float, default=0.5, help="poll interval in seconds")
 
@@ -117,16 +129,20 @@ def _load(args: argparse.Namespace, **overrides: object) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from sense_plugin.api.app import create_app
     from sense_plugin.api.serving import BindError, run_server
+    from sense_plugin.startup import base_url, startup_lines
 
     config = _load(args, **{"http.host": args.host, "http.port": args.port})
     ssl_context = None
     if config.http.tls_cert and config.http.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
-    log.info("sense_plugin %s serving %s on %s:%s (data in %s)", __version__, config.source,
-             config.http.host, config.http.port, config.server.data_dir)
+    for line in startup_lines(config):
+        log.info("%s", line)
+    url = base_url(config)
     try:
-        run_server(create_app(config), config.http, ssl_context)
+        run_server(create_app(config), config.http, ssl_context,
+                   on_ready=lambda: log.info("ready: web page %sweb/, commands %scommand",
+                                             url, url))
     except BindError as exc:
         print(f"sense-plugin: {exc}", file=sys.stderr)
         return 2

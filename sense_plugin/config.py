@@ -39,6 +39,13 @@ __all__ = [
     "is_loopback",
 ]
 
+#: The devices added when ``[archive] demo = true`` and no ``[[devices]]`` are configured
+#: (the ids and names of the shipped default configuration).
+DEMO_DEVICES = (
+    {"deviceid": "9890179877273119875", "name": "Entrance"},
+    {"deviceid": "9890179877273119876", "name": "Parking"},
+    {"deviceid": "9890179877273119877", "name": "Lobby"},
+)
 PERMISSIONS = frozenset({"view", "export", "admin"})
 MAX_U64 = 2**64 - 1
 #: Shipped default configuration (a packaged copy of ``config/default.toml``).
@@ -168,16 +175,22 @@ class _Reader:
                 f"authentication may be disabled only on loopback, "
                 f"but [http] host is '{http.host}'",
             )
+        archive = self.archive(
+            self.table(data, "archive", set(ArchiveConfig.__dataclass_fields__))
+        )
+        devices = self.devices(data.get("devices", []), server.data_dir)
+        added = archive.demo and not devices  # SPEC §12: three demo devices, stable ids
+        if added:
+            devices = self.devices([dict(d) for d in DEMO_DEVICES], server.data_dir)
         return Config(
             source=self.source,
             server=server,
             http=http,
             auth=auth,
             export=self.export(self.table(data, "export", set(ExportConfig.__dataclass_fields__))),
-            archive=self.archive(
-                self.table(data, "archive", set(ArchiveConfig.__dataclass_fields__))
-            ),
-            devices=self.devices(data.get("devices", []), server.data_dir),
+            archive=archive,
+            devices=devices,
+            demo_devices_added=added,
         )
 
     def server(self, table: Mapping[str, Any]) -> ServerConfig:
@@ -276,6 +289,7 @@ class _Reader:
         return ArchiveConfig(
             demo=self.get(table, w, "demo", bool, True),
             demo_minutes=self.number(table, w, "demo_minutes", float, 10.0, 0.1, 24 * 60),
+            demo_keep_hours=self.number(table, w, "demo_keep_hours", float, 24.0, 0.1),
             segment_seconds=self.number(table, w, "segment_seconds", float, 60.0, 1, 3600),
             max_age_days=self.number(table, w, "max_age_days", float, 30.0),
             max_bytes_per_device=self.number(table, w, "max_bytes_per_device", int, 0),

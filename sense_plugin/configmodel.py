@@ -86,6 +86,8 @@ class ExportConfig:
 class ArchiveConfig:
     demo: bool = True
     demo_minutes: float = 10
+    #: Live demo recordings older than this are deleted (they grow by ~1 GB a day a camera).
+    demo_keep_hours: float = 24
     segment_seconds: float = 60
     max_age_days: float = 30
     max_bytes_per_device: int = 0
@@ -106,6 +108,8 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     devices: tuple[DeviceConfig, ...] = ()
+    #: True when ``devices`` are the three demo devices added for a config without any.
+    demo_devices_added: bool = False
 
     def device(self, device_id: int) -> DeviceConfig | None:
         """The configured device with this id, or None."""

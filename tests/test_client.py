@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
 
-from sense_plugin.cli import main
+from sense_plugin.cli import DEFAULT_SERVER, _parser, main
 from sense_plugin.client.run import ProgressView, resolve_time
 from sense_plugin.passwords import hash_password
 from sense_plugin.timestamps import format_timestamp
@@ -88,17 +92,76 @@ def test_relative_times_use_the_server_clock() -> None:
     assert resolve_time("2026-01-01 00:00:00", now) == "2026-01-01 00:00:00"
 
 
-def test_progress_bars_on_a_terminal() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
+
+def device_xml(name: str, status: str, progress: int, size: int, kbps: int) -> str:
+    return (f"<device><name>{name}</name><status>{status}</status><progress>{progress}"
+            f"</progress><bytes>{size}</bytes><bandwidth>{kbps}</bandwidth></device>")
+
+
+def test_progress_bars_on_a_terminal() -> None:
+    clock = iter([100.0, 104.0])
     out = Terminal()
-    view = ProgressView(out)
-    export = etree.fromstring("<export><exportid>5</exportid><devices><device><name>Door</name>"
-                              "<status>SYNCING</status><progress>42</progress></device>"
-                              "</devices></export>")
-    view.update([export])
+    view = ProgressView(out, clock=lambda: next(clock))
+    for progress, size in ((10, 1_000_000), (50, 5_000_000)):
+        export = etree.fromstring(
+            "<export><exportid>5</exportid><devices>"
+            + device_xml("Door", "SYNCING", progress, size, 8000)
+            + device_xml("Parking lot", "SYNCING", progress, size, 8000)
+            + "</devices></export>")
+        view.update([export])
     view.close()
-    assert "export 5 Door" in out.getvalue() and "42%" in out.getvalue()
-    assert "SYNCING" in out.getvalue()
+    lines = [line for line in re.split(r"[\r\n]|\x1b\[A", out.getvalue()) if "%|" in line]
+    assert lines and all(line.lstrip().startswith("export 5 ") for line in lines)  # no bare 0%|
+    assert lines[0].index("%|") == lines[1].index("%|")  # labels padded: the bars line up
+    last = [line for line in lines if " 50%|" in line]
+    assert last and "export 5 Door        SYNCING" in last[0]
+    # 5 MB written, 8000 kbit/s measured, 10% -> 50% in 4 s: the other 50% take 5 s.
+    assert last[0].rstrip().endswith("5.0 MB 1.0 MB/s ETA 0:05"), last[0]
+
+
+def test_default_server_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SENSE_SERVER", raising=False)
+    assert _parser().parse_args(["status"]).server == DEFAULT_SERVER == "http://127.0.0.1:8080"
+    monkeypatch.setenv("SENSE_SERVER", "http://10.0.0.5:8080")
+    assert _parser().parse_args(["status"]).server == "http://10.0.0.5:8080"
+
+
+async def test_watch_follows_only_unfinished_exports(server: str, api_archive: dict[str, Any],
+                                                     capsys: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENSE_SERVER", server)
+    start = format_timestamp(api_archive["start_us"])
+    done_end = format_timestamp(api_archive["start_us"] + 2_000_000)
+    slow_end = format_timestamp(api_archive["start_us"] + 30_000_000)
+    base = ["export", "--user", "alice", "--device", "Steady", "--from", start]
+    assert await cli(*base, "--to", done_end, "--wait", "--out", "/dev/null/x") == 2
+    assert "cannot create /dev/null/x/export-1: Not a directory" in capsys.readouterr().err
+    assert await cli("status", "--user", "alice", "--watch") == 0
+    assert capsys.readouterr().out == "no unfinished exports to watch\n"
+    assert await cli(*base, "--to", slow_end, "--bandwidth", "400") == 0
+    slow_id = capsys.readouterr().out.split()[1]
+    assert await cli("status", "--user", "alice", "--watch", "--interval", "0.2") == 0
+    watched = {line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert watched == {slow_id}
+
+
+async def test_closed_pipe_ends_quietly(server: str, api_archive: dict[str, Any]) -> None:
+    """``sense-plugin status | head -1``: the reader is gone before the listing is written."""
+    start = format_timestamp(api_archive["start_us"])
+    assert await cli("export", "--server", server, "--user", "alice", "--device", "Steady",
+                     "--from", start, "--to", format_timestamp(api_archive["end_us"])) == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "sense_plugin", "status", "--server", server,
+                             "--user", "alice"], stdout=write_end, stderr=subprocess.PIPE,
+            timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == b"", done.stderr.decode()

@@ -13,16 +13,19 @@ from aiohttp import web
 
 from sense_plugin import __version__
 from sense_plugin.api import exportxml, render
+from sense_plugin.api.accesslog import access_middleware
 from sense_plugin.api.auth import SESSION_COOKIE, Authenticator
 from sense_plugin.api.commands import all_commands
 from sense_plugin.api.connections import mark_busy
 from sense_plugin.api.headers import add_security_headers
 from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY
+from sense_plugin.api.metrics import metrics_ctx, setup_metrics
 from sense_plugin.api.middleware import error_middleware, xml_response
 from sense_plugin.api.origin import changes_state, check_same_origin
 from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
 from sense_plugin.api.results import ApiInfo, SessionKey
+from sense_plugin.api.statuscache import STATUS_CACHE, StatusListCache, with_status_cache
 from sense_plugin.api.web import setup_web
 from sense_plugin.api.xmlin import child_text, parse_body
 from sense_plugin.archive.service import Archive
@@ -44,17 +47,20 @@ __all__ = ["create_app", "exportxml"]  # exportxml registers the export renderer
 def create_app(config: Config) -> web.Application:
     """Build the aiohttp application for ``config`` (used by ``serve`` and by the tests)."""
     app = web.Application(
-        middlewares=[mark_busy, error_middleware], client_max_size=config.http.max_body_kb * 1024
+        middlewares=[access_middleware, mark_busy, error_middleware],
+        client_max_size=config.http.max_body_kb * 1024,
     )
     app[CONFIG] = config
-    app[REGISTRY] = CommandRegistry(all_commands())
+    app[STATUS_CACHE] = StatusListCache()
+    app[REGISTRY] = CommandRegistry(with_status_cache(all_commands(), app[STATUS_CACHE]))
     app.router.add_get("/info", info)
     app.router.add_post("/webservice", webservice)
     app.router.add_route("GET", "/command", command)
     app.router.add_route("POST", "/command", command)
     setup_web(app)  # the browser export page under /web/
     app.on_response_prepare.append(add_security_headers)
-    app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx])
+    setup_metrics(app)  # GET /metrics
+    app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx, metrics_ctx])
     return app
 
 

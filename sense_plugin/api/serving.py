@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,13 +31,17 @@ class BindError(Exception):
 
 
 def run_server(app: web.Application, http: HttpConfig,
-               ssl_context: ssl.SSLContext | None = None) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT; raises :class:`BindError` when the port is taken."""
-    asyncio.run(_serve(app, http, ssl_context))
+               ssl_context: ssl.SSLContext | None = None,
+               on_ready: Callable[[], None] | None = None) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT; raises :class:`BindError` when the port is taken.
+
+    ``on_ready`` is called once the app has started and the port accepts connections.
+    """
+    asyncio.run(_serve(app, http, ssl_context, on_ready))
 
 
-async def _serve(app: web.Application, http: HttpConfig,
-                 ssl_context: ssl.SSLContext | None) -> None:
+async def _serve(app: web.Application, http: HttpConfig, ssl_context: ssl.SSLContext | None,
+                 on_ready: Callable[[], None] | None) -> None:
     loop = asyncio.get_running_loop()
     logthrottle.install(loop)
     fd_limit = raise_fd_limit()
@@ -60,6 +65,8 @@ async def _serve(app: web.Application, http: HttpConfig,
         listener.start()
         log.info("accepting up to %d connections (open-files limit %d, idle timeout %g s)",
                  gate.cap, fd_limit, http.idle_timeout_s)
+        if on_ready is not None:
+            on_ready()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)

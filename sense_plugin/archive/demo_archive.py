@@ -18,6 +18,7 @@ from pathlib import Path
 from sense_plugin.archive.demo import parse_segment_filename, segment_filename, write_segment
 from sense_plugin.archive.index import ArchiveIndex, Segment
 from sense_plugin.archive.probe import probe_segment
+from sense_plugin.archive.synthetic import LiveSpec
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.timestamps import US_PER_S, now_us
 
@@ -38,6 +39,9 @@ class DemoSpec:
     segment_s: float = 30.0
     gop_s: float = 2.0
     fmt: str = "mp4"
+    #: Record the devices from a synthetic live source after the back-fill (SPEC §12);
+    #: None: a static archive generated once.
+    live: LiveSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -103,14 +107,20 @@ def plan(targets: list[DeviceConfig], spec: DemoSpec, end_us: int) -> list[_Task
 
 def generate_into(index: ArchiveIndex, targets: list[DeviceConfig], spec: DemoSpec, *,
                   end_us: int | None = None, stop: threading.Event | None = None) -> int:
-    """Write and index the demo segments; returns how many were indexed (fewer if stopped)."""
+    """Replace the devices' segments with a demo archive; returns how many were indexed."""
     end_us = now_us() if end_us is None else end_us
     tasks = plan(targets, spec, end_us)
     if not tasks:
         return 0
     _clear(index, targets)
-    for device in targets:
-        device.archive_dir.mkdir(parents=True, exist_ok=True)
+    return write_tasks(index, tasks, spec, stop=stop)
+
+
+def write_tasks(index: ArchiveIndex, tasks: list[_Task], spec: DemoSpec, *,
+                stop: threading.Event | None = None) -> int:
+    """Write and index these segments on all cores; returns how many (fewer if stopped)."""
+    for directory in {task.path.parent for task in tasks}:
+        directory.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     context = multiprocessing.get_context("forkserver")
     workers = max(1, min(os.cpu_count() or 1, len(tasks)))
@@ -123,12 +133,15 @@ def generate_into(index: ArchiveIndex, targets: list[DeviceConfig], spec: DemoSp
                 pending.add(pool.submit(_write_task, queue.pop(), spec))
             if stop and stop.is_set():
                 queue.clear()
+            if not pending:
+                break
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 segment, mtime_ns = future.result()
                 index.add(segment, mtime_ns=mtime_ns)
                 done += 1
-    log.info("demo archive: %d segments for %d devices in %.1f s", done, len(targets),
+    devices = len({task.device_id for task in tasks})
+    log.info("demo archive: %d segments for %d devices in %.1f s", done, devices,
              time.monotonic() - started)
     return done
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from sense_plugin.archive.backfill import Backfill
 from sense_plugin.archive.demo_archive import (
     DemoSpec,
     build_demo_archive,
@@ -26,12 +27,15 @@ from sense_plugin.archive.demo_archive import (
     index_path,
 )
 from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.livedemo import LiveDemo
 from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.archive.rescan import Rescanner
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device, recover_partials
+from sense_plugin.archive.summary import describe_devices, describe_scan
+from sense_plugin.archive.synthetic import LiveSpec
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
@@ -45,6 +49,8 @@ STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
 #: Start waits this long for the first reconcile, then lets it finish in the background.
 STARTUP_WAIT_S = 5.0
+#: Segment length of live demo recordings: short, so the index reaches close to now.
+LIVE_DEMO_SEGMENT_S = 10.0
 
 
 class Archive:
@@ -61,8 +67,8 @@ class Archive:
                              reconcile_interval_s or config.archive.rescan_s / 2)
         self._demo_spec = demo_spec or DemoSpec(
             minutes=config.archive.demo_minutes, width=320, height=180, fps=10,
-            bitrate_bps=150_000, segment_s=min(60.0, max(10.0, config.archive.segment_seconds)),
-            gop_s=1.0)
+            bitrate_bps=LiveSpec.bitrate_bps, segment_s=LIVE_DEMO_SEGMENT_S, gop_s=1.0,
+            live=LiveSpec())
         self.demo_ready = asyncio.Event()
         self.pins = PinRegistry()
         self._index: ArchiveIndex | None = None
@@ -73,6 +79,8 @@ class Archive:
         self._rescanner: Rescanner | None = None
         self._startup: asyncio.Future[ScanReport] | None = None
         self._stop_scan = threading.Event()
+        self._live: LiveDemo | None = None
+        self._recorded_bytes: dict[int, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -107,8 +115,12 @@ class Archive:
         """After the first reconcile: the demo if wanted, retention and the rescan loop."""
         assert self._index is not None
         recovered += report
-        log.info("archive index %s: %s", self._index.db_path, recovered)
-        if await self._run(self._wants_demo):
+        log.info("archive index %s: %s", self._index.db_path, describe_scan(recovered))
+        for line in await self._run(describe_devices, self._index, self.config.devices):
+            log.info("archive: %s", line)
+        if self._demo_spec.live is not None and self.config.archive.demo:
+            await self._start_live_demo(self._demo_spec.live)
+        elif await self._run(self._wants_demo):
             self._tasks.append(asyncio.create_task(self._generate_demo(), name="archive-demo"))
         else:
             self.demo_ready.set()
@@ -136,6 +148,8 @@ class Archive:
         while any(thread.is_alive() for thread in self._threads):
             await asyncio.sleep(0.02)
         self._threads.clear()
+        if self._live is not None:
+            await self._run(self._live.stop)
         if self._index is not None:
             index, self._index = self._index, None
             await self._run(index.close)
@@ -242,18 +256,53 @@ class Archive:
         finally:
             self.demo_ready.set()
 
+    async def _start_live_demo(self, live: LiveSpec) -> None:
+        """Record the demo devices from the synthetic source; back-fill on first start."""
+        assert self._index is not None
+        self._live = LiveDemo(self.config, self._demo_spec, live)
+        feeds, plan = await self._run(self._live.start, self._index)
+        segment_s = min(self.config.archive.segment_seconds, self._demo_spec.segment_s)
+        for device, url in feeds:
+            self._start_recorder(device, url, segment_s)
+        if plan is None:
+            self.demo_ready.set()
+        else:
+            self._tasks.append(asyncio.create_task(self._backfill(plan), name="archive-demo"))
+
+    async def _backfill(self, plan: Backfill) -> None:
+        assert self._index is not None and self._live is not None
+        try:
+            await self._run(self._live.backfill, self._index, plan, self._stop_demo)
+        finally:
+            self.demo_ready.set()
+
+    @property
+    def live_demo_ids(self) -> frozenset[int]:
+        """The devices fed by the live demo's synthetic source."""
+        return self._live.device_ids if self._live is not None else frozenset()
+
     def _start_recorders(self) -> None:
         for device in self.config.devices:
             if device.enabled and device.source:
-                recorder = Recorder(device.source, device.archive_dir,
-                                    segment_s=self.config.archive.segment_seconds,
-                                    on_segment=functools.partial(self._on_segment, device),
-                                    name=device.name)
-                thread = threading.Thread(target=recorder.run, daemon=True,
-                                          name=f"recorder-{device.device_id}")
-                self._recorders[device.device_id] = recorder
-                self._threads.append(thread)
-                thread.start()
+                self._start_recorder(device, device.source, self.config.archive.segment_seconds)
+
+    def _start_recorder(self, device: DeviceConfig, source: str, segment_s: float) -> None:
+        recorder = Recorder(source, device.archive_dir, segment_s=segment_s,
+                            on_segment=functools.partial(self._on_segment, device),
+                            name=device.name)
+        thread = threading.Thread(target=recorder.run, daemon=True,
+                                  name=f"recorder-{device.device_id}")
+        self._recorders[device.device_id] = recorder
+        self._threads.append(thread)
+        thread.start()
+
+    def recorders(self) -> dict[int, Recorder]:
+        """The running recorders by device id (for metrics)."""
+        return dict(self._recorders)
+
+    def recorded_bytes(self) -> dict[int, int]:
+        """Bytes of the segments each recorder has closed since the start (for metrics)."""
+        return dict(self._recorded_bytes)
 
     def _on_segment(self, device: DeviceConfig, path: Path) -> None:
         """Recorder thread: index a segment it has just closed."""
@@ -265,6 +314,8 @@ class Archive:
             mtime_ns = path.stat().st_mtime_ns
             index.add(Segment(device.device_id, info.start_us, info.end_us, path,
                               info.size_bytes), mtime_ns=mtime_ns)
+            recorded = self._recorded_bytes.get(device.device_id, 0) + info.size_bytes
+            self._recorded_bytes[device.device_id] = recorded
         except (MediaError, OSError, sqlite3.Error) as exc:
             log.error("new segment %s of %s not indexed: %s", path.name, device.name, exc)
 
@@ -284,9 +335,12 @@ class Archive:
         for device in self.config.devices:
             if device.archive_foreign and not limits.manage_foreign:
                 continue  # an imported archive is read-only to us (SPEC §12)
+            max_age_days = limits.max_age_days
+            if device.device_id in self.live_demo_ids:
+                max_age_days = min(max_age_days, limits.demo_keep_hours / 24)
             try:
                 apply_retention(index, self.pins, device.device_id,
-                                max_age_days=limits.max_age_days,
+                                max_age_days=max_age_days,
                                 max_bytes=limits.max_bytes_per_device, now_us=now_us())
             except (OSError, sqlite3.Error) as exc:
                 log.error("retention failed for device %s: %s", device.device_id, exc)

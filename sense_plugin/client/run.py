@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +13,9 @@ from lxml import etree
 from lxml.builder import E
 
 from sense_plugin.client.http import ClientError, SenseClient
+from sense_plugin.client.progress import ProgressView
+
+__all__ = ["ProgressView", "run_export", "run_status"]
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "REMOVED", "EXPIRED"})
 WIRE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -114,7 +116,10 @@ def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -
         print(f"export {export_id} is {status}: nothing to download", file=out)
         return 1
     target = out_dir / f"export-{export_id}"
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ClientError(0, f"cannot create {target}: {exc.strerror}") from None
     for file_el in export.iterfind("devices/device/files/file"):
         name = file_el.findtext("name") or ""
         if not name or Path(name).name != name:
@@ -129,26 +134,38 @@ def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -
 
 def run_status(client: SenseClient, export_id: int | None, watch: bool, interval_s: float,
                out: TextIO) -> int:
-    """Print one export (or every visible one); with ``watch``, follow until all are done."""
+    """Print one export (or every visible one); with ``watch``, follow the unfinished ones."""
     if export_id is not None and watch:
         follow(client, export_id, out, interval_s)
         return 0
     params: dict[str, Any] = {} if export_id is None else {"exportid": export_id}
-    view = ProgressView(out) if watch else None
+    exports = client.command("getExportVideoStatus", **params).findall("exports/export")
+    if not watch:
+        for export in exports:
+            print(summary(export), file=out)
+        return 0
+    ids = [int(e.findtext("exportid") or 0) for e in exports
+           if e.findtext("status") not in TERMINAL]
+    if not ids:
+        print("no unfinished exports to watch", file=out)
+        return 0
+    return watch_exports(client, ids, out, interval_s)
+
+
+def watch_exports(client: SenseClient, export_ids: list[int], out: TextIO,
+                  interval_s: float) -> int:
+    """Follow these exports until every one has ended."""
+    view = ProgressView(out)
     try:
         while True:
-            exports = client.command("getExportVideoStatus", **params).findall("exports/export")
-            if view is None:
-                for export in exports:
-                    print(summary(export), file=out)
-                return 0
-            view.update(exports)
-            if all(e.findtext("status") in TERMINAL for e in exports):
+            exports = [client.command("getExportVideoStatus", exportid=i).find("exports/export")
+                       for i in export_ids]
+            view.update([e for e in exports if e is not None])
+            if all(e is None or e.findtext("status") in TERMINAL for e in exports):
                 return 0
             time.sleep(interval_s)
     finally:
-        if view is not None:
-            view.close()
+        view.close()
 
 
 def summary(export: Any) -> str:
@@ -159,46 +176,3 @@ def summary(export: Any) -> str:
             f"{export.findtext('progress')}%\t{export.findtext('created')}\t"
             f"{export.findtext('owner')}\t{export.findtext('name') or '-'}\t{devices}")
 
-
-class ProgressView:
-    """A tqdm bar per device when ``out`` is a terminal; plain lines on change otherwise."""
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self._tty = out.isatty()
-        self._bars: dict[tuple[str, int], Any] = {}
-        self._last: dict[tuple[str, int], str] = {}
-
-    def update(self, exports: list[Any]) -> None:
-        for export in exports:
-            export_id = export.findtext("exportid") or "?"
-            for index, device in enumerate(export.iterfind("devices/device")):
-                key = (export_id, index)
-                name, status = device.findtext("name"), device.findtext("status")
-                progress = int(device.findtext("progress") or 0)
-                if self._tty:
-                    self._bar(key, f"export {export_id} {name}", progress, status or "")
-                    continue
-                line = f"export {export_id} {name}: {status} {progress}%"
-                if self._last.get(key) != line:
-                    self._last[key] = line
-                    print(line, file=self._out, flush=True)
-
-    def _bar(self, key: tuple[str, int], label: str, progress: int, status: str) -> None:
-        from tqdm import tqdm  # type: ignore[import-untyped]
-
-        bar = self._bars.get(key)
-        if bar is None:
-            # a pty of unknown size reports 0x0 (tqdm then draws nothing): assume 80x24
-            size = shutil.get_terminal_size((80, 24))
-            bar = tqdm(total=100, file=self._out, position=len(self._bars),
-                       ncols=size.columns or 80, nrows=size.lines or 24,
-                       bar_format="{desc}: {percentage:3.0f}%|{bar}|")
-            self._bars[key] = bar
-        bar.n = progress
-        bar.set_description_str(f"{label} {status:<9}", refresh=False)
-        bar.refresh()
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()

@@ -48,6 +48,10 @@ class ExportEngine:
         self._finishing: set[int] = set()
         self._retention = ExportRetention(self, config.export.retention_sweep_s,
                                           config.export.history_days)
+        #: Called with each job the runner has finished with (observers: metrics).
+        self.on_job_finished: list[Callable[[Job], None]] = []
+        #: Bumped by every state change the engine persists (the status list cache's key).
+        self.version = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -113,6 +117,7 @@ class ExportEngine:
         for job in export.jobs:
             job.export_id = export.export_id
         self._exports[export.export_id] = export
+        self.version += 1
         for job in export.jobs:
             self._enqueue(job)
         return export
@@ -157,6 +162,7 @@ class ExportEngine:
     # -- used by the runner and retention --------------------------------------------------
     async def save_job(self, job: Job) -> None:
         assert self._store is not None
+        self.version += 1
         await self._in_store(self._store.update_job, job)
 
     async def finish_if_done(self, export: Export) -> None:
@@ -177,6 +183,7 @@ class ExportEngine:
                 hours = self._config.export.export_retention_hours
                 export.expires_us = finished_us + int(hours * 3600 * 1_000_000)
             export.finished_us = finished_us
+            self.version += 1
             assert self._store is not None
             await self._in_store(self._store.update_export, export)
         finally:
@@ -194,6 +201,7 @@ class ExportEngine:
         await self._in_store(self._store.delete, export_ids)
         for export_id in export_ids:
             self._exports.pop(export_id, None)
+        self.version += 1
 
     def export_of(self, job: Job) -> Export:
         return self._exports[job.export_id]
@@ -221,5 +229,7 @@ class ExportEngine:
                 if job.status is Status.PENDING and not self._runner.closing:
                     self._pending.discard(job.key)
                     await self._runner.run(job, proc)
+                    for hook in self.on_job_finished:
+                        hook(job)
             finally:
                 self._pool.release(proc)

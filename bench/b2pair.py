@@ -1,0 +1,95 @@
+"""B2 list case, paired: ``python -m bench.b2pair --base DIR [--rounds 3] [--duration 10]``.
+
+On a shared machine the load of other programs swings B2's figures by a factor of five from one
+minute to the next, so a before/after comparison run minutes apart says little. This runs the
+"full list while two exports run" case of B2 alternately on the server of another source tree
+(``--base``, e.g. ``git archive BASE | tar -x -C DIR``) and on this tree's, round after round,
+and reports per server the median req/s, p50 and p99, and the server process's CPU time per
+request (from ``/proc``: far less sensitive to the machine's load than latency). Saves
+``bench/results/b2pair.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench.__main__ import reset_exports
+from bench.archive import BENCH_DIR, LONG_ID, SHORT_ID, Archive, ensure_archive
+from bench.load import HISTORY, Feeder, make_history, wrk
+from bench.server import Server
+
+RESULTS = BENCH_DIR / "results" / "b2pair.json"
+QUERY = "getExportVideoStatus"
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def one_run(tree: Path, archive: Archive, duration_s: int) -> dict:
+    """A fresh server of ``tree``: 100 exports in history, then the list under load."""
+    reset_exports()
+    here = Path.cwd()
+    os.chdir(tree)  # `python -m sense_plugin` imports the package of its working directory
+    try:
+        server = Server(archive.config, archive.data_dir, "server-b2pair")
+    finally:
+        os.chdir(here)
+    with server:
+        client = server.client()
+        make_history(client, archive, HISTORY)
+        long_lo, long_hi = archive.ranges_us[LONG_ID]
+        short_lo, short_hi = archive.ranges_us[SHORT_ID]
+        with Feeder(server.port, [(LONG_ID, long_lo, long_hi), (SHORT_ID, short_lo, short_hi)]):
+            ticks0 = cpu_ticks(server.pid)
+            figures = wrk(server.port, QUERY, duration_s, threads=2)
+            used_s = (cpu_ticks(server.pid) - ticks0) / os.sysconf("SC_CLK_TCK")
+        client.close()
+    figures["cpu_ms_per_request"] = used_s * 1000 / max(1, figures["requests"])
+    figures["load_average"] = os.getloadavg()[0]
+    return figures
+
+
+def summary(runs: list[dict]) -> dict:
+    keys = ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")
+    return {k: statistics.median(r[k] for r in runs) for k in keys} | {"runs": runs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.b2pair")
+    parser.add_argument("--base", type=Path, required=True, help="the other source tree")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10)
+    args = parser.parse_args()
+    archive = ensure_archive("tiled", 10, log=print)
+    trees = {"base": args.base.resolve(), "this": BENCH_DIR.parent}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for round_no in range(args.rounds):
+        for name, tree in trees.items():
+            figures = one_run(tree, archive, args.duration)
+            runs[name].append(figures)
+            print(f"round {round_no + 1} {name:4}: {figures['req_per_s']:6.0f} req/s  "
+                  f"p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
+                  f"server CPU {figures['cpu_ms_per_request']:.3f} ms/request  "
+                  f"(load {figures['load_average']:.1f})", flush=True)
+    result = {name: summary(r) for name, r in runs.items()}
+    result["ratios_this_over_base"] = {
+        k: result["this"][k] / result["base"][k]
+        for k in ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")}
+    result["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    result["base_tree"] = str(trees["base"])
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    for key, ratio in result["ratios_this_over_base"].items():
+        print(f"{key}: this/base = {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The access log and request metrics: one INFO line and two metric updates per request.
+
+The middleware sits outside the error middleware, so it sees every final answer with its
+result code. Credentials never reach the log: Basic credentials and cookies are headers (not
+logged), ``/webservice`` passwords are in the body (not logged), and query values whose name
+suggests a secret are replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+
+from sense_plugin.api.keys import REGISTRY
+from sense_plugin.api.metrics import METRICS
+
+log = logging.getLogger("sense_plugin.access")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SECRET = re.compile(r"pass|key|token|secret|auth", re.IGNORECASE)
+_ERRORCODE = re.compile(rb'<result errorcode="(-?\d+)"')
+_PATH_LABELS = {"/info": "info", "/webservice": "webservice", "/metrics": "metrics"}
+
+
+def command_label(request: web.Request) -> str:
+    """A bounded label: the registered command's name, else ``unknown``, or the path's role."""
+    if request.path != "/command":
+        if request.path in _PATH_LABELS:
+            return _PATH_LABELS[request.path]
+        return "web" if request.path == "/" or request.path.startswith("/web") else "other"
+    for key, value in request.query.items():
+        if key.lower() == "command":
+            entry = request.app[REGISTRY].get(value)
+            return entry.name if entry is not None else "unknown"
+    return "unknown"
+
+
+def result_code(request: web.Request, response: web.StreamResponse) -> str:
+    """The document's ``errorcode``; ``0`` for a successful non-XML command answer (a
+    download); ``-`` for pages and other paths."""
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        match = _ERRORCODE.search(response.body[:160])
+        if match is not None:
+            return match.group(1).decode()
+    if request.path == "/command" and response.status < 300:
+        return "0"
+    return "-"
+
+
+def _size(response: web.StreamResponse) -> str:
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        return str(len(response.body))
+    length = response.content_length
+    return str(length) if length is not None else "-"
+
+
+def logged_target(request: web.Request) -> str:
+    """Path and query with secret-looking values masked."""
+    if not request.query_string:
+        return request.path
+    pairs = parse_qsl(request.query_string, keep_blank_values=True)
+    masked = [(k, "***" if _SECRET.search(k) else v) for k, v in pairs]
+    return f"{request.path}?{urlencode(masked, safe=',:')}"
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time the request, count it by command and result code, log one line."""
+    began = time.perf_counter()
+    status, code, size = 500, "-", "-"
+    try:
+        response = await handler(request)
+        status, code = response.status, result_code(request, response)
+        size = _size(response)
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        seconds = time.perf_counter() - began
+        label = command_label(request)
+        metrics = request.app[METRICS]
+        metrics.http_requests.labels(label, code).inc()
+        metrics.http_seconds.labels(label).observe(seconds)
+        log.info('%s "%s %s" %d errorcode=%s %s B %.1f ms', request.remote or "-",
+                 request.method, logged_target(request), status, code, size,
+                 seconds * 1000)

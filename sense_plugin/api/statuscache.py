@@ -1,0 +1,102 @@
+"""Whole-document cache for the export list (``getExportVideoStatus`` without ``exportid``).
+
+Monitoring clients poll the full list many times a second; rendering it costs far more than
+answering. An answer is cached per caller and query (user, admin, ``status``, ``limit``,
+``offset``) together with what it depends on:
+
+- the engine's ``version``, bumped on every state change it persists (create, job status,
+  finish, purge), which covers membership, order and every finished export; and
+- the live counters (progress, bytes, bandwidth, status) of the jobs of the exports that were
+  still unfinished in that answer, which move in memory between persisted changes.
+
+A request whose version and live counters are unchanged gets the stored bytes, so with two
+exports running the list is rendered only when one of them reports progress, not for every
+poll. The wrapper sits around the registered handler, so what the handler answers (its
+fields, its paging attributes) is exactly what is cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from aiohttp import web
+
+from sense_plugin.api import render
+from sense_plugin.api.keys import ENGINE
+from sense_plugin.api.middleware import xml_response
+from sense_plugin.api.registry import Command, CommandContext, Handler
+from sense_plugin.api.results import ExportStatusList
+from sense_plugin.export.model import Job
+
+COMMAND = "getexportvideostatus"
+#: Distinct (caller, query) answers kept; the least recently used goes first.
+MAX_ENTRIES = 256
+Key = tuple[str, bool, str | None, str | None, str | None]
+Live = tuple[tuple[str, int, int, int], ...]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    version: int
+    jobs: tuple[Job, ...]
+    live: Live
+    body: bytes
+
+
+def live_state(jobs: Iterable[Job]) -> Live:
+    """The in-memory counters of these jobs that an answer shows."""
+    return tuple((j.status.value, j.progress, j.bytes_written, j.bandwidth_kbps) for j in jobs)
+
+
+class StatusListCache:
+    """Cached answers of the export list, validated on every request (see module doc)."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._max = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def wrap(self, handler: Handler) -> Handler:
+        """The handler, answering list queries from the cache when still valid."""
+
+        async def cached(ctx: CommandContext) -> object:
+            if ctx.params.text("exportid") is not None:
+                return await handler(ctx)
+            params = ctx.params
+            key: Key = (ctx.user.name, ctx.user.is_admin, params.text("status"),
+                        params.text("limit"), params.text("offset"))
+            version = ctx.app[ENGINE].version
+            entry = self._entries.get(key)
+            if entry is not None and entry.version == version \
+                    and live_state(entry.jobs) == entry.live:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return xml_response(entry.body)
+            result = await handler(ctx)
+            if not isinstance(result, ExportStatusList):
+                return result
+            self.misses += 1
+            body = render.success(result)
+            jobs = tuple(j for e in result.exports if e.finished_us is None for j in e.jobs)
+            self._store(key, _Entry(version, jobs, live_state(jobs), body))
+            return xml_response(body)
+
+        return cached
+
+    def _store(self, key: Key, entry: _Entry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+def with_status_cache(commands: Iterable[Command], cache: StatusListCache) -> list[Command]:
+    """The commands, with ``getExportVideoStatus`` answering lists through ``cache``."""
+    return [replace(c, handler=cache.wrap(c.handler)) if c.name.lower() == COMMAND else c
+            for c in commands]
+
+
+STATUS_CACHE = web.AppKey("status_cache", StatusListCache)

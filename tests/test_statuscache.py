@@ -1,0 +1,77 @@
+"""The export list cache: answers are reused while nothing changed, and never stale — not
+for a running export's progress, a status change, another user, a filter or a page."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from apiclient import command, export_body
+from conftest import API_DEVICES
+
+from sense_plugin.api.statuscache import STATUS_CACHE
+from sense_plugin.passwords import hash_password
+from sense_plugin.timestamps import format_timestamp
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+
+
+def basic(user: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{USERS[user]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def listing(client: Any, user: str, **params: Any) -> dict[str, tuple[str, int]]:
+    root = await command(client, "getExportVideoStatus", headers=basic(user), **params)
+    return {e.findtext("exportid"): (e.findtext("status"), int(e.findtext("progress")))
+            for e in root.iterfind("exports/export")}
+
+
+async def test_list_is_cached_yet_never_stale(make_client: Callable[..., Any],
+                                              make_config: Callable[..., Any],
+                                              api_archive: dict[str, Any]) -> None:
+    users = [{"name": n, "password_hash": hash_password(p), "permissions": ["view", "export"]}
+             for n, p in USERS.items()]
+    client = await make_client(make_config(auth={"enabled": True, "users": users}))
+    cache = client.app[STATUS_CACHE]
+    steady = API_DEVICES["Steady"]
+    start = format_timestamp(api_archive["start_us"])
+    end = format_timestamp(api_archive["end_us"])
+    quick = await command(client, "exportVideo", headers=basic("bob"),
+                          body=export_body([(steady, start, end)]))
+    bob_id = quick.findtext("exportid")
+    while (await listing(client, "bob", exportid=bob_id))[bob_id][0] != "COMPLETED":
+        await asyncio.sleep(0.05)
+    slow_end = format_timestamp(api_archive["start_us"] + 25_000_000)
+    slow = await command(client, "exportVideo", headers=basic("alice"),
+                         body=export_body([(steady, start, slow_end)], bandwidth=250))
+    alice_id = slow.findtext("exportid")
+
+    first = await listing(client, "alice")
+    hits = cache.hits
+    assert list(first) == [alice_id]  # bob's export is not alice's
+    assert list(await listing(client, "bob")) == [bob_id]
+    assert list(await listing(client, "alice", status="COMPLETED")) == []
+    assert list(await listing(client, "bob", status="COMPLETED", limit=1)) == [bob_id]
+
+    seen: list[int] = []
+    while True:  # the list follows the running export's progress as by-id does
+        by_id = await command(client, "getExportVideoStatus", headers=basic("alice"),
+                              exportid=alice_id)
+        status = by_id.findtext("exports/export/status")
+        progress = int(by_id.findtext("exports/export/progress"))
+        listed_status, listed_progress = (await listing(client, "alice"))[alice_id]
+        assert listed_progress >= progress
+        seen.append(listed_progress)
+        if status == "COMPLETED":
+            assert listed_status == "COMPLETED"
+            break
+        await asyncio.sleep(0.05)
+    assert len(set(seen)) >= 3  # it moved while polled
+    assert cache.hits > hits  # and unchanged answers came from the cache
+
+    await command(client, "exportVideo", headers=basic("alice"), action="remove",
+                  exportid=alice_id)
+    assert (await listing(client, "alice"))[alice_id][0] == "REMOVED"
