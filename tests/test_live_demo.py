@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
-from serverproc import ServerProcess
+from serverproc import ServerProcess, free_port
 
 from sense_plugin.archive.backfill import MARKER_NAME
 from sense_plugin.archive.demo import Painter, parse_segment_filename
@@ -111,15 +110,18 @@ def test_live_demo_without_devices(tmp_path: Path) -> None:
 
 def test_interrupted_backfill_is_completed_by_the_next_start(tmp_path: Path) -> None:
     config = write_config(tmp_path, 10)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        failed = subprocess.run(
-            [sys.executable, "-m", "sense_plugin", "serve", "--config", str(config),
-             "--port", str(port)], capture_output=True, text=True, timeout=60)
-    assert failed.returncode != 0
-    marker = json.loads((tmp_path / "data" / MARKER_NAME).read_text())
+    marker_path = tmp_path / "data" / MARKER_NAME
+    first_dir = tmp_path / "data" / "archive" / IDS[0]
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "sense_plugin", "serve", "--config", str(config),
+         "--port", str(free_port())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # a crash (SIGKILL) in the middle of the back-fill
+        wait_for(lambda: marker_path.exists() and len(list(first_dir.glob("*.mp4"))) >= 3,
+                 60, "the back-fill to begin")
+    finally:
+        killed.kill()
+        killed.wait()
+    marker = json.loads(marker_path.read_text())
     assert marker["done"] is False
     end_us = marker["end_us"]
     partial = len(list((tmp_path / "data" / "archive" / IDS[0]).glob("*.mp4")))
