@@ -28,7 +28,7 @@ async def create(client: Any, devices: list[tuple[int, str, str]], **fields: Any
 def output_file(config: Any, export: Any, device_index: int = 0) -> Path:
     device = export.findall("devices/device")[device_index]
     name = device.findtext("files/file/name")
-    base = config.server.export_roots[0] / export.findtext("path")
+    base = config.server.export_roots[0] / (export.findtext("path") or "unnamed")
     return base / export.findtext("exportid") / name
 
 
@@ -126,8 +126,9 @@ async def test_remove_running_export_stops_fast(make_client: Any, make_config: A
     root = await command(client, "exportVideo", body=body)
     assert loop.time() - began < 1.5
     assert root.findtext("status") == "REMOVED"
-    directory = make_config().server.export_roots[0] / str(export_id)
-    assert not directory.exists() or not any(directory.iterdir())
+    root = make_config().server.export_roots[0]
+    assert not (root / "unnamed" / str(export_id)).exists()
+    assert not (root / "unnamed").exists()  # no empty folders left behind
 
 
 async def test_remove_queued_export(make_client: Any, make_config: Any,

@@ -260,7 +260,7 @@ async def test_catalogue(make_client: Callable[..., Any], make_config: Callable[
     export = await wait_export(client, export_id, timeout_s=60)
     assert export.findtext("status") == "COMPLETED", etree.tostring(export).decode()
     file_el = export.find("devices/device/files/file")
-    path = root_dir / str(export_id) / file_el.findtext("name")
+    path = root_dir / "unnamed" / str(export_id) / file_el.findtext("name")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == file_el.findtext("sha256")
     with av.open(str(path)) as container:
         stream = container.streams.video[0]

@@ -17,7 +17,8 @@ STEADY, OFF_RANGE = API_DEVICES["Steady"], API_DEVICES["Gappy"]
 
 
 def export_dir(config: Any, export: etree._Element) -> Path:
-    return config.server.export_roots[0] / export.findtext("path") / export.findtext("exportid")
+    folder = export.findtext("path") or "unnamed"
+    return config.server.export_roots[0] / folder / export.findtext("exportid")
 
 
 async def finished_export(client: Any, archive: dict[str, Any], *devices: tuple[int, float, float],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections import deque
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import NoRecordError, ResultCode, SenseError
-from sense_plugin.export import files
+from sense_plugin.export import files, safefs
 from sense_plugin.export.model import FileInfo, Gap, Job, Status
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
 from sense_plugin.timestamps import format_timestamp, now_us
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_S = 1.0
+_PROC = safefs.proc_available()
 
 
 class _Tracker:
@@ -70,9 +72,12 @@ class JobRunner:
         export = engine.export_of(job)
         job.status, job.started_us, job.progress = Status.SYNCING, now_us(), 0
         self._done[job.key] = asyncio.Event()
+        dir_fd: int | None = None
         try:
             await engine.save_job(job)
-            payload, recorded_us = await self._plan(job)
+            payload, recorded_us, dir_fd = await self._plan(job)
+            log.info("export %s device %s started (%s)", job.export_id, job.device_id,
+                     payload["name"])
             if job.key in self._cancel or self.closing:
                 raise JobCancelledError()
             tracker = _Tracker(job, recorded_us)
@@ -85,6 +90,7 @@ class JobRunner:
                 del self._running[job.key]
                 self._archive.unpin(token)
                 self._rebalance(job)
+            await engine.run_io(files.confirm_output, dir_fd, payload["name"], result)
             self._complete(job, result, tracker)
         except JobCancelledError:
             if self.closing and job.key not in self._cancel:
@@ -101,6 +107,8 @@ class JobRunner:
                        f"unexpected failure; reported as incident {incident}")
         finally:
             self._cancel.discard(job.key)
+            if dir_fd is not None:
+                os.close(dir_fd)
             if job.status is not Status.SYNCING and job.status is not Status.PENDING:
                 job.finished_us = now_us()
             try:
@@ -129,7 +137,7 @@ class JobRunner:
             await asyncio.gather(*(p.cancel() for p in list(self._running.values())))
             await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
-    async def _plan(self, job: Job) -> tuple[dict[str, Any], int]:
+    async def _plan(self, job: Job) -> tuple[dict[str, Any], int, int]:
         segments = await self._archive.segments(job.device_id, job.start_us, job.end_us)
         recorded_us = 0
         estimate = 0
@@ -144,16 +152,21 @@ class JobRunner:
                 f"{format_timestamp(job.start_us)} and {format_timestamp(job.end_us)}"
             )
         export = self._engine.export_of(job)
-        await self._engine.run_io(files.prepare_directory, export,
-                                  self._config.server.export_roots, estimate)
+        name = files.job_file_name(export, job)
+        dir_fd = await self._engine.run_io(files.open_job_directory, export, job,
+                                           self._config.server.export_roots, estimate)
+        # the worker writes through the directory fd held here: nothing swapped in later
+        # on the way from the root can redirect it (safefs.proc_path)
+        out_path = (safefs.proc_path(dir_fd, name) if _PROC
+                    else str(export.directory / name))
         payload = {
             "segments": [{"path": str(s.path), "start_us": s.start_us, "end_us": s.end_us}
                          for s in segments],
             "start_us": job.start_us, "end_us": job.end_us, "fmt": export.fmt,
-            "out_path": str(files.job_output_path(export, job)),
+            "out_path": out_path, "name": name,
             "bandwidth_kbps": self._share_kbps(job, extra=1),
         }
-        return payload, recorded_us
+        return payload, recorded_us, dir_fd
 
     def _share_kbps(self, job: Job, extra: int = 0) -> float:
         """This export's cap divided among its running device jobs."""
@@ -176,7 +189,7 @@ class JobRunner:
     def _complete(self, job: Job, result: dict[str, Any], tracker: _Tracker) -> None:
         export = self._engine.export_of(job)
         job.file = FileInfo(
-            name=files.job_output_path(export, job).name, size_bytes=result["size_bytes"],
+            name=files.job_file_name(export, job), size_bytes=result["size_bytes"],
             sha256=result["sha256"], first_frame_us=result["first_frame_us"],
             last_frame_us=result["last_frame_us"], frame_count=result["frame_count"],
             gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in result["gaps"]),
@@ -184,10 +197,16 @@ class JobRunner:
         job.bytes_written = result["size_bytes"]
         job.bandwidth_kbps = tracker.average_kbps(result["size_bytes"])
         job.status, job.progress = Status.COMPLETED, 100
+        seconds = time.monotonic() - tracker.started
+        log.info("export %s device %s completed: %s, %d bytes in %.1f s (%d kbit/s), sha256 %s",
+                 job.export_id, job.device_id, job.file.name, job.file.size_bytes, seconds,
+                 job.bandwidth_kbps, job.file.sha256)
 
     @staticmethod
     def _fail(job: Job, code: int, description: str) -> None:
         job.status, job.errorcode, job.description = Status.FAILED, code, description
+        log.info("export %s device %s failed: errorcode %d: %s", job.export_id, job.device_id,
+                 code, description)
 
 
 async def _logging_store_errors(job: Job, step: Callable[[], Awaitable[None]]) -> None:
