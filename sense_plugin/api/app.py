@@ -48,6 +48,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/webservice", webservice)
     app.router.add_route("GET", "/command", command)
     app.router.add_route("POST", "/command", command)
+    app.router.add_route("HEAD", "/command", command)  # downloads: headers of the GET (SPEC §14)
     setup_web(app)  # the browser export page under /web/
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx])
     return app

@@ -53,7 +53,7 @@ class ExportEngine:
         self._last_id = 0
         self._dirs: dict[str, int] = {}  # export directory → export id (nesting check)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
-        self._downloads: dict[int, set[asyncio.Task[Any]]] = {}
+        self._download_stops: dict[int, asyncio.Event] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -188,8 +188,7 @@ class ExportEngine:
                 job.status = Status.REMOVED
                 job.finished_us = job.finished_us or now_us()
                 await self.save_job(job)
-        for task in self._downloads.pop(export_id, set()):
-            task.cancel()
+        self.stop_downloads(export_id)
         await self.run_io(files.remove_export_files, export, self._roots)
         await self.finish_if_done(export)
         log.info("export %s removed by %s", export_id, user_name or "-")
@@ -221,11 +220,15 @@ class ExportEngine:
         future.set_result(new)
         return new
 
-    def track_download(self, export_id: int, task: asyncio.Task[Any]) -> None:
-        """Register a running download; removing the export cancels it."""
-        tasks = self._downloads.setdefault(export_id, set())
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+    def stop_downloads(self, export_id: int) -> None:
+        """Stop the running downloads of an export (removed or expired)."""
+        stop = self._download_stops.pop(export_id, None)
+        if stop is not None:
+            stop.set()
+
+    def download_stop(self, export_id: int) -> asyncio.Event:
+        """Set when the export is removed: its running downloads stop."""
+        return self._download_stops.setdefault(export_id, asyncio.Event())
 
     def get(self, export_id: int, user_name: str, is_admin: bool) -> Export:
         """The export if it exists and the user may see it; -57 otherwise (same answer)."""

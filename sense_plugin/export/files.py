@@ -60,12 +60,23 @@ def open_job_directory(export: Export, job: Job, roots: tuple[Path, ...],
     return fd
 
 
-def confirm_output(dir_fd: int, name: str, result: dict[str, Any]) -> None:
-    """Prove that ``name`` (opened without following symlinks) is the file the worker hashed.
+def confirm_output(export: Export, roots: tuple[Path, ...], dir_fd: int, name: str,
+                   result: dict[str, Any]) -> None:
+    """Prove that ``name`` under its final path is the file the worker wrote and hashed.
 
-    The worker reports the device and inode of the descriptor it wrote and hashed, and its
-    size; the final name must be that very inode with that size, else -18.
+    The worker reports the device and inode of the descriptor it wrote and hashed, and the
+    size; the final name (opened without following symlinks) must be that very inode with
+    that size (else -18), and the export directory reached afresh from its root must still
+    be the directory written into (else -1004).
     """
+    try:
+        with safefs.opened_dir(export.directory, roots) as fresh:
+            moved = _identity(os.fstat(fresh)) != _identity(os.fstat(dir_fd))
+    except FileNotFoundError:
+        moved = True
+    if moved:
+        raise PathNotAllowedError(f"the export directory {export.directory} was moved or "
+                                  "replaced while the device was written")
     try:
         fd = safefs.open_regular(dir_fd, name)
     except OSError as exc:
@@ -75,11 +86,14 @@ def confirm_output(dir_fd: int, name: str, result: dict[str, Any]) -> None:
         st = os.fstat(fd)
     finally:
         os.close(fd)
-    same = (st.st_dev, st.st_ino, st.st_size) == (
-        result.get("file_dev"), result.get("file_ino"), result["size_bytes"])
-    if not same:
+    if (*_identity(st), st.st_size) != (result.get("file_dev"), result.get("file_ino"),
+                                        result["size_bytes"]):
         raise GeneralError(f"the file now named '{name}' is not the file that was written and "
                            "hashed; the device is not reported COMPLETED")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def remove_partial(export: Export, job: Job, roots: tuple[Path, ...]) -> None:

@@ -74,6 +74,7 @@ class ExportRetention:
         return expired, purged
 
     async def _expire(self, export: Export) -> None:
+        self._engine.stop_downloads(export.export_id)
         await self._engine.run_io(files.remove_export_files, export, self._engine.roots)
         for job in export.jobs:
             if job.status in (Status.COMPLETED, Status.FAILED):

@@ -90,7 +90,8 @@ class JobRunner:
                 del self._running[job.key]
                 self._archive.unpin(token)
                 self._rebalance(job)
-            await engine.run_io(files.confirm_output, dir_fd, payload["name"], result)
+            await engine.run_io(files.confirm_output, export, self._config.server.export_roots,
+                                dir_fd, payload["name"], result)
             self._complete(job, result, tracker)
         except JobCancelledError:
             if self.closing and job.key not in self._cancel:
