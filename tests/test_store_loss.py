@@ -1,0 +1,105 @@
+"""The job store is never silently empty: ids never go back, a lost store stops the server."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apiclient import command, export_body, wait_export
+from conftest import API_DEVICES, API_SERVER_ID
+from serverproc import free_port
+
+from sense_plugin.timestamps import format_timestamp
+
+STEADY = API_DEVICES["Steady"]
+STORE = "exports.sqlite3"
+
+
+async def one_export(client: Any, archive: dict[str, Any], path: str) -> int:
+    start = format_timestamp(archive["start_us"] + 1_000_000)
+    end = format_timestamp(archive["start_us"] + 3_000_000)
+    root = await command(client, "exportVideo",
+                         body=export_body([(STEADY, start, end)], path=path))
+    export_id = int(root.findtext("exportid"))
+    assert (await wait_export(client, export_id)).findtext("status") == "COMPLETED"
+    return export_id
+
+
+def drop_store(data_dir: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (data_dir / (STORE + suffix)).unlink(missing_ok=True)
+
+
+async def test_ids_never_go_back_when_the_store_is_lost(
+        make_client: Callable[..., Any], make_config: Callable[..., Any],
+        api_archive: dict[str, Any], tmp_path: Path) -> None:
+    config = make_config()
+    data_dir, root = config.server.data_dir, config.server.export_roots[0]
+    client = await make_client(config)
+    first = await one_export(client, api_archive, "a")
+    await client.close()
+    # the store is lost and the operator archived the exports: the high-water mark remains
+    drop_store(data_dir)
+    shutil.move(str(root), str(tmp_path / "archived"))
+    client = await make_client(config)
+    second = await one_export(client, api_archive, "a")
+    assert second > first
+    await client.close()
+    # store and mark both gone, an export directory left (no manifest): ids continue above it
+    drop_store(data_dir)
+    (data_dir / "export-ids.hwm").unlink()
+    (root / "a" / str(second) / "manifest.xml").unlink()
+    client = await make_client(config)
+    third = await one_export(client, api_archive, "b")
+    assert third > second
+    assert not (tmp_path / "archived" / "a" / str(third)).exists()
+
+
+def write_toml(tmp_path: Path, archive: dict[str, Any]) -> Path:
+    devices = "".join(
+        f'[[devices]]\ndeviceid = "{API_DEVICES[n]}"\nname = "{n}"\n'
+        f'archive_dir = "{archive["dirs"][n]}"\n' for n in ("Steady", "Gappy"))
+    path = tmp_path / "sense.toml"
+    path.write_text(f'[server]\nserverid = "{API_SERVER_ID}"\ndata_dir = "data"\n'
+                    f'[archive]\ndemo = false\n{devices}')
+    return path
+
+
+def damage(store: Path, how: str) -> None:
+    if how == "deleted":
+        store.unlink()
+    elif how == "emptied":
+        store.write_bytes(b"")
+    else:  # half of the file cut off, as a failing disk or a careless copy leaves it
+        data = store.read_bytes()
+        store.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied", "half-truncated"])
+async def test_a_store_that_lost_finished_exports_stops_the_server_with_exit_2(
+        how: str, make_client: Callable[..., Any], make_config: Callable[..., Any],
+        api_archive: dict[str, Any], tmp_path: Path) -> None:
+    config = make_config()
+    client = await make_client(config)
+    for n in range(3):
+        await one_export(client, api_archive, f"case-{n}")
+    await client.close()
+    store = config.server.data_dir / STORE
+    for suffix in ("-wal", "-shm"):
+        (config.server.data_dir / (STORE + suffix)).unlink(missing_ok=True)
+    damage(store, how)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sense_plugin", "serve", "--config",
+         str(write_toml(tmp_path, api_archive)), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert str(store) in output and "Traceback" not in output, output
+    for n in range(3):  # the evidence on disk is untouched
+        assert (config.server.export_roots[0] / f"case-{n}" / str(n + 1) / "manifest.xml")\
+            .is_file()
