@@ -282,6 +282,7 @@ async def _send(sending: _Sending, response: web.StreamResponse, data: bytes) ->
     if sending.stop.is_set():
         return "the export was removed"
     write = asyncio.ensure_future(response.write(data))
+    write.add_done_callback(_retrieve)  # a write abandoned below may still fail: not an error
     stop = asyncio.ensure_future(sending.stop.wait())
     try:
         await asyncio.wait((write, stop), timeout=sending.timeout_s,
@@ -295,6 +296,11 @@ async def _send(sending: _Sending, response: web.StreamResponse, data: bytes) ->
     if sending.stop.is_set():
         return "the export was removed"
     return f"the client accepted no data for {sending.timeout_s:g} s"
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _disconnect(request: web.Request) -> None:
