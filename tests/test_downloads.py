@@ -8,19 +8,15 @@ import logging
 import socket
 import struct
 import sys
-import time
-from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apiclient import command, export_body, parse_result, wait_export
-from conftest import API_DEVICES
+from conftest import API_DEVICES, BIG_DEVICE
 from lxml import etree
 
-from sense_plugin.archive import demo
-from sense_plugin.config import config_from_dict
 from sense_plugin.timestamps import format_timestamp
 
 STEADY, GAPPY = API_DEVICES["Steady"], API_DEVICES["Gappy"]
@@ -209,30 +205,6 @@ async def drain(sock: socket.socket, timeout_s: float) -> tuple[int, bool]:
     finally:
         sock.close()
     return total, False
-
-
-BIG_DEVICE = 9890179877273119879
-
-
-@pytest.fixture(scope="module")
-def big_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    """12 s of all-keyframe 8 Mbit/s video (about 8 MB): more than the socket buffers hold."""
-    end_us = (int(time.time()) - 300) * 1_000_000
-    directory = tmp_path_factory.mktemp("big-archive")
-    demo.generate_device(directory, name="Big", start_us=end_us - 12_000_000, end_us=end_us,
-                         segment_s=12, fps=25, gop_frames=1, bitrate_bps=8_000_000)
-    return directory, end_us - 12_000_000
-
-
-@pytest.fixture
-def big_config(tmp_path: Path, big_archive: tuple[Path, int]) -> Callable[..., Any]:
-    def make(**export: Any) -> Any:
-        return config_from_dict({
-            "server": {"serverid": "7015498111931795223", "data_dir": "data"},
-            "archive": {"demo": False}, "export": export,
-            "devices": [{"deviceid": str(BIG_DEVICE), "name": "Big",
-                         "archive_dir": str(big_archive[0])}]}, base_dir=tmp_path)
-    return make
 
 
 async def big_export(client: Any, big_archive: tuple[Path, int]) -> tuple[str, str, int]:

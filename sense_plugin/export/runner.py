@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
-from sense_plugin.errors import NoRecordError, ResultCode, SenseError
+from sense_plugin.errors import GeneralError, NoRecordError, ResultCode, SenseError
 from sense_plugin.export import files, safefs
 from sense_plugin.export.model import FileInfo, Gap, Job, Status
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
+from sense_plugin.export.remux import BUFFER_BYTES
 from sense_plugin.timestamps import format_timestamp, now_us
 
 if TYPE_CHECKING:
@@ -36,9 +37,14 @@ class _Tracker:
         self.recorded_us = max(recorded_us, 1)
         self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
         self.started = time.monotonic()
+        self.last_progress = self.started
+        self._last_figures = (-1, -1)
 
     def __call__(self, done_us: int, size_bytes: int) -> None:
         job = self.job
+        if (done_us, size_bytes) != self._last_figures:
+            self._last_figures = (done_us, size_bytes)
+            self.last_progress = time.monotonic()
         job.progress = max(job.progress, min(99, done_us * 100 // self.recorded_us))
         job.bytes_written = size_bytes
         now = time.monotonic()
@@ -64,7 +70,29 @@ class JobRunner:
         self._running: dict[tuple[int, int], WorkerProcess] = {}
         self._cancel: set[tuple[int, int]] = set()
         self._done: dict[tuple[int, int], asyncio.Event] = {}
+        self._stalled: set[tuple[int, int]] = set()
         self.closing = False
+
+    async def _watch(self, job: Job, proc: WorkerProcess, tracker: _Tracker) -> None:
+        """Bandwidth 0 once the worker stops reporting; after ``stall_s`` kill it (FAILED).
+
+        A capped job reports only between muxer buffers (``BUFFER_BYTES``, paced at its
+        share of the cap), so the time to write two of them is allowed on top.
+        """
+        stall_s = self._config.export.stall_s
+        while True:
+            await asyncio.sleep(min(1.0, stall_s / 4))
+            share = self._share_kbps(job)
+            paced_s = 2 * BUFFER_BYTES * 8 / 1000 / share if share > 0 else 0.0
+            idle = time.monotonic() - tracker.last_progress
+            if idle >= 2 * RATE_WINDOW_S + paced_s:
+                job.bandwidth_kbps = 0
+            if idle >= stall_s + paced_s:
+                log.warning("export %s device %s: no progress for %.0f s; stopping its worker",
+                            job.export_id, job.device_id, idle)
+                self._stalled.add(job.key)
+                proc.kill()
+                return
 
     async def run(self, job: Job, proc: WorkerProcess) -> None:
         """Run ``job`` on ``proc`` to a terminal status (or back to PENDING on shutdown)."""
@@ -84,9 +112,16 @@ class JobRunner:
             token = self._archive.pin(job.device_id, job.start_us, job.end_us)
             self._running[job.key] = proc
             self._rebalance(job)
+            watchdog = asyncio.create_task(self._watch(job, proc, tracker))
             try:
                 result = await proc.run(payload, tracker)
+            except SenseError:
+                if job.key in self._stalled:
+                    raise StalledError(self._config.export.stall_s) from None
+                raise
             finally:
+                watchdog.cancel()
+                self._stalled.discard(job.key)
                 del self._running[job.key]
                 self._archive.unpin(token)
                 self._rebalance(job)
@@ -208,6 +243,14 @@ class JobRunner:
         job.status, job.errorcode, job.description = Status.FAILED, code, description
         log.info("export %s device %s failed: errorcode %d: %s", job.export_id, job.device_id,
                  code, description)
+
+
+class StalledError(GeneralError):
+    """The worker made no progress for ``export.stall_s`` and was stopped (-18)."""
+
+    def __init__(self, stall_s: float) -> None:
+        super().__init__(f"the export worker made no progress for {stall_s:g} s (stalled) and "
+                         "was stopped; retry the export")
 
 
 async def _logging_store_errors(job: Job, step: Callable[[], Awaitable[None]]) -> None:
