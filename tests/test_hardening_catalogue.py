@@ -169,6 +169,11 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("status-filter-unknown", -22, f"{status}&status=EXPLODED"),
         # -- paths ----------------------------------------------------------------------------
         Case("path-dotdot", -1004, create, with_path("../escape")),
+        # the export accepted before the storm is export 1, in unnamed/1 (issue 19)
+        Case("path-inside-an-export-directory", -1004, create, with_path("unnamed/1/sub")),
+        Case("path-is-an-export-directory", -1004, create, with_path("unnamed/1")),
+        Case("device-repeated-same-start", -22, create,
+             export(ok_device + device_xml(STEADY, start, span(archive, 0, 9)[1]))),
         Case("path-dotdot-inner", -1004, create, with_path("a/../../b")),
         Case("path-absolute-outside", -1004, create, with_path(str(outside))),
         Case("path-etc", -1004, create, with_path("/etc")),

@@ -98,6 +98,19 @@ def parse_manifest(data: bytes) -> list[ListedFile]:
     return listed
 
 
+def device_failures(data: bytes) -> tuple[str, int, list[str]]:
+    """(export status, device count, one line per FAILED device) of a parsed-OK manifest."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.fromstring(data, parser)
+    devices = root.findall("devices/device")
+    failures = [
+        f"device {d.findtext('deviceid')} ({d.findtext('name')}): errorcode "
+        f"{d.findtext('errorcode')}: {d.findtext('description')}"
+        for d in devices if d.findtext("status") == Status.FAILED.value
+    ]
+    return root.findtext("status") or "", len(devices), failures
+
+
 def write_manifest(export: Export, status: Status, finished_us: int,
                    roots: tuple[Path, ...]) -> Path:
     """Write ``manifest.xml`` atomically into the export directory; blocking.
