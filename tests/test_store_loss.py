@@ -1,4 +1,5 @@
-"""The job store is never silently empty: ids never go back, a lost store stops the server."""
+"""The job store is never silently empty: ids never go back, a lost store is rebuilt from the
+manifests on disk, a damaged one stops the server (exit 2) naming the file."""
 
 from __future__ import annotations
 
@@ -70,18 +71,51 @@ def write_toml(tmp_path: Path, archive: dict[str, Any]) -> Path:
     return path
 
 
-def damage(store: Path, how: str) -> None:
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+async def test_a_missing_or_emptied_store_is_rebuilt_from_the_manifests(
+        how: str, make_client: Callable[..., Any], make_config: Callable[..., Any],
+        api_archive: dict[str, Any]) -> None:
+    config = make_config()
+    client = await make_client(config)
+    before = []
+    for n in range(2):
+        export_id = await one_export(client, api_archive, f"case-{n}")
+        before.append((await command(client, "getExportVideoStatus", exportid=export_id))
+                      .find("exports/export"))
+    await client.close()
+    store = config.server.data_dir / STORE
     if how == "deleted":
-        store.unlink()
-    elif how == "emptied":
+        drop_store(config.server.data_dir)
+    else:
         store.write_bytes(b"")
-    else:  # half of the file cut off, as a failing disk or a careless copy leaves it
+    client = await make_client(config)
+    for old in before:
+        export_id = old.findtext("exportid")
+        new = (await command(client, "getExportVideoStatus", exportid=export_id))\
+            .find("exports/export")
+        for field in ("status", "path", "owner", "created", "format", "progress",
+                      "devices/device/files/file/sha256", "devices/device/files/file/size",
+                      "devices/device/starttime", "devices/device/endtime"):
+            assert new.findtext(field) == old.findtext(field), field
+        download = await client.get("/command", params={
+            "command": "downloadExportVideo", "exportid": export_id,
+            "file": old.findtext("devices/device/files/file/name")})
+        assert len(await download.read()) == int(old.findtext("devices/device/files/file/size"))
+    assert await one_export(client, api_archive, "case-x") == 3
+
+
+def damage(store: Path, how: str) -> None:
+    if how == "half-truncated":  # as a failing disk or a careless copy leaves it
         data = store.read_bytes()
         store.write_bytes(data[: len(data) // 2])
+    else:  # the store is lost and one manifest cannot be read to rebuild it
+        store.unlink()
+        manifest = store.parent / "exports" / "case-1" / "2" / "manifest.xml"
+        manifest.write_bytes(manifest.read_bytes()[:100])
 
 
-@pytest.mark.parametrize("how", ["deleted", "emptied", "half-truncated"])
-async def test_a_store_that_lost_finished_exports_stops_the_server_with_exit_2(
+@pytest.mark.parametrize("how", ["half-truncated", "lost-with-a-broken-manifest"])
+async def test_a_damaged_store_stops_the_server_with_exit_2_naming_the_file(
         how: str, make_client: Callable[..., Any], make_config: Callable[..., Any],
         api_archive: dict[str, Any], tmp_path: Path) -> None:
     config = make_config()
@@ -99,7 +133,8 @@ async def test_a_store_that_lost_finished_exports_stops_the_server_with_exit_2(
         capture_output=True, text=True, timeout=60)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output
-    assert str(store) in output and "Traceback" not in output, output
+    named = store if how == "half-truncated" else store.parent / "exports/case-1/2/manifest.xml"
+    assert str(named) in output and "Traceback" not in output, output
     for n in range(3):  # the evidence on disk is untouched
         assert (config.server.export_roots[0] / f"case-{n}" / str(n + 1) / "manifest.xml")\
             .is_file()

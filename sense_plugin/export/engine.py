@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, SenseError
-from sense_plugin.export import admission, files, ids, safefs
+from sense_plugin.export import admission, files, ids, rebuild, safefs
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
 from sense_plugin.export.paths import resolve_export_dir
 from sense_plugin.export.pool import WorkerPool
 from sense_plugin.export.retention import ExportRetention
 from sense_plugin.export.runner import JobRunner
-from sense_plugin.export.store import ExportStore, StoreDamagedError
+from sense_plugin.export.store import ExportStore
 from sense_plugin.timestamps import format_timestamp, now_us
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,9 @@ class ExportEngine:
     async def start(self) -> None:
         """Open the store, requeue unfinished jobs, start the workers and dispatchers.
 
-        A store that lacks exports whose manifests are on disk (missing, emptied, damaged)
-        stops the server (exit 2) naming the file; export ids continue above the store's,
-        the high-water mark file's and every numbered export directory's.
+        A damaged store stops the server (exit 2, naming the file); finished exports a
+        missing or emptied store lacks are rebuilt from their manifests. Export ids continue
+        above the store's, the high-water mark file's and every numbered directory's.
         """
         data_dir = self._config.server.data_dir
         self._store = await self._in_store(ExportStore, data_dir / STORE_FILE)
@@ -88,18 +88,23 @@ class ExportEngine:
                        for i in range(self._config.export.max_concurrent_jobs)]
 
     async def _check_disk(self, loaded: list[Export]) -> None:
+        """Rebuild finished exports the store lost from their manifests; set the last id."""
         assert self._store is not None
         on_disk = await self.run_io(ids.scan_export_dirs, self._roots)
         known = {e.export_id for e in loaded}
         orphans = {i: p for i, p in (await self.run_io(ids.with_manifest, on_disk)).items()
                    if i not in known}
+        hours = self._config.export.export_retention_hours
+        for export_id in sorted(orphans):
+            export = await self.run_io(rebuild.export_from_manifest, orphans[export_id], hours)
+            await self._in_store(self._store.insert, export)
+            await self._in_store(self._store.update_export, export)
+            loaded.append(export)
         if orphans:
-            first = min(orphans)
-            raise StoreDamagedError(
-                f"the job store {self._store.path} does not know {len(orphans)} finished "
-                f"export(s) found on disk (e.g. export {first} in {orphans[first]}): it is "
-                "missing, empty or damaged. Restore it from a backup, or move those export "
-                "directories out of the export roots, then start again")
+            loaded.sort(key=lambda e: e.export_id)
+            log.warning("the job store %s lacked %d finished exports found on disk (it was "
+                        "missing or emptied); rebuilt them from their manifests: %s",
+                        self._store.path, len(orphans), ", ".join(map(str, sorted(orphans))))
         high_water = await self.run_io(ids.read_high_water, self._config.server.data_dir)
         self._last_id = max(await self._in_store(self._store.max_id), high_water,
                             max(on_disk, default=0))

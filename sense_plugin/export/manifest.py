@@ -37,6 +37,8 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         E.name(export.name),
         E.path(export.path),
         E.status(status.value),
+        E.bandwidthlimit(str(export.bandwidth_limit_kbps)),
+        *([] if export.retried_from is None else [E.retriedfrom(str(export.retried_from))]),
         E.devices(*(_device(job) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )
