@@ -138,3 +138,17 @@ async def test_a_damaged_store_stops_the_server_with_exit_2_naming_the_file(
     for n in range(3):  # the evidence on disk is untouched
         assert (config.server.export_roots[0] / f"case-{n}" / str(n + 1) / "manifest.xml")\
             .is_file()
+
+
+async def test_numbered_user_folders_are_not_taken_for_export_directories(
+        make_client: Callable[..., Any], make_config: Callable[..., Any],
+        api_archive: dict[str, Any]) -> None:
+    config = make_config()
+    client = await make_client(config)
+    first = await one_export(client, api_archive, "cases/2026")
+    await client.close()
+    drop_store(config.server.data_dir)  # rebuilt from cases/2026/1/manifest.xml
+    client = await make_client(config)
+    status = await command(client, "getExportVideoStatus", exportid=first)
+    assert status.findtext("exports/export/path") == "cases/2026"
+    assert await one_export(client, api_archive, "cases/2027") == first + 1

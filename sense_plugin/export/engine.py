@@ -90,10 +90,9 @@ class ExportEngine:
     async def _check_disk(self, loaded: list[Export]) -> None:
         """Rebuild finished exports the store lost from their manifests; set the last id."""
         assert self._store is not None
-        on_disk = await self.run_io(ids.scan_export_dirs, self._roots)
+        on_disk, finished = await self.run_io(ids.scan_export_dirs, self._roots)
         known = {e.export_id for e in loaded}
-        orphans = {i: p for i, p in (await self.run_io(ids.with_manifest, on_disk)).items()
-                   if i not in known}
+        orphans = {i: on_disk[i] for i in finished if i not in known}
         hours = self._config.export.export_retention_hours
         for export_id in sorted(orphans):
             export = await self.run_io(rebuild.export_from_manifest, orphans[export_id], hours)

@@ -41,23 +41,24 @@ def write_high_water(data_dir: Path, value: int) -> None:
     os.replace(temp, final)
 
 
-def scan_export_dirs(roots: tuple[Path, ...]) -> dict[int, Path]:
-    """Every numbered directory under the export roots (id → path; symlinks not followed).
+def scan_export_dirs(roots: tuple[Path, ...]) -> tuple[dict[int, Path], set[int]]:
+    """Every export directory under the export roots (symlinks not followed): id → path, and
+    the ids whose directory holds a manifest (finished exports).
 
-    Numbered directories are export directories; they are not descended into.
+    An export directory is a numbered directory without subdirectories (it holds files
+    only), so a user's numbered folder such as ``cases/2026/4711`` counts only at its leaf.
     """
     found: dict[int, Path] = {}
+    finished: set[int] = set()
     for root in roots:
-        for top, dirs, _files in os.walk(root):
-            numbered = [d for d in dirs if d.isdigit() and len(d) < 19]
-            for name in numbered:
-                path = Path(top) / name
-                if int(name) not in found or (path / MANIFEST_NAME).exists():
-                    found[int(name)] = path
-            dirs[:] = [d for d in dirs if d not in numbered]
-    return found
-
-
-def with_manifest(found: dict[int, Path]) -> dict[int, Path]:
-    """The directories of ``found`` that hold a manifest: finished exports."""
-    return {i: p for i, p in found.items() if (p / MANIFEST_NAME).is_file()}
+        for top, dirs, files in os.walk(root):
+            name = os.path.basename(top)
+            if dirs or not name.isdigit() or len(name) >= 19:
+                continue
+            export_id = int(name)
+            if export_id in finished:
+                continue
+            found[export_id] = Path(top)
+            if MANIFEST_NAME in files:
+                finished.add(export_id)
+    return found, finished
