@@ -48,7 +48,8 @@ class StoreDamagedError(ConfigError):
 
 
 class ExportStore:
-    """Persistence of :class:`Export` records; ids are given by the engine, never reused."""
+    """Persistence of :class:`Export` records; ids are given by the engine (0: the next
+    AUTOINCREMENT id), never reused."""
 
     def __init__(self, db_path: Path) -> None:
         self.path = db_path
@@ -97,7 +98,7 @@ class ExportStore:
                 cur.execute(
                     "INSERT INTO exports (export_id, owner, created_us, path, out_base, format,"
                     " name, bandwidth_limit_kbps, retried_from) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (export.export_id, export.owner, export.created_us, export.path,
+                    (export.export_id or None, export.owner, export.created_us, export.path,
                      export.out_base, export.fmt, export.name, export.bandwidth_limit_kbps,
                      export.retried_from),
                 )
