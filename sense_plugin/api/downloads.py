@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
-import logging
 import os
 import re
-from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from sense_plugin.api import render
 from sense_plugin.api.commands.exports import parse_export_id
 from sense_plugin.api.keys import CONFIG, ENGINE, EXECUTOR
 from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.streaming import OpenFile, Sending, stream
 from sense_plugin.api.users import VIEW
 from sense_plugin.errors import (
     MissingParameterError,
@@ -43,7 +42,6 @@ from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Status
 
-log = logging.getLogger(__name__)
 READ_BYTES = 256 * 1024
 MAX_CHUNK_KB = 64 * 1024
 CONTENT_TYPES = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".ts": "video/mp2t",
@@ -53,17 +51,6 @@ _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 class RangeNotSatisfiable(Exception):
     """The Range header cannot be served (answer 416)."""
-
-
-@dataclass(frozen=True)
-class OpenFile:
-    """A file opened for serving: descriptor, size, validators."""
-
-    name: str
-    fd: int
-    size: int
-    etag: str
-    mtime_s: int
 
 
 async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
@@ -84,7 +71,7 @@ async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
     opened = await loop.run_in_executor(executor, open_file, export, engine.roots, name,
                                         expected)
     try:
-        sending = _Sending(ctx.request, opened, engine.download_stop(export_id),
+        sending = Sending(ctx.request, opened, engine.download_stop(export_id),
                            ctx.app[CONFIG].export.download_write_timeout_s)
         return await _serve(sending, chunk_kb, chunk_index)
     finally:
@@ -194,17 +181,7 @@ def _headers(opened: OpenFile) -> dict[str, str]:
     }
 
 
-@dataclass
-class _Sending:
-    """One download in flight: where to write, what, and when to give up."""
-
-    request: web.Request
-    opened: OpenFile
-    stop: asyncio.Event
-    timeout_s: float
-
-
-async def _serve(sending: _Sending, chunk_kb: int | None,
+async def _serve(sending: Sending, chunk_kb: int | None,
                  chunk_index: int | None) -> web.StreamResponse:
     request, opened = sending.request, sending.opened
     headers = _headers(opened)
@@ -214,11 +191,11 @@ async def _serve(sending: _Sending, chunk_kb: int | None,
     size = opened.size
     if chunk_kb is not None:
         first, last = _chunk(opened, chunk_kb, chunk_index or 0, headers)
-        return await _stream(sending, 200, headers, first, last)
+        return await stream(sending, 200, headers, first, last)
     header = request.headers.get("Range")
     if_range = request.headers.get("If-Range")
     if header is None or (if_range is not None and not if_range_matches(if_range, opened)):
-        return await _stream(sending, 200, headers, 0, size - 1)
+        return await stream(sending, 200, headers, 0, size - 1)
     try:
         selected = parse_range(header, size)
     except RangeNotSatisfiable as exc:
@@ -226,10 +203,10 @@ async def _serve(sending: _Sending, chunk_kb: int | None,
         return web.Response(status=416, body=body, headers={
             "Content-Range": f"bytes */{size}", "Content-Type": render.CONTENT_TYPE})
     if selected is None:
-        return await _stream(sending, 200, headers, 0, size - 1)
+        return await stream(sending, 200, headers, 0, size - 1)
     first, last = selected
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return await _stream(sending, 206, headers, first, last)
+    return await stream(sending, 206, headers, first, last)
 
 
 def _chunk(opened: OpenFile, chunk_kb: int, index: int,
@@ -243,69 +220,6 @@ def _chunk(opened: OpenFile, chunk_kb: int, index: int,
                     "X-File-Size": str(opened.size)})
     first = index * chunk_bytes
     return first, min(opened.size, first + chunk_bytes) - 1
-
-
-async def _stream(sending: _Sending, status: int, headers: dict[str, str],
-                  first: int, last: int) -> web.StreamResponse:
-    """Send bytes [first, last] read in the I/O executor, never on the loop (HEAD: none)."""
-    request, opened = sending.request, sending.opened
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = max(0, last - first + 1)
-    try:
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
-        loop = asyncio.get_running_loop()
-        executor = request.app[EXECUTOR]
-        offset = first
-        while offset <= last:
-            count = min(READ_BYTES, last - offset + 1)
-            data = await loop.run_in_executor(executor, os.pread, opened.fd, count, offset)
-            if not data:
-                break  # truncated under us: the client sees a short body and can resume
-            why = await _send(sending, response, data)
-            if why:
-                log.info("download of %s stopped after %d bytes: %s", opened.name,
-                         offset - first, why)
-                _disconnect(request)
-                return response
-            offset += len(data)
-        await response.write_eof()
-    except ConnectionError as exc:  # the client went away: normal for players and browsers
-        log.debug("download of %s: client disconnected (%s)", opened.name, exc)
-        _disconnect(request)
-    return response
-
-
-async def _send(sending: _Sending, response: web.StreamResponse, data: bytes) -> str:
-    """Write one block; a reason to stop ("" when written): removed export or write timeout."""
-    if sending.stop.is_set():
-        return "the export was removed"
-    write = asyncio.ensure_future(response.write(data))
-    write.add_done_callback(_retrieve)  # a write abandoned below may still fail: not an error
-    stop = asyncio.ensure_future(sending.stop.wait())
-    try:
-        await asyncio.wait((write, stop), timeout=sending.timeout_s,
-                           return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-    if write.done():
-        write.result()  # a ConnectionError goes to the caller
-        return ""
-    write.cancel()
-    if sending.stop.is_set():
-        return "the export was removed"
-    return f"the client accepted no data for {sending.timeout_s:g} s"
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-def _disconnect(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.close()
 
 
 COMMANDS = (Command("downloadExportVideo", download_export_video, VIEW),)

@@ -90,23 +90,9 @@ class ExportEngine:
     async def _check_disk(self, loaded: list[Export]) -> None:
         """Rebuild finished exports the store lost from their manifests; set the last id."""
         assert self._store is not None
-        on_disk, finished = await self.run_io(ids.scan_export_dirs, self._roots)
-        known = {e.export_id for e in loaded}
-        orphans = {i: on_disk[i] for i in finished if i not in known}
-        hours = self._config.export.export_retention_hours
-        for export_id in sorted(orphans):
-            export = await self.run_io(rebuild.export_from_manifest, orphans[export_id], hours)
-            await self._in_store(self._store.insert, export)
-            await self._in_store(self._store.update_export, export)
-            loaded.append(export)
-        if orphans:
-            loaded.sort(key=lambda e: e.export_id)
-            log.warning("the job store %s lacked %d finished exports found on disk (it was "
-                        "missing or emptied); rebuilt them from their manifests: %s",
-                        self._store.path, len(orphans), ", ".join(map(str, sorted(orphans))))
-        high_water = await self.run_io(ids.read_high_water, self._config.server.data_dir)
-        self._last_id = max(await self._in_store(self._store.max_id), high_water,
-                            max(on_disk, default=0))
+        self._last_id = await self._in_store(
+            rebuild.recover, self._store, loaded, self._roots, self._config.server.data_dir,
+            self._config.export.export_retention_hours)
 
     async def close(self) -> None:
         """Stop dispatching, interrupt running jobs (they restart next time), stop workers."""

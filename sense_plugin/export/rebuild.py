@@ -8,15 +8,43 @@ own ids instead of starting with an empty history.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from lxml import etree
 
 from sense_plugin.errors import SenseError
+from sense_plugin.export import ids
 from sense_plugin.export.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
 from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
-from sense_plugin.export.store import StoreDamagedError
+from sense_plugin.export.store import ExportStore, StoreDamagedError
 from sense_plugin.timestamps import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+
+def recover(store: ExportStore, loaded: list[Export], roots: tuple[Path, ...], data_dir: Path,
+            retention_hours: float) -> int:
+    """Re-insert the finished exports ``loaded`` lacks from their manifests; the last id.
+
+    Blocking (the engine runs it on the store thread at start). ``loaded`` gains the
+    rebuilt exports, in id order. The last id is the highest of the store's sequence, the
+    high-water mark file and every export directory on disk.
+    """
+    on_disk, finished = ids.scan_export_dirs(roots)
+    known = {e.export_id for e in loaded}
+    orphans = sorted(i for i in finished if i not in known)
+    for export_id in orphans:
+        export = export_from_manifest(on_disk[export_id], retention_hours)
+        store.insert(export)
+        store.update_export(export)
+        loaded.append(export)
+    if orphans:
+        loaded.sort(key=lambda e: e.export_id)
+        log.warning("the job store %s lacked %d finished exports found on disk (it was missing "
+                    "or emptied); rebuilt them from their manifests: %s", store.path,
+                    len(orphans), ", ".join(map(str, orphans)))
+    return max(store.max_id(), ids.read_high_water(data_dir), max(on_disk, default=0))
 
 
 def export_from_manifest(directory: Path, retention_hours: float) -> Export:

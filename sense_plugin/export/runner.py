@@ -109,22 +109,7 @@ class JobRunner:
             if job.key in self._cancel or self.closing:
                 raise JobCancelledError()
             tracker = _Tracker(job, recorded_us)
-            token = self._archive.pin(job.device_id, job.start_us, job.end_us)
-            self._running[job.key] = proc
-            self._rebalance(job)
-            watchdog = asyncio.create_task(self._watch(job, proc, tracker))
-            try:
-                result = await proc.run(payload, tracker)
-            except SenseError:
-                if job.key in self._stalled:
-                    raise StalledError(self._config.export.stall_s) from None
-                raise
-            finally:
-                watchdog.cancel()
-                self._stalled.discard(job.key)
-                del self._running[job.key]
-                self._archive.unpin(token)
-                self._rebalance(job)
+            result = await self._cut(job, proc, payload, tracker)
             await engine.run_io(files.confirm_output, export, self._config.server.export_roots,
                                 dir_fd, payload["name"], result)
             self._complete(job, result, tracker)
@@ -152,6 +137,26 @@ class JobRunner:
                     await _logging_store_errors(job, step)
             finally:
                 self._done.pop(job.key).set()
+
+    async def _cut(self, job: Job, proc: WorkerProcess, payload: dict[str, Any],
+                   tracker: _Tracker) -> dict[str, Any]:
+        """Run the cut on the worker with its sources pinned, watched for stalls."""
+        token = self._archive.pin(job.device_id, job.start_us, job.end_us)
+        self._running[job.key] = proc
+        self._rebalance(job)
+        watchdog = asyncio.create_task(self._watch(job, proc, tracker))
+        try:
+            return await proc.run(payload, tracker)
+        except SenseError:
+            if job.key in self._stalled:
+                raise StalledError(self._config.export.stall_s) from None
+            raise
+        finally:
+            watchdog.cancel()
+            self._stalled.discard(job.key)
+            del self._running[job.key]
+            self._archive.unpin(token)
+            self._rebalance(job)
 
     async def cancel(self, job: Job) -> None:
         """Stop a running job (partial file deleted) and wait until it has settled."""
