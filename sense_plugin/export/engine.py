@@ -69,6 +69,8 @@ class ExportEngine:
         await self._check_disk(loaded)
         for export in loaded:
             self._remember(export)
+            if export.finished_us is None:
+                await self.run_io(files.ensure_directory, export, self._roots)
             for job in export.jobs:
                 if job.status is Status.SYNCING:  # interrupted by a crash: start again
                     log.info("export %s device %s: interrupted by a restart, queued again",

@@ -96,6 +96,13 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def ensure_directory(export: Export, roots: tuple[Path, ...]) -> None:
+    """Create the directory of an unfinished export accepted before directories were made at
+    admission (an older version); one that exists already is this export's own."""
+    with contextlib.suppress(StorageError, PathNotAllowedError, FileNotFoundError):
+        safefs.make_export_dir(export.directory, roots)
+
+
 def remove_partial(export: Export, job: Job, roots: tuple[Path, ...]) -> None:
     """Delete a job's temporary file left by an interrupted run."""
     with contextlib.suppress(OSError, PathNotAllowedError), \

@@ -75,6 +75,7 @@ class ExportRetention:
 
     async def _expire(self, export: Export) -> None:
         self._engine.stop_downloads(export.export_id)
+        log.info("export %s expired: its files are deleted", export.export_id)
         await self._engine.run_io(files.remove_export_files, export, self._engine.roots)
         for job in export.jobs:
             if job.status in (Status.COMPLETED, Status.FAILED):

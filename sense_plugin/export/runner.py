@@ -116,6 +116,8 @@ class JobRunner:
         except JobCancelledError:
             if self.closing and job.key not in self._cancel:
                 job.status, job.progress = Status.PENDING, 0  # restarts on the next start
+                log.info("export %s device %s stopped by the shutdown; it restarts on the next "
+                         "start", job.export_id, job.device_id)
             else:
                 job.status = Status.REMOVED
         except SenseError as exc:
