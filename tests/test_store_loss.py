@@ -152,3 +152,18 @@ async def test_numbered_user_folders_are_not_taken_for_export_directories(
     status = await command(client, "getExportVideoStatus", exportid=first)
     assert status.findtext("exports/export/path") == "cases/2026"
     assert await one_export(client, api_archive, "cases/2027") == first + 1
+
+
+async def test_parallel_creates_get_distinct_ids_and_the_mark_keeps_up(
+        client: Any, make_config: Callable[..., Any], api_archive: dict[str, Any]) -> None:
+    import asyncio
+
+    start = format_timestamp(api_archive["start_us"] + 1_000_000)
+    end = format_timestamp(api_archive["start_us"] + 2_000_000)
+    answers = await asyncio.gather(*(
+        command(client, "exportVideo", body=export_body([(STEADY, start, end)], path=f"p{n}"))
+        for n in range(30)))
+    export_ids = sorted(int(a.findtext("exportid")) for a in answers)
+    assert export_ids == list(range(1, 31))
+    mark = make_config().server.data_dir / "export-ids.hwm"
+    assert mark.read_text().strip() == "30"

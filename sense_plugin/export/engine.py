@@ -157,7 +157,8 @@ class ExportEngine:
         """A new export id, recorded in the high-water mark file before it is used."""
         self._last_id += 1
         export_id = self._last_id
-        await self.run_io(ids.write_high_water, self._config.server.data_dir, export_id)
+        # on the store thread: one writer at a time, in id order
+        await self._in_store(ids.write_high_water, self._config.server.data_dir, export_id)
         return export_id
 
     def _remember(self, export: Export) -> None:
