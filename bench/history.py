@@ -29,6 +29,7 @@ def fill_store(archive: Archive, target: int) -> int:
         template = next(e for e in reversed(exports) if e.status is Status.COMPLETED)
         for _ in range(target - len(exports)):
             clone = copy.deepcopy(template)
+            clone.export_id = 0  # the store gives the next id
             clone.created_us += 1
             store.insert(clone)
         return len(store.load_all())

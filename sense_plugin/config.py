@@ -282,6 +282,10 @@ class _Reader:
             export_retention_hours=self.number(table, w, "export_retention_hours", float, 24.0),
             history_days=self.number(table, w, "history_days", float, 30.0),
             retention_sweep_s=self.number(table, w, "retention_sweep_s", float, 60.0, 0.01, 86400),
+            max_queued_jobs_per_user=self.number(table, w, "max_queued_jobs_per_user", int, 500),
+            stall_s=self.number(table, w, "stall_s", float, 60.0, 0.5, 86400),
+            download_write_timeout_s=self.number(table, w, "download_write_timeout_s", float,
+                                                 30.0, 0.1, 3600),
         )
 
     def archive(self, table: Mapping[str, Any]) -> ArchiveConfig:

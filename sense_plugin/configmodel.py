@@ -80,6 +80,13 @@ class ExportConfig:
     history_days: float = 30
     #: How often the export retention sweep runs (seconds).
     retention_sweep_s: float = 60
+    #: Device jobs one user may have waiting (0: no per-user limit), so one user cannot take
+    #: the whole queue from the others.
+    max_queued_jobs_per_user: int = 500
+    #: A running job whose worker reports no progress for this long is stopped and FAILED.
+    stall_s: float = 60
+    #: A download whose client accepts no data for this long is closed.
+    download_write_timeout_s: float = 30
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,36 @@ def make_client(aiohttp_client: Any) -> Callable[..., Any]:
 async def client(make_client: Callable[..., Any], make_config: Callable[..., Any]) -> Any:
     """A client of the default test server (authentication off)."""
     return await make_client(make_config())
+
+
+# ---------------------------------------------------------------------------------------------
+# Export integrity fixtures (downloads, stalls): one device with a big file.
+# ---------------------------------------------------------------------------------------------
+
+BIG_DEVICE = 9890179877273119879
+
+
+@pytest.fixture(scope="session")
+def big_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """12 s of all-keyframe 8 Mbit/s video (about 8 MB): more than the socket buffers hold."""
+    import time
+
+    end_us = (int(time.time()) - 300) * 1_000_000
+    directory = tmp_path_factory.mktemp("big-archive")
+    demo.generate_device(directory, name="Big", start_us=end_us - 12_000_000, end_us=end_us,
+                         segment_s=12, fps=25, gop_frames=1, bitrate_bps=8_000_000)
+    return directory, end_us - 12_000_000
+
+
+@pytest.fixture
+def big_config(tmp_path: Path, big_archive: tuple[Path, int]) -> Callable[..., Any]:
+    """Factory: ``big_config(**export keys)`` → a Config with only the Big device."""
+    from sense_plugin.config import config_from_dict
+
+    def make(**export: Any) -> Any:
+        return config_from_dict({
+            "server": {"serverid": "7015498111931795223", "data_dir": "data"},
+            "archive": {"demo": False}, "export": export,
+            "devices": [{"deviceid": str(BIG_DEVICE), "name": "Big",
+                         "archive_dir": str(big_archive[0])}]}, base_dir=tmp_path)
+    return make

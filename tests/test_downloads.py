@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import socket
+import struct
+import sys
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
 from apiclient import command, export_body, parse_result, wait_export
-from conftest import API_DEVICES
+from conftest import API_DEVICES, BIG_DEVICE
 from lxml import etree
 
 from sense_plugin.timestamps import format_timestamp
@@ -154,3 +160,99 @@ async def test_unavailable_and_unknown(done: tuple[Any, str, str, str],
                                       f"Gappy_{GAPPY}_x.mp4"), -1006)
     await command(client, "exportVideo", action="remove", exportid=export_id)
     assert "REMOVED" in await expect_error(await download(client, export_id, name), -1006)
+
+
+async def test_head_answers_the_get_headers_without_a_body(
+        done: tuple[Any, str, str, str]) -> None:
+    client, export_id, name, _sha = done
+    get = await download(client, export_id, name)
+    await get.read()
+    query = {"command": "downloadExportVideo", "exportid": export_id, "file": name}
+    head = await client.head("/command", params=query)
+    assert head.status == 200
+    assert await head.read() == b""
+    for header in ("Content-Type", "Content-Length", "ETag", "Accept-Ranges", "Last-Modified",
+                   "Content-Disposition"):
+        assert head.headers[header] == get.headers[header], header
+    ranged = await client.head("/command", params=query, headers={"Range": "bytes=0-9"})
+    assert ranged.status == 206 and ranged.headers["Content-Length"] == "10"
+
+
+async def stalled_download(client: Any, export_id: int | str, name: str) -> socket.socket:
+    """A client that asks for a file and then reads nothing (a tiny receive window)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", client.server.port))
+    path = f"/command?command=downloadExportVideo&exportid={export_id}&file={name}"
+    await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return sock
+
+
+async def drain(sock: socket.socket, timeout_s: float) -> tuple[int, bool]:
+    """Read what the server sent; (bytes, True if it closed the connection in time)."""
+    loop = asyncio.get_running_loop()
+    total, deadline = 0, loop.time() + timeout_s
+    try:
+        while loop.time() < deadline:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), deadline - loop.time())
+            if not data:
+                return total, True
+            total += len(data)
+    except (TimeoutError, ConnectionError):
+        return total, not isinstance(sys.exc_info()[1], TimeoutError)
+    finally:
+        sock.close()
+    return total, False
+
+
+async def big_export(client: Any, big_archive: tuple[Path, int]) -> tuple[str, str, int]:
+    start = big_archive[1]
+    body = export_body([(BIG_DEVICE, format_timestamp(start),
+                         format_timestamp(start + 11_000_000))])
+    root = await command(client, "exportVideo", body=body)
+    export = await wait_export(client, int(root.findtext("exportid")))
+    file_el = export.find("devices/device/files/file")
+    assert file_el is not None, etree.tostring(export)
+    return export.findtext("exportid"), file_el.findtext("name"), int(file_el.findtext("size"))
+
+
+async def test_a_client_that_stops_reading_is_disconnected_after_the_write_timeout(
+        make_client: Any, big_config: Any, big_archive: tuple[Path, int]) -> None:
+    client = await make_client(big_config(download_write_timeout_s=1))
+    export_id, name, size = await big_export(client, big_archive)
+    sock = await stalled_download(client, export_id, name)
+    await asyncio.sleep(3)
+    received, closed = await drain(sock, 10)
+    assert closed and received < size, (closed, received, size)
+
+
+async def test_removing_an_export_stops_its_running_downloads(
+        make_client: Any, big_config: Any, big_archive: tuple[Path, int]) -> None:
+    client = await make_client(big_config())
+    export_id, name, size = await big_export(client, big_archive)
+    sock = await stalled_download(client, export_id, name)
+    await asyncio.sleep(0.5)
+    await command(client, "exportVideo", action="remove", exportid=export_id)
+    received, closed = await drain(sock, 5)  # the write timeout (30 s) is far away
+    assert closed and received < size, (closed, received, size)
+
+
+async def test_a_client_that_disconnects_mid_download_is_no_incident(
+        make_client: Any, big_config: Any, big_archive: tuple[Path, int],
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = await make_client(big_config())
+    export_id, name, _size = await big_export(client, big_archive)
+    loop = asyncio.get_running_loop()
+    for reset in (False, True, False, True):
+        sock = await stalled_download(client, export_id, name)
+        await loop.sock_recv(sock, 1000)  # the download has begun
+        if reset:  # a reset, with most of the file unsent
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(1)
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]
+    await command(client, "getExportVideoStatus", exportid=export_id)  # still serving

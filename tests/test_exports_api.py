@@ -28,7 +28,7 @@ async def create(client: Any, devices: list[tuple[int, str, str]], **fields: Any
 def output_file(config: Any, export: Any, device_index: int = 0) -> Path:
     device = export.findall("devices/device")[device_index]
     name = device.findtext("files/file/name")
-    base = config.server.export_roots[0] / export.findtext("path")
+    base = config.server.export_roots[0] / (export.findtext("path") or "unnamed")
     return base / export.findtext("exportid") / name
 
 
@@ -126,8 +126,9 @@ async def test_remove_running_export_stops_fast(make_client: Any, make_config: A
     root = await command(client, "exportVideo", body=body)
     assert loop.time() - began < 1.5
     assert root.findtext("status") == "REMOVED"
-    directory = make_config().server.export_roots[0] / str(export_id)
-    assert not directory.exists() or not any(directory.iterdir())
+    root = make_config().server.export_roots[0]
+    assert not (root / "unnamed" / str(export_id)).exists()
+    assert not (root / "unnamed").exists()  # no empty folders left behind
 
 
 async def test_remove_queued_export(make_client: Any, make_config: Any,
@@ -239,3 +240,35 @@ async def test_shutdown_with_capped_exports_loses_nothing(make_client: Any, make
     assert len(statuses) == 5 and set(statuses) <= {"PENDING", "SYNCING"}
     for export_id in ids:
         await command(client, "exportVideo", action="remove", exportid=export_id)
+
+
+async def test_paged_status_carries_the_total_and_progress_follows_spec(
+        client: Any, api_archive: dict[str, Any]) -> None:
+    done = await create(client, [(STEADY, *span(api_archive, 1, 3))])
+    await wait_export(client, done)
+    await command(client, "exportVideo", action="remove", exportid=done)
+    running = await create(client, [(STEADY, *span(api_archive, 0, 40))], bandwidth=60)
+    export = await wait_export(client, running, until=("SYNCING",))
+    for _ in range(200):
+        export = (await command(client, "getExportVideoStatus", exportid=running)) \
+            .find("exports/export")
+        if int(export.findtext("devices/device/progress")) > 0:
+            break
+        await __import__("asyncio").sleep(0.05)
+    await command(client, "exportVideo", action="remove", exportid=running)
+    kept = int(export.findtext("devices/device/progress"))
+    for export_id, expected in ((done, 100), (running, None)):
+        root = await command(client, "getExportVideoStatus", exportid=export_id)
+        progress = int(root.findtext("exports/export/devices/device/progress"))
+        assert root.findtext("exports/export/status") == "REMOVED"
+        if expected is None:  # removed while running: the value it had, never 100
+            assert kept <= progress < 100
+        else:  # completed, then removed: still 100
+            assert progress == 100
+    await create(client, [(STEADY, *span(api_archive, 5, 6))])
+    page = await command(client, "getExportVideoStatus", limit=2)
+    assert page.find("exports").get("count") == "2" and page.find("exports").get("total") == "3"
+    filtered = await command(client, "getExportVideoStatus", limit=1, status="REMOVED")
+    assert filtered.find("exports").get("total") == "2"
+    whole = await command(client, "getExportVideoStatus")
+    assert whole.find("exports").get("total") is None

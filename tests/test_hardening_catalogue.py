@@ -169,6 +169,11 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("status-filter-unknown", -22, f"{status}&status=EXPLODED"),
         # -- paths ----------------------------------------------------------------------------
         Case("path-dotdot", -1004, create, with_path("../escape")),
+        # the export accepted before the storm is export 1, in unnamed/1 (issue 19)
+        Case("path-inside-an-export-directory", -1004, create, with_path("unnamed/1/sub")),
+        Case("path-is-an-export-directory", -1004, create, with_path("unnamed/1")),
+        Case("device-repeated-same-start", -22, create,
+             export(ok_device + device_xml(STEADY, start, span(archive, 0, 9)[1]))),
         Case("path-dotdot-inner", -1004, create, with_path("a/../../b")),
         Case("path-absolute-outside", -1004, create, with_path(str(outside))),
         Case("path-etc", -1004, create, with_path("/etc")),
@@ -280,7 +285,7 @@ async def test_catalogue(make_client: Callable[..., Any], make_config: Callable[
     export = await wait_export(client, export_id, timeout_s=60)
     assert export.findtext("status") == "COMPLETED", etree.tostring(export).decode()
     file_el = export.find("devices/device/files/file")
-    path = root_dir / str(export_id) / file_el.findtext("name")
+    path = root_dir / "unnamed" / str(export_id) / file_el.findtext("name")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == file_el.findtext("sha256")
     with av.open(str(path)) as container:
         stream = container.streams.video[0]

@@ -84,7 +84,7 @@ async def test_source_segment_broken_during_export(make_client: Callable[..., An
         code = int(device.findtext("errorcode"))
         assert code != 0 and device.findtext("description")
         assert "Traceback" not in device.findtext("description")
-    out_dir = config.server.export_roots[0] / str(export_id)
+    out_dir = config.server.export_roots[0] / "unnamed" / str(export_id)
     assert not list(out_dir.glob("*.part"))
     # the server keeps working: an export of the intact part completes
     ok_end = format_timestamp(api_archive["start_us"] + 5_000_000)

@@ -104,7 +104,7 @@ async def test_status_polling_under_load_loses_nothing(make_client: Any, make_co
             continue
         assert export.findtext("status") == "COMPLETED"
         file_el = device.find("files/file")
-        path = roots / str(export_id) / file_el.findtext("name")
+        path = roots / "unnamed" / str(export_id) / file_el.findtext("name")
         assert hashlib.sha256(path.read_bytes()).hexdigest() == file_el.findtext("sha256")
         with av.open(str(path)) as container:
             frames = sum(1 for p in container.demux(video=0) if p.size)

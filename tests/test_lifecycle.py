@@ -125,3 +125,27 @@ async def wait_export_as(client: Any, export_id: int, user: str) -> Any:
 
 def same_shape(a: str, b: str) -> bool:
     return re.sub(r"\d+", "N", a) == re.sub(r"\d+", "N", b)
+
+
+async def test_every_export_event_has_an_info_line(client: Any, api_archive: dict[str, Any],
+                                                   caplog: Any) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="sense_plugin")
+    ok_id = int((await command(client, "exportVideo", body=body(api_archive, 1, 3, path="logs")))
+                .findtext("exportid"))
+    await wait_export(client, ok_id)
+    bad_id = int((await command(client, "exportVideo", body=body(api_archive, 62, 64, GAPPY)))
+                 .findtext("exportid"))
+    await wait_export(client, bad_id)
+    await command(client, "exportVideo", action="remove", exportid=ok_id)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    expected = [
+        rf"export {ok_id} created by \S+: device {STEADY} .* to .* into .*logs/{ok_id}",
+        rf"export {ok_id} device {STEADY} started",
+        rf"export {ok_id} device {STEADY} completed: .*, \d+ bytes in [\d.]+ s \(\d+ kbit/s\)",
+        rf"export {bad_id} device {GAPPY} failed: errorcode -9: ",
+        rf"export {ok_id} removed by ",
+    ]
+    for pattern in expected:
+        assert any(re.search(pattern, line) for line in lines), (pattern, lines)

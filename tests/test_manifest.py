@@ -17,7 +17,8 @@ STEADY, OFF_RANGE = API_DEVICES["Steady"], API_DEVICES["Gappy"]
 
 
 def export_dir(config: Any, export: etree._Element) -> Path:
-    return config.server.export_roots[0] / export.findtext("path") / export.findtext("exportid")
+    folder = export.findtext("path") or "unnamed"
+    return config.server.export_roots[0] / folder / export.findtext("exportid")
 
 
 async def finished_export(client: Any, archive: dict[str, Any], *devices: tuple[int, float, float],
@@ -89,3 +90,22 @@ def test_verify_without_manifest_is_an_error(tmp_path: Path, capsys: Any) -> Non
                                            "</devices></manifest>")
     assert main(["verify", str(tmp_path)]) == 1
     assert "not a plain file name" in capsys.readouterr().out
+
+
+async def test_an_export_whose_devices_all_failed_has_a_directory_and_manifest(
+        client: Any, make_config: Any, api_archive: dict[str, Any], capsys: Any) -> None:
+    export = await finished_export(client, api_archive, (OFF_RANGE, 62, 64), path="nothing")
+    assert export.findtext("status") == "FAILED"
+    directory = export_dir(make_config(), export)
+    manifest = etree.parse(str(directory / "manifest.xml")).getroot()
+    assert schema("manifest").validate(manifest), schema("manifest").error_log
+    assert manifest.findtext("status") == "FAILED"
+    assert manifest.findtext("devices/device/errorcode") == "-9"
+    download = await client.get("/command", params={
+        "command": "downloadExportVideo", "exportid": export.findtext("exportid"),
+        "file": "manifest.xml"})
+    assert await download.read() == (directory / "manifest.xml").read_bytes()
+    assert main(["verify", str(directory)]) == 1
+    out = capsys.readouterr().out
+    assert "EXPORT FAILED: 1 of 1 devices failed" in out
+    assert f"FAILED device {OFF_RANGE} (Gappy): errorcode -9:" in out

@@ -81,7 +81,7 @@ def test_sigkill_mid_export_then_restart_completes(server: ServerProcess) -> Non
     while status(server, running)[1] < 10:
         time.sleep(0.1)
     server.stop(signal.SIGKILL)
-    export_dir = server.config.parent / "data" / "exports" / running
+    export_dir = server.config.parent / "data" / "exports" / "unnamed" / running
     finals = [p for p in export_dir.iterdir() if not p.name.endswith(".part")]
     assert finals == []  # nothing under a final name yet
     server.start()
@@ -91,7 +91,8 @@ def test_sigkill_mid_export_then_restart_completes(server: ServerProcess) -> Non
         assert time.monotonic() < deadline, server.log_path.read_text()
         time.sleep(0.3)
     for export_id in (running, queued, queued2):
-        files = list((server.config.parent / "data" / "exports" / export_id).iterdir())
+        files = list((server.config.parent / "data" / "exports" / "unnamed" / export_id)
+                     .iterdir())
         videos = [p for p in files if p.suffix == ".mp4"]
         assert len(videos) == 1 and not any(p.name.endswith(".part") for p in files)
         with av.open(str(videos[0])) as container:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 import pytest
+from fsfull import file_size_limit
 
 from sense_plugin.errors import StorageError
 from sense_plugin.export.sink import HashingSink, WriteCancelled
@@ -66,11 +67,20 @@ def test_digest_only_after_close(tmp_path: Path) -> None:
 
 
 def test_full_disk_is_a_storage_error(tmp_path: Path) -> None:
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
-    os.symlink("/dev/full", tmp_path / "out.bin")
-    with pytest.raises(StorageError), HashingSink(tmp_path / "out.bin", fsync=False) as sink:
+    with file_size_limit(50_000), pytest.raises(StorageError), \
+            HashingSink(tmp_path / "out.bin", fsync=False) as sink:
         sink.write(b"x" * 100_000)
+
+
+def test_temporary_file_is_created_exclusively_never_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "victim").write_bytes(b"keep")
+    os.symlink(tmp_path / "victim", tmp_path / "link.part")
+    with pytest.raises(OSError):
+        HashingSink(tmp_path / "link.part", fsync=False)
+    (tmp_path / "taken.part").write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        HashingSink(tmp_path / "taken.part", fsync=False)
+    assert (tmp_path / "victim").read_bytes() == b"keep"
 
 
 def test_paced_writes_are_split_and_accounted(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/webservice", webservice)
     app.router.add_route("GET", "/command", command)
     app.router.add_route("POST", "/command", command)
+    app.router.add_route("HEAD", "/command", command)  # downloads: headers of the GET (SPEC §14)
     setup_web(app)  # the browser export page under /web/
     app.on_response_prepare.append(add_security_headers)
     setup_metrics(app)  # GET /metrics

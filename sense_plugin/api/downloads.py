@@ -4,24 +4,32 @@ File names are looked up in the export's own list (device files and ``manifest.x
 joined to a path as given. Ranges: one ``bytes=`` range is honoured (206); several ranges, or
 another unit, are ignored (200 with the whole file); malformed, reversed or past-the-end ranges
 answer 416 with ``Content-Range: bytes */SIZE``. ``If-Range`` (an ETag or an HTTP date) and
-``If-None-Match`` are honoured; the ETag is the file's SHA-256.
+``If-None-Match`` are honoured; the ETag is the file's SHA-256. ``HEAD`` answers the headers of
+the same ``GET`` without a body.
+
+Files are opened from the export root without following any symlink, and a device file whose
+size differs from the recorded one is not served (-1006). A client that accepts no data for
+``export.download_write_timeout_s`` is disconnected, as are the running downloads of an export
+that is removed; a client that goes away is logged at DEBUG, never as an incident.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
 
 from aiohttp import web
 
 from sense_plugin.api import render
 from sense_plugin.api.commands.exports import parse_export_id
-from sense_plugin.api.keys import ENGINE, EXECUTOR
+from sense_plugin.api.keys import CONFIG, ENGINE, EXECUTOR
 from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.streaming import OpenFile, Sending, stream
 from sense_plugin.api.users import VIEW
 from sense_plugin.errors import (
     MissingParameterError,
@@ -30,6 +38,7 @@ from sense_plugin.errors import (
     PathNotAllowedError,
     ResultCode,
 )
+from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Status
 
@@ -44,35 +53,27 @@ class RangeNotSatisfiable(Exception):
     """The Range header cannot be served (answer 416)."""
 
 
-@dataclass(frozen=True)
-class OpenFile:
-    """A file opened for serving: descriptor, size, validators."""
-
-    name: str
-    fd: int
-    size: int
-    etag: str
-    mtime_s: int
-
-
 async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
     """Stream a file of a COMPLETED (or, for its completed devices, FAILED) export."""
     params = ctx.params
     export_id = parse_export_id(params.text("exportid", required=True) or "")
-    export = ctx.app[ENGINE].get(export_id, ctx.user.name, ctx.user.is_admin)
+    engine = ctx.app[ENGINE]
+    export = engine.get(export_id, ctx.user.name, ctx.user.is_admin)
     name = params.text("file", required=True) or ""
     check_file_name(name)
-    expected_sha = allowed_file(export, name)
+    expected = allowed_file(export, name)
     chunk_kb = params.integer("chunk_size_kb", minimum=1, maximum=MAX_CHUNK_KB)
     chunk_index = params.integer("start_from_chunk_index", minimum=0, maximum=2**40)
     if chunk_index is not None and chunk_kb is None:
         raise MissingParameterError("start_from_chunk_index needs chunk_size_kb")
     loop = asyncio.get_running_loop()
     executor = ctx.app[EXECUTOR]
-    path = str(export.directory / name)
-    opened = await loop.run_in_executor(executor, open_file, path, name, expected_sha)
+    opened = await loop.run_in_executor(executor, open_file, export, engine.roots, name,
+                                        expected)
     try:
-        return await _serve(ctx.request, opened, chunk_kb, chunk_index)
+        sending = Sending(ctx.request, opened, engine.download_stop(export_id),
+                           ctx.app[CONFIG].export.download_write_timeout_s)
+        return await _serve(sending, chunk_kb, chunk_index)
     finally:
         await loop.run_in_executor(executor, os.close, opened.fd)
 
@@ -87,8 +88,8 @@ def check_file_name(name: str) -> None:
                                   "(no '/', '\\', '%', '..' or control characters)")
 
 
-def allowed_file(export: Export, name: str) -> str | None:
-    """The SHA-256 the manifest records for ``name`` (None for the manifest); -1006 if absent."""
+def allowed_file(export: Export, name: str) -> tuple[str, int] | None:
+    """(SHA-256, size) recorded for ``name`` (None for the manifest); -1006 if not listed."""
     status = export.status
     if status not in (Status.COMPLETED, Status.FAILED):
         raise NotAvailableError(f"export {export.export_id} is {status.value}; files can be "
@@ -97,26 +98,41 @@ def allowed_file(export: Export, name: str) -> str | None:
         return None
     for job in export.jobs:
         if job.file is not None and job.file.name == name and job.status is Status.COMPLETED:
-            return job.file.sha256
+            return job.file.sha256, job.file.size_bytes
     names = [j.file.name for j in export.jobs if j.file and j.status is Status.COMPLETED]
     raise NotAvailableError(f"export {export.export_id} has no file '{name[:80]}' to download "
                             f"(available: {', '.join([*names, MANIFEST_NAME])})")
 
 
-def open_file(path: str, name: str, sha256: str | None) -> OpenFile:
-    """Open and stat a file (blocking); the ETag is the recorded hash, or computed (manifest)."""
+def open_file(export: Export, roots: tuple[Path, ...], name: str,
+              expected: tuple[str, int] | None) -> OpenFile:
+    """Open and stat a file (blocking) without following symlinks; check its recorded size.
+
+    The ETag is the recorded hash, or computed (manifest).
+    """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        with safefs.opened_dir(export.directory, roots) as dir_fd:
+            fd = safefs.open_regular(dir_fd, name)
     except FileNotFoundError:
         raise NotAvailableError(f"file '{name}' is no longer on disk") from None
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EINVAL):
+            raise PathNotAllowedError(f"file '{name}' is not a regular file of the export "
+                                      "(a symlink or something else); not served") from None
         raise NotAvailableError(f"file '{name}' cannot be read: {exc.strerror}") from None
     stat = os.fstat(fd)
-    if sha256 is None:
+    if expected is not None and stat.st_size != expected[1]:
+        os.close(fd)
+        raise NotAvailableError(f"file '{name}' is {stat.st_size} bytes on disk but "
+                                f"{expected[1]} were recorded: it changed after the export "
+                                "and is not served")
+    if expected is None:
         digest = hashlib.sha256()
         for offset in range(0, stat.st_size, READ_BYTES):
             digest.update(os.pread(fd, READ_BYTES, offset))
         sha256 = digest.hexdigest()
+    else:
+        sha256 = expected[0]
     return OpenFile(name, fd, stat.st_size, f'"{sha256}"', int(stat.st_mtime))
 
 
@@ -165,8 +181,9 @@ def _headers(opened: OpenFile) -> dict[str, str]:
     }
 
 
-async def _serve(request: web.Request, opened: OpenFile, chunk_kb: int | None,
+async def _serve(sending: Sending, chunk_kb: int | None,
                  chunk_index: int | None) -> web.StreamResponse:
+    request, opened = sending.request, sending.opened
     headers = _headers(opened)
     inm = request.headers.get("If-None-Match")
     if inm is not None and opened.etag in {t.strip() for t in inm.split(",")} | {"*"}:
@@ -174,11 +191,11 @@ async def _serve(request: web.Request, opened: OpenFile, chunk_kb: int | None,
     size = opened.size
     if chunk_kb is not None:
         first, last = _chunk(opened, chunk_kb, chunk_index or 0, headers)
-        return await _stream(request, opened, 200, headers, first, last)
+        return await stream(sending, 200, headers, first, last)
     header = request.headers.get("Range")
     if_range = request.headers.get("If-Range")
     if header is None or (if_range is not None and not if_range_matches(if_range, opened)):
-        return await _stream(request, opened, 200, headers, 0, size - 1)
+        return await stream(sending, 200, headers, 0, size - 1)
     try:
         selected = parse_range(header, size)
     except RangeNotSatisfiable as exc:
@@ -186,10 +203,10 @@ async def _serve(request: web.Request, opened: OpenFile, chunk_kb: int | None,
         return web.Response(status=416, body=body, headers={
             "Content-Range": f"bytes */{size}", "Content-Type": render.CONTENT_TYPE})
     if selected is None:
-        return await _stream(request, opened, 200, headers, 0, size - 1)
+        return await stream(sending, 200, headers, 0, size - 1)
     first, last = selected
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return await _stream(request, opened, 206, headers, first, last)
+    return await stream(sending, 206, headers, first, last)
 
 
 def _chunk(opened: OpenFile, chunk_kb: int, index: int,
@@ -203,26 +220,6 @@ def _chunk(opened: OpenFile, chunk_kb: int, index: int,
                     "X-File-Size": str(opened.size)})
     first = index * chunk_bytes
     return first, min(opened.size, first + chunk_bytes) - 1
-
-
-async def _stream(request: web.Request, opened: OpenFile, status: int, headers: dict[str, str],
-                  first: int, last: int) -> web.StreamResponse:
-    """Send bytes [first, last] read in the I/O executor, never on the loop."""
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = max(0, last - first + 1)
-    await response.prepare(request)
-    loop = asyncio.get_running_loop()
-    executor = request.app[EXECUTOR]
-    offset = first
-    while offset <= last:
-        count = min(READ_BYTES, last - offset + 1)
-        data = await loop.run_in_executor(executor, os.pread, opened.fd, count, offset)
-        if not data:
-            break  # truncated under us: the client sees a short body and can resume
-        await response.write(data)
-        offset += len(data)
-    await response.write_eof()
-    return response
 
 
 COMMANDS = (Command("downloadExportVideo", download_export_video, VIEW),)

@@ -22,7 +22,8 @@ def _(result: r.ExportChanged) -> list[etree._Element]:
 
 @render.register
 def _(result: r.ExportStatusList) -> bytes:
-    parts = [f'<exports count="{len(result.exports)}">'.encode()]
+    total = "" if result.total is None else f' total="{result.total}"'
+    parts = [f'<exports count="{len(result.exports)}"{total}>'.encode()]
     parts.extend(export_bytes(e) for e in result.exports)
     parts.append(b"</exports>")
     return b"".join(parts)

@@ -90,3 +90,4 @@ class ExportChanged:
 @dataclass(frozen=True)
 class ExportStatusList:
     exports: tuple[Export, ...]
+    total: int | None = None  # every matching export, on paged answers (SPEC §5.3)

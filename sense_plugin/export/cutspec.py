@@ -40,6 +40,9 @@ class CutResult:
     gaps: tuple[Gap, ...]
     size_bytes: int
     sha256: str
+    #: st_dev / st_ino of the descriptor that was written and hashed (identity check).
+    file_dev: int = 0
+    file_ino: int = 0
 
 
 class CutCancelled(Exception):

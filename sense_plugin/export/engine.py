@@ -11,12 +11,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
-from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, QueueFullError
-from sense_plugin.export import files
+from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, SenseError
+from sense_plugin.export import admission, files, ids, rebuild, safefs
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
 from sense_plugin.export.paths import resolve_export_dir
@@ -24,7 +25,7 @@ from sense_plugin.export.pool import WorkerPool
 from sense_plugin.export.retention import ExportRetention
 from sense_plugin.export.runner import JobRunner
 from sense_plugin.export.store import ExportStore
-from sense_plugin.timestamps import now_us
+from sense_plugin.timestamps import format_timestamp, now_us
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,26 +53,52 @@ class ExportEngine:
         self.on_job_finished: list[Callable[[Job], None]] = []
         #: Bumped by every state change the engine persists (the status list cache's key).
         self.version = 0
+        self._roots = config.server.export_roots
+        self._last_id = 0
+        self._dirs: dict[str, int] = {}  # export directory → export id (nesting check)
+        self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
+        self._download_stops: dict[int, asyncio.Event] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Open the store, requeue unfinished jobs, start the workers and dispatchers."""
-        db_path = self._config.server.data_dir / STORE_FILE
-        self._store = await self._in_store(ExportStore, db_path)
-        for export in await self._in_store(self._store.load_all):
-            self._exports[export.export_id] = export
+        """Open the store, requeue unfinished jobs, start the workers and dispatchers.
+
+        A damaged store stops the server (exit 2, naming the file); finished exports a
+        missing or emptied store lacks are rebuilt from their manifests. Export ids continue
+        above the store's, the high-water mark file's and every numbered directory's.
+        """
+        data_dir = self._config.server.data_dir
+        self._store = await self._in_store(ExportStore, data_dir / STORE_FILE)
+        loaded = await self._in_store(self._store.load_all)
+        await self._check_disk(loaded)
+        for export in loaded:
+            self._remember(export)
+            if export.finished_us is None:
+                await self.run_io(files.ensure_directory, export, self._roots)
             for job in export.jobs:
                 if job.status is Status.SYNCING:  # interrupted by a crash: start again
+                    log.info("export %s device %s: interrupted by a restart, queued again",
+                             export.export_id, job.device_id)
                     job.status, job.progress, job.bytes_written = Status.PENDING, 0, 0
                     await self.save_job(job)
-                    await self.run_io(files.remove_partial, export, job)
+                    await self.run_io(files.remove_partial, export, job, self._roots)
                 if job.status is Status.PENDING:
                     self._enqueue(job)
             await self.finish_if_done(export)  # finished before a crash stamped it
+        resumed = sum(1 for e in loaded if e.finished_us is None)
+        log.info("export store %s: %d exports, %d unfinished resumed, next id %d",
+                 self._store.path, len(loaded), resumed, self._last_id + 1)
         await self._pool.start()
         self._retention.start()
         self._tasks = [asyncio.create_task(self._dispatch(), name=f"export-dispatch-{i}")
                        for i in range(self._config.export.max_concurrent_jobs)]
+
+    async def _check_disk(self, loaded: list[Export]) -> None:
+        """Rebuild finished exports the store lost from their manifests; set the last id."""
+        assert self._store is not None
+        self._last_id = await self._in_store(
+            rebuild.recover, self._store, loaded, self._roots, self._config.server.data_dir,
+            self._config.export.export_retention_hours)
 
     async def close(self) -> None:
         """Stop dispatching, interrupt running jobs (they restart next time), stop workers."""
@@ -91,36 +118,61 @@ class ExportEngine:
     # -- commands --------------------------------------------------------------------------
     async def create(self, request: ExportRequest, owner: str,
                      retried_from: int | None = None) -> Export:
-        """Admit an export (all or nothing) and queue one job per device."""
-        queued = len(self._pending) + len(request.devices)
-        if queued > self._config.export.max_queued_jobs:
-            raise QueueFullError(
-                f"the export queue is full ({len(self._pending)} device jobs waiting, "
-                f"limit {self._config.export.max_queued_jobs})"
-            )
-        out_base = await self.run_io(resolve_export_dir, request.path,
-                                     self._config.server.export_roots)
+        """Admit an export (all or nothing) and queue one job per device.
+
+        Its directory is created exclusively here, so a FAILED export has one for its
+        manifest and no two exports ever share a directory.
+        """
+        admission.check_unique_names(request, self._config)
+        admission.check_queue((self._exports[k[0]].owner for k in self._pending), owner,
+                              len(request.devices), self._config)
+        out_base = await self.run_io(resolve_export_dir, request.path, self._roots)
+        admission.check_not_nested(out_base, self._dirs)
         export = Export(
-            export_id=0, owner=owner, created_us=now_us(), path=request.path,
-            out_base=str(out_base), fmt=request.fmt, name=request.name,
+            export_id=await self._next_id(), owner=owner, created_us=now_us(),
+            path=request.path, out_base=str(out_base), fmt=request.fmt, name=request.name,
             bandwidth_limit_kbps=request.bandwidth_kbps, retried_from=retried_from,
         )
         for index, device in enumerate(request.devices):
             configured = self._config.device(device.device_id)
             export.jobs.append(Job(
-                export_id=0, index=index, server_id=device.server_id, device_id=device.device_id,
+                export_id=export.export_id, index=index, server_id=device.server_id,
+                device_id=device.device_id,
                 device_name=configured.name if configured else str(device.device_id),
                 start_us=device.start_us, end_us=device.end_us,
             ))
+        await self.run_io(safefs.make_export_dir, export.directory, self._roots)
         assert self._store is not None
-        export.export_id = await self._in_store(self._store.insert, export)
-        for job in export.jobs:
-            job.export_id = export.export_id
-        self._exports[export.export_id] = export
+        try:
+            await self._in_store(self._store.insert, export)
+        except BaseException:
+            await self.run_io(safefs.remove_empty_dirs, export.directory, self._roots)
+            raise
+        self._remember(export)
         self.version += 1
         for job in export.jobs:
             self._enqueue(job)
+        log.info("export %s created by %s: %s into %s%s", export.export_id, owner or "-",
+                 ", ".join(f"device {j.device_id} {format_timestamp(j.start_us)} to "
+                           f"{format_timestamp(j.end_us)}" for j in export.jobs),
+                 export.directory, f" (retry of {retried_from})" if retried_from else "")
         return export
+
+    async def _next_id(self) -> int:
+        """A new export id, recorded in the high-water mark file before it is used."""
+        self._last_id += 1
+        export_id = self._last_id
+        # on the store thread: one writer at a time, in id order
+        await self._in_store(ids.write_high_water, self._config.server.data_dir, export_id)
+        return export_id
+
+    def _remember(self, export: Export) -> None:
+        self._exports[export.export_id] = export
+        self._dirs[str(export.directory)] = export.export_id
+        if export.retried_from is not None:
+            done: asyncio.Future[Export] = asyncio.get_running_loop().create_future()
+            done.set_result(export)
+            self._retries.setdefault(export.retried_from, done)
 
     async def remove(self, export_id: int, user_name: str, is_admin: bool) -> Export:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
@@ -134,19 +186,47 @@ class ExportEngine:
                 job.status = Status.REMOVED
                 job.finished_us = job.finished_us or now_us()
                 await self.save_job(job)
-        await self.run_io(files.remove_export_files, export)
+        self.stop_downloads(export_id)
+        await self.run_io(files.remove_export_files, export, self._roots)
         await self.finish_if_done(export)
+        log.info("export %s removed by %s", export_id, user_name or "-")
         return export
 
     async def retry(self, export_id: int, user_name: str, is_admin: bool) -> Export:
-        """A new export with the parameters of a FAILED, REMOVED or EXPIRED one."""
+        """A new export with the parameters of a FAILED, REMOVED or EXPIRED one.
+
+        One retry per export: asking again (even in parallel) answers the same new export.
+        """
         old = self.get(export_id, user_name, is_admin)
         if old.status not in (Status.FAILED, Status.REMOVED, Status.EXPIRED):
             raise OutOfRangeError(
                 f"export {export_id} is {old.status}; only FAILED, REMOVED or EXPIRED exports "
                 "can be retried"
             )
-        return await self.create(old.request(), old.owner, retried_from=export_id)
+        existing = self._retries.get(export_id)
+        if existing is not None:
+            return await asyncio.shield(existing)
+        future: asyncio.Future[Export] = asyncio.get_running_loop().create_future()
+        self._retries[export_id] = future
+        try:
+            new = await self.create(old.request(), old.owner, retried_from=export_id)
+        except BaseException as exc:
+            del self._retries[export_id]  # a refused retry (queue full) may be asked again
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiting callers get it, nobody else
+            raise
+        future.set_result(new)
+        return new
+
+    def stop_downloads(self, export_id: int) -> None:
+        """Stop the running downloads of an export (removed or expired)."""
+        stop = self._download_stops.pop(export_id, None)
+        if stop is not None:
+            stop.set()
+
+    def download_stop(self, export_id: int) -> asyncio.Event:
+        """Set when the export is removed: its running downloads stop."""
+        return self._download_stops.setdefault(export_id, asyncio.Event())
 
     def get(self, export_id: int, user_name: str, is_admin: bool) -> Export:
         """The export if it exists and the user may see it; -57 otherwise (same answer)."""
@@ -176,10 +256,10 @@ class ExportEngine:
             final = combine_statuses([j.status for j in export.jobs])
             if final in (Status.COMPLETED, Status.FAILED):
                 try:
-                    await self.run_io(write_manifest, export, final, finished_us)
-                except OSError as exc:
+                    await self.run_io(write_manifest, export, final, finished_us, self._roots)
+                except (OSError, SenseError) as exc:
                     log.error("export %s: cannot write %s: %s", export.export_id,
-                              MANIFEST_NAME, exc)
+                              MANIFEST_NAME, getattr(exc, "description", exc))
                 hours = self._config.export.export_retention_hours
                 export.expires_us = finished_us + int(hours * 3600 * 1_000_000)
             export.finished_us = finished_us
@@ -188,6 +268,10 @@ class ExportEngine:
             await self._in_store(self._store.update_export, export)
         finally:
             self._finishing.discard(export.export_id)
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return self._roots
 
     def all_exports(self) -> list[Export]:
         return list(self._exports.values())
@@ -200,7 +284,9 @@ class ExportEngine:
         assert self._store is not None
         await self._in_store(self._store.delete, export_ids)
         for export_id in export_ids:
-            self._exports.pop(export_id, None)
+            export = self._exports.pop(export_id, None)
+            if export is not None:
+                self._dirs.pop(str(export.directory), None)
         self.version += 1
 
     def export_of(self, job: Job) -> Export:

@@ -1,55 +1,122 @@
-"""Blocking file-system steps of an export (run in the I/O executor, never on the loop)."""
+"""Blocking file-system steps of an export (run in the I/O executor, never on the loop).
+
+Every step goes through :mod:`safefs`: directories are reached from an export root without
+following symlinks, so nothing is written, read or deleted outside the roots.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
+from typing import Any
 
-from sense_plugin.errors import StorageError
+from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
+from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job
-from sense_plugin.export.paths import confirm_inside, output_name
+from sense_plugin.export.paths import output_name
 from sense_plugin.export.worker import TEMP_SUFFIX
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
 
 
+def job_file_name(export: Export, job: Job) -> str:
+    """The final name of a job's output file (unique within its export: checked at admission)."""
+    return output_name(job.device_name, job.device_id, job.start_us, export.fmt)
+
+
 def job_output_path(export: Export, job: Job) -> Path:
     """The final path of a job's output file."""
-    return export.directory / output_name(job.device_name, job.device_id, job.start_us, export.fmt)
+    return export.directory / job_file_name(export, job)
 
 
-def prepare_directory(export: Export, roots: tuple[Path, ...], estimate_bytes: int) -> None:
-    """Create the export directory, re-check confinement, and check free space (-1007)."""
+def open_job_directory(export: Export, job: Job, roots: tuple[Path, ...],
+                       estimate_bytes: int) -> int:
+    """The export directory's fd, reached without symlinks; stale temp removed; free space.
+
+    Raises -1004 when a component became a symlink, -1007 when the directory is gone or the
+    disk lacks room for ``estimate_bytes``. The caller closes the fd.
+    """
     try:
-        export.directory.mkdir(parents=True, exist_ok=True)
-        confirm_inside(export.directory, roots)
-        free = shutil.disk_usage(export.directory).free
+        fd = safefs.open_dir(export.directory, roots)
+    except FileNotFoundError:
+        raise StorageError(f"the export directory {export.directory} is gone") from None
     except OSError as exc:
-        raise StorageError(f"cannot create the export directory: {exc.strerror}") from None
+        raise StorageError(f"cannot open the export directory: {exc.strerror}") from None
+    try:
+        safefs.unlink_quietly(fd, job_file_name(export, job) + TEMP_SUFFIX)
+        vfs = os.fstatvfs(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    free = vfs.f_bavail * vfs.f_frsize
     if free < estimate_bytes + FREE_SPACE_RESERVE_BYTES:
+        os.close(fd)
         raise StorageError(
             f"not enough free space for this device: about {estimate_bytes // 1_000_000} MB "
             f"needed, {free // 1_000_000} MB free"
         )
+    return fd
 
 
-def remove_partial(export: Export, job: Job) -> None:
+def confirm_output(export: Export, roots: tuple[Path, ...], dir_fd: int, name: str,
+                   result: dict[str, Any]) -> None:
+    """Prove that ``name`` under its final path is the file the worker wrote and hashed.
+
+    The worker reports the device and inode of the descriptor it wrote and hashed, and the
+    size; the final name (opened without following symlinks) must be that very inode with
+    that size (else -18), and the export directory reached afresh from its root must still
+    be the directory written into (else -1004).
+    """
+    try:
+        with safefs.opened_dir(export.directory, roots) as fresh:
+            moved = _identity(os.fstat(fresh)) != _identity(os.fstat(dir_fd))
+    except FileNotFoundError:
+        moved = True
+    if moved:
+        raise PathNotAllowedError(f"the export directory {export.directory} was moved or "
+                                  "replaced while the device was written")
+    try:
+        fd = safefs.open_regular(dir_fd, name)
+    except OSError as exc:
+        raise GeneralError(f"the finished file '{name}' cannot be opened: {exc.strerror}") \
+            from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if (*_identity(st), st.st_size) != (result.get("file_dev"), result.get("file_ino"),
+                                        result["size_bytes"]):
+        raise GeneralError(f"the file now named '{name}' is not the file that was written and "
+                           "hashed; the device is not reported COMPLETED")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def ensure_directory(export: Export, roots: tuple[Path, ...]) -> None:
+    """Create the directory of an unfinished export accepted before directories were made at
+    admission (an older version); one that exists already is this export's own."""
+    with contextlib.suppress(StorageError, PathNotAllowedError, FileNotFoundError):
+        safefs.make_export_dir(export.directory, roots)
+
+
+def remove_partial(export: Export, job: Job, roots: tuple[Path, ...]) -> None:
     """Delete a job's temporary file left by an interrupted run."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(str(job_output_path(export, job)) + TEMP_SUFFIX)
+    with contextlib.suppress(OSError, PathNotAllowedError), \
+            safefs.opened_dir(export.directory, roots) as fd:
+        safefs.unlink_quietly(fd, job_file_name(export, job) + TEMP_SUFFIX)
 
 
-def remove_export_files(export: Export) -> None:
-    """Delete an export's outputs, temporaries and manifest, then its directory if empty."""
-    for job in export.jobs:
-        final = job_output_path(export, job)
-        for path in (final, Path(str(final) + TEMP_SUFFIX)):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        (export.directory / MANIFEST_NAME).unlink()
-    with contextlib.suppress(OSError):
-        export.directory.rmdir()
+def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
+    """Delete an export's outputs, temporaries and manifest, then every folder left empty."""
+    with contextlib.suppress(OSError, PathNotAllowedError), \
+            safefs.opened_dir(export.directory, roots) as fd:
+        for job in export.jobs:
+            name = job_file_name(export, job)
+            safefs.unlink_quietly(fd, name)
+            safefs.unlink_quietly(fd, name + TEMP_SUFFIX)
+        safefs.unlink_quietly(fd, MANIFEST_NAME)
+    safefs.remove_empty_dirs(export.directory, roots)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 from lxml.builder import E
 
+from sense_plugin.export import safefs
 from sense_plugin.export.model import Export, FileInfo, Job, Status
 from sense_plugin.timestamps import format_timestamp
 
 MANIFEST_NAME = "manifest.xml"
 MANIFEST_VERSION = "1"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-_TEMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,8 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         E.name(export.name),
         E.path(export.path),
         E.status(status.value),
+        E.bandwidthlimit(str(export.bandwidth_limit_kbps)),
+        *([] if export.retried_from is None else [E.retriedfrom(str(export.retried_from))]),
         E.devices(*(_device(job) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )
@@ -99,25 +100,27 @@ def parse_manifest(data: bytes) -> list[ListedFile]:
     return listed
 
 
-def write_manifest(export: Export, status: Status, finished_us: int) -> Path | None:
-    """Write ``manifest.xml`` atomically (temp name, fsync, rename); blocking.
+def device_failures(data: bytes) -> tuple[str, int, list[str]]:
+    """(export status, device count, one line per FAILED device) of a parsed-OK manifest."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.fromstring(data, parser)
+    devices = root.findall("devices/device")
+    failures = [
+        f"device {d.findtext('deviceid')} ({d.findtext('name')}): errorcode "
+        f"{d.findtext('errorcode')}: {d.findtext('description')}"
+        for d in devices if d.findtext("status") == Status.FAILED.value
+    ]
+    return root.findtext("status") or "", len(devices), failures
 
-    Returns its path, or None when the export never got a directory (every device failed
-    before writing anything).
+
+def write_manifest(export: Export, status: Status, finished_us: int,
+                   roots: tuple[Path, ...]) -> Path:
+    """Write ``manifest.xml`` atomically into the export directory; blocking.
+
+    The directory is reached from its root without following symlinks and the file is
+    created exclusively under a temporary name, fsynced and renamed (:mod:`safefs`).
     """
-    directory = export.directory
-    if not directory.is_dir():
-        return None
-    final = directory / MANIFEST_NAME
-    temp = directory / (MANIFEST_NAME + _TEMP_SUFFIX)
     data = build_manifest(export, status, finished_us)
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return final
+    with safefs.opened_dir(export.directory, roots) as fd:
+        safefs.write_atomic(fd, MANIFEST_NAME, data)
+    return export.directory / MANIFEST_NAME

@@ -12,34 +12,31 @@ from sense_plugin.timestamps import format_compact
 
 MAX_PATH_CHARS = 1024
 MAX_COMPONENT_BYTES = 255
+#: Exports created without a ``path`` go to ``<default root>/unnamed/<exportid>``, so numbered
+#: export directories never sit beside the folders users name.
+UNNAMED_FOLDER = "unnamed"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def resolve_export_dir(path: str, roots: tuple[Path, ...]) -> Path:
     """The directory that will hold ``<exportid>/`` for a client ``path``.
 
-    Relative paths live under the first (default) root; absolute ones must lie inside one of
-    the roots. ``..`` components, control characters, over-long names and symlinks that lead
-    outside every root are refused with -1004.
+    Relative paths live under the first (default) root, an empty one in its ``unnamed``
+    folder; absolute ones must lie inside one of the roots. ``..`` components, control
+    characters, over-long names and symlinks that lead outside every root are refused with
+    -1004.
     """
     _check_text(path)
     pure = PurePosixPath(path)
     if ".." in pure.parts:
         raise PathNotAllowedError(f"path '{_show(path)}' must not contain '..'")
-    candidate = Path(path) if pure.is_absolute() else roots[0] / path
+    candidate = Path(path) if pure.is_absolute() else roots[0] / (path or UNNAMED_FOLDER)
     real = Path(os.path.realpath(candidate))
     allowed = roots if pure.is_absolute() else roots[:1]
     for root in allowed:
         if real.is_relative_to(os.path.realpath(root)):
             return real
     raise PathNotAllowedError(f"path '{_show(path)}' resolves outside the configured export roots")
-
-
-def confirm_inside(directory: Path, roots: tuple[Path, ...]) -> None:
-    """Re-check, right before writing, that ``directory`` still resolves inside a root."""
-    real = os.path.realpath(directory)
-    if not any(Path(real).is_relative_to(os.path.realpath(root)) for root in roots):
-        raise PathNotAllowedError(f"export directory '{directory}' now resolves outside the roots")
 
 
 def output_name(device_name: str, device_id: int, start_us: int, fmt: str) -> str:

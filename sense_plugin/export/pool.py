@@ -18,8 +18,11 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from sense_plugin.errors import GeneralError, SenseError, error_for_code
@@ -159,6 +162,7 @@ class WorkerPool:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, start_forkserver)
         for _ in range(self._size):
             proc = await loop.run_in_executor(None, WorkerProcess, self._context)
             self._all.append(proc)
@@ -182,3 +186,40 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, p.close) for p in self._all))
         self._all.clear()
+
+
+def start_forkserver() -> None:
+    """Start the forkserver (once) with a module search path without the working directory.
+
+    Python puts the working directory first on ``sys.path`` of the ``-c`` command that runs
+    the forkserver, so a ``queue.py`` there would be imported by every export worker.
+    ``PYTHONSAFEPATH`` keeps it out; the directory holding ``sense_plugin`` is passed on
+    ``PYTHONPATH`` only when the package is not importable from elsewhere (a source checkout).
+    """
+    with _environment(_forkserver_environment()):
+        forkserver.ensure_running()
+
+
+def _forkserver_environment() -> dict[str, str]:
+    env = {"PYTHONSAFEPATH": "1"}
+    package_parent = str(Path(__file__).resolve().parents[2])
+    cwd = os.getcwd()
+    elsewhere = {os.path.abspath(p) for p in sys.path if p and os.path.abspath(p) != cwd}
+    if package_parent not in elsewhere or package_parent == cwd:
+        current = os.environ.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (current, package_parent) if p)
+    return env
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

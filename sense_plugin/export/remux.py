@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -78,7 +79,9 @@ def cut(
     finally:
         if not done:
             _unlink_quietly(tmp)
-    return cutter.result(sink.size_bytes, sink.sha256)
+    file_dev, file_ino = sink.identity
+    return dataclasses.replace(cutter.result(sink.size_bytes, sink.sha256),
+                               file_dev=file_dev, file_ino=file_ino)
 
 
 def _first_cause(exc: Exception) -> Exception:

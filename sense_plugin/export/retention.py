@@ -66,14 +66,17 @@ class ExportRetention:
         if purged:
             for export_id in purged:
                 await self._engine.run_io(files.remove_export_files,
-                                          self._engine.export_by_id(export_id))
+                                          self._engine.export_by_id(export_id),
+                                          self._engine.roots)
             await self._engine.purge(purged)
         if expired or purged:
             log.info("export retention: %d expired, %d purged", len(expired), len(purged))
         return expired, purged
 
     async def _expire(self, export: Export) -> None:
-        await self._engine.run_io(files.remove_export_files, export)
+        self._engine.stop_downloads(export.export_id)
+        log.info("export %s expired: its files are deleted", export.export_id)
+        await self._engine.run_io(files.remove_export_files, export, self._engine.roots)
         for job in export.jobs:
             if job.status in (Status.COMPLETED, Status.FAILED):
                 job.status = Status.EXPIRED

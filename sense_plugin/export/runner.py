@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections import deque
@@ -13,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
-from sense_plugin.errors import NoRecordError, ResultCode, SenseError
-from sense_plugin.export import files
+from sense_plugin.errors import GeneralError, NoRecordError, ResultCode, SenseError
+from sense_plugin.export import files, safefs
 from sense_plugin.export.model import FileInfo, Gap, Job, Status
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
+from sense_plugin.export.remux import BUFFER_BYTES
 from sense_plugin.timestamps import format_timestamp, now_us
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RATE_WINDOW_S = 1.0
+_PROC = safefs.proc_available()
 
 
 class _Tracker:
@@ -34,9 +37,14 @@ class _Tracker:
         self.recorded_us = max(recorded_us, 1)
         self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)])
         self.started = time.monotonic()
+        self.last_progress = self.started
+        self._last_figures = (-1, -1)
 
     def __call__(self, done_us: int, size_bytes: int) -> None:
         job = self.job
+        if (done_us, size_bytes) != self._last_figures:
+            self._last_figures = (done_us, size_bytes)
+            self.last_progress = time.monotonic()
         job.progress = max(job.progress, min(99, done_us * 100 // self.recorded_us))
         job.bytes_written = size_bytes
         now = time.monotonic()
@@ -62,7 +70,29 @@ class JobRunner:
         self._running: dict[tuple[int, int], WorkerProcess] = {}
         self._cancel: set[tuple[int, int]] = set()
         self._done: dict[tuple[int, int], asyncio.Event] = {}
+        self._stalled: set[tuple[int, int]] = set()
         self.closing = False
+
+    async def _watch(self, job: Job, proc: WorkerProcess, tracker: _Tracker) -> None:
+        """Bandwidth 0 once the worker stops reporting; after ``stall_s`` kill it (FAILED).
+
+        A capped job reports only between muxer buffers (``BUFFER_BYTES``, paced at its
+        share of the cap), so the time to write two of them is allowed on top.
+        """
+        stall_s = self._config.export.stall_s
+        while True:
+            await asyncio.sleep(min(1.0, stall_s / 4))
+            share = self._share_kbps(job)
+            paced_s = 2 * BUFFER_BYTES * 8 / 1000 / share if share > 0 else 0.0
+            idle = time.monotonic() - tracker.last_progress
+            if idle >= 2 * RATE_WINDOW_S + paced_s:
+                job.bandwidth_kbps = 0
+            if idle >= stall_s + paced_s:
+                log.warning("export %s device %s: no progress for %.0f s; stopping its worker",
+                            job.export_id, job.device_id, idle)
+                self._stalled.add(job.key)
+                proc.kill()
+                return
 
     async def run(self, job: Job, proc: WorkerProcess) -> None:
         """Run ``job`` on ``proc`` to a terminal status (or back to PENDING on shutdown)."""
@@ -70,25 +100,24 @@ class JobRunner:
         export = engine.export_of(job)
         job.status, job.started_us, job.progress = Status.SYNCING, now_us(), 0
         self._done[job.key] = asyncio.Event()
+        dir_fd: int | None = None
         try:
             await engine.save_job(job)
-            payload, recorded_us = await self._plan(job)
+            payload, recorded_us, dir_fd = await self._plan(job)
+            log.info("export %s device %s started (%s)", job.export_id, job.device_id,
+                     payload["name"])
             if job.key in self._cancel or self.closing:
                 raise JobCancelledError()
             tracker = _Tracker(job, recorded_us)
-            token = self._archive.pin(job.device_id, job.start_us, job.end_us)
-            self._running[job.key] = proc
-            self._rebalance(job)
-            try:
-                result = await proc.run(payload, tracker)
-            finally:
-                del self._running[job.key]
-                self._archive.unpin(token)
-                self._rebalance(job)
+            result = await self._cut(job, proc, payload, tracker)
+            await engine.run_io(files.confirm_output, export, self._config.server.export_roots,
+                                dir_fd, payload["name"], result)
             self._complete(job, result, tracker)
         except JobCancelledError:
             if self.closing and job.key not in self._cancel:
                 job.status, job.progress = Status.PENDING, 0  # restarts on the next start
+                log.info("export %s device %s stopped by the shutdown; it restarts on the next "
+                         "start", job.export_id, job.device_id)
             else:
                 job.status = Status.REMOVED
         except SenseError as exc:
@@ -101,6 +130,8 @@ class JobRunner:
                        f"unexpected failure; reported as incident {incident}")
         finally:
             self._cancel.discard(job.key)
+            if dir_fd is not None:
+                os.close(dir_fd)
             if job.status is not Status.SYNCING and job.status is not Status.PENDING:
                 job.finished_us = now_us()
             try:
@@ -108,6 +139,26 @@ class JobRunner:
                     await _logging_store_errors(job, step)
             finally:
                 self._done.pop(job.key).set()
+
+    async def _cut(self, job: Job, proc: WorkerProcess, payload: dict[str, Any],
+                   tracker: _Tracker) -> dict[str, Any]:
+        """Run the cut on the worker with its sources pinned, watched for stalls."""
+        token = self._archive.pin(job.device_id, job.start_us, job.end_us)
+        self._running[job.key] = proc
+        self._rebalance(job)
+        watchdog = asyncio.create_task(self._watch(job, proc, tracker))
+        try:
+            return await proc.run(payload, tracker)
+        except SenseError:
+            if job.key in self._stalled:
+                raise StalledError(self._config.export.stall_s) from None
+            raise
+        finally:
+            watchdog.cancel()
+            self._stalled.discard(job.key)
+            del self._running[job.key]
+            self._archive.unpin(token)
+            self._rebalance(job)
 
     async def cancel(self, job: Job) -> None:
         """Stop a running job (partial file deleted) and wait until it has settled."""
@@ -129,7 +180,7 @@ class JobRunner:
             await asyncio.gather(*(p.cancel() for p in list(self._running.values())))
             await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
-    async def _plan(self, job: Job) -> tuple[dict[str, Any], int]:
+    async def _plan(self, job: Job) -> tuple[dict[str, Any], int, int]:
         segments = await self._archive.segments(job.device_id, job.start_us, job.end_us)
         recorded_us = 0
         estimate = 0
@@ -144,16 +195,21 @@ class JobRunner:
                 f"{format_timestamp(job.start_us)} and {format_timestamp(job.end_us)}"
                 + await self._archive.skipped_hint(job.device_id))
         export = self._engine.export_of(job)
-        await self._engine.run_io(files.prepare_directory, export,
-                                  self._config.server.export_roots, estimate)
+        name = files.job_file_name(export, job)
+        dir_fd = await self._engine.run_io(files.open_job_directory, export, job,
+                                           self._config.server.export_roots, estimate)
+        # the worker writes through the directory fd held here: nothing swapped in later
+        # on the way from the root can redirect it (safefs.proc_path)
+        out_path = (safefs.proc_path(dir_fd, name) if _PROC
+                    else str(export.directory / name))
         payload = {
             "segments": [{"path": s.path_text, "start_us": s.start_us, "end_us": s.end_us}
                          for s in segments],
             "start_us": job.start_us, "end_us": job.end_us, "fmt": export.fmt,
-            "out_path": str(files.job_output_path(export, job)),
+            "out_path": out_path, "name": name,
             "bandwidth_kbps": self._share_kbps(job, extra=1),
         }
-        return payload, recorded_us
+        return payload, recorded_us, dir_fd
 
     def _share_kbps(self, job: Job, extra: int = 0) -> float:
         """This export's cap divided among its running device jobs."""
@@ -176,7 +232,7 @@ class JobRunner:
     def _complete(self, job: Job, result: dict[str, Any], tracker: _Tracker) -> None:
         export = self._engine.export_of(job)
         job.file = FileInfo(
-            name=files.job_output_path(export, job).name, size_bytes=result["size_bytes"],
+            name=files.job_file_name(export, job), size_bytes=result["size_bytes"],
             sha256=result["sha256"], first_frame_us=result["first_frame_us"],
             last_frame_us=result["last_frame_us"], frame_count=result["frame_count"],
             gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in result["gaps"]),
@@ -184,10 +240,24 @@ class JobRunner:
         job.bytes_written = result["size_bytes"]
         job.bandwidth_kbps = tracker.average_kbps(result["size_bytes"])
         job.status, job.progress = Status.COMPLETED, 100
+        seconds = time.monotonic() - tracker.started
+        log.info("export %s device %s completed: %s, %d bytes in %.1f s (%d kbit/s), sha256 %s",
+                 job.export_id, job.device_id, job.file.name, job.file.size_bytes, seconds,
+                 job.bandwidth_kbps, job.file.sha256)
 
     @staticmethod
     def _fail(job: Job, code: int, description: str) -> None:
         job.status, job.errorcode, job.description = Status.FAILED, code, description
+        log.info("export %s device %s failed: errorcode %d: %s", job.export_id, job.device_id,
+                 code, description)
+
+
+class StalledError(GeneralError):
+    """The worker made no progress for ``export.stall_s`` and was stopped (-18)."""
+
+    def __init__(self, stall_s: float) -> None:
+        super().__init__(f"the export worker made no progress for {stall_s:g} s (stalled) and "
+                         "was stopped; retry the export")
 
 
 async def _logging_store_errors(job: Job, step: Callable[[], Awaitable[None]]) -> None:

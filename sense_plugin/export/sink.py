@@ -21,6 +21,7 @@ _HASH_READ = 1024 * 1024
 #: Chunks waiting for the hashing thread (1 MiB each from the muxer): bounds the memory held.
 _HASH_QUEUE_CHUNKS = 16
 _T = TypeVar("_T")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _HashThread:
@@ -92,7 +93,10 @@ class HashingSink:
         #: Bytes handed to the disk, including any overwritten ones.
         self.bytes_written = 0
         self.seeks = 0
-        self._file = _storage(lambda: open(self.path, "wb"))  # noqa: SIM115 - closed in close()
+        # created exclusively, never through a symlink (the export integrity rules, SECURITY)
+        self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "wb"))
+        #: (st_dev, st_ino) of the descriptor written and hashed; set by close().
+        self.identity = (0, 0)
         self._hasher = _HashThread()  # started last: nothing to stop if the open fails
         # Off for muxers known to rewrite (Matroska): the digest then comes from the file only.
         self._live = hash_while_writing
@@ -149,6 +153,8 @@ class HashingSink:
             _storage(self._file.flush)
             if self._fsync:
                 _storage(lambda: os.fsync(self._file.fileno()))
+            st = os.fstat(self._file.fileno())
+            self.identity = (st.st_dev, st.st_ino)
         finally:
             self._file.close()
         digest = self._hasher.finish()

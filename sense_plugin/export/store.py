@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sense_plugin.errors import GeneralError
+from sense_plugin.errors import ConfigError, GeneralError
 from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
 
 log = logging.getLogger(__name__)
@@ -43,18 +43,35 @@ _JOB_COLUMNS = ("status", "progress", "bytes_written", "bandwidth_kbps", "errorc
                 "description", "started_us", "finished_us", "file")
 
 
+class StoreDamagedError(ConfigError):
+    """The job store cannot be opened or read: the server stops (exit 2) naming the file."""
+
+
 class ExportStore:
-    """Persistence of :class:`Export` records; ids are AUTOINCREMENT, never reused."""
+    """Persistence of :class:`Export` records; ids are given by the engine (0: the next
+    AUTOINCREMENT id), never reused."""
 
     def __init__(self, db_path: Path) -> None:
+        self.path = db_path
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._translate("open"):
+        try:
             self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=2000")
             self._db.executescript(SCHEMA)
+            check = self._db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self.damaged(str(exc)) from None
+        if check is None or check[0] != "ok":
+            raise self.damaged(f"integrity check says {check[0] if check else 'nothing'}")
+
+    def damaged(self, why: str) -> StoreDamagedError:
+        """The error that stops the server for a store that cannot be trusted."""
+        return StoreDamagedError(
+            f"the job store {self.path} is damaged ({why}); stop, restore it from a backup "
+            "(or move it away together with the export directories), then start again")
 
     def close(self) -> None:
         self._db.close()
@@ -79,10 +96,11 @@ class ExportStore:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 cur.execute(
-                    "INSERT INTO exports (owner, created_us, path, out_base, format, name,"
-                    " bandwidth_limit_kbps, retried_from) VALUES (?,?,?,?,?,?,?,?)",
-                    (export.owner, export.created_us, export.path, export.out_base, export.fmt,
-                     export.name, export.bandwidth_limit_kbps, export.retried_from),
+                    "INSERT INTO exports (export_id, owner, created_us, path, out_base, format,"
+                    " name, bandwidth_limit_kbps, retried_from) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (export.export_id or None, export.owner, export.created_us, export.path,
+                     export.out_base, export.fmt, export.name, export.bandwidth_limit_kbps,
+                     export.retried_from),
                 )
                 export_id = int(cur.lastrowid or 0)
                 cur.executemany(
@@ -115,20 +133,32 @@ class ExportStore:
             self._db.executemany("DELETE FROM exports WHERE export_id=?",
                                  [(i,) for i in export_ids])
 
-    def load_all(self) -> list[Export]:
-        """Every stored export with its jobs, oldest first."""
-        with self._translate("load the exports"):
-            exports = {
-                row[0]: Export(export_id=row[0], owner=row[1], created_us=row[2], path=row[3],
-                               out_base=row[4], fmt=row[5], name=row[6],
-                               bandwidth_limit_kbps=row[7], retried_from=row[8],
-                               finished_us=row[9], expires_us=row[10])
-                for row in self._db.execute("SELECT * FROM exports ORDER BY export_id")
-            }
-            for row in self._db.execute("SELECT * FROM jobs ORDER BY export_id, idx"):
-                exports[row[0]].jobs.append(_job_from_row(row))
-        return list(exports.values())
+    def max_id(self) -> int:
+        """The highest export id this store ever gave out (AUTOINCREMENT's sequence)."""
+        with self._translate("read the last export id"):
+            row = self._db.execute(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name='exports'), 0),"
+                " coalesce((SELECT max(export_id) FROM exports), 0))").fetchone()
+        return int(row[0] or 0)
 
+    def load_all(self) -> list[Export]:
+        """Every stored export with its jobs, oldest first (a damaged store stops the server)."""
+        try:
+            return self._load_all()
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+            raise self.damaged(str(exc)) from None
+
+    def _load_all(self) -> list[Export]:
+        exports = {
+            row[0]: Export(export_id=row[0], owner=row[1], created_us=row[2], path=row[3],
+                           out_base=row[4], fmt=row[5], name=row[6],
+                           bandwidth_limit_kbps=row[7], retried_from=row[8],
+                           finished_us=row[9], expires_us=row[10])
+            for row in self._db.execute("SELECT * FROM exports ORDER BY export_id")
+        }
+        for row in self._db.execute("SELECT * FROM jobs ORDER BY export_id, idx"):
+            exports[row[0]].jobs.append(_job_from_row(row))
+        return list(exports.values())
 
 def _job_values(job: Job) -> tuple[Any, ...]:
     file_json = None if job.file is None else json.dumps(asdict(job.file))

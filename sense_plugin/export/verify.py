@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sense_plugin.export.manifest import MANIFEST_NAME, parse_manifest
+from sense_plugin.export.manifest import MANIFEST_NAME, device_failures, parse_manifest
 
 _READ_BYTES = 1024 * 1024
 
@@ -21,10 +21,15 @@ class VerifyReport:
     extra: list[str] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
     problem: str = ""
+    #: The export's status in its manifest, its device count and the failed devices' errors.
+    status: str = ""
+    devices: int = 0
+    failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.problem or self.mismatched or self.missing or self.extra)
+        return not (self.problem or self.mismatched or self.missing or self.extra
+                    or self.failures)
 
     def lines(self) -> list[str]:
         """Human-readable findings, one per line."""
@@ -35,6 +40,10 @@ class VerifyReport:
         out += [f"EXTRA {name}" for name in self.extra]
         bad = set(self.mismatched) | set(self.missing)
         out += [f"OK {name}" for name in self.checked if name not in bad]
+        if self.failures:
+            out.append(f"EXPORT {self.status}: {len(self.failures)} of {self.devices} devices "
+                       "failed; their errors as the manifest records them:")
+            out += [f"FAILED {line}" for line in self.failures]
         return out
 
 
@@ -52,7 +61,9 @@ def verify_directory(directory: Path) -> VerifyReport:
     report = VerifyReport()
     manifest_path = directory / MANIFEST_NAME
     try:
-        listed = parse_manifest(manifest_path.read_bytes())
+        data = manifest_path.read_bytes()
+        listed = parse_manifest(data)
+        report.status, report.devices, report.failures = device_failures(data)
     except OSError as exc:
         report.problem = f"cannot read {manifest_path}: {exc.strerror}"
         return report

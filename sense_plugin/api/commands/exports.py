@@ -78,7 +78,8 @@ async def get_export_video_status(ctx: CommandContext) -> ExportStatusList:
     if limit is not None or offset is not None:
         start = offset or 0
         newest_first = exports[::-1]
-        exports = newest_first[start : start + (limit or MAX_PAGE)]
+        page = newest_first[start : start + (limit or MAX_PAGE)]
+        return ExportStatusList(tuple(page), total=len(exports))
     return ExportStatusList(tuple(exports))
 
 

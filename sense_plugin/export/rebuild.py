@@ -1,0 +1,116 @@
+"""Rebuild lost job-store records from the manifests on disk (blocking; I/O executor).
+
+A finished export's ``manifest.xml`` holds everything its status needs: owner, times, format,
+name, path, cap, and per device the range, status, file facts or error. When the store is
+missing or empty but manifests are on disk, the engine re-inserts these records under their
+own ids instead of starting with an empty history.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lxml import etree
+
+from sense_plugin.errors import SenseError
+from sense_plugin.export import ids
+from sense_plugin.export.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
+from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
+from sense_plugin.export.store import ExportStore, StoreDamagedError
+from sense_plugin.timestamps import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+
+def recover(store: ExportStore, loaded: list[Export], roots: tuple[Path, ...], data_dir: Path,
+            retention_hours: float) -> int:
+    """Re-insert the finished exports ``loaded`` lacks from their manifests; the last id.
+
+    Blocking (the engine runs it on the store thread at start). ``loaded`` gains the
+    rebuilt exports, in id order. The last id is the highest of the store's sequence, the
+    high-water mark file and every export directory on disk.
+    """
+    on_disk, finished = ids.scan_export_dirs(roots)
+    known = {e.export_id for e in loaded}
+    orphans = sorted(i for i in finished if i not in known)
+    for export_id in orphans:
+        export = export_from_manifest(on_disk[export_id], retention_hours)
+        store.insert(export)
+        store.update_export(export)
+        loaded.append(export)
+    if orphans:
+        loaded.sort(key=lambda e: e.export_id)
+        log.warning("the job store %s lacked %d finished exports found on disk (it was missing "
+                    "or emptied); rebuilt them from their manifests: %s", store.path,
+                    len(orphans), ", ".join(map(str, orphans)))
+    return max(store.max_id(), ids.read_high_water(data_dir), max(on_disk, default=0))
+
+
+def export_from_manifest(directory: Path, retention_hours: float) -> Export:
+    """The :class:`Export` a manifest describes; StoreDamagedError naming it if unreadable."""
+    path = directory / MANIFEST_NAME
+    try:
+        data = path.read_bytes()[: MAX_MANIFEST_BYTES + 1]
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        root = etree.fromstring(data, parser)
+        return _export(root, directory, retention_hours)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SenseError,
+            etree.XMLSyntaxError) as exc:
+        raise StoreDamagedError(f"the job store lost export {directory.name} and its manifest "
+                                f"{path} cannot be read to rebuild it ({exc})") from None
+
+
+def _text(element: etree._Element, tag: str) -> str:
+    value = element.findtext(tag)
+    if value is None:
+        raise ValueError(f"<{tag}> is missing")
+    return str(value)
+
+
+def _export(root: etree._Element, directory: Path, retention_hours: float) -> Export:
+    export_id = int(_text(root, "exportid"))
+    if str(export_id) != directory.name:
+        raise ValueError(f"it names export {export_id}")
+    finished_us = parse_timestamp(_text(root, "finished"))
+    retried = root.findtext("retriedfrom")
+    export = Export(
+        export_id=export_id, owner=_text(root, "owner"),
+        created_us=parse_timestamp(_text(root, "created")), path=root.findtext("path") or "",
+        out_base=str(directory.parent), fmt=_text(root, "format"), name=root.findtext("name")
+        or "", bandwidth_limit_kbps=int(root.findtext("bandwidthlimit") or 0),
+        retried_from=int(retried) if retried else None, finished_us=finished_us,
+        expires_us=finished_us + int(retention_hours * 3600 * 1_000_000),
+    )
+    for index, device in enumerate(root.iterfind("devices/device")):
+        export.jobs.append(_job(export_id, index, device, finished_us))
+    if not export.jobs:
+        raise ValueError("it lists no device")
+    return export
+
+
+def _job(export_id: int, index: int, device: etree._Element, finished_us: int) -> Job:
+    status = Status(_text(device, "status"))
+    file_el = device.find("file")
+    info = None
+    if file_el is not None:
+        info = FileInfo(
+            name=_text(file_el, "name"), size_bytes=int(_text(file_el, "size")),
+            sha256=_text(file_el, "sha256"),
+            first_frame_us=parse_timestamp(_text(file_el, "firstframe")),
+            last_frame_us=parse_timestamp(_text(file_el, "lastframe")),
+            frame_count=int(_text(file_el, "framecount")),
+            gaps=tuple(Gap(parse_timestamp(_text(g, "starttime")),
+                           parse_timestamp(_text(g, "endtime")))
+                       for g in file_el.iterfind("gaps/gap")),
+        )
+    return Job(
+        export_id=export_id, index=index, server_id=int(_text(device, "serverid")),
+        device_id=int(_text(device, "deviceid")), device_name=_text(device, "name"),
+        start_us=parse_timestamp(_text(device, "starttime")),
+        end_us=parse_timestamp(_text(device, "endtime")), status=status,
+        progress=100 if status is Status.COMPLETED else 0,
+        bytes_written=info.size_bytes if info else 0,
+        errorcode=int(device.findtext("errorcode") or 0),
+        description=device.findtext("description") or "", finished_us=finished_us, file=info,
+    )
