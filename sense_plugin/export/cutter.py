@@ -8,20 +8,26 @@ import time
 from collections.abc import Callable
 
 import av
+from av.audio.codeccontext import AudioCodecContext
 
+from sense_plugin.archive.demo import creation_time_text
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.export import bitstream as bs
+from sense_plugin.export.audio import AacTranscoder, can_copy
 from sense_plugin.export.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
 from sense_plugin.export.sink import WriteCancelled
 
 #: Seek this far before the start so the keyframe at or before it is read.
 SEEK_MARGIN_US = 5_000_000
+#: Audio in range may sit before the video start of the next segment (muxers interleave
+#: audio ahead of video): segments starting this soon after the end are read for audio.
+AUDIO_TAIL_US = 1_000_000
 #: A join counts as a gap when more than this many frame durations are missing.
 GAP_FRAMES = 2
 
 
 class _Stop(Exception):
-    """The first video packet at or after the end of the range was read."""
+    """Video and audio have both reached the end of the range."""
 
 
 class _Reseek(Exception):
@@ -53,7 +59,13 @@ class Cutter:
         self.pending_audio: list[tuple[bs.Packet, int, int]] = []
         self.pending_end_us = 0
         self.last_dts = -(1 << 62)
-        self.last_audio_dts = -(1 << 62)
+        self.last_audio_dts = -(1 << 62)  # of the input audio (archive µs): drops overlaps
+        self.last_audio_out = -(1 << 62)  # of the output audio
+        self.transcoder: AacTranscoder | None = None
+        self.audio_decoder: AudioCodecContext | None = None
+        self.video_done = False  # a video packet with dts >= the end was read
+        self.audio_done = True  # no audio, or an audio packet with pts >= the end was read
+        self.tail: list[tuple[bs.Packet, int, int]] = []  # frames shown after the end, held
         self.prev_end_us: int | None = None  # end of the recording read so far
         self.gaps: list[Gap] = []
         self.join_gap: Gap | None = None
@@ -71,7 +83,8 @@ class Cutter:
     def run(self) -> None:
         """Read the overlapping segments in time order until the end of the range."""
         segments = sorted(
-            (s for s in self.request.segments if s.end_us > self.t0 and s.start_us < self.t1),
+            (s for s in self.request.segments
+             if s.end_us > self.t0 and s.start_us < self.t1 + AUDIO_TAIL_US),
             key=lambda s: s.start_us,
         )
         try:
@@ -80,6 +93,9 @@ class Cutter:
                     self._read_segment(segment, seek=False)
         except _Stop:
             pass
+        if self.transcoder is not None:
+            for packet, at_us in self.transcoder.flush():
+                self._mux_audio(packet, at_us)
         if not self.started or self.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
         self._report(force=True)
@@ -123,6 +139,7 @@ class Cutter:
         v_mul, v_den, v_base = bs.timing(vin, vin, segment.start_us)
         audio_timing = bs.timing(ain, vin, segment.start_us) if ain is not None else (1, 1, 0)
         self._enter(source, segment, seek, vin)
+        self.audio_decoder = ain.codec_context if ain is not None else None
         vindex, stop = vin.index, self.should_stop
         undated: list[tuple[bs.Packet, int]] = []
         for pkt in source.demux([vin, ain] if ain is not None else [vin]):
@@ -134,7 +151,7 @@ class Cutter:
                 self._read_audio(fix_audio(pkt) if fix_audio else pkt, *audio_timing)
                 continue
             pts, dts, dur = pkt.pts, pkt.dts, pkt.duration
-            if pts is None and (pts := dts) is None:
+            if self.video_done or (pts is None and (pts := dts) is None):
                 continue
             pts_a = v_base + pts * v_mul // v_den
             pkt.time_base = bs.US_TB
@@ -197,9 +214,7 @@ class Cutter:
         if self.prev_end_us is None or end > self.prev_end_us:
             self.prev_end_us = end
         if self.started:
-            if dts_a >= self.t1:
-                raise _Stop()
-            self._emit_video(pkt, pts_a, dts_a)
+            self._video_in_range(pkt, pts_a, dts_a)
         elif pts_a <= self.t0:
             if pkt.is_keyframe:  # a later GOP: what came before, gaps included, is not output
                 self.pending.clear()
@@ -215,6 +230,27 @@ class Cutter:
                 raise _Stop()
             self._start(pkt, pts_a, dts_a)
 
+    def _video_in_range(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+        """The cut by presentation time, once started.
+
+        A frame shown at or after the end is held back and written only if a frame shown
+        before the end follows it in decoding order (it is then a reference of that frame);
+        leading pictures shown before the first keyframe (HEVC RASL after a CRA) cannot decode
+        and are dropped. Reading stops once a dts reaches the end: every later frame is shown
+        after it.
+        """
+        if dts_a >= self.t1:
+            self.video_done, self.tail = True, []
+            if self.audio_done:
+                raise _Stop()
+        elif pts_a >= self.t1:
+            self.tail.append((pkt, pts_a, dts_a))
+        elif pts_a >= self.first_us:
+            for held in self.tail:
+                self._emit_video(*held, counted=False)
+            self.tail.clear()
+            self._emit_video(pkt, pts_a, dts_a)
+
     def _start(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
         """Begin the output at the buffered GOP if it covers t0, else at this keyframe."""
         if pkt.is_keyframe and self.pending_end_us <= self.t0:
@@ -226,17 +262,19 @@ class Cutter:
         # video is delayed by the reorder depth together with the audio instead of alone.
         self.zero_us = min(key_pts, key_dts) if self.request.fmt == "mp4" else key_pts
         self.started = True
+        self._write_metadata()
         for packet, p_a, d_a in self.pending:
-            self._emit_video(packet, p_a, d_a)
+            if p_a >= key_pts:  # leading pictures of an open GOP's keyframe cannot decode
+                self._emit_video(packet, p_a, d_a)
         for packet, p_a, d_a in self.pending_audio:
             self._audio(packet, p_a, d_a)
         self.pending.clear()
         self.pending_audio.clear()
-        self._emit_video(pkt, pts_a, dts_a)
+        self._video_in_range(pkt, pts_a, dts_a)
 
     # -- output -------------------------------------------------------------------------------
 
-    def _emit_video(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+    def _emit_video(self, pkt: bs.Packet, pts_a: int, dts_a: int, *, counted: bool = True) -> None:
         if self.join_gap is not None:
             gap, self.join_gap = self.join_gap, None
             self.gaps.append(gap)
@@ -249,6 +287,8 @@ class Cutter:
         pkt.stream = self.video_stream
         self.output.mux_one(pkt)
         self.last_dts = dts
+        if not counted:
+            return  # a reference shown after the end: in the file, not in the range
         self.frames += 1
         if pts_a > self.last_frame_us:
             self.last_frame_us = pts_a
@@ -260,13 +300,31 @@ class Cutter:
         if not self.started:
             self.pending_audio.append((pkt, pts_a, dts_a))
             return
-        dts = dts_a - self.zero_us + self.offset_us
-        if pts_a < self.first_us or pts_a >= self.t1 or dts <= self.last_audio_dts:
-            return  # outside the range, or a duplicate where segments overlap
-        pkt.dts, pkt.pts = dts, pts_a - self.zero_us + self.offset_us
+        if pts_a >= self.t1:
+            self.audio_done = True
+            if self.video_done:
+                raise _Stop()
+            return
+        if pts_a < self.first_us or dts_a <= self.last_audio_dts:
+            return  # before the first frame, or a duplicate where segments overlap
+        self.last_audio_dts = dts_a
+        if self.transcoder is None:
+            self._mux_audio(pkt, pts_a)
+            return
+        assert self.audio_decoder is not None
+        for packet, at_us in self.transcoder.feed(pkt, self.audio_decoder, pts_a):
+            self._mux_audio(packet, at_us)
+
+    def _mux_audio(self, pkt: bs.Packet, at_us: int) -> None:
+        """Write an audio packet whose pts is archive time ``at_us`` (dts = pts for audio)."""
+        ts = at_us - self.zero_us + self.offset_us
+        if ts <= self.last_audio_out:
+            return
+        pkt.dts = pkt.pts = ts
+        pkt.time_base = bs.US_TB
         pkt.stream = self.audio_stream
         self.output.mux_one(pkt)
-        self.last_audio_dts = dts
+        self.last_audio_out = ts
         self.audio_packets += 1
 
     def _report(self, *, force: bool = False) -> None:
@@ -286,11 +344,13 @@ class Cutter:
             self.vout = self.output.add_stream_from_template(vin)
             if vin.codec_context.name == "hevc" and self.request.fmt == "mp4":
                 self.vout.codec_tag = "hvc1"  # Apple players reject the default 'hev1'
-            self.aout = self.output.add_stream_from_template(ain) if ain is not None else None
+            self.aout = self._audio_output(ain) if ain is not None else None
+            self.audio_done = self.aout is None
             self.video_stream = self.vout
             if self.aout is not None:
                 self.audio_stream = self.aout
-            if self.aout is not None and ain is not None and bs.is_adts(ain):
+            if self.transcoder is None and self.aout is not None and ain is not None \
+                    and bs.is_adts(ain):
                 # MPEG-TS carries the AAC configuration in ADTS headers; MP4 and MKV need it
                 # up front, and the MPEG-TS muxer needs it to frame raw AAC from MP4 sources.
                 self.aout.codec_context.extradata = bs.aac_config(ain.codec_context)
@@ -303,3 +363,19 @@ class Cutter:
                 "in the range" % (bs.params(vin) + self.video_params)
             )
         return ain if self.aout is not None else None
+
+    def _write_metadata(self) -> None:
+        """Set before the first packet: the muxer writes the header with it."""
+        metadata = self.output.metadata
+        metadata["creation_time"] = creation_time_text(self.first_us)
+        if self.request.title:
+            metadata["title"] = self.request.title
+        if self.request.comment:
+            metadata["comment"] = self.request.comment
+
+    def _audio_output(self, ain: av.AudioStream) -> av.AudioStream:
+        """A copy of the source's audio stream, or AAC where the container cannot carry it."""
+        if can_copy(ain.codec_context.name, self.request.fmt):
+            return self.output.add_stream_from_template(ain)
+        self.transcoder = AacTranscoder.for_stream(ain)
+        return self.transcoder.add_stream(self.output)

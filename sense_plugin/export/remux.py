@@ -22,7 +22,7 @@ __all__ = [
 
 #: Output format → (FFmpeg muxer, muxer options). MP4 is fragmented: playable while written.
 OUTPUT_FORMATS: dict[str, tuple[str, dict[str, str]]] = {
-    "mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+    "mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"}),
     "mkv": ("matroska", {}),
     "ts": ("mpegts", {}),
 }
