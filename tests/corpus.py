@@ -169,7 +169,23 @@ def probe(path: Path) -> Probe:
             round(float(item["pts_time"]) * S), None if dts in (None, "N/A") else
             round(float(dts) * S), round(float(item.get("duration_time", 0) or 0) * S),
             "K" in item.get("flags", "")))
+    for kind, packets in result.packets.items():
+        result.packets[kind] = _fill_durations(packets)
     return result
+
+
+def _fill_durations(packets: list[Pkt]) -> list[Pkt]:
+    """ffprobe 5.1 reports no duration for some first packets (MP4 with an edit list): use
+    the distance to the next packet in presentation order (for the last, the one before)."""
+    order = sorted(range(len(packets)), key=lambda i: packets[i].pts_us)
+    filled = list(packets)
+    gap = 0
+    for rank, i in enumerate(order):
+        if rank + 1 < len(order):
+            gap = packets[order[rank + 1]].pts_us - packets[i].pts_us
+        if filled[i].duration_us == 0:  # the last one: as long as the one before
+            filled[i] = Pkt(packets[i].pts_us, packets[i].dts_us, gap, packets[i].keyframe)
+    return filled
 
 
 def probe_packets(path: Path, kind: str) -> list[Pkt]:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+from av.audio.codeccontext import AudioCodecContext
 from av.packet import Packet
 from av.stream import Stream
 
 from sense_plugin.archive.clock import SourceClock, is_discontinuity
 from sense_plugin.archive.probe import to_us
-from sense_plugin.archive.writer import SegmentWriter, choose_format
+from sense_plugin.archive.writer import SegmentWriter, choose_format, plan_audio
 from sense_plugin.errors import MediaError
+from sense_plugin.export.audio import AacTranscoder
 from sense_plugin.timestamps import US_PER_S, now_us
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,10 @@ STATUS_RECORDING = "recording"
 STATUS_STOPPED = "stopped"
 #: A session that delivered packets this long resets the backoff to its first step.
 HEALTHY_SESSION_US = 10 * US_PER_S
+#: The longest wait between reconnection attempts: an outage costs at most this much more.
+BACKOFF_MAX_S = 4.0
+#: A segment stays open this long after the next one started, for audio that arrives late.
+LATE_AUDIO_US = 500_000
 
 
 def is_file_source(source: str) -> bool:
@@ -53,7 +60,7 @@ class Recorder:
     def __init__(self, source: str, directory: Path, *, segment_s: float,
                  on_segment: Callable[[Path], None], name: str = "",
                  open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
-                 backoff_first_s: float = 1.0, backoff_max_s: float = 30.0) -> None:
+                 backoff_first_s: float = 1.0, backoff_max_s: float = BACKOFF_MAX_S) -> None:
         self.source = source
         self.directory = directory
         self.segment_us = int(segment_s * US_PER_S)
@@ -63,6 +70,10 @@ class Recorder:
         self.backoff = (backoff_first_s, backoff_max_s)
         self.status = STATUS_CONNECTING
         self.segments_written = 0
+        #: Archive time of the first and past the last written frame of the open segment
+        #: (None while none is open): the part of the recording not indexed yet.
+        self.open_span: tuple[int, int] | None = None
+        self._warned: set[str] = set()
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -118,6 +129,12 @@ class Recorder:
             finally:
                 session.finish()
 
+    def warn_once(self, key: str, message: str, *args: object) -> None:
+        """Log a WARNING the first time ``key`` comes up for this recorder."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: " + message, self.name, *args)
+
     def commit(self, path: Path) -> None:
         """Hand a closed segment over (the callback indexes it); failures are logged."""
         self.segments_written += 1
@@ -127,6 +144,17 @@ class Recorder:
             log.exception("%s: indexing the new segment %s failed", self.name, path.name)
 
 
+@dataclass
+class _Open:
+    """One segment being written and the rebasing of its packets."""
+
+    writer: SegmentWriter
+    base_us: int  # media time of the first video dts: 0 in the file
+    min_pts_us: int  # earliest video pts: names the segment
+    end_us: int  # media time past the last written video frame
+    last_dts: dict[int, int] = field(default_factory=dict)
+
+
 class _Session:
     """One connection's worth of recording: pacing, clock, cutting, writing."""
 
@@ -134,17 +162,24 @@ class _Session:
                  paced: bool) -> None:
         self.owner = owner
         self.video = video
-        self.templates = [video, *audio]
-        self.fmt = choose_format(video, audio)
+        plan = plan_audio(audio)
+        for codec in plan.dropped:
+            owner.warn_once(f"codec:{codec}", "audio codec %s cannot be recorded; recording "
+                            "the video without it", codec)
+        self.templates = [video, *plan.copy]
+        self.transcoders = {s.index: AacTranscoder.for_stream(s) for s in plan.transcode}
+        self.decoders = {s.index: _audio_codec(s) for s in plan.transcode}
+        for stream in plan.transcode:
+            owner.warn_once(f"aac:{stream.codec_context.name}", "audio codec %s is recorded "
+                            "as AAC (no segment format carries it)", stream.codec_context.name)
+        self.fmt = choose_format(video, plan.copy)
         self.paced = paced
         self.clock = SourceClock()
         self.pace_anchor: tuple[int, int] | None = None  # (wall µs, media µs)
-        self.writer: SegmentWriter | None = None
-        self.base_us = 0  # media time of the segment's first video dts: becomes 0 in the file
-        self.first_us = 0  # media time of the segment's first keyframe (for its length)
-        self.min_pts_us = 0  # earliest video pts in the segment: names the segment
+        self.current: _Open | None = None
+        self.previous: _Open | None = None  # closed once late audio can no longer come
+        self.frame_us = int(US_PER_S / (video.average_rate or 25))
         self.last_video_us: int | None = None
-        self.last_dts: dict[int, int] = {}
 
     def feed(self, packet: Packet[Stream]) -> None:
         ts = packet.dts if packet.dts is not None else packet.pts
@@ -154,25 +189,39 @@ class _Session:
         if self.paced:
             self._pace(media_us)
         if packet.stream.index != self.video.index:
-            self._write_audio(packet, media_us)
+            self._audio(packet, media_us)
             return
         pts_us = to_us(packet.pts, packet.time_base) if packet.pts is not None else media_us
         if self.last_video_us is not None and is_discontinuity(self.last_video_us, media_us):
             log.warning("%s: timestamp discontinuity in the source; starting a new segment",
                         self.owner.name)
-            self._close_segment()
+            self._close_all()
             self.clock = SourceClock()
             self.pace_anchor = None
         self.last_video_us = media_us
         self.clock.observe(pts_us, now_us())
-        if packet.is_keyframe and (self.writer is None
-                                   or media_us - self.first_us >= self.owner.segment_us):
-            self._close_segment()
+        current = self.current
+        if packet.is_keyframe and (current is None
+                                   or media_us - current.base_us >= self.owner.segment_us):
             self._open_segment(media_us, pts_us)
-        if self.writer is None:
+        elif self.previous is not None and media_us - self.current_base() >= LATE_AUDIO_US:
+            self._close(self.previous)
+            self.previous = None
+        if self.current is None:
             return  # waiting for the first keyframe
-        self.min_pts_us = min(self.min_pts_us, pts_us)
-        self._write(packet)
+        self._video(packet, pts_us)
+
+    def current_base(self) -> int:
+        return self.current.base_us if self.current is not None else 0
+
+    def _video(self, packet: Packet[Stream], pts_us: int) -> None:
+        segment = self.current
+        assert segment is not None
+        segment.min_pts_us = min(segment.min_pts_us, pts_us)
+        segment.end_us = max(segment.end_us, pts_us + self.frame_us)
+        self._write(segment, packet)
+        self.owner.open_span = (self.clock.to_archive(segment.min_pts_us),
+                                self.clock.to_archive(segment.end_us))
         if self.owner.status != "recording":
             self.owner.status = "recording"
 
@@ -186,39 +235,72 @@ class _Session:
             self.owner.wait(ahead_us / US_PER_S)
 
     def _open_segment(self, dts_us: int, pts_us: int) -> None:
+        if self.previous is not None:
+            self._close(self.previous)
+        self.previous, self.current = self.current, None
         if self.clock.reanchor_if_drifted():
             log.warning("%s: source clock drifted from the wall clock; re-anchored",
                         self.owner.name)
-        self.base_us, self.first_us, self.min_pts_us = dts_us, dts_us, pts_us
-        self.last_dts = {}
         start_us = self.clock.to_archive(pts_us)
-        self.writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates)
+        try:
+            writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates,
+                                   self.transcoders)
+        except ValueError as exc:  # the muxer refused an audio stream: keep the video
+            codecs = ", ".join(t.codec_context.name for t in self.templates[1:])
+            self.owner.warn_once(f"mux:{codecs}", "audio %s refused by the %s muxer (%s); "
+                                 "recording the video without it", codecs, self.fmt, exc)
+            self.templates, self.transcoders = [self.video], {}
+            writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates)
+        self.current = _Open(writer, dts_us, pts_us, pts_us)
 
-    def _write_audio(self, packet: Packet[Stream], media_us: int) -> None:
-        if self.writer is not None and media_us >= self.base_us:
-            self._write(packet)
+    def _audio(self, packet: Packet[Stream], media_us: int) -> None:
+        index = packet.stream.index
+        transcoder = self.transcoders.get(index)
+        if transcoder is None:
+            target = self._segment_at(media_us)
+            if target is not None and target.writer.carries(index):
+                self._write(target, packet)
+            return
+        if self.current is None:
+            return  # before the first keyframe: nothing to put it in
+        try:
+            encoded = transcoder.feed(packet, self.decoders[index], media_us)
+        except av.FFmpegError as exc:
+            del self.transcoders[index]
+            self.owner.warn_once(f"decode:{index}", "audio stream %d cannot be decoded (%s); "
+                                 "recording without it", index, describe_error(exc))
+            return
+        for pkt, at_us in encoded:  # the encoder lags: place each packet by its own time
+            target = self._segment_at(at_us)
+            if target is not None:
+                self._write(target, pkt, index)
 
-    def _write(self, packet: Packet[Stream]) -> None:
+    def _segment_at(self, media_us: int) -> _Open | None:
+        """The open segment audio at ``media_us`` belongs to: late audio goes to the previous."""
+        target = self.current
+        if target is not None and media_us < target.base_us:
+            target = self.previous
+        return None if target is None or media_us < target.base_us else target
+
+    def _write(self, segment: _Open, packet: Packet[Stream], index: int | None = None) -> None:
         """Rebase to the segment (first video dts = 0) and mux; dts must keep increasing."""
-        assert self.writer is not None and packet.time_base is not None
+        assert packet.time_base is not None
         tb = packet.time_base
-        base = self.base_us * tb.denominator // (tb.numerator * US_PER_S)
+        base = segment.base_us * tb.denominator // (tb.numerator * US_PER_S)
         pts = None if packet.pts is None else packet.pts - base
         dts = pts if packet.dts is None else packet.dts - base
-        index = packet.stream.index
-        last = self.last_dts.get(index)
+        index = packet.stream.index if index is None else index
+        last = segment.last_dts.get(index)
         if dts is None or (last is not None and dts <= last):
             return  # jitter the muxer would refuse; a dropped packet beats a dead session
         packet.pts, packet.dts = pts, dts
-        self.last_dts[index] = dts
-        self.writer.write(packet, index)
+        segment.last_dts[index] = dts
+        segment.writer.write(packet, index)
 
-    def _close_segment(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is None:
-            return
+    def _close(self, segment: _Open) -> None:
+        writer = segment.writer
         try:
-            path = writer.commit(self.clock.to_archive(self.min_pts_us))
+            path = writer.commit(self.clock.to_archive(segment.min_pts_us))
         except (av.FFmpegError, OSError) as exc:
             log.warning("%s: could not close segment %s: %s", self.owner.name,
                         writer.tmp_path.name, describe_error(exc))
@@ -227,6 +309,29 @@ class _Session:
         self.clock.freeze()
         self.owner.commit(path)
 
+    def _close_all(self) -> None:
+        for segment in (self.previous, self.current):
+            if segment is not None:
+                self._close(segment)
+        self.previous = self.current = None
+        self.owner.open_span = None
+
     def finish(self) -> None:
-        """Close the open segment: everything written so far is a valid recording."""
-        self._close_segment()
+        """Close the open segments: everything written so far is a valid recording."""
+        for index, transcoder in self.transcoders.items():
+            try:
+                encoded = transcoder.flush()
+            except av.FFmpegError:
+                continue
+            for pkt, at_us in encoded:
+                target = self._segment_at(at_us)
+                if target is not None:
+                    self._write(target, pkt, index)
+        self._close_all()
+
+
+
+def _audio_codec(stream: Stream) -> AudioCodecContext:
+    codec = stream.codec_context
+    assert isinstance(codec, AudioCodecContext)
+    return codec

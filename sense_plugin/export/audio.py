@@ -26,6 +26,7 @@ COPY_AUDIO: dict[str, frozenset[str]] = {
 RESYNC_US = 100_000
 _AAC_RATES = frozenset(
     {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
+_US_TB = Fraction(1, US)
 Packet: TypeAlias = "av.Packet[av.stream.Stream]"
 
 
@@ -65,9 +66,10 @@ class AacTranscoder:
         self.samples_in = 0
 
     @classmethod
-    def for_stream(cls, stream: av.AudioStream) -> AacTranscoder:
+    def for_stream(cls, stream: av.stream.Stream) -> AacTranscoder:
         """A transcoder for the audio of ``stream``."""
         codec = stream.codec_context
+        assert isinstance(codec, AudioCodecContext)
         return cls(codec.sample_rate or 8000, codec.channels or 1)
 
     def add_stream(self, container: av.container.OutputContainer) -> av.AudioStream:
@@ -80,7 +82,8 @@ class AacTranscoder:
              at_us: int) -> list[tuple[Packet, int]]:
         """Decode ``packet`` (archive time ``at_us``) with ``decoder``; the AAC packets ready.
 
-        Each result is ``(packet, archive µs of its pts)``; the first one lies one AAC frame
+        Each result is ``(packet, archive µs of its pts)``, the packet timed in µs (pts = dts,
+        duration, ``time_base`` 1/1000000); the first one lies one AAC frame
         before the first sample (the encoder's priming), as in any AAC file.
         """
         out: list[tuple[Packet, int]] = []
@@ -128,5 +131,9 @@ class AacTranscoder:
             for pkt in self.encoder.encode(item):
                 if pkt.pts is None:
                     continue
-                result.append((pkt, anchor + pkt.pts * US // self.rate))
+                at_us = anchor + pkt.pts * US // self.rate
+                pkt.duration = (pkt.duration or self.frame_size) * US // self.rate
+                pkt.pts = pkt.dts = at_us
+                pkt.time_base = _US_TB
+                result.append((pkt, at_us))
         return result
