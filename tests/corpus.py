@@ -79,7 +79,8 @@ def _run(args: list[str]) -> str:
     return done.stdout
 
 
-def make_clip(case: Case, directory: Path) -> Path:
+def make_clip(case: Case, directory: Path, *, seconds: float = CLIP_S,
+              audio: bool = True) -> Path:
     """Encode the whole clip (one file) with ffmpeg: moving test picture and a sine tone."""
     directory.mkdir(parents=True, exist_ok=True)
     clip = directory / f"clip.{case.container}"
@@ -87,10 +88,10 @@ def make_clip(case: Case, directory: Path) -> Path:
     vf = ["-vf", "select='not(between(mod(n\\,10)\\,3\\,4))'", "-fps_mode", "vfr"] \
         if case.vfr else []
     tag = ["-tag:v", "hvc1"] if case.video == "hevc" and case.container == "mp4" else []
+    sound = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"] if audio else []
     _run(["ffmpeg", "-v", "error", "-y",
-          "-f", "lavfi", "-i", f"testsrc2=size=160x90:rate={FPS}",
-          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-          "-t", str(CLIP_S), *vf, *video, *tag, *_AUDIO[case.audio],
+          "-f", "lavfi", "-i", f"testsrc2=size=160x90:rate={FPS}", *sound,
+          "-t", str(seconds), *vf, *video, *tag, *(_AUDIO[case.audio] if audio else []),
           "-f", _MUXERS[case.container], str(clip)])
     return clip
 
