@@ -142,3 +142,31 @@ def test_export_metadata(footage: dict[str, Footage], tmp_path: Path, fmt: str) 
     assert metadata["title"] == "Entrance"
     assert metadata["comment"] == "export 42 Night shift"
     assert metadata["creation_time"].startswith("2026-11-20T10:00:01.000000")
+
+
+@pytest.mark.parametrize("case", ["h264-aac-mp4", "hevc-aac-mp4", "h264-pcmu-mkv"])
+def test_mp4_header_states_the_duration(footage: dict[str, Footage], tmp_path: Path,
+                                        case: str) -> None:
+    """Read from the header alone (ffprobe on the first bytes, through a pipe: no seeking, no
+    fragments), the length is the file's; the SHA-256 is of the final bytes."""
+    import hashlib
+    import subprocess
+
+    out = tmp_path / "out.mp4"
+    result = export(footage[case], out, "mp4")
+    data = out.read_bytes()
+    assert result.sha256 == hashlib.sha256(data).hexdigest() and result.size_bytes == len(data)
+    moof = data.find(b"moof") - 4
+    assert 0 < moof < 8192
+    def probed_duration(data: bytes) -> float:
+        done = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+             "-i", "pipe:0"], input=data, capture_output=True, timeout=30, check=False)
+        return float(done.stdout.decode().strip() or "0")
+
+    # the header alone says what ffprobe finds in the whole file (which adds the audio's start
+    # offset, less than a frame, that it cannot know without the first fragment)
+    assert abs(probed_duration(data[:moof]) - probed_duration(data)) * 1e6 < corpus.FRAME_US
+    assert probed_duration(data) >= result.frame_count * corpus.FRAME_US / 1e6
+    assert decode_all(out).errors == 0
+    assert b"mehd" in data[:moof]

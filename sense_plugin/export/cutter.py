@@ -260,7 +260,7 @@ class Cutter:
         self.first_us = self.last_frame_us = key_pts
         # Fragmented MP4 has no edit list: with B-frames start at dts 0, not pts 0, so the
         # video is delayed by the reorder depth together with the audio instead of alone.
-        self.zero_us = min(key_pts, key_dts) if self.request.fmt == "mp4" else key_pts
+        self.zero_us = key_pts
         self.started = True
         self._write_metadata()
         for packet, p_a, d_a in self.pending:
