@@ -20,7 +20,7 @@ import pytest
 from apiclient import command, export_body, wait_export
 
 from sense_plugin.archive.demo import parse_segment_filename
-from sense_plugin.timestamps import format_timestamp
+from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).with_name("rtsp_server.py")
@@ -108,6 +108,24 @@ def check_file(path: Path, framecount: int, audio_codec: str) -> None:
         assert abs(audio_us - framecount * corpus.FRAME_US) <= 300_000, (audio_us, framecount)
 
 
+async def check_open_segment_counts(client: Any, device: Any) -> None:
+    """While recording, getRecordings and getServerStatus reach into the open segment: no
+    trailing gap after the last indexed segment (SPEC §12)."""
+    await asyncio.sleep(1.0)  # the open segment holds at least 0.5 s now
+    starts = committed(device.archive_dir)
+    root = await command(client, "getRecordings", deviceid=device.device_id,
+                         starttime=format_timestamp(starts[0]),
+                         endtime=format_timestamp(now_us()))
+    intervals = root.findall("recordings/intervals/interval")
+    assert len(intervals) == 1
+    end_us = parse_timestamp(intervals[0].findtext("endtime"))
+    assert end_us >= starts[-1] + 2_400_000  # past the end of the last closed segment
+    assert now_us() - end_us < 1_500_000  # up to about the last written frame
+    status = await command(client, "getServerStatus", deviceid=device.device_id)
+    last = status.findtext("serverstatus/devices/device/lastrecordedimage")
+    assert parse_timestamp(last) > starts[-1] + 2_000_000
+
+
 async def test_rtsp_cameras_record_and_export(
     tmp_path: Path, rtsp_cameras: dict[str, str], archive_config: Any, make_client: Any
 ) -> None:
@@ -120,6 +138,7 @@ async def test_rtsp_cameras_record_and_export(
     while any(len(committed(d.archive_dir)) < 3 for d in devices.values()):
         assert loop.time() < deadline, {m: committed(d.archive_dir) for m, d in devices.items()}
         await asyncio.sleep(0.2)
+    await check_open_segment_counts(client, devices["aac"])
     ranges = []
     for device in devices.values():
         starts = committed(device.archive_dir)

@@ -40,6 +40,34 @@ BACKOFF_MAX_S = 4.0
 LATE_AUDIO_US = 500_000
 
 
+def with_open_span(intervals: list[tuple[int, int]], span: tuple[int, int] | None,
+                   start_us: int, end_us: int,
+                   tolerance_us: int) -> list[tuple[int, int]]:
+    """Recorded ``intervals`` (clipped to the range, in order) plus the segment being written.
+
+    The open segment counts as recorded up to its last written frame (SPEC §12).
+    """
+    if span is None or span[1] <= start_us or span[0] >= end_us:
+        return intervals
+    first, last = max(span[0], start_us), min(span[1], end_us)
+    result = list(intervals)
+    if result and first <= result[-1][1] + tolerance_us:
+        result[-1] = (min(result[-1][0], first), max(result[-1][1], last))
+    else:
+        result.append((first, last))
+    return result
+
+
+def with_open_range(found: tuple[int, int] | None,
+                    span: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The recorded range extended by the segment being written."""
+    if span is None:
+        return found
+    if found is None:
+        return span
+    return min(found[0], span[0]), max(found[1], span[1])
+
+
 def is_file_source(source: str) -> bool:
     """Local files are read as fast as the disk allows, so they must be paced at real time."""
     return "://" not in source or source.startswith("file:")
@@ -220,7 +248,8 @@ class _Session:
         segment.min_pts_us = min(segment.min_pts_us, pts_us)
         segment.end_us = max(segment.end_us, pts_us + self.frame_us)
         self._write(segment, packet)
-        self.owner.open_span = (self.clock.to_archive(segment.min_pts_us),
+        first = self.previous if self.previous is not None else segment
+        self.owner.open_span = (self.clock.to_archive(first.min_pts_us),
                                 self.clock.to_archive(segment.end_us))
         if self.owner.status != "recording":
             self.owner.status = "recording"
