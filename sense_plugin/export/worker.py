@@ -76,17 +76,17 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
     """Cut one device range; returns the final message for the parent."""
     throttle = TokenBucket(payload.get("bandwidth_kbps", 0))
     control = _Control(conn, throttle)
-    request = CutRequest(
-        segments=tuple(SourceSegment(**s) for s in payload["segments"]),
-        start_us=payload["start_us"], end_us=payload["end_us"],
-        out_path=payload["out_path"], fmt=payload["fmt"],
-        title=payload.get("title", ""), comment=payload.get("comment", ""),
-    )
 
     def progress(done_us: int, size_bytes: int) -> None:
         conn.send(("progress", done_us, size_bytes))
 
     try:
+        request = CutRequest(
+            segments=tuple(SourceSegment(**s) for s in payload["segments"]),
+            start_us=payload["start_us"], end_us=payload["end_us"],
+            out_path=payload["out_path"], fmt=payload["fmt"],
+            title=payload.get("title", ""), comment=payload.get("comment", ""),
+        )
         result = cut(request, throttle=throttle, on_progress=progress,
                      should_stop=control.should_stop)
     except CutCancelled:
