@@ -7,11 +7,13 @@ of the segments the recorder cuts (late audio goes to the segment it belongs to)
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 import corpus
+import pytest
 
 from sense_plugin.archive.recorder import BACKOFF_MAX_S, Recorder
 
@@ -40,10 +42,16 @@ def record(clips: dict[str, Path], root: Path, segments: int) -> dict[str, list[
     return done
 
 
-def test_every_audio_codec_is_recorded_without_holes(tmp_path: Path) -> None:
+def test_every_audio_codec_is_recorded_without_holes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     corpus.require_ffmpeg()
     clips = {name: corpus.make_clip(CASES[name], tmp_path / "src" / name) for name in EXPECTED}
-    recorded = record(clips, tmp_path / "archive", segments=3)
+    with caplog.at_level(logging.INFO, logger="sense_plugin.archive.recorder"):
+        recorded = record(clips, tmp_path / "archive", segments=3)
+    notes = [r.getMessage() for r in caplog.records]
+    assert sum("pcm_mulaw is recorded as AAC" in m for m in notes) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     for name, paths in recorded.items():
         assert len(paths) >= 3, name
         for path in paths:

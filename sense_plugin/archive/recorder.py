@@ -157,11 +157,12 @@ class Recorder:
             finally:
                 session.finish()
 
-    def warn_once(self, key: str, message: str, *args: object) -> None:
-        """Log a WARNING the first time ``key`` comes up for this recorder."""
+    def warn_once(self, key: str, message: str, *args: object,
+                  level: int = logging.WARNING) -> None:
+        """Log (a WARNING by default) the first time ``key`` comes up for this recorder."""
         if key not in self._warned:
             self._warned.add(key)
-            log.warning("%s: " + message, self.name, *args)
+            log.log(level, "%s: " + message, self.name, *args)
 
     def commit(self, path: Path) -> None:
         """Hand a closed segment over (the callback indexes it); failures are logged."""
@@ -199,7 +200,8 @@ class _Session:
         self.decoders = {s.index: _audio_codec(s) for s in plan.transcode}
         for stream in plan.transcode:
             owner.warn_once(f"aac:{stream.codec_context.name}", "audio codec %s is recorded "
-                            "as AAC (no segment format carries it)", stream.codec_context.name)
+                            "as AAC (no segment format carries it)", stream.codec_context.name,
+                            level=logging.INFO)
         self.fmt = choose_format(video, plan.copy)
         self.paced = paced
         self.clock = SourceClock()
