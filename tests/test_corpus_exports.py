@@ -170,3 +170,18 @@ def test_mp4_header_states_the_duration(footage: dict[str, Footage], tmp_path: P
     assert probed_duration(data) >= result.frame_count * corpus.FRAME_US / 1e6
     assert decode_all(out).errors == 0
     assert b"mehd" in data[:moof]
+
+
+def test_a_missing_segment_after_the_end_costs_nothing(footage: dict[str, Footage],
+                                                       tmp_path: Path) -> None:
+    """The segment after the end is read only for audio muxed ahead of its video; when it is
+    gone (retention), the export still completes with every frame of the range."""
+    item = footage["h264-aac-ts"]
+    end_us = corpus.T0 + 3_950_000
+    gone = SourceSegment(str(tmp_path / "deleted.ts"), item.sources[2].start_us,
+                         item.sources[2].end_us)
+    sources = (*item.sources[:2], gone)
+    result = cut(CutRequest(sources, START_US, end_us, str(tmp_path / "out.mp4"), "mp4"),
+                 fsync=False)
+    assert result.frame_count == len(corpus.truth(
+        [Path(s.path) for s in item.sources], START_US, end_us).frames_us)

@@ -89,7 +89,9 @@ class Cutter:
         )
         try:
             for segment in segments:
-                if not self._read_segment(segment, seek=True):
+                if segment.start_us >= self.t1:
+                    self._read_tail(segment)
+                elif not self._read_segment(segment, seek=True):
                     self._read_segment(segment, seek=False)
         except _Stop:
             pass
@@ -107,6 +109,16 @@ class Cutter:
             frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
             size_bytes=size_bytes, sha256=sha256,
         )
+
+    def _read_tail(self, segment: SourceSegment) -> None:
+        """A segment after the end, read only for audio muxed ahead of its video: one that
+        cannot be read (deleted by retention meanwhile, say) costs that audio, not the export."""
+        if not self.started or (self.video_done and self.audio_done):
+            raise _Stop()
+        try:
+            self._read_segment(segment, seek=False)
+        except MediaError:
+            raise _Stop() from None
 
     def _read_segment(self, segment: SourceSegment, *, seek: bool) -> bool:
         """Copy the wanted packets of one segment; False asks for a re-read without seeking."""
