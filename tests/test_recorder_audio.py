@@ -8,6 +8,7 @@ of the segments the recorder cuts (late audio goes to the segment it belongs to)
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import corpus
 import pytest
 
 from sense_plugin.archive.recorder import BACKOFF_MAX_S, Recorder
+from sense_plugin.export.remux import CutRequest, SourceSegment, cut
 
 CASES = {c.name: c for c in corpus.CASES}
 #: source case → codec the segments must hold
@@ -74,3 +76,30 @@ def test_reconnect_backoff_caps_at_a_few_seconds() -> None:
     recorder = Recorder("rtsp://127.0.0.1:9/none", Path("/nonexistent"), segment_s=1.0,
                         on_segment=lambda _: None)
     assert recorder.backoff[1] == BACKOFF_MAX_S <= 5.0
+
+
+def test_an_unknown_audio_codec_is_dropped_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ffmpeg's experimental "sonic" audio has no decoder in the bundled FFmpeg: the camera is
+    recorded without it (one WARNING), and the footage still exports."""
+    corpus.require_ffmpeg()
+    clip = tmp_path / "sonic.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x90:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=8000",
+                    "-t", "6", "-c:v", "libx264", "-g", "25", "-preset", "ultrafast",
+                    "-c:a", "sonic", "-strict", "-2", "-ar", "8000", "-ac", "1", str(clip)],
+                   check=True, capture_output=True, timeout=60)
+    with caplog.at_level(logging.INFO, logger="sense_plugin.archive.recorder"):
+        recorded = record({"sonic": clip}, tmp_path / "archive", segments=2)["sonic"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "cannot be recorded" in warnings[0], warnings
+    assert len(recorded) >= 2
+    for path in recorded:
+        assert corpus.probe_codec(path, "v") == "h264" and corpus.probe_codec(path, "a") == ""
+    # an archive file holding such a stream (the clip itself) exports as video only
+    start = corpus.T0
+    source = SourceSegment(str(clip), start, start + 6_000_000)
+    out = tmp_path / "out.mp4"
+    result = cut(CutRequest((source,), start, start + 3_000_000, str(out), "mp4"), fsync=False)
+    assert result.frame_count == 75 and result.audio_packets == 0

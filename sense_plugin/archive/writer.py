@@ -77,6 +77,9 @@ def plan_audio(audio: Sequence[Stream]) -> AudioPlan:
     """
     plan = AudioPlan()
     for stream in audio:
+        if stream.codec_context is None:  # a codec this FFmpeg does not know at all
+            plan.dropped.append("unknown to this FFmpeg")
+            continue
         name = stream.codec_context.name
         if can_copy(name, "mp4") or can_copy(name, "mkv"):
             plan.copy.append(stream)

@@ -351,7 +351,7 @@ class Cutter:
     def _open_outputs(self, source: av.container.InputContainer) -> av.AudioStream | None:
         """Create the output streams from the first segment read; check later ones match."""
         vin = source.streams.video[0]
-        ain = source.streams.audio[0] if source.streams.audio else None
+        ain = next((a for a in source.streams.audio if a.codec_context is not None), None)
         if self.vout is None:
             self.vout = self.output.add_stream_from_template(vin)
             if vin.codec_context.name == "hevc" and self.request.fmt == "mp4":
