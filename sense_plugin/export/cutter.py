@@ -10,11 +10,10 @@ from collections.abc import Callable
 import av
 from av.audio.codeccontext import AudioCodecContext
 
-from sense_plugin.archive.demo import creation_time_text
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.export import bitstream as bs
-from sense_plugin.export.audio import AacTranscoder, can_copy
 from sense_plugin.export.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
+from sense_plugin.export.outputs import Outputs
 from sense_plugin.export.sink import WriteCancelled
 
 #: Seek this far before the start so the keyframe at or before it is read.
@@ -45,10 +44,7 @@ class Cutter:
         self.request, self.output = request, output
         self.t0, self.t1 = request.start_us, request.end_us
         self.on_progress, self.should_stop, self.interval_s = on_progress, should_stop, interval_s
-        self.vout: av.VideoStream | None = None
-        self.aout: av.AudioStream | None = None
-        self.video_stream: av.stream.Stream  # the same streams, typed for packet.stream
-        self.audio_stream: av.stream.Stream
+        self.outputs = Outputs(output, request.fmt)
         self.started = False
         self.sought = False  # the current segment was entered by seeking
         self.first_us = 0  # archive time of the first keyframe
@@ -61,16 +57,13 @@ class Cutter:
         self.last_dts = -(1 << 62)
         self.last_audio_dts = -(1 << 62)  # of the input audio (archive µs): drops overlaps
         self.last_audio_out = -(1 << 62)  # of the output audio
-        self.transcoder: AacTranscoder | None = None
         self.audio_decoder: AudioCodecContext | None = None
         self.video_done = False  # a video packet with dts >= the end was read
-        self.audio_done = True  # no audio, or an audio packet with pts >= the end was read
+        self.audio_done = False  # an audio packet with pts >= the end was read
         self.tail: list[tuple[bs.Packet, int, int]] = []  # frames shown after the end, held
         self.prev_end_us: int | None = None  # end of the recording read so far
         self.gaps: list[Gap] = []
         self.join_gap: Gap | None = None
-        self.video_prefixed = True
-        self.video_params = ("", 0, 0)
         self.gap_total_us = 0
         self.frames = self.audio_packets = 0
         self.last_frame_us = 0
@@ -95,8 +88,8 @@ class Cutter:
                     self._read_segment(segment, seek=False)
         except _Stop:
             pass
-        if self.transcoder is not None:
-            for packet, at_us in self.transcoder.flush():
+        if self.outputs.transcoder is not None:
+            for packet, at_us in self.outputs.transcoder.flush():
                 self._mux_audio(packet, at_us)
         if not self.started or self.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
@@ -113,7 +106,7 @@ class Cutter:
     def _read_tail(self, segment: SourceSegment) -> None:
         """A segment after the end, read only for audio muxed ahead of its video: one that
         cannot be read (deleted by retention meanwhile, say) costs that audio, not the export."""
-        if not self.started or (self.video_done and self.audio_done):
+        if not self.started or (self.video_done and self._audio_finished()):
             raise _Stop()
         try:
             self._read_segment(segment, seek=False)
@@ -146,8 +139,9 @@ class Cutter:
         if not source.streams.video:
             return
         vin = source.streams.video[0]
-        ain = self._open_outputs(source)
-        fix_video, fix_audio = bs.converters(vin, ain, self.video_prefixed, self.request.fmt)
+        ain = self.outputs.open(source)
+        fix_video, fix_audio = bs.converters(vin, ain, self.outputs.video_prefixed,
+                                             self.request.fmt)
         v_mul, v_den, v_base = bs.timing(vin, vin, segment.start_us)
         audio_timing = bs.timing(ain, vin, segment.start_us) if ain is not None else (1, 1, 0)
         self._enter(source, segment, seek, vin)
@@ -253,7 +247,7 @@ class Cutter:
         """
         if dts_a >= self.t1:
             self.video_done, self.tail = True, []
-            if self.audio_done:
+            if self._audio_finished():
                 raise _Stop()
         elif pts_a >= self.t1:
             self.tail.append((pkt, pts_a, dts_a))
@@ -274,7 +268,7 @@ class Cutter:
         # video is delayed by the reorder depth together with the audio instead of alone.
         self.zero_us = key_pts
         self.started = True
-        self._write_metadata()
+        self.outputs.write_metadata(self.first_us, self.request.title, self.request.comment)
         for packet, p_a, d_a in self.pending:
             if p_a >= key_pts:  # leading pictures of an open GOP's keyframe cannot decode
                 self._emit_video(packet, p_a, d_a)
@@ -296,7 +290,7 @@ class Cutter:
             self.offset_us += self.last_dts + self.frame_us - dts
             dts = self.last_dts + self.frame_us
         pkt.dts, pkt.pts = dts, max(dts, pts_a - self.zero_us + self.offset_us)
-        pkt.stream = self.video_stream
+        pkt.stream = self.outputs.video_stream
         self.output.mux_one(pkt)
         self.last_dts = dts
         if not counted:
@@ -320,11 +314,12 @@ class Cutter:
         if pts_a < self.first_us or dts_a <= self.last_audio_dts:
             return  # before the first frame, or a duplicate where segments overlap
         self.last_audio_dts = dts_a
-        if self.transcoder is None:
+        transcoder = self.outputs.transcoder
+        if transcoder is None:
             self._mux_audio(pkt, pts_a)
             return
         assert self.audio_decoder is not None
-        for packet, at_us in self.transcoder.feed(pkt, self.audio_decoder, pts_a):
+        for packet, at_us in transcoder.feed(pkt, self.audio_decoder, pts_a):
             self._mux_audio(packet, at_us)
 
     def _mux_audio(self, pkt: bs.Packet, at_us: int) -> None:
@@ -334,7 +329,7 @@ class Cutter:
             return
         pkt.dts = pkt.pts = ts
         pkt.time_base = bs.US_TB
-        pkt.stream = self.audio_stream
+        pkt.stream = self.outputs.audio_stream
         self.output.mux_one(pkt)
         self.last_audio_out = ts
         self.audio_packets += 1
@@ -348,46 +343,5 @@ class Cutter:
                 self.covered_us = max(self.covered_us, end_us - self.first_us - self.gap_total_us)
             self.on_progress(self.covered_us, self.bytes_written())
 
-    def _open_outputs(self, source: av.container.InputContainer) -> av.AudioStream | None:
-        """Create the output streams from the first segment read; check later ones match."""
-        vin = source.streams.video[0]
-        ain = next((a for a in source.streams.audio if a.codec_context is not None), None)
-        if self.vout is None:
-            self.vout = self.output.add_stream_from_template(vin)
-            if vin.codec_context.name == "hevc" and self.request.fmt == "mp4":
-                self.vout.codec_tag = "hvc1"  # Apple players reject the default 'hev1'
-            self.aout = self._audio_output(ain) if ain is not None else None
-            self.audio_done = self.aout is None
-            self.video_stream = self.vout
-            if self.aout is not None:
-                self.audio_stream = self.aout
-            if self.transcoder is None and self.aout is not None and ain is not None \
-                    and bs.is_adts(ain):
-                # MPEG-TS carries the AAC configuration in ADTS headers; MP4 and MKV need it
-                # up front, and the MPEG-TS muxer needs it to frame raw AAC from MP4 sources.
-                self.aout.codec_context.extradata = bs.aac_config(ain.codec_context)
-            self.video_prefixed = bs.length_prefixed(vin)
-            self.video_params = bs.params(vin)
-            return ain
-        if bs.params(vin) != self.video_params:
-            raise MediaError(
-                f"{os.path.basename(source.name)}: video %s %dx%d differs from %s %dx%d earlier "
-                "in the range" % (bs.params(vin) + self.video_params)
-            )
-        return ain if self.aout is not None else None
-
-    def _write_metadata(self) -> None:
-        """Set before the first packet: the muxer writes the header with it."""
-        metadata = self.output.metadata
-        metadata["creation_time"] = creation_time_text(self.first_us)
-        if self.request.title:
-            metadata["title"] = self.request.title
-        if self.request.comment:
-            metadata["comment"] = self.request.comment
-
-    def _audio_output(self, ain: av.AudioStream) -> av.AudioStream:
-        """A copy of the source's audio stream, or AAC where the container cannot carry it."""
-        if can_copy(ain.codec_context.name, self.request.fmt):
-            return self.output.add_stream_from_template(ain)
-        self.transcoder = AacTranscoder.for_stream(ain)
-        return self.transcoder.add_stream(self.output)
+    def _audio_finished(self) -> bool:
+        return self.audio_done or self.outputs.aout is None
