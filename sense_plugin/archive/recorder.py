@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import av
-from av.packet import Packet
-from av.stream import Stream
 
-from sense_plugin.archive.clock import SourceClock, is_discontinuity
-from sense_plugin.archive.probe import to_us
-from sense_plugin.archive.writer import SegmentWriter, choose_format
+from sense_plugin.archive.session import LATE_AUDIO_US, Session, describe_error
 from sense_plugin.errors import MediaError
 from sense_plugin.timestamps import US_PER_S, now_us
+
+__all__ = ["BACKOFF_MAX_S", "LATE_AUDIO_US", "Recorder", "describe_error", "is_file_source",
+           "with_open_range", "with_open_span"]
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +30,41 @@ STATUS_RECORDING = "recording"
 STATUS_STOPPED = "stopped"
 #: A session that delivered packets this long resets the backoff to its first step.
 HEALTHY_SESSION_US = 10 * US_PER_S
+#: The longest wait between reconnection attempts: an outage costs at most this much more.
+BACKOFF_MAX_S = 4.0
+
+
+def with_open_span(intervals: list[tuple[int, int]], span: tuple[int, int] | None,
+                   start_us: int, end_us: int,
+                   tolerance_us: int) -> list[tuple[int, int]]:
+    """Recorded ``intervals`` (clipped to the range, in order) plus the segment being written.
+
+    The open segment counts as recorded up to its last written frame (SPEC §12).
+    """
+    if span is None or span[1] <= start_us or span[0] >= end_us:
+        return intervals
+    first, last = max(span[0], start_us), min(span[1], end_us)
+    result = list(intervals)
+    if result and first <= result[-1][1] + tolerance_us:
+        result[-1] = (min(result[-1][0], first), max(result[-1][1], last))
+    else:
+        result.append((first, last))
+    return result
+
+
+def with_open_range(found: tuple[int, int] | None,
+                    span: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The recorded range extended by the segment being written."""
+    if span is None:
+        return found
+    if found is None:
+        return span
+    return min(found[0], span[0]), max(found[1], span[1])
 
 
 def is_file_source(source: str) -> bool:
     """Local files are read as fast as the disk allows, so they must be paced at real time."""
     return "://" not in source or source.startswith("file:")
-
-
-def describe_error(exc: BaseException) -> str:
-    """A short reason for the status line (no traceback, no long paths)."""
-    if isinstance(exc, av.FFmpegError):
-        return exc.strerror or type(exc).__name__
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc) or type(exc).__name__
 
 
 class Recorder:
@@ -53,7 +73,7 @@ class Recorder:
     def __init__(self, source: str, directory: Path, *, segment_s: float,
                  on_segment: Callable[[Path], None], name: str = "",
                  open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
-                 backoff_first_s: float = 1.0, backoff_max_s: float = 30.0) -> None:
+                 backoff_first_s: float = 1.0, backoff_max_s: float = BACKOFF_MAX_S) -> None:
         self.source = source
         self.directory = directory
         self.segment_us = int(segment_s * US_PER_S)
@@ -63,6 +83,10 @@ class Recorder:
         self.backoff = (backoff_first_s, backoff_max_s)
         self.status = STATUS_CONNECTING
         self.segments_written = 0
+        #: Archive time of the first and past the last written frame of the open segment
+        #: (None while none is open): the part of the recording not indexed yet.
+        self.open_span: tuple[int, int] | None = None
+        self._warned: set[str] = set()
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -109,7 +133,7 @@ class Recorder:
                 raise MediaError("source has no video stream")
             video = container.streams.video[0]
             audio = list(container.streams.audio)
-            session = _Session(self, video, audio, paced=is_file_source(self.source))
+            session = Session(self, video, audio, paced=is_file_source(self.source))
             try:
                 for packet in container.demux(video, *audio):
                     if self._stop.is_set():
@@ -118,6 +142,13 @@ class Recorder:
             finally:
                 session.finish()
 
+    def warn_once(self, key: str, message: str, *args: object,
+                  level: int = logging.WARNING) -> None:
+        """Log (a WARNING by default) the first time ``key`` comes up for this recorder."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.log(level, "%s: " + message, self.name, *args)
+
     def commit(self, path: Path) -> None:
         """Hand a closed segment over (the callback indexes it); failures are logged."""
         self.segments_written += 1
@@ -125,108 +156,3 @@ class Recorder:
             self.on_segment(path)
         except Exception:
             log.exception("%s: indexing the new segment %s failed", self.name, path.name)
-
-
-class _Session:
-    """One connection's worth of recording: pacing, clock, cutting, writing."""
-
-    def __init__(self, owner: Recorder, video: Stream, audio: Sequence[Stream], *,
-                 paced: bool) -> None:
-        self.owner = owner
-        self.video = video
-        self.templates = [video, *audio]
-        self.fmt = choose_format(video, audio)
-        self.paced = paced
-        self.clock = SourceClock()
-        self.pace_anchor: tuple[int, int] | None = None  # (wall µs, media µs)
-        self.writer: SegmentWriter | None = None
-        self.base_us = 0  # media time of the segment's first video dts: becomes 0 in the file
-        self.first_us = 0  # media time of the segment's first keyframe (for its length)
-        self.min_pts_us = 0  # earliest video pts in the segment: names the segment
-        self.last_video_us: int | None = None
-        self.last_dts: dict[int, int] = {}
-
-    def feed(self, packet: Packet[Stream]) -> None:
-        ts = packet.dts if packet.dts is not None else packet.pts
-        if packet.size == 0 or ts is None or packet.time_base is None:
-            return
-        media_us = to_us(ts, packet.time_base)
-        if self.paced:
-            self._pace(media_us)
-        if packet.stream.index != self.video.index:
-            self._write_audio(packet, media_us)
-            return
-        pts_us = to_us(packet.pts, packet.time_base) if packet.pts is not None else media_us
-        if self.last_video_us is not None and is_discontinuity(self.last_video_us, media_us):
-            log.warning("%s: timestamp discontinuity in the source; starting a new segment",
-                        self.owner.name)
-            self._close_segment()
-            self.clock = SourceClock()
-            self.pace_anchor = None
-        self.last_video_us = media_us
-        self.clock.observe(pts_us, now_us())
-        if packet.is_keyframe and (self.writer is None
-                                   or media_us - self.first_us >= self.owner.segment_us):
-            self._close_segment()
-            self._open_segment(media_us, pts_us)
-        if self.writer is None:
-            return  # waiting for the first keyframe
-        self.min_pts_us = min(self.min_pts_us, pts_us)
-        self._write(packet)
-        if self.owner.status != "recording":
-            self.owner.status = "recording"
-
-    def _pace(self, media_us: int) -> None:
-        wall_us = now_us()
-        if self.pace_anchor is None:
-            self.pace_anchor = (wall_us, media_us)
-            return
-        ahead_us = self.pace_anchor[0] + media_us - self.pace_anchor[1] - wall_us
-        if ahead_us > 0:
-            self.owner.wait(ahead_us / US_PER_S)
-
-    def _open_segment(self, dts_us: int, pts_us: int) -> None:
-        if self.clock.reanchor_if_drifted():
-            log.warning("%s: source clock drifted from the wall clock; re-anchored",
-                        self.owner.name)
-        self.base_us, self.first_us, self.min_pts_us = dts_us, dts_us, pts_us
-        self.last_dts = {}
-        start_us = self.clock.to_archive(pts_us)
-        self.writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates)
-
-    def _write_audio(self, packet: Packet[Stream], media_us: int) -> None:
-        if self.writer is not None and media_us >= self.base_us:
-            self._write(packet)
-
-    def _write(self, packet: Packet[Stream]) -> None:
-        """Rebase to the segment (first video dts = 0) and mux; dts must keep increasing."""
-        assert self.writer is not None and packet.time_base is not None
-        tb = packet.time_base
-        base = self.base_us * tb.denominator // (tb.numerator * US_PER_S)
-        pts = None if packet.pts is None else packet.pts - base
-        dts = pts if packet.dts is None else packet.dts - base
-        index = packet.stream.index
-        last = self.last_dts.get(index)
-        if dts is None or (last is not None and dts <= last):
-            return  # jitter the muxer would refuse; a dropped packet beats a dead session
-        packet.pts, packet.dts = pts, dts
-        self.last_dts[index] = dts
-        self.writer.write(packet, index)
-
-    def _close_segment(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is None:
-            return
-        try:
-            path = writer.commit(self.clock.to_archive(self.min_pts_us))
-        except (av.FFmpegError, OSError) as exc:
-            log.warning("%s: could not close segment %s: %s", self.owner.name,
-                        writer.tmp_path.name, describe_error(exc))
-            writer.abort()
-            return
-        self.clock.freeze()
-        self.owner.commit(path)
-
-    def finish(self) -> None:
-        """Close the open segment: everything written so far is a valid recording."""
-        self._close_segment()

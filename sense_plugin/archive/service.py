@@ -26,11 +26,11 @@ from sense_plugin.archive.demo_archive import (
     generate_into,
     index_path,
 )
-from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.index import DEFAULT_JOIN_TOLERANCE_US, ArchiveIndex, Segment
 from sense_plugin.archive.livedemo import LiveDemo
 from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
-from sense_plugin.archive.recorder import Recorder
+from sense_plugin.archive.recorder import Recorder, with_open_range, with_open_span
 from sense_plugin.archive.rescan import Rescanner
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device, recover_partials
@@ -162,12 +162,20 @@ class Archive:
 
     async def recorded_range(self, device_id: int) -> tuple[int, int] | None:
         """``(first recorded instant, end of the last recording)`` or None."""
-        return await self._query(lambda index: index.recorded_range(device_id))
+        found = await self._query(lambda index: index.recorded_range(device_id))
+        return with_open_range(found, self._open_span(device_id))
 
     async def intervals(self, device_id: int, start_us: int,
                         end_us: int) -> list[tuple[int, int]]:
         """Recorded intervals inside the range (the holes between them are gaps)."""
-        return await self._query(lambda index: index.intervals(device_id, start_us, end_us))
+        found = await self._query(lambda index: index.intervals(device_id, start_us, end_us))
+        return with_open_span(found, self._open_span(device_id), start_us, end_us,
+                              DEFAULT_JOIN_TOLERANCE_US)
+
+    def _open_span(self, device_id: int) -> tuple[int, int] | None:
+        """What the device's recorder has written into the segment still open (not indexed)."""
+        recorder = self._recorders.get(device_id)
+        return recorder.open_span if recorder is not None else None
 
     def device_status(self, device_id: int) -> str:
         """``disabled``, ``idle`` (archive only), ``connecting``, ``recording`` or ``error: …``."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import av
+from av.audio.codeccontext import AudioCodecContext
 from av.bitstream import BitStreamFilterContext
 from av.packet import Packet
 from av.stream import Stream
@@ -27,13 +29,15 @@ from sense_plugin.archive.demo import (
     segment_filename,
 )
 from sense_plugin.errors import MediaError
+from sense_plugin.export.audio import AacTranscoder, can_copy, can_decode
 
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".rec.part"
 #: Fragmented MP4 stays readable up to its last fragment when the writer dies (plain MP4 does
 #: not); without ``flush_packets`` FFmpeg keeps the fragments in its buffers until close.
-MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof+use_metadata_tags",
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+                           "+use_metadata_tags",
                "flush_packets": "1"}
 MKV_OPTIONS = {"flush_packets": "1"}
 _MP4_VIDEO = {"h264", "hevc"}
@@ -44,6 +48,7 @@ _PARTIAL_RE = re.compile(r"\.(?P<final>.+)" + re.escape(PARTIAL_SUFFIX))
 def choose_format(video: Stream, audio: Sequence[Stream]) -> str:
     """Fragmented MP4 when the codecs fit in it, else Matroska (which holds nearly anything).
 
+    ``audio`` are the streams copied as they are (transcoded ones are AAC, which fits both).
     ADTS AAC (from MPEG-TS, no extradata) goes to Matroska: fragmented MP4 writes its
     ``moov`` before the first packet could tell the audio configuration.
     """
@@ -54,6 +59,36 @@ def choose_format(video: Stream, audio: Sequence[Stream]) -> str:
         if name not in _MP4_AUDIO or (name == "aac" and not _has_extradata(stream)):
             return "mkv"
     return "mp4"
+
+
+@dataclass
+class AudioPlan:
+    """What a recording does with each audio stream of its source."""
+
+    copy: list[Stream] = field(default_factory=list)
+    transcode: list[Stream] = field(default_factory=list)  # to AAC: no segment format has it
+    dropped: list[str] = field(default_factory=list)  # codec names: nothing can be done
+
+
+def plan_audio(audio: Sequence[Stream]) -> AudioPlan:
+    """Copy what MP4 or Matroska carries, transcode to AAC what FFmpeg decodes, drop the rest.
+
+    G.711 (µ-law, A-law) and G.726 are carried by neither muxer of this FFmpeg: transcoded.
+    """
+    plan = AudioPlan()
+    for stream in audio:
+        if stream.codec_context is None:  # a codec this FFmpeg does not know at all
+            plan.dropped.append("unknown to this FFmpeg")
+            continue
+        name = stream.codec_context.name
+        if can_copy(name, "mp4") or can_copy(name, "mkv"):
+            plan.copy.append(stream)
+        elif can_decode(name) and isinstance(stream.codec_context, AudioCodecContext) \
+                and stream.codec_context.sample_rate:
+            plan.transcode.append(stream)
+        else:
+            plan.dropped.append(name or "unknown")
+    return plan
 
 
 def _has_extradata(stream: Stream) -> bool:
@@ -92,7 +127,8 @@ class SegmentWriter:
     """One segment being written by stream copy from the given input streams."""
 
     def __init__(self, directory: Path, fmt: str, first_us: int,
-                 templates: Sequence[Stream]) -> None:
+                 templates: Sequence[Stream],
+                 transcoded: Mapping[int, AacTranscoder] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.fmt = fmt
@@ -101,6 +137,8 @@ class SegmentWriter:
         try:
             self._streams = {t.index: self._container.add_stream_from_template(t)
                              for t in templates}
+            for index, transcoder in (transcoded or {}).items():
+                self._streams[index] = transcoder.add_stream(self._container)
             # ADTS headers must go: both MP4 and Matroska want raw AAC frames.
             self._filters = {t.index: BitStreamFilterContext("aac_adtstoasc", t)
                              for t in templates
@@ -119,6 +157,10 @@ class SegmentWriter:
             item.stream = stream
             self.bytes_written += item.size
             self._container.mux(item)
+
+    def carries(self, source_index: int) -> bool:
+        """True when the segment has an output stream for that source stream."""
+        return source_index in self._streams
 
     def commit(self, start_us: int) -> Path:
         """Close the file and rename it to its final name for archive start ``start_us``."""

@@ -27,6 +27,9 @@ class CutRequest:
     end_us: int
     out_path: str
     fmt: str = "mp4"
+    #: Metadata of the output file (SPEC §10): ``title`` = device name, ``comment`` = export.
+    title: str = ""
+    comment: str = ""
 
 
 @dataclass(frozen=True)

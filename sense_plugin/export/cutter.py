@@ -8,20 +8,25 @@ import time
 from collections.abc import Callable
 
 import av
+from av.audio.codeccontext import AudioCodecContext
 
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.export import bitstream as bs
 from sense_plugin.export.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
+from sense_plugin.export.outputs import Outputs
 from sense_plugin.export.sink import WriteCancelled
 
 #: Seek this far before the start so the keyframe at or before it is read.
 SEEK_MARGIN_US = 5_000_000
+#: Audio in range may sit before the video start of the next segment (muxers interleave
+#: audio ahead of video): segments starting this soon after the end are read for audio.
+AUDIO_TAIL_US = 1_000_000
 #: A join counts as a gap when more than this many frame durations are missing.
 GAP_FRAMES = 2
 
 
 class _Stop(Exception):
-    """The first video packet at or after the end of the range was read."""
+    """Video and audio have both reached the end of the range."""
 
 
 class _Reseek(Exception):
@@ -39,10 +44,7 @@ class Cutter:
         self.request, self.output = request, output
         self.t0, self.t1 = request.start_us, request.end_us
         self.on_progress, self.should_stop, self.interval_s = on_progress, should_stop, interval_s
-        self.vout: av.VideoStream | None = None
-        self.aout: av.AudioStream | None = None
-        self.video_stream: av.stream.Stream  # the same streams, typed for packet.stream
-        self.audio_stream: av.stream.Stream
+        self.outputs = Outputs(output, request.fmt)
         self.started = False
         self.sought = False  # the current segment was entered by seeking
         self.first_us = 0  # archive time of the first keyframe
@@ -53,12 +55,15 @@ class Cutter:
         self.pending_audio: list[tuple[bs.Packet, int, int]] = []
         self.pending_end_us = 0
         self.last_dts = -(1 << 62)
-        self.last_audio_dts = -(1 << 62)
+        self.last_audio_dts = -(1 << 62)  # of the input audio (archive µs): drops overlaps
+        self.last_audio_out = -(1 << 62)  # of the output audio
+        self.audio_decoder: AudioCodecContext | None = None
+        self.video_done = False  # a video packet with dts >= the end was read
+        self.audio_done = False  # an audio packet with pts >= the end was read
+        self.tail: list[tuple[bs.Packet, int, int]] = []  # frames shown after the end, held
         self.prev_end_us: int | None = None  # end of the recording read so far
         self.gaps: list[Gap] = []
         self.join_gap: Gap | None = None
-        self.video_prefixed = True
-        self.video_params = ("", 0, 0)
         self.gap_total_us = 0
         self.frames = self.audio_packets = 0
         self.last_frame_us = 0
@@ -71,15 +76,21 @@ class Cutter:
     def run(self) -> None:
         """Read the overlapping segments in time order until the end of the range."""
         segments = sorted(
-            (s for s in self.request.segments if s.end_us > self.t0 and s.start_us < self.t1),
+            (s for s in self.request.segments
+             if s.end_us > self.t0 and s.start_us < self.t1 + AUDIO_TAIL_US),
             key=lambda s: s.start_us,
         )
         try:
             for segment in segments:
-                if not self._read_segment(segment, seek=True):
+                if segment.start_us >= self.t1:
+                    self._read_tail(segment)
+                elif not self._read_segment(segment, seek=True):
                     self._read_segment(segment, seek=False)
         except _Stop:
             pass
+        if self.outputs.transcoder is not None:
+            for packet, at_us in self.outputs.transcoder.flush():
+                self._mux_audio(packet, at_us)
         if not self.started or self.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
         self._report(force=True)
@@ -91,6 +102,16 @@ class Cutter:
             frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
             size_bytes=size_bytes, sha256=sha256,
         )
+
+    def _read_tail(self, segment: SourceSegment) -> None:
+        """A segment after the end, read only for audio muxed ahead of its video: one that
+        cannot be read (deleted by retention meanwhile, say) costs that audio, not the export."""
+        if not self.started or (self.video_done and self._audio_finished()):
+            raise _Stop()
+        try:
+            self._read_segment(segment, seek=False)
+        except MediaError:
+            raise _Stop() from None
 
     def _read_segment(self, segment: SourceSegment, *, seek: bool) -> bool:
         """Copy the wanted packets of one segment; False asks for a re-read without seeking."""
@@ -118,11 +139,13 @@ class Cutter:
         if not source.streams.video:
             return
         vin = source.streams.video[0]
-        ain = self._open_outputs(source)
-        fix_video, fix_audio = bs.converters(vin, ain, self.video_prefixed, self.request.fmt)
+        ain = self.outputs.open(source)
+        fix_video, fix_audio = bs.converters(vin, ain, self.outputs.video_prefixed,
+                                             self.request.fmt)
         v_mul, v_den, v_base = bs.timing(vin, vin, segment.start_us)
         audio_timing = bs.timing(ain, vin, segment.start_us) if ain is not None else (1, 1, 0)
         self._enter(source, segment, seek, vin)
+        self.audio_decoder = ain.codec_context if ain is not None else None
         vindex, stop = vin.index, self.should_stop
         undated: list[tuple[bs.Packet, int]] = []
         for pkt in source.demux([vin, ain] if ain is not None else [vin]):
@@ -134,7 +157,7 @@ class Cutter:
                 self._read_audio(fix_audio(pkt) if fix_audio else pkt, *audio_timing)
                 continue
             pts, dts, dur = pkt.pts, pkt.dts, pkt.duration
-            if pts is None and (pts := dts) is None:
+            if self.video_done or (pts is None and (pts := dts) is None):
                 continue
             pts_a = v_base + pts * v_mul // v_den
             pkt.time_base = bs.US_TB
@@ -197,9 +220,7 @@ class Cutter:
         if self.prev_end_us is None or end > self.prev_end_us:
             self.prev_end_us = end
         if self.started:
-            if dts_a >= self.t1:
-                raise _Stop()
-            self._emit_video(pkt, pts_a, dts_a)
+            self._video_in_range(pkt, pts_a, dts_a)
         elif pts_a <= self.t0:
             if pkt.is_keyframe:  # a later GOP: what came before, gaps included, is not output
                 self.pending.clear()
@@ -215,6 +236,27 @@ class Cutter:
                 raise _Stop()
             self._start(pkt, pts_a, dts_a)
 
+    def _video_in_range(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+        """The cut by presentation time, once started.
+
+        A frame shown at or after the end is held back and written only if a frame shown
+        before the end follows it in decoding order (it is then a reference of that frame);
+        leading pictures shown before the first keyframe (HEVC RASL after a CRA) cannot decode
+        and are dropped. Reading stops once a dts reaches the end: every later frame is shown
+        after it.
+        """
+        if dts_a >= self.t1:
+            self.video_done, self.tail = True, []
+            if self._audio_finished():
+                raise _Stop()
+        elif pts_a >= self.t1:
+            self.tail.append((pkt, pts_a, dts_a))
+        elif pts_a >= self.first_us:
+            for held in self.tail:
+                self._emit_video(*held, counted=False)
+            self.tail.clear()
+            self._emit_video(pkt, pts_a, dts_a)
+
     def _start(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
         """Begin the output at the buffered GOP if it covers t0, else at this keyframe."""
         if pkt.is_keyframe and self.pending_end_us <= self.t0:
@@ -224,19 +266,21 @@ class Cutter:
         self.first_us = self.last_frame_us = key_pts
         # Fragmented MP4 has no edit list: with B-frames start at dts 0, not pts 0, so the
         # video is delayed by the reorder depth together with the audio instead of alone.
-        self.zero_us = min(key_pts, key_dts) if self.request.fmt == "mp4" else key_pts
+        self.zero_us = key_pts
         self.started = True
+        self.outputs.write_metadata(self.first_us, self.request.title, self.request.comment)
         for packet, p_a, d_a in self.pending:
-            self._emit_video(packet, p_a, d_a)
+            if p_a >= key_pts:  # leading pictures of an open GOP's keyframe cannot decode
+                self._emit_video(packet, p_a, d_a)
         for packet, p_a, d_a in self.pending_audio:
             self._audio(packet, p_a, d_a)
         self.pending.clear()
         self.pending_audio.clear()
-        self._emit_video(pkt, pts_a, dts_a)
+        self._video_in_range(pkt, pts_a, dts_a)
 
     # -- output -------------------------------------------------------------------------------
 
-    def _emit_video(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+    def _emit_video(self, pkt: bs.Packet, pts_a: int, dts_a: int, *, counted: bool = True) -> None:
         if self.join_gap is not None:
             gap, self.join_gap = self.join_gap, None
             self.gaps.append(gap)
@@ -246,9 +290,11 @@ class Cutter:
             self.offset_us += self.last_dts + self.frame_us - dts
             dts = self.last_dts + self.frame_us
         pkt.dts, pkt.pts = dts, max(dts, pts_a - self.zero_us + self.offset_us)
-        pkt.stream = self.video_stream
+        pkt.stream = self.outputs.video_stream
         self.output.mux_one(pkt)
         self.last_dts = dts
+        if not counted:
+            return  # a reference shown after the end: in the file, not in the range
         self.frames += 1
         if pts_a > self.last_frame_us:
             self.last_frame_us = pts_a
@@ -260,13 +306,32 @@ class Cutter:
         if not self.started:
             self.pending_audio.append((pkt, pts_a, dts_a))
             return
-        dts = dts_a - self.zero_us + self.offset_us
-        if pts_a < self.first_us or pts_a >= self.t1 or dts <= self.last_audio_dts:
-            return  # outside the range, or a duplicate where segments overlap
-        pkt.dts, pkt.pts = dts, pts_a - self.zero_us + self.offset_us
-        pkt.stream = self.audio_stream
+        if pts_a >= self.t1:
+            self.audio_done = True
+            if self.video_done:
+                raise _Stop()
+            return
+        if pts_a < self.first_us or dts_a <= self.last_audio_dts:
+            return  # before the first frame, or a duplicate where segments overlap
+        self.last_audio_dts = dts_a
+        transcoder = self.outputs.transcoder
+        if transcoder is None:
+            self._mux_audio(pkt, pts_a)
+            return
+        assert self.audio_decoder is not None
+        for packet, at_us in transcoder.feed(pkt, self.audio_decoder, pts_a):
+            self._mux_audio(packet, at_us)
+
+    def _mux_audio(self, pkt: bs.Packet, at_us: int) -> None:
+        """Write an audio packet whose pts is archive time ``at_us`` (dts = pts for audio)."""
+        ts = at_us - self.zero_us + self.offset_us
+        if ts <= self.last_audio_out:
+            return
+        pkt.dts = pkt.pts = ts
+        pkt.time_base = bs.US_TB
+        pkt.stream = self.outputs.audio_stream
         self.output.mux_one(pkt)
-        self.last_audio_dts = dts
+        self.last_audio_out = ts
         self.audio_packets += 1
 
     def _report(self, *, force: bool = False) -> None:
@@ -278,28 +343,5 @@ class Cutter:
                 self.covered_us = max(self.covered_us, end_us - self.first_us - self.gap_total_us)
             self.on_progress(self.covered_us, self.bytes_written())
 
-    def _open_outputs(self, source: av.container.InputContainer) -> av.AudioStream | None:
-        """Create the output streams from the first segment read; check later ones match."""
-        vin = source.streams.video[0]
-        ain = source.streams.audio[0] if source.streams.audio else None
-        if self.vout is None:
-            self.vout = self.output.add_stream_from_template(vin)
-            if vin.codec_context.name == "hevc" and self.request.fmt == "mp4":
-                self.vout.codec_tag = "hvc1"  # Apple players reject the default 'hev1'
-            self.aout = self.output.add_stream_from_template(ain) if ain is not None else None
-            self.video_stream = self.vout
-            if self.aout is not None:
-                self.audio_stream = self.aout
-            if self.aout is not None and ain is not None and bs.is_adts(ain):
-                # MPEG-TS carries the AAC configuration in ADTS headers; MP4 and MKV need it
-                # up front, and the MPEG-TS muxer needs it to frame raw AAC from MP4 sources.
-                self.aout.codec_context.extradata = bs.aac_config(ain.codec_context)
-            self.video_prefixed = bs.length_prefixed(vin)
-            self.video_params = bs.params(vin)
-            return ain
-        if bs.params(vin) != self.video_params:
-            raise MediaError(
-                f"{os.path.basename(source.name)}: video %s %dx%d differs from %s %dx%d earlier "
-                "in the range" % (bs.params(vin) + self.video_params)
-            )
-        return ain if self.aout is not None else None
+    def _audio_finished(self) -> bool:
+        return self.audio_done or self.outputs.aout is None

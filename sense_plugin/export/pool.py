@@ -118,6 +118,8 @@ class WorkerProcess:
         elif kind == "done":
             self._resolve(message[1])
         elif kind == "failed":
+            if len(message) > 3:  # an unexpected failure: its traceback, under its incident id
+                log.error("export worker %s: %s\n%s", self._process.pid, message[2], message[3])
             self._fail(error_for_code(message[1], message[2]))
         elif kind == "cancelled":
             self._fail(JobCancelledError())

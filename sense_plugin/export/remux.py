@@ -21,9 +21,13 @@ __all__ = [
     "CutRequest", "CutResult", "Gap", "SourceSegment", "cut",
 ]
 
-#: Output format → (FFmpeg muxer, muxer options). MP4 is fragmented: playable while written.
+#: Output format → (FFmpeg muxer, muxer options). MP4 is fragmented: streamed, readable up to
+#: its last fragment; ``delay_moov`` keeps start offsets (edit lists), the durations are filled
+#: in at the end (``HashingSink.finish_mp4_header``), ``skip_trailer`` leaves out ``mfra`` (its
+#: absolute offsets would not account for the room made after ``moov``).
 OUTPUT_FORMATS: dict[str, tuple[str, dict[str, str]]] = {
-    "mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+    "mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+                                "+skip_trailer"}),
     "mkv": ("matroska", {}),
     "ts": ("mpegts", {}),
 }
@@ -61,12 +65,15 @@ def cut(
     stop, tmp, done = should_stop or _never, request.out_path + ".part", False
     try:
         with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
-                         hash_while_writing=request.fmt != "mkv") as sink:
+                         hash_while_writing=request.fmt != "mkv",
+                         mp4_header_room=request.fmt == "mp4") as sink:
             with av.open(sink, "w", format=muxer, options=options,
                          buffer_size=BUFFER_BYTES) as output:
                 cutter = Cutter(request, output, stop, on_progress, progress_interval_s,
                                  lambda: sink.bytes_written)
                 cutter.run()
+            if request.fmt == "mp4":
+                sink.finish_mp4_header()
             sink.close()
         os.replace(tmp, request.out_path)
         done = True

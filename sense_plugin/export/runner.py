@@ -181,7 +181,9 @@ class JobRunner:
             await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
     async def _plan(self, job: Job) -> tuple[dict[str, Any], int, int]:
-        segments = await self._archive.segments(job.device_id, job.start_us, job.end_us)
+        # audio of the range can sit in the next segment, before its first frame (cutter)
+        segments = await self._archive.segments(job.device_id, job.start_us,
+                                                job.end_us + 1_000_000)
         recorded_us = 0
         estimate = 0
         for seg in segments:
@@ -208,6 +210,8 @@ class JobRunner:
             "start_us": job.start_us, "end_us": job.end_us, "fmt": export.fmt,
             "out_path": out_path, "name": name,
             "bandwidth_kbps": self._share_kbps(job, extra=1),
+            "title": job.device_name,
+            "comment": f"export {export.export_id} {export.name}".rstrip(),
         }
         return payload, recorded_us, dir_fd
 

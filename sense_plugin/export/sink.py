@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from sense_plugin.errors import StorageError
+from sense_plugin.export.mp4header import RESERVE_BYTES, HeaderReserve, finish, free_box
 from sense_plugin.export.throttle import TokenBucket
 
 #: errno values that mean "the disk (or quota, or file size limit) is full".
@@ -80,6 +81,7 @@ class HashingSink:
         should_stop: Callable[[], bool] | None = None,
         fsync: bool = True,
         hash_while_writing: bool = True,
+        mp4_header_room: bool = False,
     ) -> None:
         self.path = Path(path)
         self._throttle = throttle
@@ -99,7 +101,11 @@ class HashingSink:
         self.identity = (0, 0)
         self._hasher = _HashThread()  # started last: nothing to stop if the open fails
         # Off for muxers known to rewrite (Matroska): the digest then comes from the file only.
-        self._live = hash_while_writing
+        self._live = hash_while_writing and not mp4_header_room
+        # Fragmented MP4: a free box goes after moov, for the durations written at the end.
+        self._reserve = HeaderReserve() if mp4_header_room else None
+        self._shift_at = 1 << 62  # muxer positions from here on are _shift bytes further
+        self._shift = 0
 
     # -- the file protocol used by PyAV ------------------------------------------------------
 
@@ -114,6 +120,8 @@ class HashingSink:
     def write(self, data: bytes) -> int:
         """Write ``data`` at the current position; returns ``len(data)``."""
         size = len(data)
+        if self._reserve is not None:
+            data = self._hold_header(data)
         if self._pos != self._end:
             self.rewrote = True
         elif self._live and not self.rewrote:
@@ -133,7 +141,10 @@ class HashingSink:
                   os.SEEK_END: self._end + offset}[whence]
         if target != self._pos:
             self.seeks += 1
-            _storage(lambda: self._file.seek(target))
+            if self._reserve is not None:  # a seek before moov is complete: no room made
+                self._write_raw(self._take_header(None))
+            offset = target + (self._shift if target >= self._shift_at else 0)
+            _storage(lambda: self._file.seek(offset))
             self._pos = target
         return self._pos
 
@@ -145,11 +156,46 @@ class HashingSink:
         """Flush Python's buffer to the operating system."""
         _storage(self._file.flush)
 
+    def _hold_header(self, data: bytes) -> bytes:
+        """Keep the leading bytes until moov is complete; then all of them, with the room."""
+        assert self._reserve is not None
+        end = self._reserve.feed(data)
+        if end is None:
+            return b""
+        return self._take_header(end if end >= 0 else None)
+
+    def _take_header(self, moov_end: int | None) -> bytes:
+        """The held bytes, with a free box at ``moov_end`` (None: as they were)."""
+        assert self._reserve is not None
+        head, self._reserve = bytes(self._reserve.head), None
+        if moov_end is None:
+            return head
+        self._shift_at, self._shift = moov_end, RESERVE_BYTES
+        return head[:moov_end] + free_box(RESERVE_BYTES) + head[moov_end:]
+
+    def finish_mp4_header(self) -> bool:
+        """Write the durations into the header of the complete fragmented MP4 (see mp4header).
+
+        Call after the muxer has closed and before :meth:`close`; the digest then comes from
+        the finished file. False when the file had no room for them (left as written).
+        """
+        if self._reserve is not None:
+            self._write_raw(self._take_header(None))
+        if not self._shift:
+            return False
+        _storage(self._file.flush)
+        with open(self.path, "r+b") as handle:
+            done = _storage(lambda: finish(handle))
+        self.rewrote = True
+        return done
+
     def close(self) -> None:
         """Flush, optionally fsync, close, and fix the digest if the file was rewritten."""
         if self._file.closed:
             return
         try:
+            if self._reserve is not None:  # moov never completed: the bytes as written
+                self._write_raw(self._take_header(None))
             _storage(self._file.flush)
             if self._fsync:
                 _storage(lambda: os.fsync(self._file.fileno()))
@@ -182,7 +228,7 @@ class HashingSink:
     @property
     def size_bytes(self) -> int:
         """Size of the file written so far."""
-        return self._end
+        return self._end + self._shift
 
     @property
     def sha256(self) -> str:

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 import traceback
+import uuid
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from typing import Any
@@ -75,16 +76,17 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
     """Cut one device range; returns the final message for the parent."""
     throttle = TokenBucket(payload.get("bandwidth_kbps", 0))
     control = _Control(conn, throttle)
-    request = CutRequest(
-        segments=tuple(SourceSegment(**s) for s in payload["segments"]),
-        start_us=payload["start_us"], end_us=payload["end_us"],
-        out_path=payload["out_path"], fmt=payload["fmt"],
-    )
 
     def progress(done_us: int, size_bytes: int) -> None:
         conn.send(("progress", done_us, size_bytes))
 
     try:
+        request = CutRequest(
+            segments=tuple(SourceSegment(**s) for s in payload["segments"]),
+            start_us=payload["start_us"], end_us=payload["end_us"],
+            out_path=payload["out_path"], fmt=payload["fmt"],
+            title=payload.get("title", ""), comment=payload.get("comment", ""),
+        )
         result = cut(request, throttle=throttle, on_progress=progress,
                      should_stop=control.should_stop)
     except CutCancelled:
@@ -94,6 +96,9 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
     except MediaError as exc:
         return ("failed", int(ResultCode.GENERAL_ERROR), f"cannot cut the recording: {exc}")
     except Exception:
+        # The parent logs the traceback under the incident id the description repeats.
+        incident = uuid.uuid4().hex[:12]
         return ("failed", int(ResultCode.GENERAL_ERROR),
-                "unexpected failure while cutting", traceback.format_exc())
+                f"unexpected failure while cutting; reported as incident {incident}",
+                traceback.format_exc())
     return ("done", asdict(result))

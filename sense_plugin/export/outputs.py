@@ -1,0 +1,73 @@
+"""The output streams of a cut: created from the first segment read, checked against later ones.
+
+Video is always a stream copy; audio is copied where the container carries the codec, else
+transcoded alone to AAC (:mod:`sense_plugin.export.audio`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import av
+
+from sense_plugin.archive.demo import creation_time_text
+from sense_plugin.errors import MediaError
+from sense_plugin.export import bitstream as bs
+from sense_plugin.export.audio import AacTranscoder, can_copy
+
+
+class Outputs:
+    """The video and audio streams of one output file."""
+
+    def __init__(self, output: av.container.OutputContainer, fmt: str) -> None:
+        self.output, self.fmt = output, fmt
+        self.vout: av.VideoStream | None = None
+        self.aout: av.AudioStream | None = None
+        self.video_stream: av.stream.Stream  # the same streams, typed for packet.stream
+        self.audio_stream: av.stream.Stream
+        self.transcoder: AacTranscoder | None = None
+        self.video_prefixed = True
+        self.video_params = ("", 0, 0)
+
+    def open(self, source: av.container.InputContainer) -> av.AudioStream | None:
+        """Create the output streams from the first segment read; check later ones match."""
+        vin = source.streams.video[0]
+        ain = next((a for a in source.streams.audio if a.codec_context is not None), None)
+        if self.vout is None:
+            self.vout = self.output.add_stream_from_template(vin)
+            if vin.codec_context.name == "hevc" and self.fmt == "mp4":
+                self.vout.codec_tag = "hvc1"  # Apple players reject the default 'hev1'
+            self.aout = self._audio_output(ain) if ain is not None else None
+            self.video_stream = self.vout
+            if self.aout is not None:
+                self.audio_stream = self.aout
+            if self.transcoder is None and self.aout is not None and ain is not None \
+                    and bs.is_adts(ain):
+                # MPEG-TS carries the AAC configuration in ADTS headers; MP4 and MKV need it
+                # up front, and the MPEG-TS muxer needs it to frame raw AAC from MP4 sources.
+                self.aout.codec_context.extradata = bs.aac_config(ain.codec_context)
+            self.video_prefixed = bs.length_prefixed(vin)
+            self.video_params = bs.params(vin)
+            return ain
+        if bs.params(vin) != self.video_params:
+            raise MediaError(
+                f"{os.path.basename(source.name)}: video %s %dx%d differs from %s %dx%d earlier "
+                "in the range" % (bs.params(vin) + self.video_params)
+            )
+        return ain if self.aout is not None else None
+
+    def write_metadata(self, first_us: int, title: str, comment: str) -> None:
+        """Set before the first packet: the muxer writes the header with it."""
+        metadata = self.output.metadata
+        metadata["creation_time"] = creation_time_text(first_us)
+        if title:
+            metadata["title"] = title
+        if comment:
+            metadata["comment"] = comment
+
+    def _audio_output(self, ain: av.AudioStream) -> av.AudioStream:
+        """A copy of the source's audio stream, or AAC where the container cannot carry it."""
+        if can_copy(ain.codec_context.name, self.fmt):
+            return self.output.add_stream_from_template(ain)
+        self.transcoder = AacTranscoder.for_stream(ain)
+        return self.transcoder.add_stream(self.output)
