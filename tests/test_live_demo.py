@@ -92,8 +92,12 @@ def test_live_demo_without_devices(tmp_path: Path) -> None:
             assert last > end_us + 8 * US_PER_S
         assert all(d.findtext("status") == "recording"
                    for d in server.command("getDeviceList").findall("devices/device"))
-        live = sorted(p for p in (tmp_path / "data" / "archive" / IDS[0]).glob("*.mp4")
-                      if (parse_segment_filename(p.name) or 0) >= began_us)
+        def live_segments() -> list[Path]:  # closed ones: the open one counts as recorded too
+            return sorted(p for p in (tmp_path / "data" / "archive" / IDS[0]).glob("*.mp4")
+                          if (parse_segment_filename(p.name) or 0) >= began_us)
+
+        wait_for(lambda: bool(live_segments()), 60, "a closed live segment")
+        live = live_segments()
         named_us = parse_segment_filename(live[0].name)
         assert named_us is not None
         shown_us = shown_instant_us(live[0], "Entrance", named_us)
