@@ -43,6 +43,8 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
 USER, PASSWORD = "operator", "correct horse"
 WAIT_S = 30.0
+#: A span limit short enough to see on the "Last hour" axis.
+MAX_SPAN_S = 1800
 
 webdriver = pytest.importorskip("selenium.webdriver", reason=INSTALL_HINT)
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
@@ -114,7 +116,7 @@ class ThreadServer:
 def server(make_config: Callable[..., Any]) -> Iterator[ThreadServer]:
     config = make_config(auth={"enabled": True, "users": [
         {"name": USER, "password_hash": hash_password(PASSWORD),
-         "permissions": ["view", "export"]}]})
+         "permissions": ["view", "export"]}]}, export={"max_span_s": MAX_SPAN_S})
     with ThreadServer(config) as running:
         yield running
         # The slow exports would otherwise run on into the shutdown.
@@ -311,12 +313,86 @@ def move_handles_with_mouse(driver: WebDriver) -> None:
     actions.release().perform()
     assert value(driver, "Start") > start + 1000, (start, value(driver, "Start"))
     wait(driver, preview_shows(driver, "Start"), "preview at the dragged Start")
+    # A long drag: the preview follows without flooding (one request in flight, >= 150 ms apart).
+    before = js(driver, "return [state.preview.requests, performance.now()]")
     knob = element(driver, ".tl-end .tl-knob")
-    ActionChains(driver, duration=20).click_and_hold(knob).move_by_offset(-width // 10, 0) \
-        .release().perform()
+    actions = ActionChains(driver, duration=15).click_and_hold(knob)
+    for _ in range(30):
+        actions.move_by_offset(-width // 300, 0)
+    actions.release().perform()
+    wait(driver, preview_shows(driver, "End"), "preview at the dragged End")
+    after = js(driver, "return [state.preview.requests, performance.now()]")
     assert value(driver, "End") < end - 1000
     fields_follow(driver)
-    wait(driver, preview_shows(driver, "End"), "preview at the dragged End")
+    print(f"drag: {after[0] - before[0]} snapshot requests in {after[1] - before[1]:.0f} ms")
+    assert after[0] - before[0] <= (after[1] - before[1]) / 150 + 2, (before, after)
+    touch_drag(driver, "start", width // 25)
+    assert value(driver, "Start") > start + 1000
+    fields_follow(driver)
+    wait(driver, preview_shows(driver, "Start"), "preview at the touched Start")
+
+
+def options_become_spec_elements(driver: WebDriver) -> None:
+    """The Options section builds SPEC §10/§11 elements (the server's support comes with them);
+    with the defaults the request is a plain §5.1 one."""
+    plain = etree.fromstring(js(driver, "return new XMLSerializer().serializeToString("
+                                        "ExportForm.build(['1']))"))
+    assert [c.tag for c in plain] == ["devices", "format"], etree.tostring(plain)
+    for css in ("#audio", "#burn-time", "#subtitle-time"):
+        element(driver, css).click()
+    for css, text in (("#maxfilesize", "5"), ("#comment", "Case 4711"), ("#width", "320")):
+        element(driver, css).clear()
+        element(driver, css).send_keys(text)
+    js(driver, "document.getElementById('mode').value = 'live'")
+    doc = etree.fromstring(js(driver, "return new XMLSerializer().serializeToString("
+                                      "ExportForm.build(['1']))"))
+    assert doc.findtext("mode") == "live" and doc.find("devices/device/endtime") is None
+    assert doc.findtext("audio") == "false" and doc.findtext("maxfilesize") == "5"
+    assert doc.findtext("render/timestamp/format") == "%Y-%m-%d %H:%M:%S.%f"
+    assert doc.findtext("render/comment/text") == "Case 4711"
+    assert doc.findtext("render/width") == "320" and doc.findtext("timestamps") == "subtitle"
+    js(driver, "document.getElementById('mode').value = 'archive'")
+    for css in ("#audio", "#burn-time", "#subtitle-time"):
+        element(driver, css).click()
+    for css in ("#maxfilesize", "#comment", "#width"):
+        element(driver, css).clear()
+
+
+def span_limit_on_the_axis(driver: WebDriver) -> None:
+    """The span limit from getServerOptions is drawn on the axis and enforced by the form."""
+    element(driver, "#zoom-hour").click()
+    marks = wait(driver, lambda d: [e.text for e in d.find_elements(
+        By.CSS_SELECTOR, ".tl-limit:not([hidden])")], "span limit on the axis")
+    assert "← max 30 min" in marks, marks
+    wait(driver, lambda d: js(d, "const t = document.getElementById('timeline');"
+                                 "return t.dataset.loaded === t.dataset.view"), "lanes loaded")
+    shots(driver, "2b-span-limit")
+    good_start = element(driver, "#start").get_attribute("value")
+    element(driver, "#start").clear()
+    element(driver, "#start").send_keys(wire(value(driver, "End") - 3_600_000))
+    assert "over-limit" in element(driver, ".tl-sel").get_attribute("class")
+    element(driver, "#start-export").click()
+    assert "at most 30 min" in element(driver, "#export-error").text
+    element(driver, "#start").clear()
+    element(driver, "#start").send_keys(good_start)
+    element(driver, "#zoom-fit").click()
+    assert "over-limit" not in element(driver, ".tl-sel").get_attribute("class")
+
+
+def touch_drag(driver: WebDriver, which: str, dx: int) -> None:
+    """Drag a handle's knob with a finger (CDP touch events: pointerType "touch")."""
+    before = value(driver, which.title())
+    box = js(driver, f"const r = document.querySelector('.tl-{which} .tl-knob')"
+                     ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];")
+    x, y = box
+    send = driver.execute_cdp_cmd
+    send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for step in range(1, 6):
+        send("Input.dispatchTouchEvent",
+             {"type": "touchMove", "touchPoints": [{"x": x + dx * step / 5, "y": y}]})
+    send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    moved = value(driver, which.title()) - before
+    assert moved > 0 if dx > 0 else moved < 0, moved
 
 
 def slow_export_body(device_id: int, start: str, end: str) -> str:
@@ -335,6 +411,7 @@ def test_timeline_preview_export_downloads_cancel_delete(
     move_handles_with_keys(driver)
     move_handles_with_mouse(driver)
     shots(driver, "2-timeline")
+    span_limit_on_the_axis(driver)
 
     # Every invalid field is marked at once, and nothing is sent.
     good_start = element(driver, "#start").get_attribute("value")
@@ -351,9 +428,11 @@ def test_timeline_preview_export_downloads_cancel_delete(
     shots(driver, "3-invalid")
     assert server.command("getExportVideoStatus").find("exports").get("count") == "0"
 
-    # A capped export of both cameras: per-camera progress under the form, to COMPLETED.
     element(driver, "#start").clear()
     element(driver, "#start").send_keys(good_start)
+    options_become_spec_elements(driver)
+
+    # A capped export of both cameras: per-camera progress under the form, to COMPLETED.
     element(driver, "#bandwidth").clear()
     element(driver, "#bandwidth").send_keys("1200")
     element(driver, "#name").send_keys("Two cameras")

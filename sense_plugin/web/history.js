@@ -61,7 +61,10 @@ const ExportView = (() => {
       if (Number.isFinite(eta)) facts.push(`about ${t.formatSpan(eta)} left`);
     }
     const files = Api.findAll(d, "files/file").map((f) => fileLine(x, f));
-    if (!facts.length && bytes && !files.length) facts.push(`${t.formatBytes(bytes)} written`);
+    if (!facts.length && bytes && !files.length) {
+      const gone = status === "REMOVED" || status === "EXPIRED";
+      facts.push(`${t.formatBytes(bytes)} written${gone ? ", deleted" : ""}`);
+    }
     if (!facts.length && kbps) facts.push(`avg ${t.formatRate(kbps)}`);
     const description = Api.textOf(d, "description");
     return el("div", { className: "dev", "data-deviceid": Api.textOf(d, "deviceid"),

@@ -22,6 +22,9 @@ const Preview = (() => {
       this.requests = 0;
       // Per camera, the recorded picture's width once known: the server does not upscale.
       this.native = new Map();
+      // Wishes are numbered: an answer older than the picture shown is cached, never shown.
+      this.seq = 0;
+      this.shownSeq = 0;
     }
 
     /** Ask for ``deviceId``'s frame at ``ms``; ``label`` says which handle ("Start"). */
@@ -31,7 +34,9 @@ const Preview = (() => {
         return;
       }
       const width = Math.min(this.width(), this.native.get(deviceId) || Infinity);
-      this.wanted = { deviceId, name, ms, label, width, key: `${deviceId}|${ms}|${width}` };
+      this.seq += 1;
+      this.wanted = { deviceId, name, ms, label, width, key: `${deviceId}|${ms}|${width}`,
+                      seq: this.seq };
       this.caption.textContent = `${name} at ${label}: ${TimeUtil.formatUtc(ms)} UTC`;
       const hit = this.cache.get(this.wanted.key);
       if (hit) {
@@ -46,6 +51,8 @@ const Preview = (() => {
 
     clear(message) {
       this.wanted = null;
+      this.seq += 1;
+      this.shownSeq = this.seq;
       this.img.hidden = true;
       this.img.removeAttribute("src");
       this.shownKey = "";
@@ -116,6 +123,8 @@ const Preview = (() => {
     }
 
     display(wish, entry) {
+      if (wish.seq < this.shownSeq) return;
+      this.shownSeq = wish.seq;
       // The time and camera the picture is for, on the Preview region (SPEC §15 hooks).
       const region = this.img.closest("[aria-label=Preview]") || this.img.parentElement;
       region.dataset.time = String(wish.ms);

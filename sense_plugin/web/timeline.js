@@ -54,10 +54,12 @@ const Timeline = (() => {
       this.axis = div("tl-axis", { "aria-hidden": "true" });
       this.future = div("tl-future", { title: "not recorded yet" });
       this.selection = div("tl-sel");
-      this.limit = div("tl-limit", { "aria-hidden": "true" });
+      // The span limit on the axis: how early Start may go (End - max) and how late End may go.
+      this.limits = [div("tl-limit before", { "aria-hidden": "true" }),
+                     div("tl-limit after", { "aria-hidden": "true" })];
       this.nowLine = div("tl-now", { "aria-hidden": "true" });
       this.handles = { start: this.handle("Start"), end: this.handle("End") };
-      this.track.append(this.lanesBox, this.axis, this.future, this.selection, this.limit,
+      this.track.append(this.lanesBox, this.axis, this.future, this.selection, ...this.limits,
                         this.nowLine, this.handles.start, this.handles.end);
       root.replaceChildren(this.names, this.track);
       this.track.addEventListener("pointerdown", (e) => this.onPointerDown(e));
@@ -267,11 +269,18 @@ const Timeline = (() => {
         node.setAttribute("aria-valuetext", `${TimeUtil.formatUtc(value)} UTC`);
         node.classList.toggle("dragging", Boolean(this.drag && this.drag.which === which));
       }
-      const limitAt = this.start + this.maxSpanMs;
-      this.limit.hidden = limitAt < this.from || limitAt > this.to;
-      this.limit.style.left = `${this.x(limitAt)}%`;
-      this.limit.textContent = `max ${TimeUtil.formatSpan(this.maxSpanMs / 1000)}`;
-      this.limit.classList.toggle("flip", this.x(limitAt) > 80);
+      const label = `max ${TimeUtil.formatSpan(this.maxSpanMs / 1000)}`;
+      const marks = [this.end - this.maxSpanMs, this.start + this.maxSpanMs];
+      marks.forEach((at, i) => {
+        const node = this.limits[i];
+        node.hidden = at < this.from || at > this.to;
+        node.style.left = `${this.x(at)}%`;
+        const text = document.createElement("span");
+        text.textContent = i === 0 ? `← ${label}` : `${label} →`;
+        node.replaceChildren(text);
+        node.title = i === 0 ? `Start may not be earlier (${label} per export)`
+          : `End may not be later (${label} per export)`;
+      });
     }
 
     renderLanes() {
@@ -304,7 +313,7 @@ const Timeline = (() => {
     renderAxis() {
       const width = this.track.clientWidth || 600;
       const span = this.to - this.from;
-      const step = TICK_STEPS.find((s) => span / s <= width / 90) || TICK_STEPS.at(-1);
+      const step = TICK_STEPS.find((s) => span / s <= width / 80) || TICK_STEPS.at(-1);
       const ticks = [];
       for (let t = Math.ceil(this.from / step) * step; t <= this.to; t += step) {
         const tick = div("tl-tick");
