@@ -354,8 +354,28 @@ def options_become_spec_elements(driver: WebDriver) -> None:
     js(driver, "document.getElementById('mode').value = 'archive'")
     for css in ("#audio", "#burn-time", "#subtitle-time"):
         element(driver, css).click()
-    for css in ("#maxfilesize", "#comment", "#width"):
+    for css, text in (("#maxfilesize", "0"), ("#comment", ""), ("#width", "")):
         element(driver, css).clear()
+        element(driver, css).send_keys(text)
+
+    # A mask drawn on the preview by dragging becomes <render><mask> (relative, inside 0..1).
+    element(driver, "#mask-draw").click()
+    layer = element(driver, ".mask-layer")
+    size = layer.size
+    ActionChains(driver, duration=20).move_to_element_with_offset(
+        layer, -size["width"] // 4, -size["height"] // 4).click_and_hold() \
+        .move_by_offset(size["width"] // 3, size["height"] // 5).release().perform()
+    element(driver, "#mask-draw").click()
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#mask-list li")) == 1
+    shots(driver, "2c-mask")
+    doc = etree.fromstring(js(driver, "return new XMLSerializer().serializeToString("
+                                      "ExportForm.build(['1'], state.masks.masks))"))
+    x, y, w, h = (float(doc.findtext(f"render/mask/{k}")) for k in "xywh")
+    assert abs(x - 0.25) < 0.02 and abs(y - 0.25) < 0.02, (x, y)
+    assert abs(w - 1 / 3) < 0.02 and abs(h - 0.2) < 0.02, (w, h)
+    assert doc.findtext("render/mask/style") == "solid"
+    element(driver, "#mask-list button").click()
+    assert not driver.find_elements(By.CSS_SELECTOR, "#mask-list li")
 
 
 def span_limit_on_the_axis(driver: WebDriver) -> None:

@@ -15,7 +15,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   devices: [], maxSpanS: DEFAULT_MAX_SPAN_S, offset: 0, lastHistory: "", started: false,
   pollTimer: null, recordedTimer: null, lanesTimer: null, lanesRefresh: null,
-  lastMoved: "start", previewId: "", confirming: "", timeline: null, preview: null,
+  lastMoved: "start", previewId: "", confirming: "", timeline: null, preview: null, masks: null,
   lastCurrent: "",
 };
 
@@ -237,9 +237,8 @@ function setRange(start, end) {
 
 /** The text fields changed (typed, or set by code): check them and move the handles. */
 function onTimeInput(event) {
-  say("export-error", "");
   for (const id of ["start", "end"]) {
-    $(id).removeAttribute("aria-invalid");
+    if (!event) $(id).removeAttribute("aria-invalid");
     const ms = parseUtc($(id).value);
     $(`${id}-local`).textContent = Number.isNaN(ms) ? ($(id).value ? "not a valid time" : "")
       : `local: ${formatLocal(ms)}`;
@@ -370,7 +369,8 @@ async function onStartExport(event) {
   if (problems.length) return;
   $("start-export").disabled = true;
   try {
-    const root = await guarded(Api.command("exportVideo", {}, ExportForm.build(selectedIds())));
+    const root = await guarded(Api.command("exportVideo", {},
+      ExportForm.build(selectedIds(), state.masks.masks)));
     const exportId = Api.textOf(root, "exportid");
     remember(exportId);
     say("export-message", `Export #${exportId} started; its progress is shown below.`);
@@ -532,6 +532,8 @@ function wireTimeline() {
   state.timeline = new Timeline.Timeline($("timeline"),
     { onMove: onHandleMove, onView, onLane });
   state.preview = new Preview.Preview($("preview-img"), $("preview-caption"), $("preview-note"));
+  state.masks = new Masks.Masks(document.querySelector(".preview-frame"), $("preview-img"),
+                                $("mask-list"), $("mask-draw"), $("mask-style"));
   const tl = state.timeline;
   $("zoom-hour").addEventListener("click", () => zoomLast(Timeline.HOUR));
   $("zoom-day").addEventListener("click", () => zoomLast(Timeline.DAY));
@@ -549,6 +551,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("export-form").addEventListener("submit", onStartExport);
   $("start").addEventListener("input", onTimeInput);
   $("end").addEventListener("input", onTimeInput);
+  $("export-form").addEventListener("input", ExportForm.onInput);
+  $("output").addEventListener("change", ExportForm.syncKind);
+  $("mode").addEventListener("change", ExportForm.syncKind);
   $("last-minute").addEventListener("click", () => fillLastRecorded(60));
   $("last-ten").addEventListener("click", () => fillLastRecorded(600));
   $("page-prev").addEventListener("click", () => page(-1));

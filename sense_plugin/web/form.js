@@ -53,7 +53,8 @@ const ExportForm = (() => {
       ? [el("ul", {}, ...problems.map((p) => el("li", { text: p.message })))] : []));
   }
 
-  function build(ids) {
+  /** The request for cameras ``ids``; ``masks`` as drawn on the preview (relative 0..1). */
+  function build(ids, masks = []) {
     const doc = Api.xmlDocument("export");
     const root = doc.documentElement;
     const add = (parent, name, value) => Api.appendText(parent, name, value);
@@ -67,19 +68,19 @@ const ExportForm = (() => {
       const end = parseUtc($("end").value);
       if (!snapshot && !live && Number.isFinite(end)) add(device, "endtime", formatUtc(end));
     }
-    add(root, "format", snapshot ? "jpg" : $("format").value);
+    add(root, "format", $("format").value);
     for (const field of ["path", "name"]) {
       const value = $(field).value.trim();
       if (value) add(root, field, value);
     }
     const bandwidth = wholeNumber("bandwidth", 0);
     if (bandwidth) add(root, "bandwidth", bandwidth);
-    addOptions(root, live, snapshot);
+    addOptions(root, live, snapshot, masks);
     return doc;
   }
 
   /** SPEC §10/§11 elements, each only when it differs from the default. */
-  function addOptions(root, live, snapshot) {
+  function addOptions(root, live, snapshot, masks) {
     const add = (parent, name, value) => Api.appendText(parent, name, value);
     if (live) add(root, "mode", "live");
     if (snapshot) add(root, "output", "snapshot");
@@ -88,7 +89,7 @@ const ExportForm = (() => {
     if (!$("audio").checked && !snapshot) add(root, "audio", "false");
     const comment = $("comment").value.trim();
     const width = wholeNumber("width", 16);
-    if ($("burn-time").checked || comment || width) {
+    if ($("burn-time").checked || comment || width || masks.length) {
       const render = add(root, "render", "");
       if ($("burn-time").checked) {
         const stamp = add(render, "timestamp", "");
@@ -96,10 +97,38 @@ const ExportForm = (() => {
         add(stamp, "position", "top-left");
       }
       if (comment) add(add(render, "comment", ""), "text", comment);
+      for (const m of masks) {
+        const mask = add(render, "mask", "");
+        for (const key of ["x", "y", "w", "h", "style"]) add(mask, key, m[key]);
+      }
       if (width) add(render, "width", width);
     }
     if ($("subtitle-time").checked && !snapshot) add(root, "timestamps", "subtitle");
   }
 
-  return { check, showProblems, build };
+  const FORMATS = {
+    stream: [["mp4", "MP4"], ["mkv", "Matroska (MKV)"], ["ts", "MPEG-TS"]],
+    snapshot: [["jpg", "JPEG"], ["png", "PNG"]],
+  };
+
+  /** A snapshot has image formats and no End; a live export has no End ("until I stop it"). */
+  function syncKind() {
+    const kind = $("output").value === "snapshot" ? "snapshot" : "stream";
+    const select = $("format");
+    if (select.dataset.kind !== kind) {
+      select.replaceChildren(...FORMATS[kind].map(([value, text]) =>
+        el("option", { value, text })));
+      select.dataset.kind = kind;
+    }
+    const noEnd = kind === "snapshot" || $("mode").value === "live";
+    $("end").disabled = noEnd;
+    $("end").title = noEnd ? "not used: a snapshot, or a live export until you stop it" : "";
+  }
+
+  /** Typing into a marked field takes its mark away (the others stay until the next try). */
+  function onInput(event) {
+    if (event.target.getAttribute("aria-invalid")) event.target.removeAttribute("aria-invalid");
+  }
+
+  return { check, showProblems, build, syncKind, onInput };
 })();
