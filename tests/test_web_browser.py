@@ -252,6 +252,7 @@ def log_in(driver: WebDriver, server: ThreadServer) -> None:
     driver.get(server.url + "/")
     assert driver.current_url == server.url + "/web/"
     wait(driver, lambda d: element(d, "#login-view").is_displayed(), "login form")
+    assert not element(driver, "#nav").is_displayed(), "no page links before logging in"
     element(driver, "#login-user").send_keys(USER)
     element(driver, "#login-password").send_keys("wrong\n")
     wait(driver, lambda d: "invalid user name or password" in element(d, "#login-error").text,
@@ -276,6 +277,15 @@ def pick_cameras(driver: WebDriver, api_archive: dict[str, Any]) -> None:
          "one recorded interval per ticked camera on the timeline")
     assert value(driver, "Start") == end_ms - 60_000 and value(driver, "End") == end_ms
     fields_follow(driver)
+    # A camera with a hole: its lane shows two recorded intervals around the 20 s gap.
+    element(driver, f"#cam-{API_DEVICES['Gappy']}").click()
+    gappy = f".tl-bar[data-deviceid='{API_DEVICES['Gappy']}'] .tl-rec"
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, gappy)) == 2, "Gappy's gap")
+    wait(driver, lambda d: "Gappy: 40 s recorded, 1 gap (20 s)" in element(d, "#recorded").text,
+         "Gappy's gap in the summary")
+    shots(driver, "2a-gap")
+    element(driver, f"#cam-{API_DEVICES['Gappy']}").click()
+    wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, gappy), "Gappy's lane gone")
     # "Last recorded 10 minutes" on a one-minute archive: the recorded minute, no false gap.
     element(driver, "#last-ten").click()
     wait(driver, lambda d: "Steady: 60 s recorded, no gaps" in element(d, "#recorded").text,
@@ -361,6 +371,7 @@ def options_become_spec_elements(driver: WebDriver) -> None:
     # A mask drawn on the preview by dragging becomes <render><mask> (relative, inside 0..1).
     element(driver, "#mask-draw").click()
     layer = element(driver, ".mask-layer")
+    js(driver, "arguments[0].scrollIntoView({block: 'center'})", layer)
     size = layer.size
     ActionChains(driver, duration=20).move_to_element_with_offset(
         layer, -size["width"] // 4, -size["height"] // 4).click_and_hold() \

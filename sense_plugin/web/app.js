@@ -161,9 +161,14 @@ function renderCameraInfo() {
     const info = $(`cam-${d.id}-info`);
     if (!info) continue;
     info.textContent = d.status === "disabled" ? "disabled"
-      : Number.isFinite(d.first) ? `${formatUtc(d.first).slice(0, 19)} – `
-        + `${formatUtc(d.last).slice(0, 19)}` : "nothing recorded";
+      : Number.isFinite(d.first) ? recordedText(d.first, d.last) : "nothing recorded";
   }
+}
+
+/** "2026-12-02 03:54:04 – 03:55:04" (the date once when both ends share it). */
+function recordedText(first, last) {
+  const [a, b] = [formatUtc(first).slice(0, 19), formatUtc(last).slice(0, 19)];
+  return `${a} – ${a.slice(0, 10) === b.slice(0, 10) ? b.slice(11) : b}`;
 }
 
 /** Placeholders inside the archive: the last recorded minute of the newest camera. */

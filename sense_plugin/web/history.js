@@ -175,8 +175,8 @@ const ExportView = (() => {
       el("div", { className: "current-head" },
         el("h3", { text: `Export #${x.id}${x.name ? ` ${x.name}` : ""}` }), statusBadge(x.status),
         el("span", { className: "actions" }, ...actions(x, ctx))),
-      el("div", { className: "devs" }, ...x.devices.map((d) => deviceBlock(x, d)),
-         ...manifestLinks(x)),
+      el("div", { className: "devs" }, ...x.devices.map((d) => deviceBlock(x, d))),
+      ...manifestLinks(x),
       done && x.status === "COMPLETED"
         ? el("p", { className: "muted", text: "Click each file to download it." }) : null);
     // Keys stay unique on the page: the same export may also be a history row.
