@@ -283,7 +283,16 @@ def pick_cameras(driver: WebDriver, api_archive: dict[str, Any]) -> None:
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, gappy)) == 2, "Gappy's gap")
     wait(driver, lambda d: "Gappy: 40 s recorded, 1 gap (20 s)" in element(d, "#recorded").text,
          "Gappy's gap in the summary")
+    # Gappy's picture in its gap: the preview says where recording ends and resumes (-9).
+    element(driver, f".tl-name[title='Preview Gappy']").click()
+    start_text = element(driver, "#start").get_attribute("value")
+    element(driver, "#start").clear()
+    element(driver, "#start").send_keys(wire(api_archive["start_us"] // 1000 + 30_000))
+    wait(driver, lambda d: "resumes at" in element(d, "#preview-note").text, "-9 in the gap")
+    assert not element(driver, "#preview-img").is_displayed()
     shots(driver, "2a-gap")
+    element(driver, "#start").clear()
+    element(driver, "#start").send_keys(start_text)
     element(driver, f"#cam-{API_DEVICES['Gappy']}").click()
     wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, gappy), "Gappy's lane gone")
     # "Last recorded 10 minutes" on a one-minute archive: the recorded minute, no false gap.
@@ -551,6 +560,19 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     wait(driver, lambda d: row_status(d, export_id) == "REMOVED", "completed export deleted")
     wait(driver, lambda d: row_status(d, retry_id) == "REMOVED", "retry cancelled")
     shots(driver, "8-history-final")
+
+    # 12 exports: page 1 shows the newest 10, page 2 the oldest 2 (the completed one last).
+    for _ in range(9):
+        server.command("exportVideo", slow_export_body(API_DEVICES["Gappy"], start, end))
+    wait(driver, lambda d: len(history_rows(d)) == 10, "a full first page")
+    assert not element(driver, "#page-prev").is_enabled()
+    click(driver, "#page-next", "Older page")
+    wait(driver, lambda d: element(d, "#page-label").text == "Page 2", "page 2")
+    wait(driver, lambda d: [r["id"] for r in history_rows(d)][-1:] == [export_id]
+         and len(history_rows(d)) == 2, "the two oldest on page 2")
+    assert not element(driver, "#page-next").is_enabled()
+    click(driver, "#page-prev", "Newer page")
+    wait(driver, lambda d: element(d, "#page-label").text == "Page 1", "back to page 1")
 
 
 def _downloaded(directory: Path, name: str) -> bool:

@@ -1,22 +1,19 @@
 /* The export page: log in, tick cameras, choose a range on the timeline, watch, download. */
 "use strict";
 
-const PAGE_SIZE = 10;
 const POLL_MS = 1000;
 const LANES_REFRESH_MS = 10000;
 /** The server's default export.max_span_s, until getServerOptions says otherwise. */
 const DEFAULT_MAX_SPAN_S = 86400;
-const CURRENT_KEY = "sense.current";
 const USER_KEY = "sense.user";
 const { parseUtc, formatUtc, formatLocal, formatSpan } = TimeUtil;
 const el = ExportView.el;
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  devices: [], maxSpanS: DEFAULT_MAX_SPAN_S, offset: 0, lastHistory: "", started: false,
+  devices: [], maxSpanS: DEFAULT_MAX_SPAN_S, started: false,
   pollTimer: null, recordedTimer: null, lanesTimer: null, lanesRefresh: null,
-  lastMoved: "start", previewId: "", confirming: "", timeline: null, preview: null, masks: null,
-  lastCurrent: "",
+  lastMoved: "start", previewId: "", timeline: null, preview: null, masks: null,
 };
 
 function say(id, text) {
@@ -35,7 +32,7 @@ function show(view) {
   $("nav-history").setAttribute("aria-current", view === "history" ? "page" : "false");
   document.title = { login: "Log in", export: "New export", history: "Export history" }[view]
     + " – Video export";
-  if (view === "history") refreshHistory(true);
+  if (view === "history") Exports.refreshHistory(true);
   if (view === "export" && state.timeline) state.timeline.render();
 }
 
@@ -377,10 +374,10 @@ async function onStartExport(event) {
     const root = await guarded(Api.command("exportVideo", {},
       ExportForm.build(selectedIds(), state.masks.masks)));
     const exportId = Api.textOf(root, "exportid");
-    remember(exportId);
+    Exports.remember(exportId);
     say("export-message", `Export #${exportId} started; its progress is shown below.`);
-    state.offset = 0;
-    await refreshCurrent();
+    Exports.firstPage();
+    await Exports.refreshCurrent();
     $("current").scrollIntoView({ block: "nearest" });
   } catch (err) {
     $("export-error").replaceChildren(el("p", {
@@ -390,132 +387,11 @@ async function onStartExport(event) {
   }
 }
 
-/* ---- the exports started here, shown under the form ---- */
-
-function current() {
-  try {
-    return JSON.parse(sessionStorage.getItem(CURRENT_KEY) || "[]");
-  } catch (err) {
-    return [];
-  }
-}
-
-function remember(exportId) {
-  const ids = [exportId, ...current().filter((id) => id !== exportId)].slice(0, 3);
-  sessionStorage.setItem(CURRENT_KEY, JSON.stringify(ids));
-}
-
-async function refreshCurrent() {
-  if (!state.started || $("export-view").hidden) return;
-  const found = await Promise.all(current().map(async (id) => {
-    try {
-      const root = await guarded(Api.command("getExportVideoStatus", { exportid: id }));
-      return Api.find(root, "exports/export");
-    } catch (err) {
-      return null;
-    }
-  }));
-  const exports = found.filter(Boolean);
-  const key = exports.map((e) => new XMLSerializer().serializeToString(e)).join("")
-    + state.confirming;
-  if (key === state.lastCurrent) return;
-  state.lastCurrent = key;
-  keepFocus(() => $("current").replaceChildren(...exports.map((e) => ExportView.card(e, actions))));
-}
-
-/* ---- history ---- */
-
-const actions = {
-  get confirming() { return state.confirming; },
-  ask(exportId) {
-    state.confirming = exportId;
-    redraw();
-    const where = $("history-view").hidden ? "card-" : "";
-    const yes = document.querySelector(`[data-key="${where}confirm-${CSS.escape(exportId)}"]`);
-    if (yes) yes.focus();
-  },
-  act,
-};
-
-function redraw() {
-  state.lastHistory = "";
-  state.lastCurrent = "";
-  refreshHistory(true);
-  refreshCurrent();
-}
-
-async function refreshHistory(force = false) {
-  if (!state.started || $("history-view").hidden) return;
-  let root;
-  try {
-    // One more than a page: tells whether an older page exists.
-    root = await guarded(Api.command("getExportVideoStatus",
-      { limit: PAGE_SIZE + 1, offset: state.offset }));
-  } catch (err) {
-    say("history-error", `Cannot load the history: ${err.message}`);
-    return;
-  }
-  say("history-error", "");
-  const exports = Api.findAll(root, "exports/export");
-  if (!exports.length && state.offset > 0) {
-    state.offset = Math.max(0, state.offset - PAGE_SIZE);
-    refreshHistory(true);
-    return;
-  }
-  const snapshot = new XMLSerializer().serializeToString(root) + state.confirming;
-  if (!force && snapshot === state.lastHistory) return;
-  state.lastHistory = snapshot;
-  keepFocus(() => renderHistory(exports.slice(0, PAGE_SIZE), exports.length > PAGE_SIZE));
-}
-
-/** Re-render without losing the keyboard focus (elements carry a stable ``data-key``). */
-function keepFocus(render) {
-  const active = document.activeElement;
-  const key = active && active.dataset ? active.dataset.key : undefined;
-  render();
-  if (key && document.activeElement !== active) {
-    const again = document.querySelector(`[data-key="${CSS.escape(key)}"]`);
-    if (again) again.focus({ preventScroll: true });
-  }
-}
-
-function renderHistory(exports, hasOlder) {
-  $("history-rows").replaceChildren(...exports.map((e) => ExportView.row(e, actions)));
-  $("history-empty").hidden = exports.length > 0 || state.offset > 0;
-  $("history").hidden = exports.length === 0 && state.offset === 0;
-  $("page-prev").disabled = state.offset === 0;
-  $("page-next").disabled = !hasOlder;
-  $("page-label").textContent = `Page ${state.offset / PAGE_SIZE + 1}`;
-}
-
-async function act(exportId, action) {
-  say("history-error", "");
-  state.confirming = "";
-  const verb = { remove: "Cancel", retry: "Retry", stop: "Stop" }[action] || action;
-  try {
-    const root = await guarded(Api.command("exportVideo", { action, exportid: exportId }));
-    if (action === "retry") {
-      remember(Api.textOf(root, "exportid"));
-      state.offset = 0;
-    }
-  } catch (err) {
-    const message = `${verb} of export ${exportId} failed: ${err.message}`;
-    say("history-error", message);
-    say("export-message", "");
-    $("export-error").replaceChildren(el("p", { text: message }));
-  }
-  redraw();
-}
-
 /* ---- polling ---- */
-
-async function poll() {
-  await Promise.allSettled([refreshCurrent(), refreshHistory()]);
-}
 
 function startPolling() {
   stopPolling();
-  state.pollTimer = setInterval(poll, POLL_MS);
+  state.pollTimer = setInterval(Exports.poll, POLL_MS);
   // Recordings grow while cameras record: redraw the lanes now and then.
   state.lanesRefresh = setInterval(() => {
     if (!$("export-view").hidden && selectedIds().length) scheduleLanes(0);
@@ -526,11 +402,6 @@ function stopPolling() {
   clearInterval(state.pollTimer);
   clearInterval(state.lanesRefresh);
   state.pollTimer = null;
-}
-
-function page(delta) {
-  state.offset = Math.max(0, state.offset + delta * PAGE_SIZE);
-  refreshHistory(true);
 }
 
 function wireTimeline() {
@@ -551,6 +422,7 @@ function wireTimeline() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  Exports.init({ guarded, say, showing: (view) => state.started && !$(`${view}-view`).hidden });
   wireTimeline();
   $("login-form").addEventListener("submit", onLogin);
   $("export-form").addEventListener("submit", onStartExport);
@@ -561,8 +433,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("mode").addEventListener("change", ExportForm.syncKind);
   $("last-minute").addEventListener("click", () => fillLastRecorded(60));
   $("last-ten").addEventListener("click", () => fillLastRecorded(600));
-  $("page-prev").addEventListener("click", () => page(-1));
-  $("page-next").addEventListener("click", () => page(1));
+  $("page-prev").addEventListener("click", () => Exports.page(-1));
+  $("page-next").addEventListener("click", () => Exports.page(1));
   window.addEventListener("hashchange", route);
   boot();
 });
