@@ -284,7 +284,7 @@ def pick_cameras(driver: WebDriver, api_archive: dict[str, Any]) -> None:
     wait(driver, lambda d: "Gappy: 40 s recorded, 1 gap (20 s)" in element(d, "#recorded").text,
          "Gappy's gap in the summary")
     # Gappy's picture in its gap: the preview says where recording ends and resumes (-9).
-    element(driver, f".tl-name[title='Preview Gappy']").click()
+    element(driver, ".tl-name[title='Preview Gappy']").click()
     start_text = element(driver, "#start").get_attribute("value")
     element(driver, "#start").clear()
     element(driver, "#start").send_keys(wire(api_archive["start_us"] // 1000 + 30_000))

@@ -21,9 +21,10 @@ const ExportForm = (() => {
     const live = $("mode").value === "live";
     const snapshot = $("output").value === "snapshot";
     if (!ids.length) add("cameras", "Select at least one camera.");
-    if (Number.isNaN(start)) add("start", `Start is not a UTC time like ${$("start").placeholder}.`);
+    const like = (id, agoMs) => $(id).placeholder || formatUtc(Date.now() - agoMs);
+    if (Number.isNaN(start)) add("start", `Start is not a UTC time like ${like("start", 60000)}.`);
     if (!live && !snapshot) {
-      if (Number.isNaN(end)) add("end", `End is not a UTC time like ${$("end").placeholder}.`);
+      if (Number.isNaN(end)) add("end", `End is not a UTC time like ${like("end", 0)}.`);
       else if (end <= start) add("end", "End must be after Start.");
       else if ((end - start) / 1000 > maxSpanS) {
         add("end", `The range is ${formatSpan((end - start) / 1000)}; one export may span at `
