@@ -540,6 +540,8 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     click(driver, f"#history-rows button[data-key='cancel-{slow_id}']", "Cancel")
     confirm = f"#history-rows button[data-key='confirm-{slow_id}']"
     wait(driver, lambda d: element(d, confirm).is_displayed(), "the confirmation")
+    wait(driver, lambda d: js(d, "return document.activeElement.dataset.key")
+         == f"confirm-{slow_id}", "the question has the keyboard focus")
     shots(driver, "7-confirm-cancel")
     click(driver, f"#history-rows button[data-key='keep-{slow_id}']", "No")
     time.sleep(1.2)

@@ -54,16 +54,17 @@ const Exports = (() => {
       + view.confirming;
     if (key === view.lastCurrent) return;
     view.lastCurrent = key;
-    keepFocus(() => $("current").replaceChildren(...exports.map((e) => ExportView.card(e, actions))));
+    keepFocus(() => $("current").replaceChildren(
+      ...exports.map((e) => ExportView.card(e, actions))));
   }
 
   /* ---- history ---- */
 
   const actions = {
     get confirming() { return view.confirming; },
-    ask(exportId) {
+    async ask(exportId) {
       view.confirming = exportId;
-      redraw();
+      await redraw();
       const where = $("history-view").hidden ? "card-" : "";
       const yes = document.querySelector(`[data-key="${where}confirm-${CSS.escape(exportId)}"]`);
       if (yes) yes.focus();
@@ -74,8 +75,7 @@ const Exports = (() => {
   function redraw() {
     view.lastHistory = "";
     view.lastCurrent = "";
-    refreshHistory(true);
-    refreshCurrent();
+    return Promise.all([refreshHistory(true), refreshCurrent()]);
   }
 
   async function refreshHistory(force = false) {
@@ -125,7 +125,7 @@ const Exports = (() => {
   async function act(exportId, action) {
     hooks.say("history-error", "");
     view.confirming = "";
-    const verb = { remove: "Cancel", retry: "Retry", stop: "Stop" }[action] || action;
+    const verb = { remove: "Removal", retry: "Retry", stop: "Stop" }[action] || action;
     try {
       const root = await hooks.guarded(Api.command("exportVideo", { action, exportid: exportId }));
       if (action === "retry") {

@@ -284,17 +284,32 @@ const Timeline = (() => {
     }
 
     renderLanes() {
+      // The name buttons are rebuilt only when they change (a focused one keeps its focus).
+      const namesKey = JSON.stringify(this.lanes);
+      if (namesKey !== this.namesKey) {
+        this.namesKey = namesKey;
+        this.renderNames();
+      }
+      this.lanes.forEach((lane, i) => {
+        this.names.children[i].setAttribute("aria-pressed", String(lane.id === this.active));
+      });
+      this.renderBars();
+    }
+
+    renderNames() {
       const names = this.lanes.map((lane) => {
         const button = document.createElement("button");
         button.type = "button";
         button.className = "tl-name";
         button.textContent = lane.name;
         button.title = `Preview ${lane.name}`;
-        button.setAttribute("aria-pressed", String(lane.id === this.active));
         button.addEventListener("click", () => this.hooks.onLane(lane.id));
         return button;
       });
       this.names.replaceChildren(...names, div("tl-axis-gap"));
+    }
+
+    renderBars() {
       const bars = this.lanes.map((lane) => {
         const bar = div("tl-bar", { "data-deviceid": lane.id });
         bar.classList.toggle("active", lane.id === this.active);
