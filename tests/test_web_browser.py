@@ -200,7 +200,12 @@ def row_status(driver: WebDriver, export_id: str) -> str:
 
 
 def shots(driver: WebDriver, name: str) -> None:
-    """Full-page screenshots of the current state at both sizes (phone: mobile emulation)."""
+    """Full-page screenshots of the current state at both sizes (phone: mobile emulation).
+
+    Taken from the top of the page: the sticky preview would otherwise be drawn where the
+    current scroll position holds it.
+    """
+    scroll = js(driver, "const y = window.scrollY; window.scrollTo(0, 0); return y;")
     for size, (width, height) in SIZES.items():
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
@@ -209,6 +214,7 @@ def shots(driver: WebDriver, name: str) -> None:
                                       {"format": "png", "captureBeyondViewport": True})
         (ARTIFACTS / f"{name}-{size}.png").write_bytes(base64.b64decode(shot["data"]))
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    js(driver, "window.scrollTo(0, arguments[0])", scroll)
 
 
 def slider(driver: WebDriver, label: str) -> Any:
