@@ -223,7 +223,9 @@ async function fillLastRecorded(seconds) {
   const devices = selectedDevices().filter((d) => Number.isFinite(d.last));
   if (!devices.length) return;
   const end = Math.min(...devices.map((d) => d.last));
-  const first = Math.min(...devices.map((d) => d.first));
+  // The wire truncates microseconds: the first frame lies up to 1 ms after the time shown, so
+  // starting exactly there would report a sub-millisecond gap and a -9 preview.
+  const first = Math.min(...devices.map((d) => d.first)) + 1;
   const start = Math.max(end - seconds * 1000, first);
   setRange(start, end < start + 1000 ? start + 1000 : end);
   state.lastMoved = "start";
@@ -350,8 +352,10 @@ async function showRecorded() {
       const covered = Api.findAll(root, "recordings/intervals/interval").reduce((sum, i) =>
         sum + Math.min(parseUtc(Api.textOf(i, "endtime")), range.end)
             - Math.max(parseUtc(Api.textOf(i, "starttime")), range.start), 0);
+      // Gaps under 1 ms are the wire's truncated microseconds, not holes in the recording.
       const gaps = Api.findAll(root, "recordings/gaps/gap").map((g) =>
-        parseUtc(Api.textOf(g, "endtime")) - parseUtc(Api.textOf(g, "starttime")));
+        parseUtc(Api.textOf(g, "endtime")) - parseUtc(Api.textOf(g, "starttime")))
+        .filter((ms) => ms >= 1);
       const gapText = gaps.length ? `, ${gaps.length} gap${gaps.length > 1 ? "s" : ""} `
         + `(${formatSpan(gaps.reduce((a, b) => a + b, 0) / 1000)})` : ", no gaps";
       return el("li", { text: covered > 0 ? `${d.name}: ${formatSpan(covered / 1000)} recorded`
