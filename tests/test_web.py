@@ -7,12 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from apiclient import command
 
 from sense_plugin.api.web import WEB_DIR
 from sense_plugin.passwords import hash_password
 
-PAGE_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-              "api.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+JS = "text/javascript; charset=utf-8"
+PAGE_FILES = {"index.html": "text/html; charset=utf-8", "app.css": "text/css; charset=utf-8",
+              "api.js": JS, "timeutil.js": JS, "timeline.js": JS, "preview.js": JS,
+              "history.js": JS, "masks.js": JS, "form.js": JS,
+              "exports.js": JS, "app.js": JS}
 
 
 @pytest.mark.parametrize("path", ["/", "/web"])
@@ -58,3 +62,17 @@ async def test_401_to_the_page_has_no_basic_challenge(
                             headers={"X-Requested-With": "XMLHttpRequest"})
     assert page.status == 401 and "WWW-Authenticate" not in page.headers
     assert b'errorcode="-1001"' in await page.read()
+
+
+async def test_server_options_publish_the_span_limit_the_timeline_draws(
+        make_client: Callable[..., Any], make_config: Callable[..., Any]) -> None:
+    client = await make_client(make_config(export={"max_span_s": 5400}))
+    options = await command(client, "getServerOptions")
+    assert options.findtext("serveroptions/maxspan") == "5400"
+
+
+async def test_the_preview_may_show_fetched_snapshots(client: Any) -> None:
+    """The preview fetches getSnapshot (to read X-Frame-Time and -9) and shows a blob: URL."""
+    response = await client.get("/web/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "img-src 'self' data: blob:" in policy and "script-src" not in policy

@@ -51,6 +51,8 @@ class ServerOptions:
     title: str
     version: str
     camera_count: int
+    #: export.max_span_s: the longest range one device of an export may span (ext).
+    max_span_s: int
 
 
 @dataclass(frozen=True)

@@ -109,5 +109,29 @@ const Api = (() => {
     return `/command?${query}`;
   }
 
-  return { ApiError, command, login, xmlDocument, appendText, textOf, find, findAll, downloadUrl };
+  /**
+   * ``getSnapshot`` as an image: ``{blob, frameTime}`` (``X-Frame-Time``, the archive time of
+   * the frame shown); a coded answer (-9 in a gap) throws ApiError. The browser's HTTP cache
+   * may answer (the server sends ``Cache-Control: private`` and an ETag).
+   */
+  async function snapshot(params) {
+    const query = new URLSearchParams({ command: "getSnapshot", ...params });
+    let response;
+    try {
+      response = await fetch(`/command?${query}`,
+                             { credentials: "same-origin", headers: { ...HEADERS } });
+    } catch (err) {
+      throw new ApiError(-18, "the server cannot be reached", 0);
+    }
+    const type = response.headers.get("Content-Type") || "";
+    if (!response.ok || !type.startsWith("image/")) {
+      parseResult(await response.text(), response.status);
+      throw new ApiError(-18, `unexpected answer from the server (HTTP ${response.status})`,
+                         response.status);
+    }
+    return { blob: await response.blob(), frameTime: response.headers.get("X-Frame-Time") || "" };
+  }
+
+  return { ApiError, command, login, snapshot, xmlDocument, appendText, textOf, find, findAll,
+           downloadUrl };
 })();

@@ -1,73 +1,20 @@
-/* The export page: log in, choose cameras and a range, start, watch, download. */
+/* The export page: log in, tick cameras, choose a range on the timeline, watch, download. */
 "use strict";
 
-const PAGE_SIZE = 10;
 const POLL_MS = 1000;
-/** The server's default export.max_span_s; the server refuses longer spans anyway. */
+const LANES_REFRESH_MS = 10000;
+/** The server's default export.max_span_s, until getServerOptions says otherwise. */
 const DEFAULT_MAX_SPAN_S = 86400;
-const TRACK_KEY = "sense.autodownload";
 const USER_KEY = "sense.user";
-const FINAL = new Set(["COMPLETED", "FAILED", "REMOVED", "EXPIRED"]);
+const { parseUtc, formatUtc, formatLocal, formatSpan } = TimeUtil;
+const el = ExportView.el;
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  devices: [], maxSpanS: DEFAULT_MAX_SPAN_S, offset: 0, lastHistory: "", started: false,
-  pollTimer: null, recordedTimer: null,
+  devices: [], maxSpanS: DEFAULT_MAX_SPAN_S, started: false,
+  pollTimer: null, recordedTimer: null, lanesTimer: null, lanesRefresh: null,
+  lastMoved: "start", previewId: "", timeline: null, preview: null, masks: null,
 };
-
-/* ---- time: the wire form is UTC "YYYY-MM-DD HH:MM:SS[.zzz]" ---- */
-
-const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?(Z|\+00:00)?$/;
-
-function parseUtc(text) {
-  const m = TIME_RE.exec(text.trim());
-  if (!m) return NaN;
-  const [y, mo, d, h, mi, s] = m.slice(1, 7).map((v) => parseInt(v || "0", 10));
-  const ms = Date.UTC(y, mo - 1, d, h, mi, s) + Math.floor(parseFloat(m[7] || "0") * 1000);
-  const check = new Date(ms);
-  // Date.UTC rolls impossible dates over (Feb 30 → Mar 2): refuse them like the server does.
-  if (check.getUTCDate() !== d || check.getUTCMonth() !== mo - 1 || h > 23 || mi > 59 || s > 59) {
-    return NaN;
-  }
-  return ms;
-}
-
-function formatUtc(ms) {
-  return new Date(ms).toISOString().slice(0, 19).replace("T", " ");
-}
-
-function formatLocal(ms) {
-  return new Date(ms).toLocaleString(undefined, {
-    year: "numeric", month: "short", day: "numeric",
-    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
-  });
-}
-
-function shortWire(text) {
-  return text ? text.slice(0, 19) : "–";
-}
-
-function formatSpan(seconds) {
-  const s = Math.round(seconds);
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.floor(s / 60)} min ${s % 60 ? `${s % 60} s` : ""}`.trim();
-  return `${(s / 3600).toFixed(1)} h`;
-}
-
-/* ---- small DOM helpers ---- */
-
-function el(tag, attrs = {}, ...kids) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (key === "text") node.textContent = value;
-    else if (key === "className") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...kids.filter((k) => k !== null && k !== undefined));
-  return node;
-}
 
 function say(id, text) {
   $(id).textContent = text || "";
@@ -85,7 +32,8 @@ function show(view) {
   $("nav-history").setAttribute("aria-current", view === "history" ? "page" : "false");
   document.title = { login: "Log in", export: "New export", history: "Export history" }[view]
     + " – Video export";
-  if (view === "history") refreshHistory(true);
+  if (view === "history") Exports.refreshHistory(true);
+  if (view === "export" && state.timeline) state.timeline.render();
 }
 
 function route() {
@@ -154,40 +102,79 @@ async function onLogin(event) {
   }
 }
 
-/* ---- export page ---- */
+/* ---- cameras ---- */
 
 async function loadDevices() {
-  const [list, status] = await Promise.all([
+  const [list, status, options] = await Promise.all([
     Api.command("getDeviceList"), Api.command("getServerStatus"),
+    Api.command("getServerOptions"),
   ]);
-  const ranges = new Map(Api.findAll(status, "serverstatus/devices/device").map((d) => [
-    Api.textOf(d, "deviceid"),
-    { first: Api.textOf(d, "firstrecordedimage"), last: Api.textOf(d, "lastrecordedimage") },
-  ]));
+  const maxSpan = parseInt(Api.textOf(options, "serveroptions/maxspan"), 10);
+  if (maxSpan > 0) state.maxSpanS = maxSpan;
+  const ranges = recordedRanges(status);
   state.devices = Api.findAll(list, "devices/device").map((d) => {
     const id = Api.textOf(d, "deviceid");
     return { id, name: Api.textOf(d, "name"), status: Api.textOf(d, "status"),
-             ...(ranges.get(id) || { first: "", last: "" }) };
+             ...(ranges.get(id) || { first: NaN, last: NaN }) };
   });
   renderCameras();
+  setPlaceholders();
+  state.timeline.setMaxSpan(state.maxSpanS * 1000);
+}
+
+function recordedRanges(status) {
+  return new Map(Api.findAll(status, "serverstatus/devices/device").map((d) => [
+    Api.textOf(d, "deviceid"),
+    { first: parseUtc(Api.textOf(d, "firstrecordedimage")),
+      last: parseUtc(Api.textOf(d, "lastrecordedimage")) },
+  ]));
+}
+
+/** The archive grows (live recording): fetch every camera's recorded range again. */
+async function refreshRanges() {
+  const ranges = recordedRanges(await guarded(Api.command("getServerStatus")));
+  for (const d of state.devices) Object.assign(d, ranges.get(d.id) || {});
+  renderCameraInfo();
 }
 
 function renderCameras() {
   const checked = new Set(selectedIds());
   const items = state.devices.map((d) => {
     const disabled = d.status === "disabled";
-    const range = d.first ? `recorded ${shortWire(d.first)} – ${shortWire(d.last)} UTC`
-      : "nothing recorded";
     return el("li", {},
       el("input", { type: "checkbox", id: `cam-${d.id}`, value: d.id, name: "camera",
                     checked: checked.has(d.id), disabled, "aria-describedby": `cam-${d.id}-info`,
                     onchange: onSelectionChange }),
       el("label", { for: `cam-${d.id}`, text: d.name }),
-      el("span", { id: `cam-${d.id}-info`, className: "muted",
-                   text: disabled ? "disabled" : range }));
+      el("span", { id: `cam-${d.id}-info`, className: "muted cam-info" }));
   });
   $("cameras").replaceChildren(...items);
   if (!items.length) $("cameras").append(el("li", { className: "muted", text: "No cameras." }));
+  renderCameraInfo();
+}
+
+function renderCameraInfo() {
+  for (const d of state.devices) {
+    const info = $(`cam-${d.id}-info`);
+    if (!info) continue;
+    info.textContent = d.status === "disabled" ? "disabled"
+      : Number.isFinite(d.first) ? recordedText(d.first, d.last) : "nothing recorded";
+  }
+}
+
+/** "2026-12-02 03:54:04 – 03:55:04" (the date once when both ends share it). */
+function recordedText(first, last) {
+  const [a, b] = [formatUtc(first).slice(0, 19), formatUtc(last).slice(0, 19)];
+  return `${a} – ${a.slice(0, 10) === b.slice(0, 10) ? b.slice(11) : b}`;
+}
+
+/** Placeholders inside the archive: the last recorded minute of the newest camera. */
+function setPlaceholders() {
+  const lasts = state.devices.filter((d) => Number.isFinite(d.last)).map((d) => d.last);
+  if (!lasts.length) return;
+  const end = Math.max(...lasts);
+  $("start").placeholder = formatUtc(end - 60000);
+  $("end").placeholder = formatUtc(end);
 }
 
 function selectedIds() {
@@ -200,32 +187,153 @@ function selectedDevices() {
 }
 
 function onSelectionChange() {
-  const none = selectedIds().length === 0;
+  const devices = selectedDevices();
+  const none = devices.length === 0;
   $("start-export").disabled = none;
   $("start-hint").hidden = !none;
-  if (!none && !$("start").value && !$("end").value) fillLastRecorded(60);
+  $("cameras-box").classList.remove("invalid");
+  if (!devices.some((d) => d.id === state.previewId)) {
+    state.previewId = devices.length ? devices[0].id : "";
+  }
+  state.timeline.setLanes(devices.map((d) => ({ id: d.id, name: d.name })));
+  state.timeline.setActive(state.previewId);
+  const range = currentRange();
+  if (!none && !range) fillLastRecorded(60);
+  else scheduleLanes(0);
   scheduleRecorded();
+  updatePreview();
 }
 
-/** Set the range to the last ``seconds`` recorded by every selected camera. */
-function fillLastRecorded(seconds) {
-  const lasts = selectedDevices().filter((d) => d.last).map((d) => parseUtc(d.last));
-  if (!lasts.length) return;
-  const endMs = Math.floor(Math.min(...lasts) / 1000) * 1000;
-  $("start").value = formatUtc(endMs - seconds * 1000);
-  $("end").value = formatUtc(endMs);
-  onTimeInput();
+/* ---- the range: text fields, timeline handles, quick buttons ---- */
+
+function currentRange() {
+  const start = parseUtc($("start").value);
+  const end = parseUtc($("end").value);
+  return start < end ? { start, end } : null;
 }
 
-function onTimeInput() {
-  say("export-error", "");
-  for (const id of ["start", "end"]) $(id).removeAttribute("aria-invalid");
+/** The last ``seconds`` recorded by every ticked camera (to the millisecond, never before the
+    earliest recording, so a short archive is not reported with a false gap). */
+async function fillLastRecorded(seconds) {
+  try {
+    await refreshRanges();
+  } catch (err) {
+    /* keep the ranges loaded at start */
+  }
+  const devices = selectedDevices().filter((d) => Number.isFinite(d.last));
+  if (!devices.length) return;
+  const end = Math.min(...devices.map((d) => d.last));
+  // The wire truncates microseconds: the first frame lies up to 1 ms after the time shown, so
+  // starting exactly there would report a sub-millisecond gap and a -9 preview.
+  const first = Math.min(...devices.map((d) => d.first)) + 1;
+  const start = Math.max(end - seconds * 1000, first);
+  setRange(start, end < start + 1000 ? start + 1000 : end);
+  state.lastMoved = "start";
+  state.timeline.fit();
+  updatePreview();
+}
+
+function setRange(start, end) {
+  $("start").value = formatUtc(start);
+  $("end").value = formatUtc(end);
+  onTimeInput(null);
+}
+
+/** The text fields changed (typed, or set by code): check them and move the handles. */
+function onTimeInput(event) {
   for (const id of ["start", "end"]) {
+    if (!event) $(id).removeAttribute("aria-invalid");
     const ms = parseUtc($(id).value);
     $(`${id}-local`).textContent = Number.isNaN(ms) ? ($(id).value ? "not a valid time" : "")
       : `local: ${formatLocal(ms)}`;
   }
+  const range = currentRange();
+  showSpan(range);
+  if (range) state.timeline.setRange(range.start, range.end);
+  if (event && event.target && range) {
+    state.lastMoved = event.target.id;
+    updatePreview();
+  }
   scheduleRecorded();
+}
+
+function showSpan(range) {
+  if (!range) {
+    say("span-label", "");
+    return;
+  }
+  const spanS = (range.end - range.start) / 1000;
+  const over = spanS > state.maxSpanS;
+  $("span-label").textContent = `${formatSpan(spanS)} chosen; at most `
+    + `${formatSpan(state.maxSpanS)} per export`;
+  $("span-label").classList.toggle("error", over);
+}
+
+/** A handle moved on the timeline: the text fields and the preview follow. */
+function onHandleMove(start, end, which, done) {
+  $("start").value = formatUtc(start);
+  $("end").value = formatUtc(end);
+  for (const id of ["start", "end"]) {
+    $(id).removeAttribute("aria-invalid");
+    $(`${id}-local`).textContent = `local: ${formatLocal(parseUtc($(id).value))}`;
+  }
+  showSpan({ start, end });
+  state.lastMoved = which;
+  updatePreview();
+  if (done) scheduleRecorded();
+}
+
+function updatePreview() {
+  const device = state.devices.find((d) => d.id === state.previewId);
+  const range = currentRange();
+  if (!device || !range) {
+    state.preview.show("", "", NaN, "");
+    return;
+  }
+  const which = state.lastMoved === "end" ? "end" : "start";
+  state.preview.show(device.id, device.name, range[which], which === "end" ? "End" : "Start");
+}
+
+function onLane(id) {
+  state.previewId = id;
+  state.timeline.setActive(id);
+  updatePreview();
+}
+
+/* ---- timeline lanes: recorded intervals of the ticked cameras in the visible window ---- */
+
+function onView(from, to) {
+  $("timeline").dataset.view = `${from}-${to}`;
+  $("view-label").textContent = `${formatUtc(from).slice(0, 16)} – ${formatUtc(to).slice(0, 16)}`;
+  scheduleLanes(200);
+}
+
+function scheduleLanes(delayMs) {
+  clearTimeout(state.lanesTimer);
+  state.lanesTimer = setTimeout(loadLanes, delayMs);
+}
+
+async function loadLanes() {
+  const { from, to } = state.timeline;
+  await Promise.all(selectedDevices().map(async (d) => {
+    try {
+      const root = await guarded(Api.command("getRecordings", {
+        deviceid: d.id, starttime: formatUtc(from), endtime: formatUtc(to) }));
+      state.timeline.setIntervals(d.id, Api.findAll(root, "recordings/intervals/interval")
+        .map((i) => [parseUtc(Api.textOf(i, "starttime")), parseUtc(Api.textOf(i, "endtime"))]));
+    } catch (err) {
+      state.timeline.setIntervals(d.id, []);
+    }
+  }));
+  // For tests and screenshots: the lanes now show this window.
+  $("timeline").dataset.loaded = `${from}-${to}`;
+}
+
+function zoomLast(spanMs) {
+  const lasts = selectedDevices().concat(state.devices).map((d) => d.last)
+    .filter(Number.isFinite);
+  const end = Math.max(Date.now(), ...lasts);
+  state.timeline.setView(end - spanMs, end + spanMs / 60);
 }
 
 function scheduleRecorded() {
@@ -233,309 +341,104 @@ function scheduleRecorded() {
   state.recordedTimer = setTimeout(showRecorded, 250);
 }
 
-/** Per selected camera: its recorded range, and how much of the chosen range is recorded. */
+/** Per ticked camera: how much of the chosen range is recorded, and its gaps. */
 async function showRecorded() {
-  const devices = selectedDevices();
-  const startMs = parseUtc($("start").value);
-  const endMs = parseUtc($("end").value);
-  const valid = !Number.isNaN(startMs) && !Number.isNaN(endMs) && startMs < endMs;
-  const rows = await Promise.all(devices.map(async (d) => {
-    let detail = "";
-    if (valid) {
-      try {
-        const root = await guarded(Api.command("getRecordings", {
-          deviceid: d.id, starttime: formatUtc(startMs), endtime: formatUtc(endMs) }));
-        const covered = Api.findAll(root, "recordings/intervals/interval").reduce((sum, i) =>
-          sum + Math.min(parseUtc(Api.textOf(i, "endtime")), endMs)
-              - Math.max(parseUtc(Api.textOf(i, "starttime")), startMs), 0);
-        const gaps = Api.findAll(root, "recordings/gaps/gap").length;
-        detail = covered > 0
-          ? `; in the chosen range ${formatSpan(covered / 1000)} recorded, ${gaps} gap(s)`
-          : "; nothing recorded in the chosen range";
-      } catch (err) {
-        detail = `; ${err.message}`;
-      }
+  const range = currentRange();
+  const rows = await Promise.all(selectedDevices().map(async (d) => {
+    if (!range) return el("li", { text: `${d.name}: choose a valid range` });
+    try {
+      const root = await guarded(Api.command("getRecordings", {
+        deviceid: d.id, starttime: formatUtc(range.start), endtime: formatUtc(range.end) }));
+      const covered = Api.findAll(root, "recordings/intervals/interval").reduce((sum, i) =>
+        sum + Math.min(parseUtc(Api.textOf(i, "endtime")), range.end)
+            - Math.max(parseUtc(Api.textOf(i, "starttime")), range.start), 0);
+      // Gaps under 1 ms are the wire's truncated microseconds, not holes in the recording.
+      const gaps = Api.findAll(root, "recordings/gaps/gap").map((g) =>
+        parseUtc(Api.textOf(g, "endtime")) - parseUtc(Api.textOf(g, "starttime")))
+        .filter((ms) => ms >= 1);
+      const gapText = gaps.length ? `, ${gaps.length} gap${gaps.length > 1 ? "s" : ""} `
+        + `(${formatSpan(gaps.reduce((a, b) => a + b, 0) / 1000)})` : ", no gaps";
+      return el("li", { text: covered > 0 ? `${d.name}: ${formatSpan(covered / 1000)} recorded`
+        + gapText : `${d.name}: nothing recorded in the chosen range` });
+    } catch (err) {
+      return el("li", { text: `${d.name}: ${err.message}` });
     }
-    const range = d.first ? `${shortWire(d.first)} – ${shortWire(d.last)} UTC` : "nothing";
-    return el("li", { text: `${d.name}: recorded ${range}${detail}` });
   }));
-  $("recorded").replaceChildren(...(rows.length
-    ? [el("p", { text: "Recorded range of the selected cameras:" }), el("ul", {}, ...rows)] : []));
-}
-
-/** The reason the form cannot be sent, with the field to fix; null when it is fine. */
-function checkForm() {
-  const startMs = parseUtc($("start").value);
-  const endMs = parseUtc($("end").value);
-  if (!selectedIds().length) return ["Select at least one camera.", "cameras"];
-  if (Number.isNaN(startMs)) return ["Start is not a UTC time like 2026-11-20 10:00:00.", "start"];
-  if (Number.isNaN(endMs)) return ["End is not a UTC time like 2026-11-20 10:01:00.", "end"];
-  if (endMs <= startMs) return ["End must be after start.", "end"];
-  const spanS = (endMs - startMs) / 1000;
-  if (spanS > state.maxSpanS) {
-    return [`The range is ${formatSpan(spanS)}; one export may span at most `
-      + `${formatSpan(state.maxSpanS)} (${state.maxSpanS} s).`, "end"];
-  }
-  if (endMs > Date.now()) return ["End is in the future.", "end"];
-  return null;
-}
-
-function exportDocument() {
-  const doc = Api.xmlDocument("export");
-  const devices = Api.appendText(doc.documentElement, "devices", "");
-  const start = formatUtc(parseUtc($("start").value));
-  const end = formatUtc(parseUtc($("end").value));
-  for (const id of selectedIds()) {
-    const device = Api.appendText(devices, "device", "");
-    Api.appendText(device, "deviceid", id);
-    Api.appendText(device, "starttime", start);
-    Api.appendText(device, "endtime", end);
-  }
-  Api.appendText(doc.documentElement, "format", $("format").value);
-  for (const field of ["path", "name"]) {
-    const value = $(field).value.trim();
-    if (value) Api.appendText(doc.documentElement, field, value);
-  }
-  return doc;
+  $("recorded").replaceChildren(...(rows.length ? [el("ul", {}, ...rows)] : []));
 }
 
 async function onStartExport(event) {
   event.preventDefault();
-  say("export-error", "");
   say("export-message", "");
-  for (const id of ["start", "end"]) $(id).removeAttribute("aria-invalid");
-  const problem = checkForm();
-  if (problem) {
-    const [message, field] = problem;
-    say("export-error", message);
-    if (field !== "cameras") $(field).setAttribute("aria-invalid", "true");
-    return;
-  }
+  const problems = ExportForm.check(selectedIds(), state.maxSpanS);
+  ExportForm.showProblems(problems);
+  if (problems.length) return;
   $("start-export").disabled = true;
   try {
-    const root = await guarded(Api.command("exportVideo", {}, exportDocument()));
+    const root = await guarded(Api.command("exportVideo", {},
+      ExportForm.build(selectedIds(), state.masks.masks)));
     const exportId = Api.textOf(root, "exportid");
-    track(exportId);
-    say("export-message", `Export ${exportId} started; its files download automatically when `
-      + "it completes while this page is open.");
-    state.offset = 0;
-    poll();
+    Exports.remember(exportId);
+    say("export-message", `Export #${exportId} started; its progress is shown below.`);
+    Exports.firstPage();
+    await Exports.refreshCurrent();
+    $("current").scrollIntoView({ block: "nearest" });
   } catch (err) {
-    say("export-error", `The server refused the export: ${err.message}`);
+    $("export-error").replaceChildren(el("p", {
+      text: `The server refused the export: ${err.message}` }));
   } finally {
     $("start-export").disabled = selectedIds().length === 0;
   }
 }
 
-/* ---- auto-download of exports started here ---- */
-
-function tracked() {
-  try {
-    return JSON.parse(sessionStorage.getItem(TRACK_KEY) || "[]");
-  } catch (err) {
-    return [];
-  }
-}
-
-function track(exportId) {
-  sessionStorage.setItem(TRACK_KEY, JSON.stringify([...new Set([...tracked(), exportId])]));
-}
-
-function untrack(exportId) {
-  sessionStorage.setItem(TRACK_KEY, JSON.stringify(tracked().filter((id) => id !== exportId)));
-}
-
-async function pollTracked() {
-  for (const exportId of tracked()) {
-    let exp;
-    try {
-      const root = await guarded(Api.command("getExportVideoStatus", { exportid: exportId }));
-      exp = Api.find(root, "exports/export");
-    } catch (err) {
-      if (err instanceof Api.ApiError && err.code === -57) untrack(exportId);
-      continue;
-    }
-    const status = Api.textOf(exp, "status");
-    if (!FINAL.has(status)) continue;
-    untrack(exportId);
-    if (status === "COMPLETED") downloadAll(exportId, fileNames(exp));
-  }
-}
-
-function fileNames(exp) {
-  return Api.findAll(exp, "devices/device/files/file").map((f) => Api.textOf(f, "name"));
-}
-
-function downloadAll(exportId, names) {
-  names.forEach((name, i) => setTimeout(() => {
-    const link = el("a", { href: Api.downloadUrl(exportId, name), download: name, hidden: true });
-    document.body.append(link);
-    link.click();
-    link.remove();
-  }, i * 400));
-}
-
-/* ---- history page ---- */
-
-function historyVisible() {
-  return state.started && !$("history-view").hidden;
-}
-
-async function refreshHistory(force = false) {
-  if (!historyVisible()) return;
-  let root;
-  try {
-    // One more than a page: tells whether an older page exists.
-    root = await guarded(Api.command("getExportVideoStatus",
-      { limit: PAGE_SIZE + 1, offset: state.offset }));
-  } catch (err) {
-    say("history-error", `Cannot load the history: ${err.message}`);
-    return;
-  }
-  say("history-error", "");
-  const exports = Api.findAll(root, "exports/export");
-  if (!exports.length && state.offset > 0) {
-    state.offset = Math.max(0, state.offset - PAGE_SIZE);
-    refreshHistory(true);
-    return;
-  }
-  const snapshot = new XMLSerializer().serializeToString(root);
-  if (!force && snapshot === state.lastHistory) return;
-  state.lastHistory = snapshot;
-  renderHistory(exports.slice(0, PAGE_SIZE), exports.length > PAGE_SIZE);
-}
-
-function renderHistory(exports, hasOlder) {
-  const focusKey = document.activeElement && document.activeElement.dataset
-    ? document.activeElement.dataset.key : undefined;
-  $("history-rows").replaceChildren(...exports.map(historyRow));
-  $("history-empty").hidden = exports.length > 0 || state.offset > 0;
-  $("history").hidden = exports.length === 0 && state.offset === 0;
-  $("page-prev").disabled = state.offset === 0;
-  $("page-next").disabled = !hasOlder;
-  $("page-label").textContent = `Page ${state.offset / PAGE_SIZE + 1}`;
-  if (focusKey) {
-    const again = document.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
-    if (again) again.focus();
-  }
-}
-
-function historyRow(exp) {
-  const id = Api.textOf(exp, "exportid");
-  const status = Api.textOf(exp, "status");
-  const devices = Api.findAll(exp, "devices/device");
-  const name = Api.textOf(exp, "name");
-  const first = devices[0];
-  const range = first ? `${shortWire(Api.textOf(first, "starttime"))} – `
-    + `${shortWire(Api.textOf(first, "endtime")).slice(11)}` : "";
-  return el("tr", { "data-exportid": id, "data-status": status },
-    el("td", { "data-label": "Export" },
-      el("strong", { text: `#${id}` }), name ? el("span", { text: ` ${name}` }) : null,
-      el("div", { className: "muted", text: `${Api.textOf(exp, "format")} · ${range}` })),
-    el("td", { "data-label": "Created", text: shortWire(Api.textOf(exp, "created")) }),
-    el("td", { "data-label": "Cameras", className: "cameras-cell" },
-      ...devices.map((d) => el("div", { text: Api.textOf(d, "name") }))),
-    el("td", { "data-label": "Files", className: "files" },
-      ...filesCell(id, status, exp)),
-    el("td", { "data-label": "Status" }, ...statusCell(status, exp, devices)),
-    el("td", { "data-label": "Actions", className: "actions" }, ...actionsCell(id, status, exp)));
-}
-
-function filesCell(id, status, exp) {
-  const names = fileNames(exp);
-  if (!names.length) return [el("span", { className: "muted", text: "–" })];
-  return names.map((n) => status === "COMPLETED"
-    ? el("div", {}, el("a", { href: Api.downloadUrl(id, n), download: n, text: n,
-                              "data-key": `file-${id}-${n}` }))
-    : el("div", { text: n }));
-}
-
-function statusCell(status, exp, devices) {
-  const parts = [el("span", { className: `status status-${status.toLowerCase()}`, text: status })];
-  if (status === "PENDING") parts.push(el("span", { className: "muted", text: " queued" }));
-  if (status === "SYNCING") {
-    const progress = Api.textOf(exp, "progress") || "0";
-    parts.push(el("progress", { max: "100", value: progress,
-                                "aria-label": `Progress of export ${Api.textOf(exp, "exportid")}` }),
-               el("span", { className: "muted", text: ` ${progress} %` }));
-  }
-  for (const d of devices) {
-    const description = Api.textOf(d, "description");
-    if (description) {
-      parts.push(el("div", { className: "error", text: `${Api.textOf(d, "name")}: ${description}` }));
-    }
-  }
-  return parts;
-}
-
-function actionsCell(id, status, exp) {
-  const buttons = [];
-  if (status === "COMPLETED") {
-    buttons.push(el("button", { type: "button", "data-key": `download-${id}`,
-      "aria-label": `Download the files of export ${id}`, text: "Download",
-      onclick: () => downloadAll(id, fileNames(exp)) }));
-  }
-  if (status === "PENDING" || status === "SYNCING") {
-    buttons.push(el("button", { type: "button", "data-key": `cancel-${id}`,
-      "aria-label": `Cancel export ${id}`, text: "Cancel",
-      onclick: () => act(id, "remove") }));
-  }
-  if (status === "FAILED" || status === "REMOVED" || status === "EXPIRED") {
-    buttons.push(el("button", { type: "button", "data-key": `retry-${id}`,
-      "aria-label": `Retry export ${id}`, text: "Retry",
-      onclick: () => act(id, "retry") }));
-  }
-  return buttons;
-}
-
-async function act(exportId, action) {
-  say("history-error", "");
-  try {
-    const root = await guarded(Api.command("exportVideo", { action, exportid: exportId }));
-    if (action === "retry") {
-      const newId = Api.textOf(root, "exportid");
-      track(newId);
-      state.offset = 0;
-    } else {
-      untrack(exportId);
-    }
-  } catch (err) {
-    say("history-error", `${action === "retry" ? "Retry" : "Cancel"} of export ${exportId} `
-      + `failed: ${err.message}`);
-  }
-  refreshHistory(true);
-}
-
 /* ---- polling ---- */
-
-async function poll() {
-  await Promise.allSettled([pollTracked(), refreshHistory()]);
-}
 
 function startPolling() {
   stopPolling();
-  state.pollTimer = setInterval(poll, POLL_MS);
+  state.pollTimer = setInterval(Exports.poll, POLL_MS);
+  // Recordings grow while cameras record: redraw the lanes now and then.
+  state.lanesRefresh = setInterval(() => {
+    if (!$("export-view").hidden && selectedIds().length) scheduleLanes(0);
+  }, LANES_REFRESH_MS);
 }
 
 function stopPolling() {
   clearInterval(state.pollTimer);
+  clearInterval(state.lanesRefresh);
   state.pollTimer = null;
 }
 
-function page(delta) {
-  state.offset = Math.max(0, state.offset + delta * PAGE_SIZE);
-  refreshHistory(true);
+function wireTimeline() {
+  state.timeline = new Timeline.Timeline($("timeline"),
+    { onMove: onHandleMove, onView, onLane });
+  state.preview = new Preview.Preview($("preview-img"), $("preview-caption"), $("preview-note"));
+  state.masks = new Masks.Masks(document.querySelector(".preview-frame"), $("preview-img"),
+                                $("mask-list"), $("mask-draw"), $("mask-style"));
+  const tl = state.timeline;
+  $("zoom-hour").addEventListener("click", () => zoomLast(Timeline.HOUR));
+  $("zoom-day").addEventListener("click", () => zoomLast(Timeline.DAY));
+  $("zoom-fit").addEventListener("click", () => tl.fit());
+  $("zoom-in").addEventListener("click", () => tl.zoom(0.5));
+  $("zoom-out").addEventListener("click", () => tl.zoom(2));
+  $("pan-left").addEventListener("click", () => tl.pan(-0.5));
+  $("pan-right").addEventListener("click", () => tl.pan(0.5));
+  tl.setView(Date.now() - Timeline.HOUR, Date.now() + Timeline.MINUTE);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  Exports.init({ guarded, say, showing: (view) => state.started && !$(`${view}-view`).hidden });
+  wireTimeline();
   $("login-form").addEventListener("submit", onLogin);
   $("export-form").addEventListener("submit", onStartExport);
   $("start").addEventListener("input", onTimeInput);
   $("end").addEventListener("input", onTimeInput);
+  $("export-form").addEventListener("input", ExportForm.onInput);
+  $("output").addEventListener("change", ExportForm.syncKind);
+  $("mode").addEventListener("change", ExportForm.syncKind);
   $("last-minute").addEventListener("click", () => fillLastRecorded(60));
   $("last-ten").addEventListener("click", () => fillLastRecorded(600));
-  $("page-prev").addEventListener("click", () => page(-1));
-  $("page-next").addEventListener("click", () => page(1));
+  $("page-prev").addEventListener("click", () => Exports.page(-1));
+  $("page-next").addEventListener("click", () => Exports.page(1));
   window.addEventListener("hashchange", route);
   boot();
 });

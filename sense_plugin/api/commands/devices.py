@@ -57,6 +57,7 @@ async def get_server_options(ctx: CommandContext) -> r.ServerOptions:
         "sense_plugin",
         __version__,
         len(config.devices),
+        config.export.max_span_s,
     )
 
 
