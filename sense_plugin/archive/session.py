@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 import av
 from av.audio.codeccontext import AudioCodecContext
@@ -23,8 +24,21 @@ from sense_plugin.archive.writer import SegmentWriter, choose_format, plan_audio
 from sense_plugin.export.audio import AacTranscoder
 from sense_plugin.timestamps import US_PER_S, now_us
 
-if TYPE_CHECKING:
-    from sense_plugin.archive.recorder import Recorder
+
+class SessionOwner(Protocol):
+    """What a session uses of its recorder (:class:`~sense_plugin.archive.recorder.Recorder`)."""
+
+    name: str
+    directory: Path
+    segment_us: int
+    status: str
+    open_span: tuple[int, int] | None
+
+    def wait(self, seconds: float) -> bool: ...
+
+    def warn_once(self, key: str, message: str, *args: object, level: int = ...) -> None: ...
+
+    def commit(self, path: Path) -> None: ...
 
 log = logging.getLogger("sense_plugin.archive.recorder")
 
@@ -56,7 +70,7 @@ class _Open:
 class Session:
     """One connection's worth of recording: pacing, clock, cutting, writing."""
 
-    def __init__(self, owner: Recorder, video: Stream, audio: Sequence[Stream], *,
+    def __init__(self, owner: SessionOwner, video: Stream, audio: Sequence[Stream], *,
                  paced: bool) -> None:
         self.owner = owner
         self.video = video
