@@ -66,10 +66,12 @@ def exported_frames(path: str, first_frame_us: int) -> list[tuple[int, str]]:
     """(archive time, md5) of every decoded output frame, aligning the first on its keyframe."""
     with av.open(path) as container:
         video = container.streams.video[0]
+        time_base = video.time_base  # read while open: the stream is freed with the container
+        assert time_base is not None
         decoded = [(f.pts, plane_md5(f)) for f in container.decode(video)]
     first_pts = decoded[0][0]
     assert first_pts is not None
-    return [(first_frame_us + round((pts - first_pts) * video.time_base * S), md5)
+    return [(first_frame_us + round((pts - first_pts) * time_base * S), md5)
             for pts, md5 in decoded if pts is not None]
 
 
