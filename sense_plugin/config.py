@@ -17,15 +17,18 @@ from sense_plugin.configmodel import (
     AuthConfig,
     Config,
     DeviceConfig,
+    EvidenceConfig,
     ExportConfig,
     HttpConfig,
     ServerConfig,
     UserConfig,
 )
 from sense_plugin.errors import ConfigError
+from sense_plugin.evidence import signing
 
 __all__ = [
     "ArchiveConfig",
+    "EvidenceConfig",
     "AuthConfig",
     "Config",
     "DeviceConfig",
@@ -160,7 +163,8 @@ class _Reader:
 
     def config(self, data: Mapping[str, Any]) -> Config:
         self.check_keys(
-            data, "top level", {"server", "http", "auth", "export", "archive", "devices"}
+            data, "top level",
+            {"server", "http", "auth", "export", "archive", "evidence", "devices"}
         )
         server = self.server(
             self.table(data, "server", {"serverid", "name", "data_dir", "export_roots"})
@@ -189,6 +193,7 @@ class _Reader:
             auth=auth,
             export=self.export(self.table(data, "export", set(ExportConfig.__dataclass_fields__))),
             archive=archive,
+            evidence=self.evidence(self.table(data, "evidence", {"signing_key"})),
             devices=devices,
             demo_devices_added=added,
         )
@@ -287,6 +292,18 @@ class _Reader:
             download_write_timeout_s=self.number(table, w, "download_write_timeout_s", float,
                                                  30.0, 0.1, 3600),
         )
+
+    def evidence(self, table: Mapping[str, Any]) -> EvidenceConfig:
+        """A configured signing key must exist and be an Ed25519 private key (checked now)."""
+        if "signing_key" not in table:
+            return EvidenceConfig()
+        where = "[evidence] signing_key"
+        path = self.path(table["signing_key"], where)
+        try:
+            signing.load_or_create(path, create=False)
+        except signing.SigningKeyError as exc:
+            raise self.fail(where, str(exc)) from None
+        return EvidenceConfig(signing_key=path)
 
     def archive(self, table: Mapping[str, Any]) -> ArchiveConfig:
         w = "[archive]"
