@@ -11,7 +11,7 @@ queues, and each probe records, with PostgreSQL's clock, when it started on its 
   LISTEN/NOTIFY wake-up path, p50/p99;
 - ``burst``: 60 jobs deferred at once (20 per server), from defer to start;
 - ``after_pg_restart``: idle again after PostgreSQL was SIGKILLed and restarted while the
-  servers ran (procrastinate's listener may not come back: then the 1 s polling shows).
+  servers ran (the LISTEN connection must come back, or the 1 s polling would show).
 """
 
 from __future__ import annotations

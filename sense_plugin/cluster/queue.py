@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import procrastinate
 import psycopg
+from procrastinate.connector import Notify
 from procrastinate.exceptions import ProcrastinateException
 from psycopg_pool import AsyncConnectionPool
 
@@ -41,9 +43,28 @@ def queue_name(server_id: int) -> str:
     return f"server-{server_id}"
 
 
+class _Connector(procrastinate.PsycopgConnector):
+    """procrastinate's connector whose LISTEN connection always comes back.
+
+    procrastinate 3.10 re-opens the LISTEN connection once when it breaks; if PostgreSQL is
+    still down then, the listener ends and the worker only polls from then on. Here the
+    listener retries every ``RESTART_PAUSE_S`` for as long as the worker runs.
+    """
+
+    async def listen_notify(self, on_notification: Notify, channels: Iterable[str]) -> None:
+        channels = list(channels)
+        while True:
+            try:
+                await super().listen_notify(on_notification=on_notification,
+                                            channels=channels)
+            except (ProcrastinateException, psycopg.Error, OSError) as exc:
+                log.debug("LISTEN connection lost (%s); retrying", exc)
+            await asyncio.sleep(RESTART_PAUSE_S)
+
+
 def make_app(database_url: str) -> procrastinate.App:
     """A procrastinate app on the site database with the sense tasks registered."""
-    connector = procrastinate.PsycopgConnector(
+    connector = _Connector(
         conninfo=database_url, min_size=1, max_size=6, timeout=10.0,
         kwargs={"connect_timeout": 5})  # procrastinate sets the pool's connection check
     app = procrastinate.App(connector=connector)
