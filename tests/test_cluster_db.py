@@ -56,6 +56,30 @@ def test_db_upgrade_is_versioned_idempotent_and_refuses_newer(
     assert "schema is version 99, newer than this sense_plugin knows (2)" in newer.stderr
 
 
+def test_servers_upgrading_at_once_apply_each_migration_once(
+        pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
+    config = write_config(tmp_path, pg_server.url)
+    runs = [subprocess.Popen([sys.executable, "-m", "sense_plugin", "db", "upgrade",
+                              "--config", str(config)], stdout=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    outputs = [run.communicate(timeout=60)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0]
+    assert sum("applied migration(s) 1, 2" in out for out in outputs) == 1, outputs
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (2,)
+
+
+def test_serve_without_its_database_exits_2(pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
+    config = write_config(tmp_path, pg_server.url)
+    pg_server.stop()
+    run = subprocess.run([sys.executable, "-m", "sense_plugin", "serve", "--config",
+                          str(config), "--port", "0"], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "configuration error" in run.stderr
+    assert "[cluster] database_url: cannot use postgresql://sense:***@127.0.0.1" in run.stderr
+
+
 def test_db_upgrade_errors_are_clear(pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
     unreachable = db_upgrade(write_config(tmp_path, pg_server.url.replace("sense:sense@",
                                                                           "sense:wrong@")))

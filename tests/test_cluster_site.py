@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from tests.apiclient import schema
 from tests.clustersite import BASE_SERVER_ID, SECRET, start_site
 from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
 from tests.serverproc import ServerProcess
@@ -25,6 +26,7 @@ IDS = [str(BASE_SERVER_ID + i) for i in range(3)]
 def statuses(server: ServerProcess) -> dict[str, str]:
     doc = server.command("getDivaList")
     assert doc.get("errorcode") == "0", etree.tostring(doc)
+    assert schema("getDivaList").validate(doc), schema("getDivaList").error_log
     return {d.findtext("divaid") or "": d.findtext("status") or "" for d in doc.iter("diva")}
 
 
@@ -41,6 +43,7 @@ def test_three_servers_list_the_whole_site(pg_server: PgServer, tmp_path: Path) 
         for server in servers:
             assert statuses(server) == dict.fromkeys(IDS, "online")
             devices = server.command("getDeviceList")
+            assert schema("getDeviceList").validate(devices)
             rows = {(d.findtext("serverid"), d.findtext("deviceid"), d.findtext("name"))
                     for d in devices.iter("device")}
             assert rows == {(sid, f"{sid}0{n}", f"Camera {n} of {sid}")
