@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--device", type=int, metavar="ID", help="one device (default all)")
     check.set_defaults(func=cmd_archive_check)
 
+    db = sub.add_parser("db", help="the site database of [cluster] (PostgreSQL)")
+    db_sub = db.add_subparsers(required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="create or upgrade the schema (idempotent)")
+    _config_args(upgrade)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
     hash_pw = sub.add_parser("hash-password", help="print a password hash for the config")
     hash_pw.set_defaults(func=cmd_hash_password)
 
@@ -150,6 +156,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"sense-plugin: {exc}", file=sys.stderr)
         return 2
     log.info("stopped")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from sense_plugin.cluster.upgrade import upgrade_database
+
+    config = _load(args)
+    if config.cluster is None:
+        raise ConfigError(f"{config.source}: [cluster]: missing (db upgrade needs database_url)")
+    print(upgrade_database(config.cluster.database_url))
     return 0
 
 

@@ -6,6 +6,7 @@ The dataclasses live in ``configmodel`` and are re-exported here.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from sense_plugin.archive.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE, Patte
 from sense_plugin.configmodel import (
     ArchiveConfig,
     AuthConfig,
+    ClusterConfig,
     Config,
     DeviceConfig,
     EvidenceConfig,
@@ -28,10 +30,11 @@ from sense_plugin.evidence import signing
 
 __all__ = [
     "ArchiveConfig",
-    "EvidenceConfig",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "DeviceConfig",
+    "EvidenceConfig",
     "ExportConfig",
     "HttpConfig",
     "ServerConfig",
@@ -164,7 +167,7 @@ class _Reader:
     def config(self, data: Mapping[str, Any]) -> Config:
         self.check_keys(
             data, "top level",
-            {"server", "http", "auth", "export", "archive", "evidence", "devices"}
+            {"server", "http", "auth", "export", "archive", "evidence", "devices", "cluster"}
         )
         server = self.server(
             self.table(data, "server", {"serverid", "name", "data_dir", "export_roots"})
@@ -195,6 +198,7 @@ class _Reader:
             archive=archive,
             evidence=self.evidence(self.table(data, "evidence", {"signing_key"})),
             devices=devices,
+            cluster=self.cluster(data),
             demo_devices_added=added,
         )
 
@@ -317,6 +321,35 @@ class _Reader:
             rescan_s=self.number(table, w, "rescan_s", float, 10.0, 0.05, 3600),
             manage_foreign=self.get(table, w, "manage_foreign", bool, False),
         )
+
+    def cluster(self, data: Mapping[str, Any]) -> ClusterConfig | None:
+        """``[cluster]``, or None when the table is absent (a single server)."""
+        if "cluster" not in data:
+            return None
+        w = "[cluster]"
+        table = self.table(data, "cluster", set(ClusterConfig.__dataclass_fields__))
+        for key in ("database_url", "node_url", "site_secret"):
+            if key not in table:
+                raise self.fail(w, f"missing key '{key}'")
+        url = self.get(table, w, "database_url", str, "")
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise self.fail(f"{w} database_url",
+                            f"expected a postgresql://user:password@host:port/db URL, got {url!r}")
+        node_url = self.get(table, w, "node_url", str, "")
+        if not re.fullmatch(r"https?://[^/\s]+/?", node_url):
+            raise self.fail(f"{w} node_url",
+                            f"expected http(s)://host:port (how other servers reach this one), "
+                            f"got {node_url!r}")
+        secret = self.get(table, w, "site_secret", str, "")
+        if len(secret) < 16:
+            raise self.fail(f"{w} site_secret", "must be at least 16 characters (e.g. "
+                            "`python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+        heartbeat = self.number(table, w, "heartbeat_s", float, 5.0, 0.05, 3600)
+        timeout = self.number(table, w, "node_timeout_s", float, 600.0, 0.1, 30 * 86400)
+        if timeout < 3 * heartbeat:
+            raise self.fail(f"{w} node_timeout_s",
+                            f"{timeout:g} is below three heartbeats (3 x {heartbeat:g} s)")
+        return ClusterConfig(url, node_url.rstrip("/"), secret, heartbeat, timeout)
 
     def devices(self, items: Any, data_dir: Path) -> tuple[DeviceConfig, ...]:
         if not isinstance(items, list):

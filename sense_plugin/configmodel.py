@@ -112,6 +112,19 @@ class EvidenceConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]`` (SPEC §13): the servers of one site share one PostgreSQL database."""
+
+    database_url: str
+    #: How the other servers of the site reach this one (``http(s)://host:port``).
+    node_url: str
+    #: Shared by every server; proves server-to-server calls (never sent itself).
+    site_secret: str
+    heartbeat_s: float = 5.0
+    node_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -123,6 +136,8 @@ class Config:
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     devices: tuple[DeviceConfig, ...] = ()
+    #: None: a single server on SQLite (no PostgreSQL).
+    cluster: ClusterConfig | None = None
     #: True when ``devices`` are the three demo devices added for a config without any.
     demo_devices_added: bool = False
 

@@ -62,6 +62,10 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(add_security_headers)
     setup_metrics(app)  # GET /metrics
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx, metrics_ctx])
+    if config.cluster is not None:  # a site of several servers (SPEC §13): PostgreSQL
+        from sense_plugin.cluster.ctx import setup_cluster
+
+        setup_cluster(app)
     return app
 
 

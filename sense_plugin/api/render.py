@@ -81,7 +81,8 @@ def _(result: r.DeviceList) -> etree._Element:
 @render.register
 def _(result: r.DivaList) -> etree._Element:
     return E.divas(
-        *(E.diva(E.divaid(str(s.server_id)), E.type(s.type), E.name(s.name))
+        *(E.diva(E.divaid(str(s.server_id)), E.type(s.type), E.name(s.name),
+                 *([] if s.status is None else [E.status(s.status)]))
           for s in result.servers),
         count=str(len(result.servers)),
     )

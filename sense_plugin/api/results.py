@@ -37,6 +37,8 @@ class ServerRow:
     server_id: int
     name: str
     type: str = "sense_plugin"
+    #: ``online``/``offline`` on a site of several servers (SPEC §13); None: single server.
+    status: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from sense_plugin.api import results as r
 from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
 from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.users import VIEW
+from sense_plugin.cluster.keys import SITE
+from sense_plugin.cluster.lists import site_device_list, site_diva_list
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import NoDeviceError, NoServerError, OutOfRangeError
 from sense_plugin.timestamps import now_us
@@ -30,6 +32,8 @@ def find_device(config: Config, device_id: int) -> DeviceConfig:
 
 async def get_device_list(ctx: CommandContext) -> r.DeviceList:
     config = ctx.app[CONFIG]
+    if SITE in ctx.app:  # a site of several servers: every device of the site (SPEC §13)
+        return await site_device_list(ctx.app[SITE], ctx.params.u64("serverid", NoServerError))
     check_server(config, ctx.params.u64("serverid", NoServerError))
     archive = ctx.app[ARCHIVE]
     return r.DeviceList(
@@ -44,6 +48,8 @@ async def get_device_list(ctx: CommandContext) -> r.DeviceList:
 
 async def get_diva_list(ctx: CommandContext) -> r.DivaList:
     config = ctx.app[CONFIG]
+    if SITE in ctx.app:
+        return await site_diva_list(ctx.app[SITE], ctx.params.u64("serverid", NoServerError))
     check_server(config, ctx.params.u64("serverid", NoServerError))
     return r.DivaList((r.ServerRow(config.server.server_id, config.server.name),))
 

@@ -1,0 +1,7 @@
+"""A site of several recording servers on one PostgreSQL database (SPEC §13, issue 17).
+
+Imported only when the configuration has a ``[cluster]`` table: a single server never loads
+psycopg or procrastinate. The foundation: the versioned schema (``schema``), node heartbeats
+and the site's lists (``nodes``), signed server-to-server calls (``signing``, ``internal``)
+and the procrastinate queue per server (``queue``), started by ``ctx.cluster_ctx``.
+"""

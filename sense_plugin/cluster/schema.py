@@ -1,0 +1,106 @@
+"""The site database's versioned schema: migrations applied in order, once, under a lock.
+
+``schema_version`` holds one row per applied migration. ``upgrade`` is idempotent and safe
+when several servers start at once (a transaction-level advisory lock serialises them); a
+database whose version is above the newest this code knows is refused, never touched.
+Migration 2 is procrastinate's own schema (``procrastinate.schema.SchemaManager``), so the
+queue's tables live in the same database and are versioned with ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import procrastinate
+from procrastinate.schema import SchemaManager
+from psycopg import AsyncConnection
+
+from sense_plugin.cluster.errors import SchemaTooNewError
+
+log = logging.getLogger(__name__)
+#: pg_advisory_xact_lock key: "sense" as a number.
+LOCK_KEY = 0x73656E7365
+
+NODES_SQL = """
+CREATE TABLE sense_nodes (
+    serverid      numeric(20) PRIMARY KEY,
+    name          text NOT NULL,
+    node_url      text NOT NULL,
+    heartbeat_s   double precision NOT NULL,
+    started_at    timestamptz NOT NULL,
+    last_seen     timestamptz NOT NULL,
+    stopped_at    timestamptz
+);
+CREATE TABLE sense_node_devices (
+    serverid  numeric(20) NOT NULL REFERENCES sense_nodes ON DELETE CASCADE,
+    deviceid  numeric(20) NOT NULL,
+    name      text NOT NULL,
+    status    text NOT NULL,
+    PRIMARY KEY (serverid, deviceid)
+);
+CREATE TABLE sense_probes (
+    job_id       bigint PRIMARY KEY,
+    serverid     numeric(20) NOT NULL,
+    deferred_at  timestamptz NOT NULL,
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz,
+    attempts     integer NOT NULL DEFAULT 1
+);
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: Callable[[], str]
+
+
+MIGRATIONS = (
+    Migration(1, "nodes, their devices, queue probes", lambda: NODES_SQL),
+    Migration(2, f"procrastinate {procrastinate.__version__} schema", SchemaManager.get_schema),
+)
+LATEST = MIGRATIONS[-1].version
+
+CREATE_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version      integer PRIMARY KEY,
+    description  text NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    """The highest applied migration, 0 for an empty database."""
+    cur = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return 0
+    cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def upgrade(conn: AsyncConnection) -> list[int]:
+    """Apply the missing migrations (each in its own transaction); the versions applied."""
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            await conn.execute(CREATE_VERSION_TABLE)
+            version = await current_version(conn)
+            if version > LATEST:
+                raise SchemaTooNewError(
+                    f"[cluster] database_url: the database schema is version {version}, newer "
+                    f"than this sense_plugin knows ({LATEST}): upgrade sense_plugin here")
+            if version >= migration.version:
+                continue
+            await conn.execute(migration.sql().encode())  # a script: no parameters
+            await conn.execute(
+                "INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                (migration.version, migration.description))
+            log.info("database schema: applied %d (%s)", migration.version, migration.description)
+            applied.append(migration.version)
+    return applied

@@ -1,0 +1,93 @@
+"""Three ``sense-plugin serve`` processes of one site on one PostgreSQL (SPEC §13)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.apiclient import schema
+from tests.clustersite import BASE_SERVER_ID, SECRET, start_site
+from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
+from tests.serverproc import ServerProcess
+
+pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
+pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")
+
+from sense_plugin.cluster.client import signed_request  # noqa: E402
+
+IDS = [str(BASE_SERVER_ID + i) for i in range(3)]
+
+
+def statuses(server: ServerProcess) -> dict[str, str]:
+    doc = server.command("getDivaList")
+    assert doc.get("errorcode") == "0", etree.tostring(doc)
+    assert schema("getDivaList").validate(doc), schema("getDivaList").error_log
+    return {d.findtext("divaid") or "": d.findtext("status") or "" for d in doc.iter("diva")}
+
+
+def wait_for(check: object, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_three_servers_list_the_whole_site(pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
+    servers = start_site(tmp_path, pg_server.url, heartbeat_s=0.5)
+    try:
+        for server in servers:
+            assert statuses(server) == dict.fromkeys(IDS, "online")
+            devices = server.command("getDeviceList")
+            assert schema("getDeviceList").validate(devices)
+            rows = {(d.findtext("serverid"), d.findtext("deviceid"), d.findtext("name"))
+                    for d in devices.iter("device")}
+            assert rows == {(sid, f"{sid}0{n}", f"Camera {n} of {sid}")
+                            for sid in IDS for n in range(2)}
+            assert {d.findtext("status") for d in devices.iter("device")} == {"idle"}
+        one = servers[0].command(f"getDeviceList&serverid={IDS[2]}")
+        assert {d.findtext("serverid") for d in one.iter("device")} == {IDS[2]}
+        assert servers[0].command("getDivaList&serverid=42").get("errorcode") == "-17"
+
+        servers[1].stop(signal.SIGKILL)  # a crash: no goodbye, heartbeats just stop
+        killed_at = time.monotonic()
+        wait_for(lambda: statuses(servers[2])[IDS[1]] == "offline")
+        waited = time.monotonic() - killed_at
+        assert waited >= 1.0, f"offline after {waited:.2f} s, before 3 missed heartbeats"
+        assert statuses(servers[0]) == {IDS[0]: "online", IDS[1]: "offline", IDS[2]: "online"}
+        devices = servers[0].command("getDeviceList")
+        of_killed = {d.findtext("status") for d in devices.iter("device")
+                     if d.findtext("serverid") == IDS[1]}
+        assert of_killed == {"offline"} and len(list(devices.iter("device"))) == 6
+
+        servers[1].start()  # back: online again, with the same row
+        wait_for(lambda: statuses(servers[0])[IDS[1]] == "online")
+        servers[2].stop()  # a graceful stop marks the server offline at once
+        assert statuses(servers[0])[IDS[2]] == "offline"
+    finally:
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()
+
+
+def test_server_to_server_call_carries_proof(pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
+    import aiohttp
+
+    (server,) = start_site(tmp_path, pg_server.url, count=1)
+    try:
+        async def calls() -> list[tuple[int, bytes]]:
+            async with aiohttp.ClientSession() as session:
+                return [await signed_request(session, SECRET, "GET", server.url + "/cluster/ping"),
+                        await signed_request(session, "w" * 32, "GET",
+                                             server.url + "/cluster/ping")]
+
+        (ok, ok_body), (bad, bad_body) = asyncio.run(calls())
+        assert ok == 200 and etree.fromstring(ok_body).findtext("pong/serverid") == IDS[0]
+        assert bad == 401 and b"wrong proof" in bad_body
+        assert SECRET.encode() not in ok_body
+    finally:
+        server.stop()
