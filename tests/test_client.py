@@ -49,7 +49,8 @@ async def test_export_wait_downloads_and_verifies(server: str, api_archive: dict
     assert f"export {export_id} Gappy: COMPLETED 100%" in out
     target = tmp_path / "got" / f"export-{export_id}"
     names = sorted(p.name for p in target.iterdir())
-    assert len(names) == 3 and "manifest.xml" in names and not any(".part" in n for n in names)
+    assert len(names) == 4 and {"manifest.xml", "manifest.sig"} <= set(names)
+    assert not any(".part" in n for n in names)
     assert main(["verify", str(target)]) == 0
     assert "verify: PASSED" in capsys.readouterr().out
     video = target / next(n for n in names if n.startswith("Steady"))
@@ -61,7 +62,10 @@ async def test_export_wait_downloads_and_verifies(server: str, api_archive: dict
     assert listing.startswith(f"{export_id}\tCOMPLETED\t100%") and "alice" in listing
     assert await cli("status", "--server", server, "--user", "alice", "--export", export_id,
                      "--watch") == 0
-    assert "COMPLETED 100%" in capsys.readouterr().out
+    watched = capsys.readouterr().out
+    assert "COMPLETED 100%" in watched  # the outcome last, cameras in request order:
+    assert watched.rstrip().endswith(f"export {export_id}: COMPLETED (Steady COMPLETED, "
+                                     "Gappy COMPLETED)")
 
 
 async def test_client_errors_are_named(server: str, api_archive: dict[str, Any], capsys: Any,
@@ -145,7 +149,7 @@ async def test_watch_follows_only_unfinished_exports(server: str, api_archive: d
     assert await cli(*base, "--to", slow_end, "--bandwidth", "400") == 0
     slow_id = capsys.readouterr().out.split()[1]
     assert await cli("status", "--user", "alice", "--watch", "--interval", "0.2") == 0
-    watched = {line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    watched = {line.split()[1].rstrip(":") for line in capsys.readouterr().out.splitlines()}
     assert watched == {slow_id}
 
 

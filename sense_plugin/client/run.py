@@ -98,14 +98,17 @@ def follow(client: SenseClient, export_id: int, out: TextIO, interval_s: float) 
             assert export is not None
             view.update([export])
             if export.findtext("status") in TERMINAL:
-                return export
+                break
             time.sleep(interval_s)
     finally:
         view.close()
+    print(outcome(export), file=out, flush=True)
+    return export
 
 
 def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -> int:
-    """Report failures, download every completed file and the manifest; 0 if COMPLETED."""
+    """Report failures, download every completed file, the manifest and its signature; 0 if
+    COMPLETED."""
     export_id = int(export.findtext("exportid"))
     status = export.findtext("status")
     for device in export.iterfind("devices/device"):
@@ -127,8 +130,12 @@ def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -
         size = client.download(export_id, name, target / name, file_el.findtext("sha256"))
         print(f"downloaded {target / name} ({size} bytes)", file=out)
     client.download(export_id, "manifest.xml", target / "manifest.xml")
-    print(f"downloaded {target / 'manifest.xml'}; check with: sense-plugin verify {target}",
-          file=out, flush=True)
+    signature = export.findtext("manifest/signature")
+    if signature and Path(signature).name == signature:
+        client.download(export_id, signature, target / signature)
+    print(f"downloaded {target / 'manifest.xml'}"
+          f"{' and its signature' if signature else ''}; check with: sense-plugin verify "
+          f"{target} --key <the server's signingkey>", file=out, flush=True)
     return 0 if status == "COMPLETED" else 1
 
 
@@ -162,10 +169,21 @@ def watch_exports(client: SenseClient, export_ids: list[int], out: TextIO,
                        for i in export_ids]
             view.update([e for e in exports if e is not None])
             if all(e is None or e.findtext("status") in TERMINAL for e in exports):
-                return 0
+                break
             time.sleep(interval_s)
     finally:
         view.close()
+    for export in exports:  # the outcome, in device order (changes came in arrival order)
+        if export is not None:
+            print(outcome(export), file=out, flush=True)
+    return 0
+
+
+def outcome(export: Any) -> str:
+    """``export N: STATUS (DEVICE STATUS, ...)`` for a finished export."""
+    devices = ", ".join(f"{d.findtext('name')} {d.findtext('status')}"
+                        for d in export.iterfind("devices/device"))
+    return f"export {export.findtext('exportid')}: {export.findtext('status')} ({devices})"
 
 
 def summary(export: Any) -> str:
