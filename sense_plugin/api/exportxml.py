@@ -42,7 +42,7 @@ def export_bytes(export: Export) -> bytes:
         live: bytes = etree.tostring(export_element(export), encoding="utf-8")
         return live
     key = (export.status, export.finished_us, export.expires_us,
-           tuple(j.status for j in export.jobs))
+           tuple((j.status, j.stopped) for j in export.jobs))
     cached = _FINISHED_CACHE.get(export.export_id)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -72,6 +72,8 @@ def export_element(export: Export) -> etree._Element:
         element.append(E.retriedfrom(str(export.retried_from)))
     if export.expires_us is not None and export.status is Status.COMPLETED:
         element.append(E.expires(ts(export.expires_us)))
+    for tag, value in export.options.describe():
+        element.append(E(tag, value))
     return element
 
 
@@ -92,6 +94,7 @@ def job_element(job: Job) -> etree._Element:
     if job.status is Status.FAILED:
         element.append(E.errorcode(str(job.errorcode)))
         element.append(E.description(job.description))
+    element.append(E.stopped("true" if job.stopped else "false"))
     return element
 
 

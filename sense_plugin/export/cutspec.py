@@ -30,6 +30,8 @@ class CutRequest:
     #: Metadata of the output file (SPEC §10): ``title`` = device name, ``comment`` = export.
     title: str = ""
     comment: str = ""
+    #: False: video only (``<audio>false</audio>``).
+    audio: bool = True
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ class ExportEngine:
             export_id=await self._next_id(), owner=owner, created_us=now_us(),
             path=request.path, out_base=str(out_base), fmt=request.fmt, name=request.name,
             bandwidth_limit_kbps=request.bandwidth_kbps, retried_from=retried_from,
+            options=request.options,
         )
         for index, device in enumerate(request.devices):
             configured = self._config.device(device.device_id)

@@ -39,6 +39,7 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         E.status(status.value),
         E.bandwidthlimit(str(export.bandwidth_limit_kbps)),
         *([] if export.retried_from is None else [E.retriedfrom(str(export.retried_from))]),
+        *(E(tag, value) for tag, value in export.options.describe()),
         E.devices(*(_device(job) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )
@@ -61,6 +62,8 @@ def _device(job: Job) -> etree._Element:
     elif job.status is Status.FAILED:
         element.append(E.errorcode(str(job.errorcode)))
         element.append(E.description(job.description))
+    if job.stopped:
+        element.append(E.stopped("true"))
     return element
 
 

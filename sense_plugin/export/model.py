@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from sense_plugin.export.options import ExportOptions
+
 
 class Status(StrEnum):
     PENDING = "PENDING"
@@ -17,7 +19,7 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.REMOVED, Status.FAILED, Status.EXPIRED})
-FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts"}
+FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts", "jpg": ".jpg", "png": ".png"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class ExportRequest:
     bandwidth_kbps: int = 0
     fmt: str = "mp4"
     name: str = ""
+    options: ExportOptions = ExportOptions()
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Job:
     started_us: int | None = None
     finished_us: int | None = None
     file: FileInfo | None = None
+    #: Finished early by ``action=stop`` (or keepalive, max_live_s): its file ends there.
+    stopped: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
@@ -106,6 +111,7 @@ class Export:
     retried_from: int | None = None
     finished_us: int | None = None
     expires_us: int | None = None
+    options: ExportOptions = ExportOptions()
 
     @property
     def directory(self) -> Path:
@@ -141,6 +147,7 @@ class Export:
             devices=tuple(DeviceRange(j.server_id, j.device_id, j.start_us, j.end_us)
                           for j in self.jobs),
             path=self.path, bandwidth_kbps=self.bandwidth_limit_kbps, fmt=self.fmt, name=self.name,
+            options=self.options,
         )
 
 

@@ -17,6 +17,7 @@ from sense_plugin.errors import SenseError
 from sense_plugin.export import ids
 from sense_plugin.export.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
 from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
+from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.store import ExportStore, StoreDamagedError
 from sense_plugin.timestamps import parse_timestamp
 
@@ -81,12 +82,26 @@ def _export(root: etree._Element, directory: Path, retention_hours: float) -> Ex
         or "", bandwidth_limit_kbps=int(root.findtext("bandwidthlimit") or 0),
         retried_from=int(retried) if retried else None, finished_us=finished_us,
         expires_us=finished_us + int(retention_hours * 3600 * 1_000_000),
+        options=_options(root),
     )
     for index, device in enumerate(root.iterfind("devices/device")):
         export.jobs.append(_job(export_id, index, device, finished_us))
     if not export.jobs:
         raise ValueError("it lists no device")
     return export
+
+
+def _options(root: etree._Element) -> ExportOptions:
+    """The kind and options a manifest names (older manifests: the defaults; ``render`` is
+    described there, not stored, so a rebuilt export's retry copies without it)."""
+    defaults = ExportOptions()
+    return ExportOptions(
+        mode=root.findtext("mode") or defaults.mode,
+        output=root.findtext("output") or defaults.output,
+        audio=(root.findtext("audio") or "true") == "true",
+        maxfilesize_mb=int(root.findtext("maxfilesize") or 0),
+        keepalive_s=int(root.findtext("keepalive") or 0),
+    )
 
 
 def _job(export_id: int, index: int, device: etree._Element, finished_us: int) -> Job:
@@ -113,4 +128,5 @@ def _job(export_id: int, index: int, device: etree._Element, finished_us: int) -
         bytes_written=info.size_bytes if info else 0,
         errorcode=int(device.findtext("errorcode") or 0),
         description=device.findtext("description") or "", finished_us=finished_us, file=info,
+        stopped=device.findtext("stopped") == "true",
     )

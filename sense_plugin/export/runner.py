@@ -212,6 +212,7 @@ class JobRunner:
             "bandwidth_kbps": self._share_kbps(job, extra=1),
             "title": job.device_name,
             "comment": f"export {export.export_id} {export.name}".rstrip(),
+            "options": export.options.to_json(),
         }
         return payload, recorded_us, dir_fd
 

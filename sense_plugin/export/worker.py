@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from sense_plugin.errors import MediaError, ResultCode, SenseError
+from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.remux import CutCancelled, CutRequest, SourceSegment, cut
 from sense_plugin.export.throttle import TokenBucket
 
@@ -80,12 +81,14 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
     def progress(done_us: int, size_bytes: int) -> None:
         conn.send(("progress", done_us, size_bytes))
 
+    options = ExportOptions.from_json(payload.get("options"))
     try:
         request = CutRequest(
             segments=tuple(SourceSegment(**s) for s in payload["segments"]),
             start_us=payload["start_us"], end_us=payload["end_us"],
             out_path=payload["out_path"], fmt=payload["fmt"],
             title=payload.get("title", ""), comment=payload.get("comment", ""),
+            audio=options.audio,
         )
         result = cut(request, throttle=throttle, on_progress=progress,
                      should_stop=control.should_stop)
