@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
-from sense_plugin.errors import GeneralError, NoRecordError, ResultCode, SenseError
-from sense_plugin.export import files, safefs
+from sense_plugin.errors import GeneralError, ResultCode, SenseError
+from sense_plugin.export import files, planning, safefs
 from sense_plugin.export.model import FileInfo, Gap, Job, Status
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
 from sense_plugin.export.remux import BUFFER_BYTES
-from sense_plugin.timestamps import format_timestamp, now_us
+from sense_plugin.timestamps import now_us
 
 if TYPE_CHECKING:
     from sense_plugin.export.engine import ExportEngine
@@ -111,7 +111,7 @@ class JobRunner:
             tracker = _Tracker(job, recorded_us)
             result = await self._cut(job, proc, payload, tracker)
             await engine.run_io(files.confirm_output, export, self._config.server.export_roots,
-                                dir_fd, payload["name"], result)
+                                dir_fd, result.get("name", payload["name"]), result)
             self._complete(job, result, tracker)
         except JobCancelledError:
             if self.closing and job.key not in self._cancel:
@@ -181,23 +181,15 @@ class JobRunner:
             await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
     async def _plan(self, job: Job) -> tuple[dict[str, Any], int, int]:
-        # audio of the range can sit in the next segment, before its first frame (cutter)
-        segments = await self._archive.segments(job.device_id, job.start_us,
-                                                job.end_us + 1_000_000)
-        recorded_us = 0
-        estimate = 0
-        for seg in segments:
-            overlap = min(seg.end_us, job.end_us) - max(seg.start_us, job.start_us)
-            if overlap > 0:
-                recorded_us += overlap
-                estimate += seg.size_bytes * overlap // max(seg.end_us - seg.start_us, 1)
-        if recorded_us <= 0:
-            raise NoRecordError(
-                f"nothing is recorded for device {job.device_id} between "
-                f"{format_timestamp(job.start_us)} and {format_timestamp(job.end_us)}"
-                + await self._archive.skipped_hint(job.device_id))
         export = self._engine.export_of(job)
-        name = files.job_file_name(export, job)
+        if export.options.snapshot:
+            segments, instant = await planning.snapshot_source(self._archive, job,
+                                                               export.options.live)
+            start_us, end_us, recorded_us, estimate = instant, instant + 1, 1, 0
+        else:
+            segments, recorded_us, estimate = await planning.stream_source(self._archive, job)
+            start_us, end_us = job.start_us, job.end_us
+        name = files.planned_name(export, job)
         dir_fd = await self._engine.run_io(files.open_job_directory, export, job,
                                            self._config.server.export_roots, estimate)
         # the worker writes through the directory fd held here: nothing swapped in later
@@ -207,10 +199,10 @@ class JobRunner:
         payload = {
             "segments": [{"path": s.path_text, "start_us": s.start_us, "end_us": s.end_us}
                          for s in segments],
-            "start_us": job.start_us, "end_us": job.end_us, "fmt": export.fmt,
+            "start_us": start_us, "end_us": end_us, "fmt": export.fmt,
             "out_path": out_path, "name": name,
             "bandwidth_kbps": self._share_kbps(job, extra=1),
-            "title": job.device_name,
+            "title": job.device_name, "device_id": job.device_id,
             "comment": f"export {export.export_id} {export.name}".rstrip(),
             "options": export.options.to_json(),
         }
@@ -237,8 +229,9 @@ class JobRunner:
     def _complete(self, job: Job, result: dict[str, Any], tracker: _Tracker) -> None:
         export = self._engine.export_of(job)
         job.file = FileInfo(
-            name=files.job_file_name(export, job), size_bytes=result["size_bytes"],
-            sha256=result["sha256"], first_frame_us=result["first_frame_us"],
+            name=result.get("name") or files.job_file_name(export, job),
+            size_bytes=result["size_bytes"], sha256=result["sha256"],
+            first_frame_us=result["first_frame_us"],
             last_frame_us=result["last_frame_us"], frame_count=result["frame_count"],
             gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in result["gaps"]),
         )

@@ -18,6 +18,7 @@ from typing import Any
 from sense_plugin.errors import MediaError, ResultCode, SenseError
 from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.remux import CutCancelled, CutRequest, SourceSegment, cut
+from sense_plugin.export.still import write_snapshot
 from sense_plugin.export.throttle import TokenBucket
 
 TEMP_SUFFIX = ".part"
@@ -83,6 +84,8 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
 
     options = ExportOptions.from_json(payload.get("options"))
     try:
+        if options.snapshot:
+            return ("done", write_snapshot(payload, options))
         request = CutRequest(
             segments=tuple(SourceSegment(**s) for s in payload["segments"]),
             start_us=payload["start_us"], end_us=payload["end_us"],

@@ -20,10 +20,12 @@ from sense_plugin.errors import (
     InvalidExportIdError,
     MissingParameterError,
     NoDeviceError,
+    NoRecordError,
     NoServerError,
     OutOfRangeError,
 )
 from sense_plugin.export.model import DeviceRange, ExportRequest, Status
+from sense_plugin.export.nearest import nothing_at
 from sense_plugin.export.options import ExportOptions
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
@@ -43,8 +45,20 @@ async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
     if action is not None:
         return await _act(ctx, action, child_text(document, "exportid", required=True) or "")
     request = parse_export(document, ctx.app[CONFIG], recorded_live(ctx))
+    if request.options.snapshot and not request.options.live:
+        await _check_shown(ctx, request)
     export = await ctx.app[ENGINE].create(request, ctx.user.name)
     return ExportCreated(export.export_id)
+
+
+async def _check_shown(ctx: CommandContext, request: ExportRequest) -> None:
+    """-9 naming the nearest recorded times when a snapshot instant lies in a gap."""
+    archive = ctx.app[ARCHIVE]
+    for device in request.devices:
+        instant = device.start_us
+        segments = await archive.segments(device.device_id, instant, instant + 1)
+        if not any(s.start_us <= instant < s.end_us for s in segments):
+            raise NoRecordError(await nothing_at(archive, device.device_id, instant))
 
 
 def recorded_live(ctx: CommandContext) -> frozenset[int]:

@@ -1,0 +1,109 @@
+"""Export kinds over HTTP (SPEC §10): snapshots, stop; files reopened with PyAV and Pillow."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from apiclient import command, schema, wait_export
+from conftest import API_DEVICES
+from lxml import etree
+from PIL import Image
+
+from sense_plugin.archive.naming import parse_segment_filename
+from sense_plugin.timestamps import format_compact, format_timestamp, parse_timestamp
+
+STEADY, GAPPY = API_DEVICES["Steady"], API_DEVICES["Gappy"]
+
+
+def snapshot_body(*devices: tuple[int, str], **fields: str) -> str:
+    items = "".join(f"<device><deviceid>{d}</deviceid><starttime>{t}</starttime></device>"
+                    for d, t in devices)
+    extra = "".join(f"<{k}>{v}</{k}>" for k, v in {"output": "snapshot", **fields}.items())
+    text = f"<export><devices>{items}</devices>{extra}</export>"
+    assert schema("export-request").validate(etree.fromstring(text))
+    return text
+
+
+def source_frame(directory: Path, instant_us: int) -> tuple[np.ndarray, int]:
+    """Decoded independently: RGB of the last frame with archive time ≤ the instant."""
+    starts = sorted((parse_segment_filename(p.name) or 0, p) for p in directory.iterdir())
+    start_us, path = [(s, p) for s, p in starts if s <= instant_us][-1]
+    shown: tuple[np.ndarray, int] | None = None
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        first = None
+        for frame in container.decode(video):
+            first = frame.pts if first is None else first
+            at_us = start_us + int((frame.pts - first) * video.time_base * 1_000_000)
+            if at_us > instant_us:
+                break
+            shown = (frame.to_ndarray(format="rgb24"), at_us)
+    assert shown is not None
+    return shown
+
+
+def export_dir(config: Any, export: etree._Element) -> Path:
+    return (config.server.export_roots[0] / (export.findtext("path") or "unnamed")
+            / export.findtext("exportid"))
+
+
+async def test_png_snapshot_is_the_decoded_source_frame_at_the_instant(
+        client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    instant = api_archive["start_us"] + 13_370_000
+    root = await command(client, "exportVideo", body=snapshot_body(
+        (STEADY, format_timestamp(instant)), format="png", path="snaps"))
+    export = await wait_export(client, int(root.findtext("exportid")), timeout_s=20)
+    assert export.findtext("status") == "COMPLETED"
+    assert export.findtext("output") == "snapshot" and export.findtext("format") == "png"
+    pixels, frame_us = source_frame(api_archive["dirs"]["Steady"], instant)
+    assert instant - 200_000 < frame_us <= instant  # within one frame (demo: 10 fps)
+    file_el = export.find("devices/device/files/file")
+    name = file_el.findtext("name")
+    assert name == f"Steady_{STEADY}_{format_compact(frame_us)}.png"
+    assert parse_timestamp(file_el.findtext("starttime")) == frame_us // 1000 * 1000
+    assert file_el.findtext("framecount") == "1"
+    path = export_dir(make_config(), export) / name
+    data = path.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == file_el.findtext("sha256")
+    assert int(file_el.findtext("size")) == len(data)
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), pixels)
+    manifest = etree.parse(str(path.parent / "manifest.xml")).getroot()
+    assert schema("manifest").validate(manifest), schema("manifest").error_log
+    assert manifest.findtext("devices/device/file/name") == name
+    assert manifest.findtext("output") == "snapshot"
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([name, "manifest.xml"])
+
+
+async def test_jpeg_snapshots_of_two_devices_and_remove(
+        client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    instant = api_archive["start_us"] + 45_000_000
+    root = await command(client, "exportVideo", body=snapshot_body(
+        (STEADY, format_timestamp(instant)), (GAPPY, format_timestamp(instant))))
+    export = await wait_export(client, int(root.findtext("exportid")), timeout_s=20)
+    directory = export_dir(make_config(), export)
+    for device, label in zip(export.findall("devices/device"), ("Steady", "Gappy"), strict=True):
+        name = device.findtext("files/file/name")
+        assert name.startswith(f"{label}_") and name.endswith(".jpg")
+        pixels, _ = source_frame(api_archive["dirs"][label], instant)
+        with Image.open(directory / name) as image:
+            assert image.format == "JPEG"
+            shown = np.asarray(image.convert("RGB")).astype(int)
+        assert shown.shape == pixels.shape and np.abs(shown - pixels).mean() < 6  # lossy
+    await command(client, "exportVideo", action="remove", exportid=export.findtext("exportid"))
+    assert not directory.exists()
+
+
+async def test_snapshot_in_a_gap_is_minus_9_naming_the_nearest_times(
+        client: Any, api_archive: dict[str, Any]) -> None:
+    base = api_archive["start_us"]
+    root = await command(client, "exportVideo", expect=-9, body=snapshot_body(
+        (GAPPY, format_timestamp(base + 30_000_000))))
+    description = root.findtext("description") or ""
+    assert "recording ends at" in description and "resumes at" in description
+    assert format_timestamp(base + 40_000_000)[:19] in description
+    listing = await command(client, "getExportVideoStatus")
+    assert listing.find("exports").get("count") == "0"
