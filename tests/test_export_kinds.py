@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-from apiclient import command, schema, wait_export
+from apiclient import command, export_body, schema, wait_export
 from conftest import API_DEVICES
 from lxml import etree
 from PIL import Image
@@ -107,3 +108,68 @@ async def test_snapshot_in_a_gap_is_minus_9_naming_the_nearest_times(
     assert format_timestamp(base + 40_000_000)[:19] in description
     listing = await command(client, "getExportVideoStatus")
     assert listing.find("exports").get("count") == "0"
+
+
+def decoded_times(path: Path) -> list[int]:
+    """Presentation times (µs of file time) of every frame that decodes."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        return [int(f.pts * video.time_base * 1_000_000) for f in container.decode(video)]
+
+
+async def test_stop_keeps_what_was_written_and_removes_the_queued(
+        make_client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    config = make_config(export={"max_concurrent_jobs": 1})
+    client = await make_client(config)
+    base = api_archive["start_us"]
+    start, end = format_timestamp(base), format_timestamp(base + 60_000_000)
+    mkv = API_DEVICES["Matroska"]
+    body = (f"<export><devices><device><deviceid>{STEADY}</deviceid><starttime>{start}"
+            f"</starttime><endtime>{end}</endtime></device><device><deviceid>{mkv}</deviceid>"
+            f"<starttime>{start}</starttime><endtime>{end}</endtime></device></devices>"
+            "<bandwidth>60</bandwidth><path>stopped</path></export>")
+    export_id = int((await command(client, "exportVideo", body=body)).findtext("exportid"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:  # until the first device has written something
+        export = (await command(client, "getExportVideoStatus", exportid=export_id)).find(
+            "exports/export")
+        if int(export.findtext("devices/device/bytes")) > 0:
+            break
+        assert loop.time() < deadline
+        await asyncio.sleep(0.05)
+    root = await command(client, "exportVideo", action="stop", exportid=export_id)
+    assert root.findtext("status") == "COMPLETED"
+    export = await wait_export(client, export_id)
+    first, second = export.findall("devices/device")
+    assert first.findtext("status") == "COMPLETED" and first.findtext("stopped") == "true"
+    assert second.findtext("status") == "REMOVED" and second.findtext("stopped") == "false"
+    stopped_end = parse_timestamp(first.findtext("endtime"))
+    assert base < stopped_end < base + 60_000_000
+    file_el = first.find("files/file")
+    last = parse_timestamp(file_el.findtext("endtime"))
+    assert last <= stopped_end
+    path = export_dir(config, export) / file_el.findtext("name")
+    times = decoded_times(path)
+    assert len(times) == int(file_el.findtext("framecount")) > 0
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == file_el.findtext("sha256")
+    manifest = etree.parse(str(path.parent / "manifest.xml")).getroot()
+    assert schema("manifest").validate(manifest), schema("manifest").error_log
+    assert manifest.findtext("devices/device/stopped") == "true"
+    again = f"<export><action>stop</action><exportid>{export_id}</exportid></export>"
+    root = await command(client, "exportVideo", body=again, expect=-22)
+    assert "COMPLETED" in root.findtext("description")
+    await command(client, "exportVideo", action="stop", exportid=99999, expect=-57)
+
+
+async def test_stop_of_an_export_that_wrote_nothing_is_removed(
+        make_client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    client = await make_client(make_config(export={"max_concurrent_jobs": 1}))
+    base = api_archive["start_us"]
+    devices = [(STEADY, format_timestamp(base), format_timestamp(base + 60_000_000))]
+    busy = await command(client, "exportVideo", body=export_body(devices, bandwidth="60"))
+    queued = await command(client, "exportVideo", body=export_body(devices, path="q"))
+    root = await command(client, "exportVideo", action="stop",
+                         exportid=queued.findtext("exportid"))
+    assert root.findtext("status") == "REMOVED"
+    await command(client, "exportVideo", action="remove", exportid=busy.findtext("exportid"))

@@ -48,6 +48,8 @@ class CutResult:
     #: st_dev / st_ino of the descriptor that was written and hashed (identity check).
     file_dev: int = 0
     file_ino: int = 0
+    #: Where a cut asked to finish early ended its range (archive µs); None: it ran to the end.
+    stopped_us: int | None = None
 
 
 class CutCancelled(Exception):

@@ -193,6 +193,26 @@ class ExportEngine:
         log.info("export %s removed by %s", export_id, user_name or "-")
         return export
 
+    async def stop(self, export_id: int, user_name: str, is_admin: bool) -> Export:
+        """Finish running devices now keeping their files; queued devices become REMOVED.
+
+        COMPLETED when a device produced a file, else REMOVED; -22 for a finished export.
+        """
+        export = self.get(export_id, user_name, is_admin)
+        if export.finished_us is not None or all(j.terminal for j in export.jobs):
+            raise OutOfRangeError(f"export {export_id} is {export.status}; only PENDING or "
+                                  "SYNCING exports can be stopped")
+        for job in export.jobs:
+            if job.status is Status.PENDING:
+                self._pending.discard(job.key)
+                job.status, job.finished_us = Status.REMOVED, now_us()
+                await self.save_job(job)
+        await asyncio.gather(*(self._runner.finish(j) for j in export.jobs
+                               if j.status is Status.SYNCING))
+        await self.finish_if_done(export)
+        log.info("export %s stopped by %s", export_id, user_name or "-")
+        return export
+
     async def retry(self, export_id: int, user_name: str, is_admin: bool) -> Export:
         """A new export with the parameters of a FAILED, REMOVED or EXPIRED one.
 

@@ -71,6 +71,7 @@ class JobRunner:
         self._cancel: set[tuple[int, int]] = set()
         self._done: dict[tuple[int, int], asyncio.Event] = {}
         self._stalled: set[tuple[int, int]] = set()
+        self._finish: set[tuple[int, int]] = set()  # stop asked: end the file, keep it
         self.closing = False
 
     async def _watch(self, job: Job, proc: WorkerProcess, tracker: _Tracker) -> None:
@@ -106,8 +107,8 @@ class JobRunner:
             payload, recorded_us, dir_fd = await self._plan(job)
             log.info("export %s device %s started (%s)", job.export_id, job.device_id,
                      payload["name"])
-            if job.key in self._cancel or self.closing:
-                raise JobCancelledError()
+            if job.key in self._cancel or job.key in self._finish or self.closing:
+                raise JobCancelledError()  # stopped before anything was written
             tracker = _Tracker(job, recorded_us)
             result = await self._cut(job, proc, payload, tracker)
             await engine.run_io(files.confirm_output, export, self._config.server.export_roots,
@@ -121,7 +122,10 @@ class JobRunner:
             else:
                 job.status = Status.REMOVED
         except SenseError as exc:
-            self._fail(job, int(exc.code), exc.description)
+            if job.key in self._finish and exc.code is ResultCode.NO_RECORD:
+                job.status = Status.REMOVED  # stopped before its first frame
+            else:
+                self._fail(job, int(exc.code), exc.description)
         except Exception:
             incident = uuid.uuid4().hex[:12]
             log.exception("incident %s: export %s device %s failed", incident, job.export_id,
@@ -130,6 +134,7 @@ class JobRunner:
                        f"unexpected failure; reported as incident {incident}")
         finally:
             self._cancel.discard(job.key)
+            self._finish.discard(job.key)
             if dir_fd is not None:
                 os.close(dir_fd)
             if job.status is not Status.SYNCING and job.status is not Status.PENDING:
@@ -159,6 +164,16 @@ class JobRunner:
             del self._running[job.key]
             self._archive.unpin(token)
             self._rebalance(job)
+
+    async def finish(self, job: Job) -> None:
+        """End a running job now keeping what it wrote (action=stop); wait until settled."""
+        self._finish.add(job.key)
+        proc = self._running.get(job.key)
+        if proc is not None:
+            proc.finish()
+        done = self._done.get(job.key)
+        if done is not None:
+            await done.wait()
 
     async def cancel(self, job: Job) -> None:
         """Stop a running job (partial file deleted) and wait until it has settled."""
@@ -235,6 +250,8 @@ class JobRunner:
             last_frame_us=result["last_frame_us"], frame_count=result["frame_count"],
             gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in result["gaps"]),
         )
+        if result.get("stopped_us") is not None:
+            job.stopped, job.end_us = True, result["stopped_us"]
         job.bytes_written = result["size_bytes"]
         job.bandwidth_kbps = tracker.average_kbps(result["size_bytes"])
         job.status, job.progress = Status.COMPLETED, 100

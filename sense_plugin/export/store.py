@@ -125,8 +125,9 @@ class ExportStore:
         """Persist a job's status, figures and file facts."""
         assignments = ", ".join(f"{c}=?" for c in _JOB_COLUMNS)
         with self._translate("update a job"):
-            self._db.execute(f"UPDATE jobs SET {assignments} WHERE export_id=? AND idx=?",
-                             (*_job_values(job), job.export_id, job.index))
+            self._db.execute(
+                f"UPDATE jobs SET {assignments}, end_us=? WHERE export_id=? AND idx=?",
+                (*_job_values(job), job.end_us, job.export_id, job.index))
 
     def update_export(self, export: Export) -> None:
         """Persist an export's finish time and retention deadline."""

@@ -56,6 +56,8 @@ class _Control:
         self.conn = conn
         self.throttle = throttle
         self.cancelled = False
+        #: ``finish`` received (action=stop): the cut ends its file at the next packet.
+        self.finishing = False
         self._next_check = 0.0
 
     def should_stop(self) -> bool:
@@ -67,6 +69,8 @@ class _Control:
                     message = self.conn.recv()
                     if message[0] == "cancel":
                         self.cancelled = True
+                    elif message[0] == "finish":
+                        self.finishing = True
                     elif message[0] == "rate":
                         self.throttle.set_rate(message[1])
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
@@ -94,7 +98,7 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
             audio=options.audio,
         )
         result = cut(request, throttle=throttle, on_progress=progress,
-                     should_stop=control.should_stop)
+                     should_stop=control.should_stop, should_finish=lambda: control.finishing)
     except CutCancelled:
         return ("cancelled",)
     except SenseError as exc:

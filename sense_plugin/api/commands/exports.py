@@ -32,7 +32,7 @@ from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 MAX_BANDWIDTH_KBPS = 100_000_000
 MAX_NAME_CHARS = 200
 MAX_PAGE = 1000
-ACTIONS = ("remove", "retry")
+ACTIONS = ("remove", "retry", "stop")
 
 
 async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
@@ -81,6 +81,9 @@ async def _act(
         case "retry":
             export = await engine.retry(export_id, user.name, user.is_admin)
             return ExportCreated(export.export_id)
+        case "stop":
+            export = await engine.stop(export_id, user.name, user.is_admin)
+            return ExportChanged(export.export_id, export.status)
     raise OutOfRangeError(f"action '{action[:40]}' is not one of {', '.join(ACTIONS)}")
 
 
