@@ -173,3 +173,24 @@ async def test_stop_of_an_export_that_wrote_nothing_is_removed(
                          exportid=queued.findtext("exportid"))
     assert root.findtext("status") == "REMOVED"
     await command(client, "exportVideo", action="remove", exportid=busy.findtext("exportid"))
+
+
+async def test_audio_false_exports_video_only(make_client: Any, archive_config: Any,
+                                              make_segments: Any) -> None:
+    from conftest import ARCHIVE_DEVICE_IDS, MEDIA_T0_US
+
+    paths = make_segments(audio=True)
+    config = archive_config(devices=[{"name": "Mic", "archive_dir": str(paths[0].parent)}])
+    client = await make_client(config)
+    devices = [(ARCHIVE_DEVICE_IDS[0], format_timestamp(MEDIA_T0_US + 500_000),
+                format_timestamp(MEDIA_T0_US + 4_500_000))]
+    streams = {}
+    for audio in ("FALSE", "1"):
+        root = await command(client, "exportVideo", body=export_body(devices, audio=audio,
+                                                                      path=f"a{audio}"))
+        export = await wait_export(client, int(root.findtext("exportid")))
+        assert export.findtext("audio") == ("false" if audio == "FALSE" else "true")
+        path = export_dir(config, export) / export.findtext("devices/device/files/file/name")
+        with av.open(str(path)) as container:
+            streams[audio] = (len(container.streams.video), len(container.streams.audio))
+    assert streams == {"FALSE": (1, 0), "1": (1, 1)}

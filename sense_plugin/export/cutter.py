@@ -45,7 +45,7 @@ class Cutter:
         self.request, self.output = request, output
         self.t0, self.t1 = request.start_us, request.end_us
         self.on_progress, self.should_stop, self.interval_s = on_progress, should_stop, interval_s
-        self.outputs = Outputs(output, request.fmt)
+        self.outputs = Outputs(output, request.fmt, request.audio)
         self.started = False
         self.sought = False  # the current segment was entered by seeking
         self.first_us = 0  # archive time of the first keyframe
