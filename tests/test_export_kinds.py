@@ -194,3 +194,81 @@ async def test_audio_false_exports_video_only(make_client: Any, archive_config: 
         with av.open(str(path)) as container:
             streams[audio] = (len(container.streams.video), len(container.streams.audio))
     assert streams == {"FALSE": (1, 0), "1": (1, 1)}
+
+
+def frame_digests(path: Path) -> list[str]:
+    """A digest of every decoded frame's pixels, in presentation order."""
+    with av.open(str(path)) as container:
+        frames = [(f.pts, hashlib.sha256(f.to_ndarray(format="gray").tobytes()).hexdigest())
+                  for f in container.decode(container.streams.video[0])]
+    return [digest for _, digest in sorted(frames)]
+
+
+async def split_export(client: Any, config: Any, device: int, start_us: int, end_us: int,
+                       **fields: str) -> tuple[etree._Element, list[Path]]:
+    devices = [(device, format_timestamp(start_us), format_timestamp(end_us))]
+    root = await command(client, "exportVideo", body=export_body(devices, **fields))
+    export = await wait_export(client, int(root.findtext("exportid")), timeout_s=60)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export)
+    names = [f.findtext("name") for f in export.findall("devices/device/files/file")]
+    return export, [export_dir(config, export) / n for n in names]
+
+
+async def test_split_parts_are_under_the_limit_and_concatenate_to_the_whole(
+        make_client: Any, archive_config: Any, make_segments: Any) -> None:
+    from conftest import ARCHIVE_DEVICE_IDS, MEDIA_T0_US
+
+    paths = make_segments(end_us=MEDIA_T0_US + 20_000_000, segment_s=4.0, width=320,
+                          height=240, fps=25, gop_frames=12, bitrate_bps=3_000_000, audio=True)
+    config = archive_config(devices=[{"name": "Big", "archive_dir": str(paths[0].parent)}])
+    client = await make_client(config)
+    device, t0, t1 = ARCHIVE_DEVICE_IDS[0], MEDIA_T0_US + 300_000, MEDIA_T0_US + 19_000_000
+    _, (whole,) = await split_export(client, config, device, t0, t1, path="whole")
+    export, parts = await split_export(client, config, device, t0, t1, path="parts",
+                                       maxfilesize="1")
+    assert export.findtext("maxfilesize") == "1"
+    assert len(parts) >= 2 and whole.stat().st_size > 1_000_000
+    assert [p.name.rsplit("_", 1)[1] for p in parts] == [f"part{n:03d}.mp4"
+                                                         for n in range(1, len(parts) + 1)]
+    files = export.findall("devices/device/files/file")
+    for path, file_el in zip(parts, files, strict=True):
+        data = path.read_bytes()
+        assert len(data) <= 1_000_000 and file_el.findtext("oversize") is None
+        assert hashlib.sha256(data).hexdigest() == file_el.findtext("sha256")
+        assert format_compact(parse_timestamp(file_el.findtext("starttime")))[:15] in path.name
+        with av.open(str(path)) as container:
+            assert container.streams.audio and container.streams.video
+    starts = [parse_timestamp(f.findtext("starttime")) for f in files]
+    assert starts == sorted(starts)
+    joined = [d for p in parts for d in frame_digests(p)]
+    assert joined == frame_digests(whole)
+    assert sum(int(f.findtext("framecount")) for f in files) == len(joined)
+    manifest = etree.parse(str(parts[0].parent / "manifest.xml")).getroot()
+    assert schema("manifest").validate(manifest), schema("manifest").error_log
+    assert [f.findtext("name") for f in manifest.findall("devices/device/file")] == \
+        [p.name for p in parts]
+    response = await client.get("/command", params={
+        "command": "downloadExportVideo", "exportid": export.findtext("exportid"),
+        "file": parts[1].name})
+    assert response.status == 200 and await response.read() == parts[1].read_bytes()
+
+
+async def test_a_gop_larger_than_the_limit_is_kept_whole_and_marked(
+        make_client: Any, archive_config: Any, make_segments: Any) -> None:
+    from conftest import ARCHIVE_DEVICE_IDS, MEDIA_T0_US
+
+    paths = make_segments(end_us=MEDIA_T0_US + 20_000_000, segment_s=10.0, width=1280,
+                          height=720, fps=25, gop_frames=250, bitrate_bps=8_000_000)
+    config = archive_config(devices=[{"name": "Long", "archive_dir": str(paths[0].parent)}])
+    client = await make_client(config)
+    export, parts = await split_export(client, config, ARCHIVE_DEVICE_IDS[0], MEDIA_T0_US,
+                                       MEDIA_T0_US + 20_000_000, maxfilesize="1")
+    files = export.findall("devices/device/files/file")
+    assert len(parts) == 2  # one GOP each (a keyframe every 10 s)
+    sizes = [p.stat().st_size for p in parts]
+    assert any(size > 1_000_000 for size in sizes), sizes
+    assert [f.findtext("oversize") for f in files] == [
+        "true" if size > 1_000_000 else None for size in sizes]
+    manifest = etree.parse(str(parts[0].parent / "manifest.xml")).getroot()
+    assert schema("manifest").validate(manifest), schema("manifest").error_log
+    assert "true" in [f.findtext("oversize") for f in manifest.findall("devices/device/file")]

@@ -90,7 +90,7 @@ def job_element(job: Job) -> etree._Element:
         E.bytes(str(job.bytes_written)),
     )
     if job.file is not None and job.status is Status.COMPLETED:
-        element.append(E.files(file_element(job.file)))
+        element.append(E.files(*(file_element(info) for info in job.files)))
     if job.status is Status.FAILED:
         element.append(E.errorcode(str(job.errorcode)))
         element.append(E.description(job.description))
@@ -105,4 +105,5 @@ def file_element(info: FileInfo) -> etree._Element:
         E.framecount(str(info.frame_count)),
         E.gaps(*(E.gap(E.starttime(ts(g.start_us)), E.endtime(ts(g.end_us))) for g in info.gaps),
                count=str(len(info.gaps))),
+        *([E.oversize("true")] if info.oversize else []),
     )

@@ -126,6 +126,8 @@ def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
     with contextlib.suppress(OSError, PathNotAllowedError), \
             safefs.opened_dir(export.directory, roots) as fd:
         for job in export.jobs:
+            for info in job.files:
+                safefs.unlink_quietly(fd, info.name)
             safefs.unlink_quietly(fd, job_file_name(export, job))
             safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
         safefs.unlink_quietly(fd, MANIFEST_NAME)

@@ -58,7 +58,7 @@ def _device(job: Job) -> etree._Element:
         E.status(job.status.value),
     )
     if job.file is not None and job.status is Status.COMPLETED:
-        element.append(_file(job.file))
+        element.extend(_file(info) for info in job.files)
     elif job.status is Status.FAILED:
         element.append(E.errorcode(str(job.errorcode)))
         element.append(E.description(job.description))
@@ -78,6 +78,7 @@ def _file(info: FileInfo) -> etree._Element:
         E.gaps(*(E.gap(E.starttime(format_timestamp(g.start_us)),
                        E.endtime(format_timestamp(g.end_us))) for g in info.gaps),
                count=str(len(info.gaps))),
+        *([E.oversize("true")] if info.oversize else []),
     )
 
 

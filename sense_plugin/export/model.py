@@ -39,6 +39,8 @@ class FileInfo:
     last_frame_us: int
     frame_count: int
     gaps: tuple[Gap, ...] = ()
+    #: A part holding a single GOP larger than ``maxfilesize`` (the only part over it).
+    oversize: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,17 @@ class Job:
     started_us: int | None = None
     finished_us: int | None = None
     file: FileInfo | None = None
+    #: Every file of a job split by ``maxfilesize`` (``file`` is the first); () = one file.
+    parts: tuple[FileInfo, ...] = ()
     #: Finished early by ``action=stop`` (or keepalive, max_live_s): its file ends there.
     stopped: bool = False
+
+    @property
+    def files(self) -> tuple[FileInfo, ...]:
+        """The job's output files: its parts, else its one file, else none."""
+        if self.parts:
+            return self.parts
+        return () if self.file is None else (self.file,)
 
     @property
     def key(self) -> tuple[int, int]:

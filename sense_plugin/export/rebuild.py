@@ -106,27 +106,30 @@ def _options(root: etree._Element) -> ExportOptions:
 
 def _job(export_id: int, index: int, device: etree._Element, finished_us: int) -> Job:
     status = Status(_text(device, "status"))
-    file_el = device.find("file")
-    info = None
-    if file_el is not None:
-        info = FileInfo(
-            name=_text(file_el, "name"), size_bytes=int(_text(file_el, "size")),
-            sha256=_text(file_el, "sha256"),
-            first_frame_us=parse_timestamp(_text(file_el, "firstframe")),
-            last_frame_us=parse_timestamp(_text(file_el, "lastframe")),
-            frame_count=int(_text(file_el, "framecount")),
-            gaps=tuple(Gap(parse_timestamp(_text(g, "starttime")),
-                           parse_timestamp(_text(g, "endtime")))
-                       for g in file_el.iterfind("gaps/gap")),
-        )
+    infos = tuple(_file(f) for f in device.iterfind("file"))
+    info = infos[0] if infos else None
     return Job(
         export_id=export_id, index=index, server_id=int(_text(device, "serverid")),
         device_id=int(_text(device, "deviceid")), device_name=_text(device, "name"),
         start_us=parse_timestamp(_text(device, "starttime")),
         end_us=parse_timestamp(_text(device, "endtime")), status=status,
         progress=100 if status is Status.COMPLETED else 0,
-        bytes_written=info.size_bytes if info else 0,
+        bytes_written=sum(i.size_bytes for i in infos),
         errorcode=int(device.findtext("errorcode") or 0),
         description=device.findtext("description") or "", finished_us=finished_us, file=info,
-        stopped=device.findtext("stopped") == "true",
+        stopped=device.findtext("stopped") == "true", parts=infos if len(infos) > 1 else (),
+    )
+
+
+def _file(file_el: etree._Element) -> FileInfo:
+    return FileInfo(
+        name=_text(file_el, "name"), size_bytes=int(_text(file_el, "size")),
+        sha256=_text(file_el, "sha256"),
+        first_frame_us=parse_timestamp(_text(file_el, "firstframe")),
+        last_frame_us=parse_timestamp(_text(file_el, "lastframe")),
+        frame_count=int(_text(file_el, "framecount")),
+        gaps=tuple(Gap(parse_timestamp(_text(g, "starttime")),
+                       parse_timestamp(_text(g, "endtime")))
+                   for g in file_el.iterfind("gaps/gap")),
+        oversize=file_el.findtext("oversize") == "true",
     )

@@ -111,8 +111,10 @@ class JobRunner:
                 raise JobCancelledError()  # stopped before anything was written
             tracker = _Tracker(job, recorded_us)
             result = await self._cut(job, proc, payload, tracker)
-            await engine.run_io(files.confirm_output, export, self._config.server.export_roots,
-                                dir_fd, result.get("name", payload["name"]), result)
+            for written in result.get("parts") or [result]:
+                await engine.run_io(files.confirm_output, export,
+                                    self._config.server.export_roots, dir_fd,
+                                    written.get("name", payload["name"]), written)
             self._complete(job, result, tracker)
         except JobCancelledError:
             if self.closing and job.key not in self._cancel:
@@ -242,18 +244,13 @@ class JobRunner:
                 proc.set_rate(share)
 
     def _complete(self, job: Job, result: dict[str, Any], tracker: _Tracker) -> None:
-        export = self._engine.export_of(job)
-        job.file = FileInfo(
-            name=result.get("name") or files.job_file_name(export, job),
-            size_bytes=result["size_bytes"], sha256=result["sha256"],
-            first_frame_us=result["first_frame_us"],
-            last_frame_us=result["last_frame_us"], frame_count=result["frame_count"],
-            gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in result["gaps"]),
-        )
+        planned = files.job_file_name(self._engine.export_of(job), job)
+        job.parts = tuple(_file_info(p, planned) for p in result.get("parts") or ())
+        job.file = job.parts[0] if job.parts else _file_info(result, planned)
         if result.get("stopped_us") is not None:
             job.stopped, job.end_us = True, result["stopped_us"]
-        job.bytes_written = result["size_bytes"]
-        job.bandwidth_kbps = tracker.average_kbps(result["size_bytes"])
+        job.bytes_written = sum(f.size_bytes for f in job.files)
+        job.bandwidth_kbps = tracker.average_kbps(job.bytes_written)
         job.status, job.progress = Status.COMPLETED, 100
         seconds = time.monotonic() - tracker.started
         log.info("export %s device %s completed: %s, %d bytes in %.1f s (%d kbit/s), sha256 %s",
@@ -265,6 +262,16 @@ class JobRunner:
         job.status, job.errorcode, job.description = Status.FAILED, code, description
         log.info("export %s device %s failed: errorcode %d: %s", job.export_id, job.device_id,
                  code, description)
+
+
+def _file_info(facts: dict[str, Any], planned: str) -> FileInfo:
+    return FileInfo(
+        name=facts.get("name") or planned, size_bytes=facts["size_bytes"],
+        sha256=facts["sha256"], first_frame_us=facts["first_frame_us"],
+        last_frame_us=facts["last_frame_us"], frame_count=facts["frame_count"],
+        gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in facts["gaps"]),
+        oversize=bool(facts.get("oversize", False)),
+    )
 
 
 class StalledError(GeneralError):

@@ -187,7 +187,8 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 def _job_values(job: Job) -> tuple[Any, ...]:
-    file_json = None if job.file is None else json.dumps(asdict(job.file))
+    file_json = (json.dumps([asdict(f) for f in job.parts]) if job.parts
+                 else None if job.file is None else json.dumps(asdict(job.file)))
     return (job.status.value, job.progress, job.bytes_written, job.bandwidth_kbps,
             job.errorcode, job.description, job.started_us, job.finished_us, file_json,
             int(job.stopped))
@@ -195,14 +196,20 @@ def _job_values(job: Job) -> tuple[Any, ...]:
 
 def _job_from_row(row: tuple[Any, ...]) -> Job:
     file_info = None
+    parts: tuple[FileInfo, ...] = ()
     if row[15]:
         data = json.loads(row[15])
-        data["gaps"] = tuple(Gap(**g) for g in data.get("gaps", ()))
-        file_info = FileInfo(**data)
+        parts = tuple(_file(d) for d in data) if isinstance(data, list) else ()
+        file_info = parts[0] if parts else _file(data)
     return Job(
         export_id=row[0], index=row[1], server_id=int(row[2]), device_id=int(row[3]),
         device_name=row[4], start_us=row[5], end_us=row[6], status=Status(row[7]),
         progress=row[8], bytes_written=row[9], bandwidth_kbps=row[10], errorcode=row[11],
         description=row[12], started_us=row[13], finished_us=row[14], file=file_info,
-        stopped=bool(row[16]),
+        stopped=bool(row[16]), parts=parts,
     )
+
+
+def _file(data: dict[str, Any]) -> FileInfo:
+    data["gaps"] = tuple(Gap(**g) for g in data.get("gaps", ()))
+    return FileInfo(**data)

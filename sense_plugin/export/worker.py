@@ -17,7 +17,8 @@ from typing import Any
 
 from sense_plugin.errors import MediaError, ResultCode, SenseError
 from sense_plugin.export.options import ExportOptions
-from sense_plugin.export.remux import CutCancelled, CutRequest, SourceSegment, cut
+from sense_plugin.export.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
+from sense_plugin.export.split import split_file
 from sense_plugin.export.still import write_snapshot
 from sense_plugin.export.throttle import TokenBucket
 
@@ -99,6 +100,9 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
         )
         result = cut(request, throttle=throttle, on_progress=progress,
                      should_stop=control.should_stop, should_finish=lambda: control.finishing)
+        facts = asdict(result)
+        if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
+            facts["parts"] = _split(request, result, options, payload, control)
     except CutCancelled:
         return ("cancelled",)
     except SenseError as exc:
@@ -111,4 +115,16 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
         return ("failed", int(ResultCode.GENERAL_ERROR),
                 f"unexpected failure while cutting; reported as incident {incident}",
                 traceback.format_exc())
-    return ("done", asdict(result))
+    return ("done", facts)
+
+
+def _split(request: CutRequest, result: CutResult, options: ExportOptions,
+           payload: dict[str, Any], control: _Control) -> list[dict[str, Any]]:
+    """The parts of the finished cut; the whole file is deleted either way."""
+    try:
+        return split_file(request.out_path, result, request.fmt, options.maxfilesize_bytes,
+                          payload["title"], payload.get("device_id", 0), request.title,
+                          request.comment, control.should_stop)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(request.out_path)
