@@ -272,3 +272,25 @@ async def test_a_gop_larger_than_the_limit_is_kept_whole_and_marked(
     manifest = etree.parse(str(parts[0].parent / "manifest.xml")).getroot()
     assert schema("manifest").validate(manifest), schema("manifest").error_log
     assert "true" in [f.findtext("oversize") for f in manifest.findall("devices/device/file")]
+
+
+async def test_keepalive_stops_an_export_nobody_polls(
+        make_client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    client = await make_client(make_config())
+    base = api_archive["start_us"]
+    devices = [(STEADY, format_timestamp(base), format_timestamp(base + 60_000_000))]
+    polled = await command(client, "exportVideo", body=export_body(
+        devices, bandwidth="60", keepalive="1", path="polled"))
+    forgotten = await command(client, "exportVideo", body=export_body(
+        devices, bandwidth="60", keepalive="1", path="forgotten"))
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 2.5
+    while loop.time() < until:  # only the first export is asked for
+        root = await command(client, "getExportVideoStatus", exportid=polled.findtext("exportid"))
+        assert root.findtext("exports/export/status") == "SYNCING"
+        await asyncio.sleep(0.3)
+    export = await wait_export(client, int(forgotten.findtext("exportid")))
+    device = export.find("devices/device")
+    assert export.findtext("status") == "COMPLETED" and export.findtext("keepalive") == "1"
+    assert device.findtext("stopped") == "true"
+    await command(client, "exportVideo", action="remove", exportid=polled.findtext("exportid"))

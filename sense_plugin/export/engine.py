@@ -18,6 +18,7 @@ from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, SenseError
 from sense_plugin.export import admission, files, ids, rebuild, safefs
+from sense_plugin.export.keepalive import KeepAlive
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
 from sense_plugin.export.paths import resolve_export_dir
@@ -58,6 +59,7 @@ class ExportEngine:
         self._dirs: dict[str, int] = {}  # export directory → export id (nesting check)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
+        self._keepalive = KeepAlive(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -90,6 +92,7 @@ class ExportEngine:
                  self._store.path, len(loaded), resumed, self._last_id + 1)
         await self._pool.start()
         self._retention.start()
+        self._keepalive.start()
         self._tasks = [asyncio.create_task(self._dispatch(), name=f"export-dispatch-{i}")
                        for i in range(self._config.export.max_concurrent_jobs)]
 
@@ -103,6 +106,7 @@ class ExportEngine:
     async def close(self) -> None:
         """Stop dispatching, interrupt running jobs (they restart next time), stop workers."""
         await self._retention.close()
+        await self._keepalive.close()
         self._runner.closing = True
         await self._runner.cancel_all()
         for task in self._tasks:
@@ -199,9 +203,11 @@ class ExportEngine:
         COMPLETED when a device produced a file, else REMOVED; -22 for a finished export.
         """
         export = self.get(export_id, user_name, is_admin)
-        if export.finished_us is not None or all(j.terminal for j in export.jobs):
+        if export.finished_us is not None or all(j.terminal for j in export.jobs) \
+                or export.stopping:
             raise OutOfRangeError(f"export {export_id} is {export.status}; only PENDING or "
                                   "SYNCING exports can be stopped")
+        export.stopping = True
         for job in export.jobs:
             if job.status is Status.PENDING:
                 self._pending.discard(job.key)
@@ -254,11 +260,16 @@ class ExportEngine:
         export = self._exports.get(export_id)
         if export is None or not (is_admin or export.owner == user_name):
             raise InvalidExportIdError(f"exportid {export_id} is not known")
+        self._keepalive.touch(export_id)  # status by id, downloads, actions
         return export
 
     def visible(self, user_name: str, is_admin: bool) -> list[Export]:
-        """Every export the user may see, oldest first."""
-        return [e for e in self._exports.values() if is_admin or e.owner == user_name]
+        """Every export the user may see, oldest first (a listing counts as keepalive)."""
+        seen = [e for e in self._exports.values() if is_admin or e.owner == user_name]
+        for export in seen:
+            if export.finished_us is None:
+                self._keepalive.touch(export.export_id)
+        return seen
 
     # -- used by the runner and retention --------------------------------------------------
     async def save_job(self, job: Job) -> None:

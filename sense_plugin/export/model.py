@@ -123,6 +123,8 @@ class Export:
     finished_us: int | None = None
     expires_us: int | None = None
     options: ExportOptions = ExportOptions()
+    #: ``action=stop`` (or keepalive) is under way (not stored: a restart runs it again).
+    stopping: bool = False
 
     @property
     def directory(self) -> Path:
