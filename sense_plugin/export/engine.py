@@ -19,6 +19,7 @@ from sense_plugin.config import Config
 from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, SenseError
 from sense_plugin.export import admission, files, ids, rebuild, safefs
 from sense_plugin.export.keepalive import KeepAlive
+from sense_plugin.export.live import LiveFollower
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
 from sense_plugin.export.paths import resolve_export_dir
@@ -60,6 +61,7 @@ class ExportEngine:
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
         self._keepalive = KeepAlive(self)
+        self._live = LiveFollower(config, archive, self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,6 +110,7 @@ class ExportEngine:
         await self._retention.close()
         await self._keepalive.close()
         self._runner.closing = True
+        await self._live.close()
         await self._runner.cancel_all()
         for task in self._tasks:
             task.cancel()
@@ -183,7 +186,9 @@ class ExportEngine:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
         export = self.get(export_id, user_name, is_admin)
         for job in export.jobs:
-            if job.status is Status.SYNCING:
+            if self._live.follows(job):
+                self._live.cancel(job)
+            elif job.status is Status.SYNCING:
                 await self._runner.cancel(job)
         for job in export.jobs:
             if job.status is not Status.REMOVED:
@@ -213,7 +218,8 @@ class ExportEngine:
                 self._pending.discard(job.key)
                 job.status, job.finished_us = Status.REMOVED, now_us()
                 await self.save_job(job)
-        await asyncio.gather(*(self._runner.finish(j) for j in export.jobs
+        await asyncio.gather(*(self._live.stop(j) if self._live.follows(j)
+                               else self._runner.finish(j) for j in export.jobs
                                if j.status is Status.SYNCING))
         await self.finish_if_done(export)
         log.info("export %s stopped by %s", export_id, user_name or "-")
@@ -332,8 +338,24 @@ class ExportEngine:
         return await asyncio.get_running_loop().run_in_executor(self._store_thread, func, *args)
 
     def _enqueue(self, job: Job) -> None:
+        export = self._exports[job.export_id]
+        if export.options.live and not export.options.snapshot and job.end_us > now_us() \
+                and not self._live.follows(job):
+            self._live.start(job)  # SYNCING at once, queued for its cut at the end
+            return
         self._pending.add(job.key)
         self._queue.put_nowait(job)
+
+    async def run_now(self, job: Job) -> None:
+        """Cut a live job whose recording has passed its end, on the next free worker."""
+        proc = await self._pool.acquire()
+        try:
+            if job.status is Status.PENDING and not self._runner.closing:
+                await self._runner.run(job, proc)
+                for hook in self.on_job_finished:
+                    hook(job)
+        finally:
+            self._pool.release(proc)
 
     async def _dispatch(self) -> None:
         while True:

@@ -99,7 +99,11 @@ class JobRunner:
         """Run ``job`` on ``proc`` to a terminal status (or back to PENDING on shutdown)."""
         engine = self._engine
         export = engine.export_of(job)
-        job.status, job.started_us, job.progress = Status.SYNCING, now_us(), 0
+        live = export.options.live  # followed since its start: keeps start time and progress
+        job.status = Status.SYNCING
+        job.started_us = job.started_us if live and job.started_us else now_us()
+        if not live:
+            job.progress = 0
         self._done[job.key] = asyncio.Event()
         dir_fd: int | None = None
         try:
