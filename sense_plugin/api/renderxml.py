@@ -6,6 +6,7 @@ import math
 
 from lxml import etree
 
+from sense_plugin.api.params import parse_int
 from sense_plugin.api.xmlin import child_text
 from sense_plugin.errors import EmptyValueError, OutOfRangeError, quote_input
 from sense_plugin.evidence.options import (
@@ -49,7 +50,7 @@ def parse_render(element: etree._Element) -> RenderOptions:
         masks=masks,
         crop=None if crop_el is None else validate_rect(_rect(crop_el, "render/crop"),
                                                         "render/crop"),
-        width=None if width is None else _whole(width, "render/width", MIN_WIDTH, MAX_WIDTH),
+        width=None if width is None else parse_int(width, "render/width", MIN_WIDTH, MAX_WIDTH),
         fps=None if fps is None else _number(fps, "render/fps", 0.0, MAX_FPS, open_low=True),
         codec=validate_choice(child_text(element, "codec") or "h264", "render/codec",
                               list(CODECS)),
@@ -132,13 +133,4 @@ def _number(text: str, name: str, low: float, high: float, open_low: bool = Fals
         bound = f"above {low:g}" if open_low else f"at least {low:g}"
         raise OutOfRangeError(f"{name} {quote_input(text, 30)} must be {bound} and at most "
                               f"{high:g}")
-    return value
-
-
-def _whole(text: str, name: str, low: int, high: int) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 6:
-        raise OutOfRangeError(f"{name} '{quote_input(text, 30)}' is not a whole number")
-    value = int(text)
-    if not low <= value <= high:
-        raise OutOfRangeError(f"{name} {value} is outside {low}..{high}")
     return value
