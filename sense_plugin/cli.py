@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="re-check an export directory against its manifest")
     verify.add_argument("directory", type=Path, metavar="EXPORT_DIR")
+    verify.add_argument("--key", type=Path, metavar="PEM",
+                        help="also check manifest.sig with this Ed25519 public key")
     verify.set_defaults(func=cmd_verify)
 
     export = sub.add_parser("export", help="create an export on a server (HTTP client)")
@@ -208,9 +210,21 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Print one line per file (OK, MISMATCH, MISSING, EXTRA); 1 when anything is wrong."""
+    from sense_plugin.evidence.signing import SigningKeyError, load_public_key
     from sense_plugin.export.verify import verify_directory
 
-    report = verify_directory(args.directory)
+    key = None
+    if args.key is not None:
+        try:
+            key = load_public_key(args.key.read_bytes())
+        except OSError as exc:
+            print(f"sense-plugin: verify: cannot read the key {args.key}: {exc.strerror}",
+                  file=sys.stderr)
+            return 1
+        except SigningKeyError as exc:
+            print(f"sense-plugin: verify: {args.key}: {exc}", file=sys.stderr)
+            return 1
+    report = verify_directory(args.directory, key)
     for line in report.lines():
         print(line)
     print(f"verify: {'PASSED' if report.ok else 'FAILED'} ({len(report.checked)} files listed)")

@@ -17,6 +17,7 @@ from sense_plugin.configmodel import (
     AuthConfig,
     Config,
     DeviceConfig,
+    EvidenceConfig,
     ExportConfig,
     HttpConfig,
     ServerConfig,
@@ -29,6 +30,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "DeviceConfig",
+    "EvidenceConfig",
     "ExportConfig",
     "HttpConfig",
     "ServerConfig",
@@ -160,7 +162,8 @@ class _Reader:
 
     def config(self, data: Mapping[str, Any]) -> Config:
         self.check_keys(
-            data, "top level", {"server", "http", "auth", "export", "archive", "devices"}
+            data, "top level",
+            {"server", "http", "auth", "export", "archive", "evidence", "devices"},
         )
         server = self.server(
             self.table(data, "server", {"serverid", "name", "data_dir", "export_roots"})
@@ -189,6 +192,7 @@ class _Reader:
             auth=auth,
             export=self.export(self.table(data, "export", set(ExportConfig.__dataclass_fields__))),
             archive=archive,
+            evidence=self.evidence(self.table(data, "evidence", {"signing_key"})),
             devices=devices,
             demo_devices_added=added,
         )
@@ -287,6 +291,12 @@ class _Reader:
             download_write_timeout_s=self.number(table, w, "download_write_timeout_s", float,
                                                  30.0, 0.1, 3600),
         )
+
+    def evidence(self, table: Mapping[str, Any]) -> EvidenceConfig:
+        key = table.get("signing_key")
+        if key is None:
+            return EvidenceConfig()
+        return EvidenceConfig(signing_key=self.path(key, "[evidence] signing_key"))
 
     def archive(self, table: Mapping[str, Any]) -> ArchiveConfig:
         w = "[archive]"

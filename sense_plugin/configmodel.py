@@ -105,6 +105,13 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    #: The Ed25519 private key (PEM) that signs manifests; None: ``<data_dir>/signing-key.pem``,
+    #: created on the first start.
+    signing_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -114,6 +121,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     devices: tuple[DeviceConfig, ...] = ()
     #: True when ``devices`` are the three demo devices added for a config without any.
     demo_devices_added: bool = False

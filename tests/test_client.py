@@ -49,7 +49,8 @@ async def test_export_wait_downloads_and_verifies(server: str, api_archive: dict
     assert f"export {export_id} Gappy: COMPLETED 100%" in out
     target = tmp_path / "got" / f"export-{export_id}"
     names = sorted(p.name for p in target.iterdir())
-    assert len(names) == 3 and "manifest.xml" in names and not any(".part" in n for n in names)
+    assert len(names) == 4 and {"manifest.xml", "manifest.sig"} <= set(names)
+    assert not any(".part" in n for n in names)
     assert main(["verify", str(target)]) == 0
     assert "verify: PASSED" in capsys.readouterr().out
     video = target / next(n for n in names if n.startswith("Steady"))

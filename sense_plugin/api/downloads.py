@@ -38,6 +38,7 @@ from sense_plugin.errors import (
     PathNotAllowedError,
     ResultCode,
 )
+from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Status
@@ -89,19 +90,20 @@ def check_file_name(name: str) -> None:
 
 
 def allowed_file(export: Export, name: str) -> tuple[str, int] | None:
-    """(SHA-256, size) recorded for ``name`` (None for the manifest); -1006 if not listed."""
+    """(SHA-256, size) recorded for ``name``; None for the manifest and its signature
+    (hashed when served); -1006 if not listed."""
     status = export.status
     if status not in (Status.COMPLETED, Status.FAILED):
         raise NotAvailableError(f"export {export.export_id} is {status.value}; files can be "
                                 "downloaded once it is COMPLETED")
-    if name == MANIFEST_NAME:
+    if name in (MANIFEST_NAME, SIGNATURE_NAME):
         return None
     for job in export.jobs:
         if job.file is not None and job.file.name == name and job.status is Status.COMPLETED:
             return job.file.sha256, job.file.size_bytes
     names = [j.file.name for j in export.jobs if j.file and j.status is Status.COMPLETED]
     raise NotAvailableError(f"export {export.export_id} has no file '{name[:80]}' to download "
-                            f"(available: {', '.join([*names, MANIFEST_NAME])})")
+                            f"(available: {', '.join([*names, MANIFEST_NAME, SIGNATURE_NAME])})")
 
 
 def open_file(export: Export, roots: tuple[Path, ...], name: str,

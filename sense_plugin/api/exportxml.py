@@ -7,6 +7,8 @@ from lxml.builder import E
 
 from sense_plugin.api import results as r
 from sense_plugin.api.render import render, ts
+from sense_plugin.evidence.signing import SIGNATURE_NAME
+from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, FileInfo, Job, Status
 
 
@@ -72,6 +74,8 @@ def export_element(export: Export) -> etree._Element:
         element.append(E.retriedfrom(str(export.retried_from)))
     if export.expires_us is not None and export.status is Status.COMPLETED:
         element.append(E.expires(ts(export.expires_us)))
+    if export.finished_us is not None and export.status in (Status.COMPLETED, Status.FAILED):
+        element.append(E.manifest(E.name(MANIFEST_NAME), E.signature(SIGNATURE_NAME)))
     return element
 
 

@@ -92,7 +92,8 @@ def _(result: r.ServerOptions) -> etree._Element:
     return E.serveroptions(
         E.serverid(str(result.server_id)), E.description(result.description),
         E.title(result.title), E.version(result.version), E.cameracount(str(result.camera_count)),
-        E.maxspan(str(result.max_span_s)),
+        E.maxspan(str(result.max_span_s)), E.signingkey(result.signing_key_pem),
+        E.signingkeyfingerprint(result.signing_key_fingerprint),
     )
 
 

@@ -53,6 +53,9 @@ class ServerOptions:
     camera_count: int
     #: export.max_span_s: the longest range one device of an export may span (ext).
     max_span_s: int
+    #: The manifest signing key's public half (PEM) and its SHA-256 fingerprint (SPEC §11).
+    signing_key_pem: str = ""
+    signing_key_fingerprint: str = ""
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,8 @@ def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -
         size = client.download(export_id, name, target / name, file_el.findtext("sha256"))
         print(f"downloaded {target / name} ({size} bytes)", file=out)
     client.download(export_id, "manifest.xml", target / "manifest.xml")
+    if export.findtext("manifest/signature") == "manifest.sig":  # verify --key checks it
+        client.download(export_id, "manifest.sig", target / "manifest.sig")
     print(f"downloaded {target / 'manifest.xml'}; check with: sense-plugin verify {target}",
           file=out, flush=True)
     return 0 if status == "COMPLETED" else 1

@@ -17,6 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from sense_plugin.errors import ConfigError
+
 KEY_FILE = "signing-key.pem"
 SIGNATURE_NAME = "manifest.sig"
 SIGNATURE_BYTES = 64
@@ -76,6 +78,23 @@ def load_or_create(path: Path, create: bool = True) -> Signer:
     if not isinstance(loaded, Ed25519PrivateKey):
         raise SigningKeyError(f"{path} holds a {type(loaded).__name__}, not an Ed25519 key")
     return Signer(loaded)
+
+
+def server_signer(data_dir: Path, configured: Path | None, source: str) -> Signer:
+    """The server's key: ``configured`` (must exist), else ``data_dir``'s, created if missing.
+
+    Blocking. A configured key that is missing, unreadable or not Ed25519 is a
+    :class:`ConfigError` naming the file (the server does not start: exit 2).
+    """
+    try:
+        if configured is not None:
+            return load_or_create(configured, create=False)
+        return load_or_create(data_dir / KEY_FILE)
+    except SigningKeyError as exc:
+        raise ConfigError(f"{source}: [evidence] signing_key: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot create the signing key "
+                          f"{data_dir / KEY_FILE}: {exc.strerror}") from None
 
 
 def public_pem(key: Ed25519PublicKey) -> str:

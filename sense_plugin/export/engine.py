@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, SenseError
+from sense_plugin.evidence.signing import Signer, server_signer
 from sense_plugin.export import admission, files, ids, rebuild, safefs
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
@@ -58,6 +59,7 @@ class ExportEngine:
         self._dirs: dict[str, int] = {}  # export directory → export id (nesting check)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
+        self.signer: Signer | None = None  # the manifest signing key, loaded by start()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -68,6 +70,8 @@ class ExportEngine:
         above the store's, the high-water mark file's and every numbered directory's.
         """
         data_dir = self._config.server.data_dir
+        self.signer = await self.run_io(server_signer, data_dir,
+                                        self._config.evidence.signing_key, self._config.source)
         self._store = await self._in_store(ExportStore, data_dir / STORE_FILE)
         loaded = await self._in_store(self._store.load_all)
         await self._check_disk(loaded)
@@ -256,7 +260,8 @@ class ExportEngine:
             final = combine_statuses([j.status for j in export.jobs])
             if final in (Status.COMPLETED, Status.FAILED):
                 try:
-                    await self.run_io(write_manifest, export, final, finished_us, self._roots)
+                    await self.run_io(write_manifest, export, final, finished_us, self._roots,
+                                      self.signer)
                 except (OSError, SenseError) as exc:
                     log.error("export %s: cannot write %s: %s", export.export_id,
                               MANIFEST_NAME, getattr(exc, "description", exc))

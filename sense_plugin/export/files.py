@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
+from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job
@@ -119,4 +120,5 @@ def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
             safefs.unlink_quietly(fd, name)
             safefs.unlink_quietly(fd, name + TEMP_SUFFIX)
         safefs.unlink_quietly(fd, MANIFEST_NAME)
+        safefs.unlink_quietly(fd, SIGNATURE_NAME)
     safefs.remove_empty_dirs(export.directory, roots)

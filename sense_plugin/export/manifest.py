@@ -8,6 +8,7 @@ from pathlib import Path
 from lxml import etree
 from lxml.builder import E
 
+from sense_plugin.evidence.signing import SIGNATURE_NAME, Signer
 from sense_plugin.export import safefs
 from sense_plugin.export.model import Export, FileInfo, Job, Status
 from sense_plugin.timestamps import format_timestamp
@@ -94,7 +95,7 @@ def parse_manifest(data: bytes) -> list[ListedFile]:
         name, size, digest = (element.findtext(t) for t in ("name", "size", "sha256"))
         if not name or not size or not size.isdigit() or not digest:
             raise ValueError("a <file> lacks a valid <name>, <size> or <sha256>")
-        if name != Path(name).name or name in (".", "..", MANIFEST_NAME):
+        if name != Path(name).name or name in (".", "..", MANIFEST_NAME, SIGNATURE_NAME):
             raise ValueError(f"file name '{name}' is not a plain file name")
         listed.append(ListedFile(name, int(size), digest.lower()))
     return listed
@@ -114,13 +115,16 @@ def device_failures(data: bytes) -> tuple[str, int, list[str]]:
 
 
 def write_manifest(export: Export, status: Status, finished_us: int,
-                   roots: tuple[Path, ...]) -> Path:
-    """Write ``manifest.xml`` atomically into the export directory; blocking.
+                   roots: tuple[Path, ...], signer: Signer | None = None) -> Path:
+    """Write ``manifest.xml`` (and with ``signer`` its ``manifest.sig``) atomically; blocking.
 
-    The directory is reached from its root without following symlinks and the file is
-    created exclusively under a temporary name, fsynced and renamed (:mod:`safefs`).
+    The directory is reached from its root without following symlinks and each file is
+    created exclusively under a temporary name, fsynced and renamed (:mod:`safefs`). The
+    signature is written first, so a ``manifest.xml`` on disk always has its signature.
     """
     data = build_manifest(export, status, finished_us)
     with safefs.opened_dir(export.directory, roots) as fd:
+        if signer is not None:
+            safefs.write_atomic(fd, SIGNATURE_NAME, signer.sign(data))
         safefs.write_atomic(fd, MANIFEST_NAME, data)
     return export.directory / MANIFEST_NAME

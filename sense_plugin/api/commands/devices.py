@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sense_plugin import __version__
 from sense_plugin.api import results as r
-from sense_plugin.api.keys import ARCHIVE, CONFIG
+from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
 from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.users import VIEW
 from sense_plugin.config import Config, DeviceConfig
@@ -51,6 +51,7 @@ async def get_diva_list(ctx: CommandContext) -> r.DivaList:
 async def get_server_options(ctx: CommandContext) -> r.ServerOptions:
     config = ctx.app[CONFIG]
     check_server(config, ctx.params.u64("serverid", NoServerError))
+    signer = ctx.app[ENGINE].signer
     return r.ServerOptions(
         config.server.server_id,
         config.server.name,
@@ -58,6 +59,8 @@ async def get_server_options(ctx: CommandContext) -> r.ServerOptions:
         __version__,
         len(config.devices),
         config.export.max_span_s,
+        signer.public_pem if signer else "",
+        signer.fingerprint if signer else "",
     )
 
 
