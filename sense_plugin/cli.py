@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="sense-plugin", description="Video export server for the VDG Sense HTTP/XML API.")
     parser.add_argument("--version", action="version", version=f"sense-plugin {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    from sense_plugin.client.kindargs import add_export_kind_args, add_snapshot_parser
+
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the HTTP server")
@@ -87,19 +89,22 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="create an export on a server (HTTP client)")
     _client_args(export)
-    export.add_argument("--device", action="append", required=True, metavar="ID|NAME",
+    export.add_argument("--device", action="append", metavar="ID|NAME",
                         help="device id or name (repeat for several devices)")
-    export.add_argument("--from", dest="start", required=True, metavar="T",
+    export.add_argument("--from", dest="start", metavar="T",
                         help="UTC 'YYYY-MM-DD HH:MM:SS', 'now', or 'now-10m', 'now-90s', 'now-1h'")
-    export.add_argument("--to", dest="end", required=True, metavar="T", help="as --from")
+    export.add_argument("--to", dest="end", metavar="T", help="as --from (--live: optional)")
     export.add_argument("--path", help="export path on the server")
     export.add_argument("--format", choices=("mp4", "mkv", "ts"))
+    add_export_kind_args(export)
     export.add_argument("--name", help="a label for the export")
     export.add_argument("--bandwidth", type=int, metavar="KBPS", help="write rate cap")
     export.add_argument("--wait", action="store_true",
                         help="follow progress, then download the files and manifest")
     export.add_argument("--out", type=Path, default=Path("."), help="download directory")
     export.set_defaults(func=cmd_export)
+
+    add_snapshot_parser(sub, _client_args).set_defaults(func=cmd_snapshot)
 
     status = sub.add_parser("status", help="show exports on a server (HTTP client)")
     _client_args(status)
@@ -243,14 +248,35 @@ def _client(args: argparse.Namespace) -> SenseClient:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from sense_plugin.client.http import ClientError
-    from sense_plugin.client.run import ExportOptions, run_export
+    from sense_plugin.client.kinds import run_stop
+    from sense_plugin.client.run import ExportOptions, Kind, run_export
 
-    opts = ExportOptions(devices=tuple(args.device), start=args.start, end=args.end,
-                         path=args.path, fmt=args.format, name=args.name,
+    if args.stop is None and not (args.device and args.start and (args.end or args.live)):
+        print("sense-plugin: export needs --device and --from, and --to unless --live "
+              "(or --stop N)", file=sys.stderr)
+        return 2
+    opts = ExportOptions(devices=tuple(args.device or ()), start=args.start or "",
+                         end=args.end or "", path=args.path, fmt=args.format, name=args.name,
                          bandwidth_kbps=args.bandwidth, wait=args.wait, out_dir=args.out,
-                         interval_s=args.interval)
+                         interval_s=args.interval,
+                         kind=Kind(live=args.live, max_file_size_mb=args.max_file_size,
+                                   audio=not args.no_audio))
     try:
+        if args.stop is not None:
+            return run_stop(_client(args), args.stop, sys.stdout)
         return run_export(_client(args), opts, sys.stdout)
+    except ClientError as exc:
+        print(f"sense-plugin: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from sense_plugin.client.http import ClientError
+    from sense_plugin.client.kinds import run_snapshot
+
+    try:
+        return run_snapshot(_client(args), args.device, args.at, args.format, args.path,
+                            args.out, args.interval, sys.stdout)
     except ClientError as exc:
         print(f"sense-plugin: {exc}", file=sys.stderr)
         return 2

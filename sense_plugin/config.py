@@ -290,6 +290,8 @@ class _Reader:
             stall_s=self.number(table, w, "stall_s", float, 60.0, 0.5, 86400),
             download_write_timeout_s=self.number(table, w, "download_write_timeout_s", float,
                                                  30.0, 0.1, 3600),
+            max_live_s=self.number(table, w, "max_live_s", int, 3600, 1, 7 * 86400),
+            live_keepalive_s=self.number(table, w, "live_keepalive_s", int, 300, 0, 7 * 86400),
         )
 
     def evidence(self, table: Mapping[str, Any]) -> EvidenceConfig:

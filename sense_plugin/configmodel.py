@@ -87,6 +87,10 @@ class ExportConfig:
     stall_s: float = 60
     #: A download whose client accepts no data for this long is closed.
     download_write_timeout_s: float = 30
+    #: A live export ends at most this long after now (SPEC §10).
+    max_live_s: int = 3600
+    #: Default keepalive of live exports: stopped when nobody polls or downloads this long.
+    live_keepalive_s: int = 300
 
 
 @dataclass(frozen=True)

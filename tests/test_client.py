@@ -166,3 +166,33 @@ async def test_closed_pipe_ends_quietly(server: str, api_archive: dict[str, Any]
         os.close(write_end)
     assert done.returncode == 1
     assert done.stderr == b"", done.stderr.decode()
+
+
+async def test_snapshot_and_kind_options(server: str, api_archive: dict[str, Any],
+                                         tmp_path: Path, capsys: Any) -> None:
+    at = format_timestamp(api_archive["start_us"] + 12_000_000)
+    base = ["--server", server, "--user", "alice", "--interval", "0.1"]
+    code = await cli("snapshot", *base, "--device", "Steady", "--at", at, "--format", "png",
+                     "--out", str(tmp_path / "snap"))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    export_id = out.split()[1]
+    (image,) = (tmp_path / "snap" / f"export-{export_id}").glob("Steady_*.png")
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    start = format_timestamp(api_archive["start_us"] + 2_000_000)
+    end = format_timestamp(api_archive["start_us"] + 8_000_000)
+    code = await cli("export", *base, "--device", "Steady", "--from", start, "--to", end,
+                     "--no-audio", "--max-file-size", "5", "--wait", "--out", str(tmp_path))
+    assert code == 0
+    export_id = capsys.readouterr().out.split()[1]
+    assert await cli("status", *base, "--export", export_id) == 0
+    assert capsys.readouterr().out.startswith(f"{export_id}\tCOMPLETED")
+    code = await cli("export", *base, "--device", "Steady", "--from", start, "--to", end,
+                     "--bandwidth", "60")
+    running = capsys.readouterr().out.split()[1]
+    assert await cli("export", *base, "--stop", running) == 0
+    assert f"export {running} stopped:" in capsys.readouterr().out
+    assert await cli("export", *base, "--stop", running) == 2  # finished: -22
+    assert "-22" in capsys.readouterr().err
+    assert await cli("export", *base, "--device", "Steady", "--from", start) == 2
+    assert await cli("snapshot", *base, "--device", "Steady") == 2  # not recorded live: -22

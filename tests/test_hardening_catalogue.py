@@ -222,7 +222,44 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("device-id-param-garbage", -2,
              f"command=getRecordings&deviceid=cam&starttime={start}&endtime={end}".replace(
                  " ", "+")),
+        *kind_cases(archive, export, device_xml, create),
     ]
+
+
+def kind_cases(archive: dict[str, Any], export: Callable[..., bytes],
+               device: Callable[..., str], create: str) -> list[Case]:
+    """The export kinds and options of SPEC §10/§11 (issue 14): each refused, nothing queued."""
+    start, end = span(archive, 0, 5)
+    snap_only_end = f"<device><deviceid>{STEADY}</deviceid><endtime>{end}</endtime></device>"
+    gap = span(archive, 30, 31)[0]
+    gappy = (f"<device><deviceid>{API_DEVICES['Gappy']}</deviceid><starttime>{gap}</starttime>"
+             "</device>")
+    future = format_timestamp(archive["end_us"] + 600 * 1_000_000)
+    bad = {"maxfilesize-negative": ("<maxfilesize>-1</maxfilesize>", -22),
+           "maxfilesize-not-a-number": ("<maxfilesize>1e3</maxfilesize>", -22),
+           "maxfilesize-empty": ("<maxfilesize/>", -23),
+           "keepalive-negative": ("<keepalive>-5</keepalive>", -22),
+           "mode-unknown": ("<mode>replay</mode>", -22),
+           "output-unknown": ("<output>movie</output>", -22),
+           "audio-yes": ("<audio>yes</audio>", -22),
+           "format-jpg-for-stream": ("<format>jpg</format>", -22),
+           "timestamps-burnt": ("<timestamps>burnt</timestamps>", -22),
+           "timestamps-subtitle-in-ts": ("<timestamps>subtitle</timestamps><format>ts</format>",
+                                         -22),
+           "render-width-tiny": ("<render><width>9</width></render>", -22),
+           "live-archive-only-device": ("<mode>live</mode>", -22)}
+    cases = [Case(f"kind-{name}", code, create, export(
+        device(STEADY, start, future if name.startswith("live") else end), extra))
+        for name, (extra, code) in bad.items()]
+    return [*cases,
+            Case("kind-snapshot-endtime-only", -10, create,
+                 export(snap_only_end, "<output>snapshot</output>")),
+            Case("kind-snapshot-in-mkv", -22, create,
+                 export(device(STEADY, start, end),
+                        "<output>snapshot</output><format>mkv</format>")),
+            Case("kind-snapshot-in-a-gap", -9, create,
+                 export(gappy, "<output>snapshot</output>")),
+            Case("kind-stop-unknown", -57, "command=exportVideo&action=stop&exportid=987654")]
 
 
 async def send(client: Any, case: Case) -> tuple[int, int, bytes]:

@@ -98,10 +98,11 @@ def allowed_file(export: Export, name: str) -> tuple[str, int] | None:
                                 "downloaded once it is COMPLETED")
     if name in (MANIFEST_NAME, SIGNATURE_NAME):
         return None
-    for job in export.jobs:
-        if job.file is not None and job.file.name == name and job.status is Status.COMPLETED:
-            return job.file.sha256, job.file.size_bytes
-    names = [j.file.name for j in export.jobs if j.file and j.status is Status.COMPLETED]
+    done = [f for j in export.jobs if j.status is Status.COMPLETED for f in j.files]
+    for info in done:
+        if info.name == name:
+            return info.sha256, info.size_bytes
+    names = [f.name for f in done]
     raise NotAvailableError(f"export {export.export_id} has no file '{name[:80]}' to download "
                             f"(available: {', '.join([*names, MANIFEST_NAME, SIGNATURE_NAME])})")
 

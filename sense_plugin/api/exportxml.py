@@ -44,7 +44,7 @@ def export_bytes(export: Export) -> bytes:
         live: bytes = etree.tostring(export_element(export), encoding="utf-8")
         return live
     key = (export.status, export.finished_us, export.expires_us,
-           tuple(j.status for j in export.jobs))
+           tuple((j.status, j.stopped) for j in export.jobs))
     cached = _FINISHED_CACHE.get(export.export_id)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -74,6 +74,8 @@ def export_element(export: Export) -> etree._Element:
         element.append(E.retriedfrom(str(export.retried_from)))
     if export.expires_us is not None and export.status is Status.COMPLETED:
         element.append(E.expires(ts(export.expires_us)))
+    for tag, value in export.options.describe():
+        element.append(E(tag, value))
     if export.finished_us is not None and export.status in (Status.COMPLETED, Status.FAILED):
         element.append(E.manifest(E.name(MANIFEST_NAME), E.signature(SIGNATURE_NAME)))
     return element
@@ -92,10 +94,11 @@ def job_element(job: Job) -> etree._Element:
         E.bytes(str(job.bytes_written)),
     )
     if job.file is not None and job.status is Status.COMPLETED:
-        element.append(E.files(file_element(job.file)))
+        element.append(E.files(*(file_element(info) for info in job.files)))
     if job.status is Status.FAILED:
         element.append(E.errorcode(str(job.errorcode)))
         element.append(E.description(job.description))
+    element.append(E.stopped("true" if job.stopped else "false"))
     return element
 
 
@@ -106,4 +109,5 @@ def file_element(info: FileInfo) -> etree._Element:
         E.framecount(str(info.frame_count)),
         E.gaps(*(E.gap(E.starttime(ts(g.start_us)), E.endtime(ts(g.end_us))) for g in info.gaps),
                count=str(len(info.gaps))),
+        *([E.oversize("true")] if info.oversize else []),
     )

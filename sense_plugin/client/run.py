@@ -24,6 +24,28 @@ _UNITS_S = {"s": 1, "m": 60, "h": 3600}
 
 
 @dataclass(frozen=True)
+class Kind:
+    """The kind options of one ``export`` or ``snapshot`` call."""
+
+    live: bool = False
+    max_file_size_mb: int | None = None
+    audio: bool = True
+    snapshot: bool = False
+
+
+def kind_elements(root: etree._Element, kind: Kind) -> None:
+    """Append the kind's elements to an ``<export>`` request."""
+    if kind.live:
+        root.append(E.mode("live"))
+    if kind.snapshot:
+        root.append(E.output("snapshot"))
+    if kind.max_file_size_mb is not None:
+        root.append(E.maxfilesize(str(kind.max_file_size_mb)))
+    if not kind.audio:
+        root.append(E.audio("false"))
+
+
+@dataclass(frozen=True)
 class ExportOptions:
     """What ``sense-plugin export`` was asked for."""
 
@@ -37,6 +59,7 @@ class ExportOptions:
     wait: bool = False
     out_dir: Path = Path(".")
     interval_s: float = 0.5
+    kind: Kind = Kind()
 
 
 def resolve_device(client: SenseClient, text: str) -> str:
@@ -63,9 +86,11 @@ def resolve_time(text: str, server_now: str) -> str:
 
 
 def export_document(device_ids: list[str], start: str, end: str, opts: ExportOptions) -> bytes:
-    """The exportVideo request body."""
-    root = E.export(E.devices(*(E.device(E.deviceid(d), E.starttime(start), E.endtime(end))
+    """The exportVideo request body (a live export without ``end`` runs until stopped)."""
+    root = E.export(E.devices(*(E.device(E.deviceid(d), E.starttime(start),
+                                         *([E.endtime(end)] if end else []))
                                 for d in device_ids)))
+    kind_elements(root, opts.kind)
     for tag, value in (("path", opts.path), ("format", opts.fmt), ("name", opts.name),
                        ("bandwidth", opts.bandwidth_kbps)):
         if value is not None:
@@ -78,7 +103,8 @@ def run_export(client: SenseClient, opts: ExportOptions, out: TextIO) -> int:
     """Create an export; with ``wait``, follow it and download its files and manifest."""
     server_now = client.server_time()
     device_ids = [resolve_device(client, d) for d in opts.devices]
-    start, end = resolve_time(opts.start, server_now), resolve_time(opts.end, server_now)
+    start = resolve_time(opts.start, server_now)
+    end = resolve_time(opts.end, server_now) if opts.end else ""
     root = client.command("exportVideo", body=export_document(device_ids, start, end, opts))
     export_id = int(root.findtext("exportid") or 0)
     print(f"export {export_id} created ({start} .. {end})", file=out, flush=True)

@@ -30,6 +30,8 @@ class CutRequest:
     #: Metadata of the output file (SPEC §10): ``title`` = device name, ``comment`` = export.
     title: str = ""
     comment: str = ""
+    #: False: video only (``<audio>false</audio>``).
+    audio: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class CutResult:
     #: st_dev / st_ino of the descriptor that was written and hashed (identity check).
     file_dev: int = 0
     file_ino: int = 0
+    #: Where a cut asked to finish early ended its range (archive µs); None: it ran to the end.
+    stopped_us: int | None = None
 
 
 class CutCancelled(Exception):

@@ -40,11 +40,12 @@ class Cutter:
         self, request: CutRequest, output: av.container.OutputContainer,
         should_stop: Callable[[], bool], on_progress: Callable[[int, int], None] | None,
         interval_s: float, bytes_written: Callable[[], int],
+        should_finish: Callable[[], bool] | None = None,
     ) -> None:
         self.request, self.output = request, output
         self.t0, self.t1 = request.start_us, request.end_us
         self.on_progress, self.should_stop, self.interval_s = on_progress, should_stop, interval_s
-        self.outputs = Outputs(output, request.fmt)
+        self.outputs = Outputs(output, request.fmt, request.audio)
         self.started = False
         self.sought = False  # the current segment was entered by seeking
         self.first_us = 0  # archive time of the first keyframe
@@ -70,6 +71,8 @@ class Cutter:
         self.covered_us = 0
         self.next_report = 0.0
         self.bytes_written = bytes_written
+        self.should_finish = should_finish
+        self.stopped_us: int | None = None
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ class Cutter:
         return CutResult(
             first_frame_us=self.first_us, last_frame_us=self.last_frame_us,
             frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
-            size_bytes=size_bytes, sha256=sha256,
+            size_bytes=size_bytes, sha256=sha256, stopped_us=self.stopped_us,
         )
 
     def _read_tail(self, segment: SourceSegment) -> None:
@@ -171,9 +174,17 @@ class Cutter:
             dts_a = v_base + dts * v_mul // v_den
             if undated:
                 self._fill_dts(undated, dts_a)
+            if self.stopped_us is None and self.should_finish is not None \
+                    and self.should_finish():
+                self._finish_at(dts_a)
             self._video(pkt, pts_a, dts_a)
         if undated:
             self._fill_dts(undated, None)
+
+    def _finish_at(self, dts_a: int) -> None:
+        """End the range at this packet (stop): frames shown before it whose references are
+        written stay in; the ordinary end-of-range rules finish the file."""
+        self.stopped_us = self.t1 = min(self.t1, max(dts_a, self.t0 + 1))
 
     def _enter(
         self, source: av.container.InputContainer, segment: SourceSegment, seek: bool,

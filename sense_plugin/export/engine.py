@@ -19,6 +19,8 @@ from sense_plugin.config import Config
 from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, SenseError
 from sense_plugin.evidence.signing import Signer, server_signer
 from sense_plugin.export import admission, files, ids, rebuild, safefs
+from sense_plugin.export.keepalive import KeepAlive
+from sense_plugin.export.live import LiveFollower
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status, combine_statuses
 from sense_plugin.export.paths import resolve_export_dir
@@ -59,6 +61,8 @@ class ExportEngine:
         self._dirs: dict[str, int] = {}  # export directory → export id (nesting check)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
+        self._keepalive = KeepAlive(self)
+        self._live = LiveFollower(config, archive, self)
         self.signer: Signer | None = None  # the manifest signing key, loaded by start()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -94,6 +98,7 @@ class ExportEngine:
                  self._store.path, len(loaded), resumed, self._last_id + 1)
         await self._pool.start()
         self._retention.start()
+        self._keepalive.start()
         self._tasks = [asyncio.create_task(self._dispatch(), name=f"export-dispatch-{i}")
                        for i in range(self._config.export.max_concurrent_jobs)]
 
@@ -107,7 +112,9 @@ class ExportEngine:
     async def close(self) -> None:
         """Stop dispatching, interrupt running jobs (they restart next time), stop workers."""
         await self._retention.close()
+        await self._keepalive.close()
         self._runner.closing = True
+        await self._live.close()
         await self._runner.cancel_all()
         for task in self._tasks:
             task.cancel()
@@ -136,6 +143,7 @@ class ExportEngine:
             export_id=await self._next_id(), owner=owner, created_us=now_us(),
             path=request.path, out_base=str(out_base), fmt=request.fmt, name=request.name,
             bandwidth_limit_kbps=request.bandwidth_kbps, retried_from=retried_from,
+            options=request.options,
         )
         for index, device in enumerate(request.devices):
             configured = self._config.device(device.device_id)
@@ -182,7 +190,9 @@ class ExportEngine:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
         export = self.get(export_id, user_name, is_admin)
         for job in export.jobs:
-            if job.status is Status.SYNCING:
+            if self._live.follows(job):
+                self._live.cancel(job)
+            elif job.status is Status.SYNCING:
                 await self._runner.cancel(job)
         for job in export.jobs:
             if job.status is not Status.REMOVED:
@@ -194,6 +204,29 @@ class ExportEngine:
         await self.run_io(files.remove_export_files, export, self._roots)
         await self.finish_if_done(export)
         log.info("export %s removed by %s", export_id, user_name or "-")
+        return export
+
+    async def stop(self, export_id: int, user_name: str, is_admin: bool) -> Export:
+        """Finish running devices now keeping their files; queued devices become REMOVED.
+
+        COMPLETED when a device produced a file, else REMOVED; -22 for a finished export.
+        """
+        export = self.get(export_id, user_name, is_admin)
+        if export.finished_us is not None or all(j.terminal for j in export.jobs) \
+                or export.stopping:
+            raise OutOfRangeError(f"export {export_id} is {export.status}; only PENDING or "
+                                  "SYNCING exports can be stopped")
+        export.stopping = True
+        for job in export.jobs:
+            if job.status is Status.PENDING:
+                self._pending.discard(job.key)
+                job.status, job.finished_us = Status.REMOVED, now_us()
+                await self.save_job(job)
+        await asyncio.gather(*(self._live.stop(j) if self._live.follows(j)
+                               else self._runner.finish(j) for j in export.jobs
+                               if j.status is Status.SYNCING))
+        await self.finish_if_done(export)
+        log.info("export %s stopped by %s", export_id, user_name or "-")
         return export
 
     async def retry(self, export_id: int, user_name: str, is_admin: bool) -> Export:
@@ -237,11 +270,16 @@ class ExportEngine:
         export = self._exports.get(export_id)
         if export is None or not (is_admin or export.owner == user_name):
             raise InvalidExportIdError(f"exportid {export_id} is not known")
+        self._keepalive.touch(export_id)  # status by id, downloads, actions
         return export
 
     def visible(self, user_name: str, is_admin: bool) -> list[Export]:
-        """Every export the user may see, oldest first."""
-        return [e for e in self._exports.values() if is_admin or e.owner == user_name]
+        """Every export the user may see, oldest first (a listing counts as keepalive)."""
+        seen = [e for e in self._exports.values() if is_admin or e.owner == user_name]
+        for export in seen:
+            if export.finished_us is None:
+                self._keepalive.touch(export.export_id)
+        return seen
 
     # -- used by the runner and retention --------------------------------------------------
     async def save_job(self, job: Job) -> None:
@@ -305,8 +343,24 @@ class ExportEngine:
         return await asyncio.get_running_loop().run_in_executor(self._store_thread, func, *args)
 
     def _enqueue(self, job: Job) -> None:
+        export = self._exports[job.export_id]
+        if export.options.live and not export.options.snapshot and job.end_us > now_us() \
+                and not self._live.follows(job):
+            self._live.start(job)  # SYNCING at once, queued for its cut at the end
+            return
         self._pending.add(job.key)
         self._queue.put_nowait(job)
+
+    async def run_now(self, job: Job) -> None:
+        """Cut a live job whose recording has passed its end, on the next free worker."""
+        proc = await self._pool.acquire()
+        try:
+            if job.status is Status.PENDING and not self._runner.closing:
+                await self._runner.run(job, proc)
+                for hook in self.on_job_finished:
+                    hook(job)
+        finally:
+            self._pool.release(proc)
 
     async def _dispatch(self) -> None:
         while True:

@@ -23,7 +23,18 @@ FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
 
 
 def job_file_name(export: Export, job: Job) -> str:
-    """The final name of a job's output file (unique within its export: checked at admission)."""
+    """The final name of a job's output file (unique within its export: checked at admission).
+
+    A snapshot's planned name carries the requested instant; once written, the file's own
+    name (the shown frame's time) is the job's.
+    """
+    if job.file is not None:
+        return job.file.name
+    return output_name(job.device_name, job.device_id, job.start_us, export.fmt)
+
+
+def planned_name(export: Export, job: Job) -> str:
+    """The name a job's output is planned under (its temporary file: this + ``.part``)."""
     return output_name(job.device_name, job.device_id, job.start_us, export.fmt)
 
 
@@ -46,7 +57,7 @@ def open_job_directory(export: Export, job: Job, roots: tuple[Path, ...],
     except OSError as exc:
         raise StorageError(f"cannot open the export directory: {exc.strerror}") from None
     try:
-        safefs.unlink_quietly(fd, job_file_name(export, job) + TEMP_SUFFIX)
+        safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
         vfs = os.fstatvfs(fd)
     except BaseException:
         os.close(fd)
@@ -108,7 +119,7 @@ def remove_partial(export: Export, job: Job, roots: tuple[Path, ...]) -> None:
     """Delete a job's temporary file left by an interrupted run."""
     with contextlib.suppress(OSError, PathNotAllowedError), \
             safefs.opened_dir(export.directory, roots) as fd:
-        safefs.unlink_quietly(fd, job_file_name(export, job) + TEMP_SUFFIX)
+        safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
 
 
 def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
@@ -116,9 +127,10 @@ def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
     with contextlib.suppress(OSError, PathNotAllowedError), \
             safefs.opened_dir(export.directory, roots) as fd:
         for job in export.jobs:
-            name = job_file_name(export, job)
-            safefs.unlink_quietly(fd, name)
-            safefs.unlink_quietly(fd, name + TEMP_SUFFIX)
+            for info in job.files:
+                safefs.unlink_quietly(fd, info.name)
+            safefs.unlink_quietly(fd, job_file_name(export, job))
+            safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
         safefs.unlink_quietly(fd, MANIFEST_NAME)
         safefs.unlink_quietly(fd, SIGNATURE_NAME)
     safefs.remove_empty_dirs(export.directory, roots)

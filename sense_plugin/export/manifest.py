@@ -40,6 +40,7 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         E.status(status.value),
         E.bandwidthlimit(str(export.bandwidth_limit_kbps)),
         *([] if export.retried_from is None else [E.retriedfrom(str(export.retried_from))]),
+        *(E(tag, value) for tag, value in export.options.describe()),
         E.devices(*(_device(job) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )
@@ -58,10 +59,12 @@ def _device(job: Job) -> etree._Element:
         E.status(job.status.value),
     )
     if job.file is not None and job.status is Status.COMPLETED:
-        element.append(_file(job.file))
+        element.extend(_file(info) for info in job.files)
     elif job.status is Status.FAILED:
         element.append(E.errorcode(str(job.errorcode)))
         element.append(E.description(job.description))
+    if job.stopped:
+        element.append(E.stopped("true"))
     return element
 
 
@@ -76,6 +79,7 @@ def _file(info: FileInfo) -> etree._Element:
         E.gaps(*(E.gap(E.starttime(format_timestamp(g.start_us)),
                        E.endtime(format_timestamp(g.end_us))) for g in info.gaps),
                count=str(len(info.gaps))),
+        *([E.oversize("true")] if info.oversize else []),
     )
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from sense_plugin.export.options import ExportOptions
+
 
 class Status(StrEnum):
     PENDING = "PENDING"
@@ -17,7 +19,7 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.REMOVED, Status.FAILED, Status.EXPIRED})
-FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts"}
+FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts", "jpg": ".jpg", "png": ".png"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class FileInfo:
     last_frame_us: int
     frame_count: int
     gaps: tuple[Gap, ...] = ()
+    #: A part holding a single GOP larger than ``maxfilesize`` (the only part over it).
+    oversize: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class ExportRequest:
     bandwidth_kbps: int = 0
     fmt: str = "mp4"
     name: str = ""
+    options: ExportOptions = ExportOptions()
 
 
 @dataclass
@@ -80,6 +85,17 @@ class Job:
     started_us: int | None = None
     finished_us: int | None = None
     file: FileInfo | None = None
+    #: Every file of a job split by ``maxfilesize`` (``file`` is the first); () = one file.
+    parts: tuple[FileInfo, ...] = ()
+    #: Finished early by ``action=stop`` (or keepalive, max_live_s): its file ends there.
+    stopped: bool = False
+
+    @property
+    def files(self) -> tuple[FileInfo, ...]:
+        """The job's output files: its parts, else its one file, else none."""
+        if self.parts:
+            return self.parts
+        return () if self.file is None else (self.file,)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -106,6 +122,9 @@ class Export:
     retried_from: int | None = None
     finished_us: int | None = None
     expires_us: int | None = None
+    options: ExportOptions = ExportOptions()
+    #: ``action=stop`` (or keepalive) is under way (not stored: a restart runs it again).
+    stopping: bool = False
 
     @property
     def directory(self) -> Path:
@@ -141,6 +160,7 @@ class Export:
             devices=tuple(DeviceRange(j.server_id, j.device_id, j.start_us, j.end_us)
                           for j in self.jobs),
             path=self.path, bandwidth_kbps=self.bandwidth_limit_kbps, fmt=self.fmt, name=self.name,
+            options=self.options,
         )
 
 

@@ -19,8 +19,9 @@ from sense_plugin.export.audio import AacTranscoder, can_copy
 class Outputs:
     """The video and audio streams of one output file."""
 
-    def __init__(self, output: av.container.OutputContainer, fmt: str) -> None:
-        self.output, self.fmt = output, fmt
+    def __init__(self, output: av.container.OutputContainer, fmt: str,
+                 audio: bool = True) -> None:
+        self.output, self.fmt, self.audio = output, fmt, audio
         self.vout: av.VideoStream | None = None
         self.aout: av.AudioStream | None = None
         self.video_stream: av.stream.Stream  # the same streams, typed for packet.stream
@@ -32,7 +33,8 @@ class Outputs:
     def open(self, source: av.container.InputContainer) -> av.AudioStream | None:
         """Create the output streams from the first segment read; check later ones match."""
         vin = source.streams.video[0]
-        ain = next((a for a in source.streams.audio if a.codec_context is not None), None)
+        ain = next((a for a in source.streams.audio if a.codec_context is not None), None) \
+            if self.audio else None  # <audio>false</audio>: video only
         if self.vout is None:
             self.vout = self.output.add_stream_from_template(vin)
             if vin.codec_context.name == "hevc" and self.fmt == "mp4":

@@ -77,6 +77,10 @@ class WorkerProcess:
         """Change the running job's bandwidth cap (0 = unlimited)."""
         self._send(("rate", kbps))
 
+    def finish(self) -> None:
+        """Ask the running job to end its file now and keep it (``action=stop``)."""
+        self._send(("finish",))
+
     async def cancel(self) -> None:
         """Ask the running job to stop; kill the process if it has not within a second."""
         future = self._future

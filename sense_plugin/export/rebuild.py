@@ -17,6 +17,7 @@ from sense_plugin.errors import SenseError
 from sense_plugin.export import ids
 from sense_plugin.export.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
 from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
+from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.store import ExportStore, StoreDamagedError
 from sense_plugin.timestamps import parse_timestamp
 
@@ -81,6 +82,7 @@ def _export(root: etree._Element, directory: Path, retention_hours: float) -> Ex
         or "", bandwidth_limit_kbps=int(root.findtext("bandwidthlimit") or 0),
         retried_from=int(retried) if retried else None, finished_us=finished_us,
         expires_us=finished_us + int(retention_hours * 3600 * 1_000_000),
+        options=_options(root),
     )
     for index, device in enumerate(root.iterfind("devices/device")):
         export.jobs.append(_job(export_id, index, device, finished_us))
@@ -89,28 +91,45 @@ def _export(root: etree._Element, directory: Path, retention_hours: float) -> Ex
     return export
 
 
+def _options(root: etree._Element) -> ExportOptions:
+    """The kind and options a manifest names (older manifests: the defaults; ``render`` is
+    described there, not stored, so a rebuilt export's retry copies without it)."""
+    defaults = ExportOptions()
+    return ExportOptions(
+        mode=root.findtext("mode") or defaults.mode,
+        output=root.findtext("output") or defaults.output,
+        audio=(root.findtext("audio") or "true") == "true",
+        maxfilesize_mb=int(root.findtext("maxfilesize") or 0),
+        keepalive_s=int(root.findtext("keepalive") or 0),
+    )
+
+
 def _job(export_id: int, index: int, device: etree._Element, finished_us: int) -> Job:
     status = Status(_text(device, "status"))
-    file_el = device.find("file")
-    info = None
-    if file_el is not None:
-        info = FileInfo(
-            name=_text(file_el, "name"), size_bytes=int(_text(file_el, "size")),
-            sha256=_text(file_el, "sha256"),
-            first_frame_us=parse_timestamp(_text(file_el, "firstframe")),
-            last_frame_us=parse_timestamp(_text(file_el, "lastframe")),
-            frame_count=int(_text(file_el, "framecount")),
-            gaps=tuple(Gap(parse_timestamp(_text(g, "starttime")),
-                           parse_timestamp(_text(g, "endtime")))
-                       for g in file_el.iterfind("gaps/gap")),
-        )
+    infos = tuple(_file(f) for f in device.iterfind("file"))
+    info = infos[0] if infos else None
     return Job(
         export_id=export_id, index=index, server_id=int(_text(device, "serverid")),
         device_id=int(_text(device, "deviceid")), device_name=_text(device, "name"),
         start_us=parse_timestamp(_text(device, "starttime")),
         end_us=parse_timestamp(_text(device, "endtime")), status=status,
         progress=100 if status is Status.COMPLETED else 0,
-        bytes_written=info.size_bytes if info else 0,
+        bytes_written=sum(i.size_bytes for i in infos),
         errorcode=int(device.findtext("errorcode") or 0),
         description=device.findtext("description") or "", finished_us=finished_us, file=info,
+        stopped=device.findtext("stopped") == "true", parts=infos if len(infos) > 1 else (),
+    )
+
+
+def _file(file_el: etree._Element) -> FileInfo:
+    return FileInfo(
+        name=_text(file_el, "name"), size_bytes=int(_text(file_el, "size")),
+        sha256=_text(file_el, "sha256"),
+        first_frame_us=parse_timestamp(_text(file_el, "firstframe")),
+        last_frame_us=parse_timestamp(_text(file_el, "lastframe")),
+        frame_count=int(_text(file_el, "framecount")),
+        gaps=tuple(Gap(parse_timestamp(_text(g, "starttime")),
+                       parse_timestamp(_text(g, "endtime")))
+                   for g in file_el.iterfind("gaps/gap")),
+        oversize=file_el.findtext("oversize") == "true",
     )

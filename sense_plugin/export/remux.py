@@ -41,6 +41,7 @@ def cut(
     throttle: TokenBucket | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    should_finish: Callable[[], bool] | None = None,
     progress_interval_s: float = 0.2,
     fsync: bool = True,
 ) -> CutResult:
@@ -53,7 +54,8 @@ def cut(
     without gaps (never decreasing), and the bytes written so far; it is called at most every
     ``progress_interval_s`` and once at the end, where ``covered_us`` is the recorded time from
     the first frame to the end of the range. ``should_stop`` is checked for every packet and
-    while waiting for bandwidth.
+    while waiting for bandwidth. ``should_finish`` (checked for every video packet) ends the
+    range at the packet being read: the file is finished and kept (``result.stopped_us``).
 
     Raises :class:`NoRecordError` when no video lies in the range, :class:`CutCancelled`,
     :class:`StorageError` when the disk is full, and :class:`MediaError` for unreadable
@@ -70,7 +72,7 @@ def cut(
             with av.open(sink, "w", format=muxer, options=options,
                          buffer_size=BUFFER_BYTES) as output:
                 cutter = Cutter(request, output, stop, on_progress, progress_interval_s,
-                                 lambda: sink.bytes_written)
+                                 lambda: sink.bytes_written, should_finish)
                 cutter.run()
             if request.fmt == "mp4":
                 sink.finish_mp4_header()

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
-from sense_plugin.errors import GeneralError, NoRecordError, ResultCode, SenseError
-from sense_plugin.export import files, safefs
+from sense_plugin.errors import GeneralError, ResultCode, SenseError
+from sense_plugin.export import files, planning, safefs
 from sense_plugin.export.model import FileInfo, Gap, Job, Status
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
 from sense_plugin.export.remux import BUFFER_BYTES
-from sense_plugin.timestamps import format_timestamp, now_us
+from sense_plugin.timestamps import now_us
 
 if TYPE_CHECKING:
     from sense_plugin.export.engine import ExportEngine
@@ -71,6 +71,7 @@ class JobRunner:
         self._cancel: set[tuple[int, int]] = set()
         self._done: dict[tuple[int, int], asyncio.Event] = {}
         self._stalled: set[tuple[int, int]] = set()
+        self._finish: set[tuple[int, int]] = set()  # stop asked: end the file, keep it
         self.closing = False
 
     async def _watch(self, job: Job, proc: WorkerProcess, tracker: _Tracker) -> None:
@@ -98,7 +99,11 @@ class JobRunner:
         """Run ``job`` on ``proc`` to a terminal status (or back to PENDING on shutdown)."""
         engine = self._engine
         export = engine.export_of(job)
-        job.status, job.started_us, job.progress = Status.SYNCING, now_us(), 0
+        live = export.options.live  # followed since its start: keeps start time and progress
+        job.status = Status.SYNCING
+        job.started_us = job.started_us if live and job.started_us else now_us()
+        if not live:
+            job.progress = 0
         self._done[job.key] = asyncio.Event()
         dir_fd: int | None = None
         try:
@@ -106,12 +111,14 @@ class JobRunner:
             payload, recorded_us, dir_fd = await self._plan(job)
             log.info("export %s device %s started (%s)", job.export_id, job.device_id,
                      payload["name"])
-            if job.key in self._cancel or self.closing:
-                raise JobCancelledError()
+            if job.key in self._cancel or job.key in self._finish or self.closing:
+                raise JobCancelledError()  # stopped before anything was written
             tracker = _Tracker(job, recorded_us)
             result = await self._cut(job, proc, payload, tracker)
-            await engine.run_io(files.confirm_output, export, self._config.server.export_roots,
-                                dir_fd, payload["name"], result)
+            for written in result.get("parts") or [result]:
+                await engine.run_io(files.confirm_output, export,
+                                    self._config.server.export_roots, dir_fd,
+                                    written.get("name", payload["name"]), written)
             self._complete(job, result, tracker)
         except JobCancelledError:
             if self.closing and job.key not in self._cancel:
@@ -121,7 +128,10 @@ class JobRunner:
             else:
                 job.status = Status.REMOVED
         except SenseError as exc:
-            self._fail(job, int(exc.code), exc.description)
+            if job.key in self._finish and exc.code is ResultCode.NO_RECORD:
+                job.status = Status.REMOVED  # stopped before its first frame
+            else:
+                self._fail(job, int(exc.code), exc.description)
         except Exception:
             incident = uuid.uuid4().hex[:12]
             log.exception("incident %s: export %s device %s failed", incident, job.export_id,
@@ -130,6 +140,7 @@ class JobRunner:
                        f"unexpected failure; reported as incident {incident}")
         finally:
             self._cancel.discard(job.key)
+            self._finish.discard(job.key)
             if dir_fd is not None:
                 os.close(dir_fd)
             if job.status is not Status.SYNCING and job.status is not Status.PENDING:
@@ -160,6 +171,16 @@ class JobRunner:
             self._archive.unpin(token)
             self._rebalance(job)
 
+    async def finish(self, job: Job) -> None:
+        """End a running job now keeping what it wrote (action=stop); wait until settled."""
+        self._finish.add(job.key)
+        proc = self._running.get(job.key)
+        if proc is not None:
+            proc.finish()
+        done = self._done.get(job.key)
+        if done is not None:
+            await done.wait()
+
     async def cancel(self, job: Job) -> None:
         """Stop a running job (partial file deleted) and wait until it has settled."""
         self._cancel.add(job.key)
@@ -181,23 +202,15 @@ class JobRunner:
             await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
     async def _plan(self, job: Job) -> tuple[dict[str, Any], int, int]:
-        # audio of the range can sit in the next segment, before its first frame (cutter)
-        segments = await self._archive.segments(job.device_id, job.start_us,
-                                                job.end_us + 1_000_000)
-        recorded_us = 0
-        estimate = 0
-        for seg in segments:
-            overlap = min(seg.end_us, job.end_us) - max(seg.start_us, job.start_us)
-            if overlap > 0:
-                recorded_us += overlap
-                estimate += seg.size_bytes * overlap // max(seg.end_us - seg.start_us, 1)
-        if recorded_us <= 0:
-            raise NoRecordError(
-                f"nothing is recorded for device {job.device_id} between "
-                f"{format_timestamp(job.start_us)} and {format_timestamp(job.end_us)}"
-                + await self._archive.skipped_hint(job.device_id))
         export = self._engine.export_of(job)
-        name = files.job_file_name(export, job)
+        if export.options.snapshot:
+            segments, instant = await planning.snapshot_source(self._archive, job,
+                                                               export.options.live)
+            start_us, end_us, recorded_us, estimate = instant, instant + 1, 1, 0
+        else:
+            segments, recorded_us, estimate = await planning.stream_source(self._archive, job)
+            start_us, end_us = job.start_us, job.end_us
+        name = files.planned_name(export, job)
         dir_fd = await self._engine.run_io(files.open_job_directory, export, job,
                                            self._config.server.export_roots, estimate)
         # the worker writes through the directory fd held here: nothing swapped in later
@@ -207,11 +220,12 @@ class JobRunner:
         payload = {
             "segments": [{"path": s.path_text, "start_us": s.start_us, "end_us": s.end_us}
                          for s in segments],
-            "start_us": job.start_us, "end_us": job.end_us, "fmt": export.fmt,
+            "start_us": start_us, "end_us": end_us, "fmt": export.fmt,
             "out_path": out_path, "name": name,
             "bandwidth_kbps": self._share_kbps(job, extra=1),
-            "title": job.device_name,
+            "title": job.device_name, "device_id": job.device_id,
             "comment": f"export {export.export_id} {export.name}".rstrip(),
+            "options": export.options.to_json(),
         }
         return payload, recorded_us, dir_fd
 
@@ -234,15 +248,13 @@ class JobRunner:
                 proc.set_rate(share)
 
     def _complete(self, job: Job, result: dict[str, Any], tracker: _Tracker) -> None:
-        export = self._engine.export_of(job)
-        job.file = FileInfo(
-            name=files.job_file_name(export, job), size_bytes=result["size_bytes"],
-            sha256=result["sha256"], first_frame_us=result["first_frame_us"],
-            last_frame_us=result["last_frame_us"], frame_count=result["frame_count"],
-            gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in result["gaps"]),
-        )
-        job.bytes_written = result["size_bytes"]
-        job.bandwidth_kbps = tracker.average_kbps(result["size_bytes"])
+        planned = files.job_file_name(self._engine.export_of(job), job)
+        job.parts = tuple(_file_info(p, planned) for p in result.get("parts") or ())
+        job.file = job.parts[0] if job.parts else _file_info(result, planned)
+        if result.get("stopped_us") is not None:
+            job.stopped, job.end_us = True, result["stopped_us"]
+        job.bytes_written = sum(f.size_bytes for f in job.files)
+        job.bandwidth_kbps = tracker.average_kbps(job.bytes_written)
         job.status, job.progress = Status.COMPLETED, 100
         seconds = time.monotonic() - tracker.started
         log.info("export %s device %s completed: %s, %d bytes in %.1f s (%d kbit/s), sha256 %s",
@@ -254,6 +266,16 @@ class JobRunner:
         job.status, job.errorcode, job.description = Status.FAILED, code, description
         log.info("export %s device %s failed: errorcode %d: %s", job.export_id, job.device_id,
                  code, description)
+
+
+def _file_info(facts: dict[str, Any], planned: str) -> FileInfo:
+    return FileInfo(
+        name=facts.get("name") or planned, size_bytes=facts["size_bytes"],
+        sha256=facts["sha256"], first_frame_us=facts["first_frame_us"],
+        last_frame_us=facts["last_frame_us"], frame_count=facts["frame_count"],
+        gaps=tuple(Gap(g["start_us"], g["end_us"]) for g in facts["gaps"]),
+        oversize=bool(facts.get("oversize", False)),
+    )
 
 
 class StalledError(GeneralError):

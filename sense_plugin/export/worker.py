@@ -16,7 +16,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from sense_plugin.errors import MediaError, ResultCode, SenseError
-from sense_plugin.export.remux import CutCancelled, CutRequest, SourceSegment, cut
+from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
+from sense_plugin.export.split import split_file
+from sense_plugin.export.still import write_snapshot
 from sense_plugin.export.throttle import TokenBucket
 
 TEMP_SUFFIX = ".part"
@@ -54,6 +57,8 @@ class _Control:
         self.conn = conn
         self.throttle = throttle
         self.cancelled = False
+        #: ``finish`` received (action=stop): the cut ends its file at the next packet.
+        self.finishing = False
         self._next_check = 0.0
 
     def should_stop(self) -> bool:
@@ -65,6 +70,8 @@ class _Control:
                     message = self.conn.recv()
                     if message[0] == "cancel":
                         self.cancelled = True
+                    elif message[0] == "finish":
+                        self.finishing = True
                     elif message[0] == "rate":
                         self.throttle.set_rate(message[1])
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
@@ -80,15 +87,22 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
     def progress(done_us: int, size_bytes: int) -> None:
         conn.send(("progress", done_us, size_bytes))
 
+    options = ExportOptions.from_json(payload.get("options"))
     try:
+        if options.snapshot:
+            return ("done", write_snapshot(payload, options))
         request = CutRequest(
             segments=tuple(SourceSegment(**s) for s in payload["segments"]),
             start_us=payload["start_us"], end_us=payload["end_us"],
             out_path=payload["out_path"], fmt=payload["fmt"],
             title=payload.get("title", ""), comment=payload.get("comment", ""),
+            audio=options.audio,
         )
         result = cut(request, throttle=throttle, on_progress=progress,
-                     should_stop=control.should_stop)
+                     should_stop=control.should_stop, should_finish=lambda: control.finishing)
+        facts = asdict(result)
+        if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
+            facts["parts"] = _split(request, result, options, payload, control)
     except CutCancelled:
         return ("cancelled",)
     except SenseError as exc:
@@ -101,4 +115,16 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
         return ("failed", int(ResultCode.GENERAL_ERROR),
                 f"unexpected failure while cutting; reported as incident {incident}",
                 traceback.format_exc())
-    return ("done", asdict(result))
+    return ("done", facts)
+
+
+def _split(request: CutRequest, result: CutResult, options: ExportOptions,
+           payload: dict[str, Any], control: _Control) -> list[dict[str, Any]]:
+    """The parts of the finished cut; the whole file is deleted either way."""
+    try:
+        return split_file(request.out_path, result, request.fmt, options.maxfilesize_bytes,
+                          payload["title"], payload.get("device_id", 0), request.title,
+                          request.comment, control.should_stop)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(request.out_path)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lxml import etree
 
 from sense_plugin.api.commands.devices import check_server, find_device
-from sense_plugin.api.keys import CONFIG, ENGINE
+from sense_plugin.api.exportopts import keepalive_given, parse_options
+from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
 from sense_plugin.api.params import parse_int, parse_u64
 from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.results import ExportChanged, ExportCreated, ExportStatusList
@@ -17,16 +20,19 @@ from sense_plugin.errors import (
     InvalidExportIdError,
     MissingParameterError,
     NoDeviceError,
+    NoRecordError,
     NoServerError,
     OutOfRangeError,
 )
-from sense_plugin.export.model import FORMATS, DeviceRange, ExportRequest, Status
+from sense_plugin.export.model import DeviceRange, ExportRequest, Status
+from sense_plugin.export.nearest import nothing_at
+from sense_plugin.export.options import ExportOptions
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 MAX_BANDWIDTH_KBPS = 100_000_000
 MAX_NAME_CHARS = 200
 MAX_PAGE = 1000
-ACTIONS = ("remove", "retry")
+ACTIONS = ("remove", "retry", "stop")
 
 
 async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
@@ -38,9 +44,28 @@ async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
     action = child_text(document, "action")
     if action is not None:
         return await _act(ctx, action, child_text(document, "exportid", required=True) or "")
-    request = parse_export(document, ctx.app[CONFIG])
+    request = parse_export(document, ctx.app[CONFIG], recorded_live(ctx))
+    if request.options.snapshot and not request.options.live:
+        await _check_shown(ctx, request)
     export = await ctx.app[ENGINE].create(request, ctx.user.name)
     return ExportCreated(export.export_id)
+
+
+async def _check_shown(ctx: CommandContext, request: ExportRequest) -> None:
+    """-9 naming the nearest recorded times when a snapshot instant lies in a gap."""
+    archive = ctx.app[ARCHIVE]
+    for device in request.devices:
+        instant = device.start_us
+        segments = await archive.segments(device.device_id, instant, instant + 1)
+        if not any(s.start_us <= instant < s.end_us for s in segments):
+            raise NoRecordError(await nothing_at(archive, device.device_id, instant))
+
+
+def recorded_live(ctx: CommandContext) -> frozenset[int]:
+    """The devices this server records as they go (a source, or a live demo camera)."""
+    config = ctx.app[CONFIG]
+    sources = {d.device_id for d in config.devices if d.enabled and d.source}
+    return frozenset(sources) | ctx.app[ARCHIVE].live_demo_ids
 
 
 async def _act(
@@ -56,6 +81,9 @@ async def _act(
         case "retry":
             export = await engine.retry(export_id, user.name, user.is_admin)
             return ExportCreated(export.export_id)
+        case "stop":
+            export = await engine.stop(export_id, user.name, user.is_admin)
+            return ExportChanged(export.export_id, export.status)
     raise OutOfRangeError(f"action '{action[:40]}' is not one of {', '.join(ACTIONS)}")
 
 
@@ -91,8 +119,13 @@ def parse_export_id(text: str) -> int:
     return export_id
 
 
-def parse_export(document: etree._Element, config: Config) -> ExportRequest:
-    """Validate a create request completely; the first problem found is raised."""
+def parse_export(document: etree._Element, config: Config,
+                 recorded: frozenset[int] = frozenset()) -> ExportRequest:
+    """Validate a create request completely; the first problem found is raised.
+
+    ``recorded``: the devices this server records live (a source or the live demo), the only
+    ones a live export may follow.
+    """
     devices_element = document.find("devices")
     if devices_element is None:
         raise MissingParameterError("missing element <devices> in <export>")
@@ -102,10 +135,14 @@ def parse_export(document: etree._Element, config: Config) -> ExportRequest:
     limit = config.export.max_devices_per_export
     if len(device_elements) > limit:
         raise OutOfRangeError(f"{len(device_elements)} devices requested; at most {limit} allowed")
-    devices = tuple(_parse_device(d, i + 1, config) for i, d in enumerate(device_elements))
-    fmt = (child_text(document, "format") or "mp4").lower()
-    if fmt not in FORMATS:
-        raise OutOfRangeError(f"format '{fmt[:20]}' is not one of {', '.join(FORMATS)}")
+    options, fmt = parse_options(document, config)
+    now = now_us()
+    devices = tuple(_parse_device(d, i + 1, config, options, recorded, now)
+                    for i, d in enumerate(device_elements))
+    if options.live and not options.snapshot and all(d.end_us <= now for d in devices):
+        # every endtime already past: an ordinary archive export (SPEC §10)
+        keepalive = options.keepalive_s if keepalive_given(document) else 0
+        options = replace(options, mode="archive", keepalive_s=keepalive)
     bandwidth_text = child_text(document, "bandwidth")
     bandwidth = (
         0
@@ -121,10 +158,12 @@ def parse_export(document: etree._Element, config: Config) -> ExportRequest:
         bandwidth_kbps=bandwidth,
         fmt=fmt,
         name=name,
+        options=options,
     )
 
 
-def _parse_device(element: etree._Element, number: int, config: Config) -> DeviceRange:
+def _parse_device(element: etree._Element, number: int, config: Config,
+                  options: ExportOptions, recorded: frozenset[int], now: int) -> DeviceRange:
     server_text = child_text(element, "serverid")
     server_id = config.server.server_id
     if server_text is not None:
@@ -136,18 +175,56 @@ def _parse_device(element: etree._Element, number: int, config: Config) -> Devic
     )
     if not device.enabled:
         raise DeviceNotActiveError(f"device {device.device_id} ({device.name}) is disabled")
-    start_us = parse_timestamp(
-        child_text(element, "starttime", required=True) or "",
-        f"device {device.device_id} starttime",
-    )
-    end_us = parse_timestamp(
-        child_text(element, "endtime", required=True) or "", f"device {device.device_id} endtime"
-    )
-    _check_range(device.device_id, start_us, end_us, config)
+    label = f"device {device.device_id}"
+    if options.snapshot:
+        if options.live:
+            _check_recorded(device.device_id, device.name, recorded)
+        return _snapshot_range(element, server_id, device.device_id, options, now)
+    start_text = child_text(element, "starttime", required=not options.live)
+    start_us = now if start_text is None else parse_timestamp(start_text, f"{label} starttime")
+    end_text = child_text(element, "endtime", required=not options.live)
+    if options.live:
+        if start_us > now:
+            raise OutOfRangeError(f"{label}: starttime {format_timestamp(start_us)} is in the "
+                                  "future (a live export starts at the latest now)")
+        latest = now + config.export.max_live_s * 1_000_000
+        end_us = latest if end_text is None else parse_timestamp(end_text, f"{label} endtime")
+        if end_us > latest:
+            raise OutOfRangeError(
+                f"{label}: endtime {format_timestamp(end_us)} is more than max_live_s = "
+                f"{config.export.max_live_s} s after now")
+        _check_range(device.device_id, start_us, end_us, config, allow_future=True)
+        if end_us > now:  # a range already over is an ordinary archive range
+            _check_recorded(device.device_id, device.name, recorded)
+    else:
+        end_us = parse_timestamp(end_text or "", f"{label} endtime")
+        _check_range(device.device_id, start_us, end_us, config)
     return DeviceRange(server_id, device.device_id, start_us, end_us)
 
 
-def _check_range(device_id: int, start_us: int, end_us: int, config: Config) -> None:
+def _check_recorded(device_id: int, name: str, recorded: frozenset[int]) -> None:
+    if device_id not in recorded:
+        raise OutOfRangeError(
+            f"device {device_id} ({name}): mode live needs a device this server records "
+            "(a source or a live demo camera); this one only has an archive")
+
+
+def _snapshot_range(element: etree._Element, server_id: int, device_id: int,
+                    options: ExportOptions, now: int) -> DeviceRange:
+    """A snapshot's instant: ``starttime`` (archive) or now (live); ``endtime`` ignored."""
+    label = f"device {device_id}"
+    start_text = child_text(element, "starttime", required=not options.live)
+    if options.live or start_text is None:
+        return DeviceRange(server_id, device_id, now, now)
+    instant = parse_timestamp(start_text, f"{label} starttime")
+    if instant > now:
+        raise OutOfRangeError(f"{label}: snapshot starttime {format_timestamp(instant)} is in "
+                              "the future")
+    return DeviceRange(server_id, device_id, instant, instant)
+
+
+def _check_range(device_id: int, start_us: int, end_us: int, config: Config,
+                 allow_future: bool = False) -> None:
     if start_us >= end_us:
         raise OutOfRangeError(f"device {device_id}: starttime must be before endtime")
     span_s = (end_us - start_us) / 1_000_000
@@ -156,9 +233,10 @@ def _check_range(device_id: int, start_us: int, end_us: int, config: Config) -> 
             f"device {device_id}: span of {span_s:.0f} s exceeds the maximum "
             f"of {config.export.max_span_s} s"
         )
-    if end_us > now_us():
+    if end_us > now_us() and not allow_future:
         raise OutOfRangeError(
             f"device {device_id}: endtime {format_timestamp(end_us)} is in the future"
+            " (use <mode>live</mode> to follow the recording)"
         )
 
 

@@ -14,7 +14,6 @@ from sense_plugin.api.commands.devices import check_server, find_device
 from sense_plugin.api.keys import ARCHIVE, CONFIG, EXECUTOR
 from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.users import VIEW
-from sense_plugin.archive.service import Archive
 from sense_plugin.errors import (
     DeviceNotActiveError,
     NoDeviceError,
@@ -25,12 +24,11 @@ from sense_plugin.errors import (
 )
 from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions
 from sense_plugin.export.cutspec import SourceSegment
+from sense_plugin.export.nearest import nothing_at
 from sense_plugin.export.snapshot import IMAGE_FORMATS, grab
 from sense_plugin.timestamps import format_timestamp
 
 MAX_WIDTH = 7680
-#: How far around a missing instant to look for the nearest recorded times.
-NEAREST_WINDOW_US = 7 * 86_400 * 1_000_000
 FORMAT_ALIASES = {"jpg": "jpg", "jpeg": "jpg", "png": "png"}
 
 
@@ -55,7 +53,7 @@ async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
         instant_us = recorded[1] - 1
     segments = await archive.segments(device.device_id, instant_us, instant_us + 1)
     if not segments:
-        raise NoRecordError(await _nothing_at(archive, device.device_id, instant_us))
+        raise NoRecordError(await nothing_at(archive, device.device_id, instant_us))
     sources = tuple(SourceSegment(str(s.path), s.start_us, s.end_us) for s in segments)
     options = RenderOptions(width=width) if width is not None else None
     loop = asyncio.get_running_loop()
@@ -69,22 +67,6 @@ async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
     if etag in ctx.request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     return web.Response(body=snap.data, content_type=snap.content_type, headers=headers)
-
-
-async def _nothing_at(archive: Archive, device_id: int, instant_us: int) -> str:
-    """A -9 description naming the nearest recorded times before and after the instant."""
-    intervals = await archive.intervals(device_id, instant_us - NEAREST_WINDOW_US,
-                                        instant_us + NEAREST_WINDOW_US)
-    before = [end for _, end in intervals if end <= instant_us]
-    after = [start for start, _ in intervals if start > instant_us]
-    nearest = []
-    if before:
-        nearest.append(f"recording ends at {format_timestamp(max(before))} before it")
-    if after:
-        nearest.append(f"resumes at {format_timestamp(min(after))} after it")
-    where = "; nearest: " + ", ".join(nearest) if nearest else " (nor within 7 days of it)"
-    return (f"nothing is recorded for device {device_id} at {format_timestamp(instant_us)}"
-            f"{where}")
 
 
 COMMANDS = (Command("getSnapshot", get_snapshot, VIEW),)

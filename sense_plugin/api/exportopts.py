@@ -1,0 +1,88 @@
+"""Parse the ``<export>`` elements of SPEC §10 and §11 into :class:`ExportOptions`.
+
+Every problem is a coded error naming the element (-10 missing, -22 bad value, -23 empty);
+the device ranges, whose rules depend on the kind, are checked in ``commands.exports``.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from sense_plugin.api.params import parse_int
+from sense_plugin.api.renderxml import parse_render
+from sense_plugin.api.xmlin import child_text
+from sense_plugin.config import Config
+from sense_plugin.errors import OutOfRangeError, quote_input
+from sense_plugin.export.options import (
+    MODES,
+    OUTPUTS,
+    SNAPSHOT_FORMATS,
+    STREAM_FORMATS,
+    ExportOptions,
+)
+
+#: 10^6 MB = one terabyte per part: more is a typo.
+MAX_FILE_SIZE_MB = 1_000_000
+MAX_KEEPALIVE_S = 7 * 86400
+AUDIO_VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+
+def parse_options(document: etree._Element, config: Config) -> tuple[ExportOptions, str]:
+    """The options and the output format (``mp4`` … or ``jpg``/``png``) of a request."""
+    mode = _choice(document, "mode", MODES, "archive")
+    output = _choice(document, "output", OUTPUTS, "stream")
+    snapshot = output == "snapshot"
+    formats = SNAPSHOT_FORMATS if snapshot else STREAM_FORMATS
+    fmt = _choice(document, "format", formats, formats[0],
+                  what=f"for {output} output")
+    size_text = child_text(document, "maxfilesize")
+    maxfilesize = 0 if size_text is None else parse_int(size_text, "maxfilesize", 0,
+                                                        MAX_FILE_SIZE_MB)
+    if snapshot and maxfilesize:
+        raise OutOfRangeError("maxfilesize applies to stream output only, not to a snapshot")
+    keepalive_text = child_text(document, "keepalive")
+    keepalive = (config.export.live_keepalive_s if mode == "live" else 0) \
+        if keepalive_text is None else parse_int(keepalive_text, "keepalive", 0,
+                                                 MAX_KEEPALIVE_S)
+    render_el = document.find("render")
+    timestamps = "none"
+    if child_text(document, "timestamps") is not None:
+        timestamps = _choice(document, "timestamps", ("subtitle",), "subtitle")
+        if snapshot or fmt == "ts":
+            raise OutOfRangeError(
+                "timestamps subtitle needs an mp4 or mkv stream "
+                f"({'a snapshot has no subtitle track' if snapshot else 'format ts has none'})")
+    options = ExportOptions(
+        mode=mode, output=output, audio=_audio(document), maxfilesize_mb=maxfilesize,
+        keepalive_s=keepalive, render=None if render_el is None else parse_render(render_el),
+        timestamps=timestamps,
+    )
+    return options, fmt
+
+
+def keepalive_given(document: etree._Element) -> bool:
+    return document.find("keepalive") is not None
+
+
+def _choice(document: etree._Element, name: str, choices: tuple[str, ...], default: str,
+            what: str = "") -> str:
+    text = child_text(document, name)
+    if text is None:
+        return default
+    value = text.lower()
+    if value not in choices:
+        suffix = f" {what}" if what else ""
+        raise OutOfRangeError(
+            f"{name} '{quote_input(text, 20)}' is not one of {', '.join(choices)}{suffix}")
+    return value
+
+
+def _audio(document: etree._Element) -> bool:
+    text = child_text(document, "audio")
+    if text is None:
+        return True
+    value = AUDIO_VALUES.get(text.lower())
+    if value is None:
+        raise OutOfRangeError(
+            f"audio '{quote_input(text, 20)}' is not one of true, false, 1, 0")
+    return value

@@ -1,0 +1,60 @@
+"""Keepalive (SPEC §10): an export nobody polls or downloads within ``keepalive`` s is stopped.
+
+A status request that includes the export (by id or in a list) or a download of it counts;
+the engine reports them through :meth:`KeepAlive.touch`. The sweep stops the export as
+``action=stop`` does (what was written is kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from sense_plugin.errors import SenseError
+
+if TYPE_CHECKING:
+    from sense_plugin.export.engine import ExportEngine
+
+log = logging.getLogger(__name__)
+SWEEP_S = 0.5
+
+
+class KeepAlive:
+    """Last request time per export (monotonic) and the sweep that stops forgotten ones."""
+
+    def __init__(self, engine: ExportEngine) -> None:
+        self._engine = engine
+        self._seen: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, export_id: int) -> None:
+        self._seen[export_id] = time.monotonic()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sweep(), name="export-keepalive")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = time.monotonic()
+            for export in self._engine.all_exports():
+                limit = export.options.keepalive_s
+                if limit <= 0 or export.finished_us is not None:
+                    self._seen.pop(export.export_id, None)
+                    continue
+                seen = self._seen.setdefault(export.export_id, now)
+                if now - seen < limit or export.stopping:
+                    continue
+                log.info("export %s: no status request or download for %d s (keepalive); "
+                         "stopping it", export.export_id, limit)
+                try:
+                    await self._engine.stop(export.export_id, "", True)
+                except SenseError as exc:  # finished meanwhile
+                    log.debug("keepalive stop of export %s: %s", export.export_id, exc)

@@ -1,0 +1,205 @@
+"""Split a finished cut into parts of at most ``maxfilesize`` bytes, at keyframes (SPEC §10).
+
+Worker side, stream copy. Pass 1 indexes the packets of the whole file into GOPs (a video
+keyframe and everything demuxed after it up to the next one, audio included); the GOPs are
+planned greedily into parts from their packet sizes and an overhead allowance; pass 2 writes
+the parts (times rebased to start at 0, metadata of the part's first frame) through the same
+hashing sink as the cut. A part that came out over the limit with more than one GOP makes
+the plan shrink (more overhead allowed) and the parts be written again; a single GOP larger
+than the limit is kept whole in its own part, which is marked ``oversize``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+
+from sense_plugin.archive.demo import creation_time_text
+from sense_plugin.export.cutspec import CutCancelled, CutResult
+from sense_plugin.export.paths import output_name
+from sense_plugin.export.sink import HashingSink
+
+US = 1_000_000
+#: Container bytes allowed per packet and per part before the first retry.
+PACKET_OVERHEAD = 24
+PART_OVERHEAD = 64 * 1024
+MAX_PLANS = 6
+
+
+@dataclass
+class _Gop:
+    first_packet: int  # index in demux order
+    packets: int = 0
+    payload: int = 0
+    start_us: int = 0  # file time of its keyframe
+    last_us: int = 0  # file time of its last video frame
+    frames: int = 0
+
+
+@dataclass
+class _Plan:
+    parts: list[list[_Gop]] = field(default_factory=list)
+
+
+def split_file(path: str, result: CutResult, fmt: str, limit: int, device_name: str,
+               device_id: int, title: str, comment: str,
+               should_stop: Callable[[], bool]) -> list[dict[str, Any]]:
+    """Write the parts of ``path`` beside it (``..._partNNN.ext``); their file facts.
+
+    ``path`` itself is left for the caller to delete.
+    """
+    gops, first_us = _index(path)
+    archive = result.first_frame_us - first_us  # archive µs = file µs + this
+    overhead = (PART_OVERHEAD, PACKET_OVERHEAD)
+    for _ in range(MAX_PLANS):
+        plan = _plan(gops, limit, *overhead)
+        written: list[dict[str, Any]] = []
+        try:  # a failure (cancel, full disk) deletes the parts written so far
+            for number, part in enumerate(plan, 1):
+                start_us = part[0].start_us + archive
+                name = output_name(device_name, device_id, start_us, fmt)
+                stem, ext = os.path.splitext(name)
+                name = f"{stem}_part{number:03d}{ext}"
+                facts = _write_part(path, os.path.join(os.path.dirname(path), name), part,
+                                    fmt, start_us, title, comment, should_stop)
+                facts.update(name=name, oversize=len(part) == 1 and facts["size_bytes"] > limit,
+                             first_frame_us=start_us, frame_count=sum(g.frames for g in part))
+                written.append(facts)
+                if facts["size_bytes"] > limit and len(part) > 1:
+                    raise _TooLarge()
+        except _TooLarge:
+            _remove(path, written)
+            overhead = (overhead[0] * 2, overhead[1] * 2)
+            continue
+        except BaseException:
+            _remove(path, written)
+            raise
+        _finish(written, plan, archive, result)
+        return written
+    raise RuntimeError("could not plan parts under the size limit")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _index(path: str) -> tuple[list[_Gop], int]:
+    gops: list[_Gop] = []
+    first_us: int | None = None
+    with av.open(path) as source:
+        video = source.streams.video[0]
+        for index, pkt in enumerate(source.demux()):
+            if pkt.size == 0:
+                continue
+            if pkt.stream.index == video.index and pkt.is_keyframe:
+                at_us = int((pkt.pts or 0) * video.time_base * US)  # type: ignore[operator]
+                gops.append(_Gop(first_packet=index, start_us=at_us))
+                first_us = at_us if first_us is None else first_us
+            if not gops:
+                gops.append(_Gop(first_packet=index))
+            gop = gops[-1]
+            gop.packets += 1
+            gop.payload += pkt.size
+            if pkt.stream.index == video.index:
+                gop.frames += 1
+                if pkt.pts is not None:
+                    at = int(pkt.pts * video.time_base * US)  # type: ignore[operator]
+                    gop.last_us = max(gop.last_us, at)
+    return gops, first_us or 0
+
+
+def _plan(gops: list[_Gop], limit: int, part_overhead: int,
+          packet_overhead: int) -> list[list[_Gop]]:
+    parts: list[list[_Gop]] = [[]]
+    size = part_overhead
+    for gop in gops:
+        cost = gop.payload + gop.packets * packet_overhead
+        if parts[-1] and size + cost > limit:
+            parts.append([])
+            size = part_overhead
+        parts[-1].append(gop)
+        size += cost
+    return parts
+
+
+def _write_part(path: str, out: str, part: list[_Gop], fmt: str, start_us: int, title: str,
+                comment: str, should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from sense_plugin.export.remux import OUTPUT_FORMATS  # remux imports the cutter
+
+    muxer, options = OUTPUT_FORMATS[fmt]
+    first = part[0].first_packet
+    end = part[-1].first_packet + part[-1].packets  # packets are consecutive per GOP
+    tmp = out + ".part"
+    done = False
+    try:
+        with HashingSink(tmp, should_stop=should_stop, hash_while_writing=fmt != "mkv",
+                         mp4_header_room=fmt == "mp4") as sink, av.open(path) as source:
+            with av.open(sink, "w", format=muxer, options=options) as output:
+                output.metadata.update({"creation_time": creation_time_text(start_us),
+                                        **({"title": title} if title else {}),
+                                        **({"comment": comment} if comment else {})})
+                _copy(source, output, first, end, should_stop)
+            if fmt == "mp4":
+                sink.finish_mp4_header()
+            sink.close()
+        os.replace(tmp, out)
+        done = True
+    finally:
+        if not done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    file_dev, file_ino = sink.identity
+    return {"size_bytes": sink.size_bytes, "sha256": sink.sha256, "file_dev": file_dev,
+            "file_ino": file_ino}
+
+
+def _copy(source: av.container.InputContainer, output: av.container.OutputContainer,
+          first: int, end: int, should_stop: Callable[[], bool]) -> None:
+    """Packets ``[first, end)`` of the demux order, every stream shifted to start at 0."""
+    streams = {s.index: output.add_stream_from_template(s) for s in source.streams
+               if s.type in ("video", "audio")}
+    shift_us: int | None = None
+    counted = 0
+    for index, pkt in enumerate(source.demux()):
+        if index >= end:
+            break
+        if index < first or pkt.size == 0 or pkt.stream.index not in streams:
+            continue
+        counted += 1
+        if counted % 64 == 0 and should_stop():
+            raise CutCancelled()
+        tb = pkt.time_base
+        assert tb is not None
+        if shift_us is None:
+            shift_us = int((pkt.dts if pkt.dts is not None else pkt.pts or 0) * tb * US)
+        shift = int(shift_us / (tb * US))
+        if pkt.pts is not None:
+            pkt.pts -= shift
+        if pkt.dts is not None:
+            pkt.dts -= shift
+        pkt.stream = streams[pkt.stream.index]
+        output.mux(pkt)
+
+
+def _finish(written: list[dict[str, Any]], plan: list[list[_Gop]], archive: int,
+            result: CutResult) -> None:
+    """Last frame times and gaps per part (a gap belongs to the part it starts in)."""
+    for number, facts in enumerate(written):
+        nxt = plan[number + 1][0].start_us + archive if number + 1 < len(plan) else None
+        facts["last_frame_us"] = result.last_frame_us if nxt is None else \
+            plan[number][-1].last_us + archive
+        facts["gaps"] = [{"start_us": g.start_us, "end_us": g.end_us} for g in result.gaps
+                         if facts["first_frame_us"] <= g.start_us
+                         and (nxt is None or g.start_us < nxt)]
+
+
+def _remove(path: str, written: list[dict[str, Any]]) -> None:
+    directory = os.path.dirname(path)
+    for facts in written:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, facts["name"]))
