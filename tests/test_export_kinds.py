@@ -76,7 +76,8 @@ async def test_png_snapshot_is_the_decoded_source_frame_at_the_instant(
     assert schema("manifest").validate(manifest), schema("manifest").error_log
     assert manifest.findtext("devices/device/file/name") == name
     assert manifest.findtext("output") == "snapshot"
-    assert sorted(p.name for p in path.parent.iterdir()) == sorted([name, "manifest.xml"])
+    listed = sorted(p.name for p in path.parent.iterdir())
+    assert listed == sorted([name, "manifest.xml", "manifest.sig"])
 
 
 async def test_jpeg_snapshots_of_two_devices_and_remove(

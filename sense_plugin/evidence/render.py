@@ -94,11 +94,12 @@ class Renderer:
             self._encode_audio(None)
         self._report(force=True)
 
-    def result(self, size_bytes: int, sha256: str) -> CutResult:
+    def result(self, size_bytes: int, sha256: str,
+               identity: tuple[int, int] = (0, 0)) -> CutResult:
         return CutResult(
             first_frame_us=self.first_us or 0, last_frame_us=self.last_us,
             frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
-            size_bytes=size_bytes, sha256=sha256,
+            size_bytes=size_bytes, sha256=sha256, file_dev=identity[0], file_ino=identity[1],
         )
 
     def _read(self, segment: SourceSegment) -> None:
