@@ -4,12 +4,16 @@ and a width above the source fails the device with -22."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+import pytest
 from apiclient import command, export_body, schema, wait_export
 from conftest import API_DEVICES
 from lxml import etree
@@ -106,3 +110,40 @@ async def test_stream_copy_manifest_says_so_and_width_above_source_fails(
     manifest = etree.parse(str(directory / "manifest.xml")).getroot()
     assert manifest.findtext("rendering/method").startswith("stream copy: the original")
     assert manifest.find("rendering/option") is None
+
+
+async def test_subtitle_timestamps_one_cue_per_archive_second(
+        client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe not installed (apt-get install ffmpeg)")
+    base = api_archive["start_us"]
+    for device, fmt in ((STEADY, "mp4"), (API_DEVICES["Matroska"], "mkv")):
+        span = (device, format_timestamp(base + 12 * US), format_timestamp(base + 16 * US))
+        root = await command(client, "exportVideo", body=export_body(
+            [span], path=f"subs-{fmt}", format=fmt, timestamps="subtitle"))
+        export = await wait_export(client, int(root.findtext("exportid")))
+        assert export.findtext("status") == "COMPLETED", etree.tostring(export).decode()
+        listed = export.find("devices/device/files/file")
+        first_us = parse_timestamp(listed.findtext("starttime"))
+        path = (make_config().server.export_roots[0] / f"subs-{fmt}"
+                / export.findtext("exportid") / listed.findtext("name"))
+        probe = json.loads(subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "s", "-show_streams",
+             "-show_packets", "-show_data", "-of", "json", str(path)],
+            capture_output=True, text=True, check=True).stdout)
+        assert probe["streams"][0]["codec_name"] == ("mov_text" if fmt == "mp4" else "subrip")
+        # the MP4 muxer ends each cue with an empty sample (2 bytes: text length 0)
+        cues = [c for c in probe["packets"] if int(c["size"]) > 2]
+        assert 4 <= len(cues) <= 6, cues
+        with av.open(str(path)) as container:
+            sub = container.streams.subtitles[0]
+            texts = [bytes(p) for p in container.demux(sub) if p.size > 2]
+        for cue, text in zip(cues, texts, strict=True):
+            start_s = float(cue["pts_time"])
+            second = (first_us + int(start_s * US)) // US  # archive second shown at the cue
+            shown = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S").encode()
+            assert shown in text, (cue, text)
+            assert 0 < float(cue["duration_time"]) <= 1.0 + 1e-6, cue
+        starts = [float(c["pts_time"]) for c in cues]
+        steps = [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]
+        assert steps and all(step == pytest.approx(1.0, abs=0.11) for step in steps), starts

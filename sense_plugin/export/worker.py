@@ -100,7 +100,7 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
             start_us=payload["start_us"], end_us=payload["end_us"],
             out_path=payload["out_path"], fmt=payload["fmt"],
             title=payload.get("title", ""), comment=payload.get("comment", ""),
-            audio=options.audio,
+            audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
         if options.render is not None:
             result = render_job(request, options.render, throttle, progress, control.should_stop)
