@@ -147,3 +147,16 @@ async def test_subtitle_timestamps_one_cue_per_archive_second(
         starts = [float(c["pts_time"]) for c in cues]
         steps = [b - a for a, b in zip(starts[1:], starts[2:], strict=False)]
         assert steps and all(step == pytest.approx(1.0, abs=0.11) for step in steps), starts
+
+
+async def test_render_options_a_snapshot_cannot_take_are_refused_naming_them(
+        client: Any, api_archive: dict[str, Any]) -> None:
+    base = api_archive["start_us"]
+    span = (STEADY, format_timestamp(base + 2 * US), format_timestamp(base + 4 * US))
+    for tag in ("fps>5</fps", "codec>h265</codec", "quality>low</quality"):
+        body = export_body([span], output="snapshot", format="jpg", render=f"<{tag}>")
+        root = await command(client, "exportVideo", body=body, expect=-22)
+        assert f"render/{tag.split('>')[0]} does not apply to a snapshot" in root.findtext(
+            "description")
+    listed = await command(client, "getExportVideoStatus")
+    assert listed.find("exports").get("count") == "0"
