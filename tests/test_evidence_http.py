@@ -117,10 +117,12 @@ async def test_subtitle_timestamps_one_cue_per_archive_second(
     if shutil.which("ffprobe") is None:
         pytest.skip("ffprobe not installed (apt-get install ffmpeg)")
     base = api_archive["start_us"]
-    for device, fmt in ((STEADY, "mp4"), (API_DEVICES["Matroska"], "mkv")):
+    for device, fmt, render in ((STEADY, "mp4", None), (API_DEVICES["Matroska"], "mkv", None),
+                                (STEADY, "mp4", "<quality>low</quality>")):
         span = (device, format_timestamp(base + 12 * US), format_timestamp(base + 16 * US))
+        extra = {} if render is None else {"render": render}
         root = await command(client, "exportVideo", body=export_body(
-            [span], path=f"subs-{fmt}", format=fmt, timestamps="subtitle"))
+            [span], path=f"subs-{fmt}", format=fmt, timestamps="subtitle", **extra))
         export = await wait_export(client, int(root.findtext("exportid")))
         assert export.findtext("status") == "COMPLETED", etree.tostring(export).decode()
         listed = export.find("devices/device/files/file")

@@ -130,7 +130,8 @@ def render_job(request: CutRequest, render_options: RenderOptions, throttle: Tok
     """The ``<render>`` path: decode, filter, encode (evidence/run.py), same contract as cut."""
     metadata = {k: v for k, v in (("title", request.title), ("comment", request.comment)) if v}
     return render(RenderRequest(request.segments, request.start_us, request.end_us,
-                                request.out_path, request.fmt, render_options, metadata),
+                                request.out_path, request.fmt, render_options, metadata,
+                                subtitles=request.subtitles),
                   throttle=throttle, on_progress=progress, should_stop=should_stop)
 
 
