@@ -212,10 +212,11 @@ class ExportEngine:
         COMPLETED when a device produced a file, else REMOVED; -22 for a finished export.
         """
         export = self.get(export_id, user_name, is_admin)
-        if export.finished_us is not None or all(j.terminal for j in export.jobs) \
-                or export.stopping:
+        if export.finished_us is not None or all(j.terminal for j in export.jobs):
             raise OutOfRangeError(f"export {export_id} is {export.status}; only PENDING or "
                                   "SYNCING exports can be stopped")
+        if export.stopping:
+            raise OutOfRangeError(f"export {export_id} is being stopped already")
         export.stopping = True
         for job in export.jobs:
             if job.status is Status.PENDING:

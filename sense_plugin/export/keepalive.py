@@ -28,6 +28,7 @@ class KeepAlive:
         self._engine = engine
         self._seen: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stops: set[asyncio.Task[None]] = set()  # a live stop waits for its cut
 
     def touch(self, export_id: int) -> None:
         self._seen[export_id] = time.monotonic()
@@ -36,9 +37,11 @@ class KeepAlive:
         self._task = asyncio.create_task(self._sweep(), name="export-keepalive")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, *self._stops):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._task, *self._stops) if t is not None),
+                             return_exceptions=True)
 
     async def _sweep(self) -> None:
         while True:
@@ -54,7 +57,15 @@ class KeepAlive:
                     continue
                 log.info("export %s: no status request or download for %d s (keepalive); "
                          "stopping it", export.export_id, limit)
-                try:
-                    await self._engine.stop(export.export_id, "", True)
-                except SenseError as exc:  # finished meanwhile
-                    log.debug("keepalive stop of export %s: %s", export.export_id, exc)
+                export.stopping = True  # until the stop task has taken over
+                task = asyncio.create_task(self._stop(export.export_id))
+                self._stops.add(task)
+                task.add_done_callback(self._stops.discard)
+
+    async def _stop(self, export_id: int) -> None:
+        export = self._engine.export_by_id(export_id)
+        export.stopping = False
+        try:
+            await self._engine.stop(export_id, "", True)
+        except SenseError as exc:  # finished meanwhile
+            log.debug("keepalive stop of export %s: %s", export_id, exc)
