@@ -20,6 +20,7 @@ from lxml import etree
 
 from sense_plugin.evidence.options import Rect, Timestamp
 from sense_plugin.evidence.overlay import TextPainter, split_planes
+from sense_plugin.export.verify import verify_directory
 from sense_plugin.timestamps import format_timestamp, parse_timestamp
 
 STEADY = API_DEVICES["Steady"]
@@ -130,6 +131,7 @@ async def test_subtitle_timestamps_one_cue_per_archive_second(
         first_us = parse_timestamp(listed.findtext("starttime"))
         path = (make_config().server.export_roots[0] / f"subs-{fmt}"
                 / export.findtext("exportid") / listed.findtext("name"))
+        assert verify_directory(path.parent).ok  # size and SHA-256 as recorded
         probe = json.loads(subprocess.run(
             ["ffprobe", "-v", "error", "-select_streams", "s", "-show_streams",
              "-show_packets", "-show_data", "-of", "json", str(path)],
