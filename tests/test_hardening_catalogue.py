@@ -223,6 +223,7 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
              f"command=getRecordings&deviceid=cam&starttime={start}&endtime={end}".replace(
                  " ", "+")),
         *kind_cases(archive, export, device_xml, create),
+        *render_cases(archive, export, device_xml, create),
     ]
 
 
@@ -260,6 +261,30 @@ def kind_cases(archive: dict[str, Any], export: Callable[..., bytes],
             Case("kind-snapshot-in-a-gap", -9, create,
                  export(gappy, "<output>snapshot</output>")),
             Case("kind-stop-unknown", -57, "command=exportVideo&action=stop&exportid=987654")]
+
+
+def render_cases(archive: dict[str, Any], export: Callable[..., bytes],
+                 device: Callable[..., str], create: str) -> list[Case]:
+    """Issue 15's bad ``<render>`` input: each refused with its code, nothing queued."""
+    start, end = span(archive, 0, 5)
+    mask = "<mask><x>{}</x><y>0.1</y><w>{}</w><h>0.2</h></mask>"
+    bad = {"position": "<timestamp><position>middle</position></timestamp>",
+           "colour-name": "<timestamp><color>red</color></timestamp>",
+           "colour-short": "<comment><text>x</text><color>#fff</color></comment>",
+           "mask-outside": mask.format("0.9", "0.3"),
+           "mask-negative": mask.format("-0.1", "0.3"),
+           "mask-empty": mask.format("0.1", "0"),
+           "fps-zero": "<fps>0</fps>", "fps-negative": "<fps>-5</fps>",
+           "width-tiny": "<width>15</width>", "codec": "<codec>vp9</codec>",
+           "quality": "<quality>best</quality>",
+           "strftime-invalid": "<timestamp><format>%Q</format></timestamp>",
+           "strftime-too-long": f"<timestamp><format>{'%H' * 51}</format></timestamp>"}
+    cases = [Case(f"render-{name}", -22, create,
+                  export(device(STEADY, start, end), f"<render>{xml}</render>"))
+             for name, xml in bad.items()]
+    snapshot = "<output>snapshot</output><format>jpg</format><render><fps>5</fps></render>"
+    return [*cases, Case("render-fps-for-snapshot", -22, create,
+                         export(device(STEADY, start, end), snapshot))]
 
 
 async def send(client: Any, case: Case) -> tuple[int, int, bytes]:

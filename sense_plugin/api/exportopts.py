@@ -45,6 +45,11 @@ def parse_options(document: etree._Element, config: Config) -> tuple[ExportOptio
         if keepalive_text is None else parse_int(keepalive_text, "keepalive", 0,
                                                  MAX_KEEPALIVE_S)
     render_el = document.find("render")
+    if snapshot and render_el is not None:  # issue 15: a still has no frame rate or encoder
+        for tag in ("fps", "codec", "quality"):
+            if render_el.find(tag) is not None:
+                raise OutOfRangeError(f"render/{tag} does not apply to a snapshot (timestamp, "
+                                      "comment, mask, crop and width do)")
     timestamps = "none"
     if child_text(document, "timestamps") is not None:
         timestamps = _choice(document, "timestamps", ("subtitle",), "subtitle")

@@ -19,6 +19,7 @@ import av
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.evidence.filters import FrameFilter
 from sense_plugin.evidence.options import CODECS, QUALITY_CRF, RenderOptions
+from sense_plugin.evidence.subtitles import TimestampTrack, supported
 from sense_plugin.export.cutspec import CutCancelled, CutResult, Gap, SourceSegment
 
 US = 1_000_000
@@ -48,6 +49,8 @@ class RenderRequest:
     options: RenderOptions
     metadata: dict[str, str] = field(default_factory=dict)
     preset: str = "medium"
+    #: ``<timestamps>subtitle</timestamps>``: the archive-time text track as well (mp4/mkv).
+    subtitles: bool = False
 
 
 class Renderer:
@@ -61,6 +64,7 @@ class Renderer:
         self.should_stop, self.on_progress, self.interval_s = should_stop, on_progress, interval_s
         self.bytes_written = bytes_written
         self.vout: av.VideoStream | None = None
+        self.cues: TimestampTrack | None = None
         self.aout: av.AudioStream | None = None
         self.resampler: av.AudioResampler | None = None
         self.filter: FrameFilter | None = None
@@ -92,13 +96,16 @@ class Renderer:
             self.output.mux(packet)
         if self.aout is not None:
             self._encode_audio(None)
+        if self.cues is not None and self.first_us is not None:
+            self.cues.close(self.last_us - self.first_us + self.frame_us)
         self._report(force=True)
 
-    def result(self, size_bytes: int, sha256: str) -> CutResult:
+    def result(self, size_bytes: int, sha256: str,
+               identity: tuple[int, int] = (0, 0)) -> CutResult:
         return CutResult(
             first_frame_us=self.first_us or 0, last_frame_us=self.last_us,
             frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
-            size_bytes=size_bytes, sha256=sha256,
+            size_bytes=size_bytes, sha256=sha256, file_dev=identity[0], file_ino=identity[1],
         )
 
     def _read(self, segment: SourceSegment) -> None:
@@ -156,6 +163,8 @@ class Renderer:
         self._track(archive_us)
         assert self.first_us is not None and self.vout is not None and self.filter is not None
         out = self.filter.apply(frame, archive_us)
+        if self.cues is not None:
+            self.cues.frame(archive_us, archive_us - self.first_us)
         out.pts = (archive_us - self.first_us) * VIDEO_TB.denominator // US
         out.time_base = VIDEO_TB
         for packet in self.vout.encode(out):
@@ -200,6 +209,8 @@ class Renderer:
         if opts.codec == "h265" and self.request.fmt == "mp4":
             vout.codec_tag = "hvc1"
         self.vout = vout
+        if self.request.subtitles and supported(self.request.fmt):
+            self.cues = TimestampTrack(self.output, self.request.fmt)
 
     # -- audio --------------------------------------------------------------------------------
 

@@ -63,4 +63,5 @@ def render(
         if not done:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-    return renderer.result(sink.size_bytes, sink.sha256)
+    # st_dev/st_ino of the descriptor written and hashed: the runner's identity check.
+    return renderer.result(sink.size_bytes, sink.sha256, sink.identity)

@@ -60,8 +60,8 @@ class TimestampTrack:
     def frame(self, archive_us: int, out_us: int) -> None:
         """A video frame at ``archive_us`` is shown at ``out_us`` in the file."""
         second = archive_us // US
-        if second == self.second:
-            return
+        if self.second is not None and second <= self.second:
+            return  # the same second, or a reordered (B-) frame of an earlier one
         self.second = second
         self._flush(out_us)
         longest_ms = max(1, ((second + 1) * US - archive_us) // 1000)

@@ -32,6 +32,8 @@ class CutRequest:
     comment: str = ""
     #: False: video only (``<audio>false</audio>``).
     audio: bool = True
+    #: ``<timestamps>subtitle</timestamps>``: an archive-time text track (mp4/mkv).
+    subtitles: bool = False
 
 
 @dataclass(frozen=True)

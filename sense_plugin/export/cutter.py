@@ -45,7 +45,7 @@ class Cutter:
         self.request, self.output = request, output
         self.t0, self.t1 = request.start_us, request.end_us
         self.on_progress, self.should_stop, self.interval_s = on_progress, should_stop, interval_s
-        self.outputs = Outputs(output, request.fmt, request.audio)
+        self.outputs = Outputs(output, request.fmt, request.audio, request.subtitles)
         self.started = False
         self.sought = False  # the current segment was entered by seeking
         self.first_us = 0  # archive time of the first keyframe
@@ -96,6 +96,8 @@ class Cutter:
                 self._mux_audio(packet, at_us)
         if not self.started or self.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
+        if self.outputs.timestamps is not None:  # the last cue ends one frame after the last
+            self.outputs.timestamps.close(self.last_dts + self.frame_us)
         self._report(force=True)
 
     def result(self, size_bytes: int, sha256: str) -> CutResult:
@@ -302,11 +304,14 @@ class Cutter:
             dts = self.last_dts + self.frame_us
         pkt.dts, pkt.pts = dts, max(dts, pts_a - self.zero_us + self.offset_us)
         pkt.stream = self.outputs.video_stream
+        out_pts = pkt.pts  # µs; mux_one rescales the packet to the stream's time base
         self.output.mux_one(pkt)
         self.last_dts = dts
         if not counted:
             return  # a reference shown after the end: in the file, not in the range
         self.frames += 1
+        if self.outputs.timestamps is not None:
+            self.outputs.timestamps.frame(pts_a, out_pts)
         if pts_a > self.last_frame_us:
             self.last_frame_us = pts_a
         if self.on_progress is not None and not self.frames & 15:

@@ -11,6 +11,7 @@ from lxml.builder import E
 from sense_plugin.evidence.signing import SIGNATURE_NAME, Signer
 from sense_plugin.export import safefs
 from sense_plugin.export.model import Export, FileInfo, Job, Status
+from sense_plugin.export.options import ExportOptions
 from sense_plugin.timestamps import format_timestamp
 
 MANIFEST_NAME = "manifest.xml"
@@ -41,12 +42,39 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         E.bandwidthlimit(str(export.bandwidth_limit_kbps)),
         *([] if export.retried_from is None else [E.retriedfrom(str(export.retried_from))]),
         *(E(tag, value) for tag, value in export.options.describe()),
+        rendering_element(export.options),
         E.devices(*(_device(job) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )
     body: bytes = etree.tostring(root, xml_declaration=False, encoding="UTF-8",
                                  pretty_print=True)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
+
+
+#: Render options that do not apply to a still image (``<output>snapshot</output>``).
+_NOT_FOR_STILLS = frozenset({"codec", "quality", "crf", "fps"})
+
+
+def rendering_element(options: ExportOptions) -> etree._Element:
+    """``<rendering>``: how the files relate to the recorded stream, with every option applied.
+
+    A reviewer reads here whether a file is the original encoded stream (``stream copy``,
+    bit-exact packets; a subtitle track, if any, is added beside it) or a re-encoding.
+    """
+    if options.snapshot:
+        method = "snapshot: one decoded frame encoded as an image"
+    elif options.render is not None:
+        method = "rendered: decoded, filtered and re-encoded; not the original stream"
+    else:
+        method = "stream copy: the original encoded stream, not re-encoded"
+    element = E.rendering(E.method(method))
+    if options.timestamps == "subtitle" and not options.snapshot:
+        element.append(E.option("archive time, one cue per second", name="subtitles"))
+    if options.render is not None:
+        for name, value in options.render.describe():
+            if not (options.snapshot and name in _NOT_FOR_STILLS):
+                element.append(E.option(value, name=name))
+    return element
 
 
 def _device(job: Job) -> etree._Element:
@@ -99,7 +127,7 @@ def parse_manifest(data: bytes) -> list[ListedFile]:
         name, size, digest = (element.findtext(t) for t in ("name", "size", "sha256"))
         if not name or not size or not size.isdigit() or not digest:
             raise ValueError("a <file> lacks a valid <name>, <size> or <sha256>")
-        if name != Path(name).name or name in (".", "..", MANIFEST_NAME):
+        if name != Path(name).name or name in (".", "..", MANIFEST_NAME, SIGNATURE_NAME):
             raise ValueError(f"file name '{name}' is not a plain file name")
         listed.append(ListedFile(name, int(size), digest.lower()))
     return listed

@@ -12,6 +12,7 @@ import av
 
 from sense_plugin.archive.demo import creation_time_text
 from sense_plugin.errors import MediaError
+from sense_plugin.evidence.subtitles import TimestampTrack
 from sense_plugin.export import bitstream as bs
 from sense_plugin.export.audio import AacTranscoder, can_copy
 
@@ -20,8 +21,10 @@ class Outputs:
     """The video and audio streams of one output file."""
 
     def __init__(self, output: av.container.OutputContainer, fmt: str,
-                 audio: bool = True) -> None:
-        self.output, self.fmt, self.audio = output, fmt, audio
+                 audio: bool = True, subtitles: bool = False) -> None:
+        self.output, self.fmt, self.audio, self.subtitles = output, fmt, audio, subtitles
+        #: The archive-time text track (``<timestamps>subtitle</timestamps>``), once opened.
+        self.timestamps: TimestampTrack | None = None
         self.vout: av.VideoStream | None = None
         self.aout: av.AudioStream | None = None
         self.video_stream: av.stream.Stream  # the same streams, typed for packet.stream
@@ -48,6 +51,8 @@ class Outputs:
                 # MPEG-TS carries the AAC configuration in ADTS headers; MP4 and MKV need it
                 # up front, and the MPEG-TS muxer needs it to frame raw AAC from MP4 sources.
                 self.aout.codec_context.extradata = bs.aac_config(ain.codec_context)
+            if self.subtitles:
+                self.timestamps = TimestampTrack(self.output, self.fmt)
             self.video_prefixed = bs.length_prefixed(vin)
             self.video_params = bs.params(vin)
             return ain

@@ -64,17 +64,22 @@ def cut(
     if request.fmt not in OUTPUT_FORMATS or request.end_us <= request.start_us:
         raise ValueError(f"bad cut request: format {request.fmt!r}, empty or reversed range")
     muxer, options = OUTPUT_FORMATS[request.fmt]
+    # A text track in fragmented MP4 aborts FFmpeg 6's muxer (movenc next_dts assertion):
+    # with subtitles the MP4 is a plain one, its index written at the end (evidence/run.py).
+    fragmented = request.fmt == "mp4" and not request.subtitles
+    if request.fmt == "mp4" and not fragmented:
+        options = {}
     stop, tmp, done = should_stop or _never, request.out_path + ".part", False
     try:
         with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
-                         hash_while_writing=request.fmt != "mkv",
-                         mp4_header_room=request.fmt == "mp4") as sink:
+                         hash_while_writing=request.fmt == "ts" or fragmented,
+                         mp4_header_room=fragmented) as sink:
             with av.open(sink, "w", format=muxer, options=options,
                          buffer_size=BUFFER_BYTES) as output:
                 cutter = Cutter(request, output, stop, on_progress, progress_interval_s,
                                  lambda: sink.bytes_written, should_finish)
                 cutter.run()
-            if request.fmt == "mp4":
+            if fragmented:
                 sink.finish_mp4_header()
             sink.close()
         os.replace(tmp, request.out_path)

@@ -11,11 +11,15 @@ import signal
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from typing import Any
 
 from sense_plugin.errors import MediaError, ResultCode, SenseError
+from sense_plugin.evidence.options import RenderOptions
+from sense_plugin.evidence.render import RenderRequest
+from sense_plugin.evidence.run import render
 from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
 from sense_plugin.export.split import split_file
@@ -96,10 +100,13 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
             start_us=payload["start_us"], end_us=payload["end_us"],
             out_path=payload["out_path"], fmt=payload["fmt"],
             title=payload.get("title", ""), comment=payload.get("comment", ""),
-            audio=options.audio,
+            audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
-        result = cut(request, throttle=throttle, on_progress=progress,
-                     should_stop=control.should_stop, should_finish=lambda: control.finishing)
+        if options.render is not None:
+            result = render_job(request, options.render, throttle, progress, control.should_stop)
+        else:
+            result = cut(request, throttle=throttle, on_progress=progress,
+                         should_stop=control.should_stop, should_finish=lambda: control.finishing)
         facts = asdict(result)
         if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
             facts["parts"] = _split(request, result, options, payload, control)
@@ -116,6 +123,16 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
                 f"unexpected failure while cutting; reported as incident {incident}",
                 traceback.format_exc())
     return ("done", facts)
+
+
+def render_job(request: CutRequest, render_options: RenderOptions, throttle: TokenBucket,
+               progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> CutResult:
+    """The ``<render>`` path: decode, filter, encode (evidence/run.py), same contract as cut."""
+    metadata = {k: v for k, v in (("title", request.title), ("comment", request.comment)) if v}
+    return render(RenderRequest(request.segments, request.start_us, request.end_us,
+                                request.out_path, request.fmt, render_options, metadata,
+                                subtitles=request.subtitles),
+                  throttle=throttle, on_progress=progress, should_stop=should_stop)
 
 
 def _split(request: CutRequest, result: CutResult, options: ExportOptions,
