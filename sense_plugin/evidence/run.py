@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import av
 
-from sense_plugin.errors import MediaError, SenseError, StorageError
 from sense_plugin.evidence.render import Renderer, RenderRequest
-from sense_plugin.export.cutspec import CutCancelled, CutResult
-from sense_plugin.export.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
+from sense_plugin.export.cutspec import CutResult
+from sense_plugin.export.remux import raise_translated
+from sense_plugin.export.sink import HashingSink
 from sense_plugin.export.throttle import TokenBucket
 
 #: Output format → FFmpeg muxer and options. MP4 is a plain (not fragmented) file with its
@@ -49,16 +49,8 @@ def render(
             sink.close()
         os.replace(tmp, request.out_path)
         done = True
-    except (CutCancelled, WriteCancelled):
-        raise CutCancelled(f"render to {os.path.basename(request.out_path)} cancelled") from None
-    except SenseError:
-        raise
-    except av.FFmpegError as exc:
-        raise MediaError(f"cannot write {os.path.basename(request.out_path)}: {exc}") from exc
-    except OSError as exc:
-        if exc.errno in STORAGE_ERRNOS:
-            raise StorageError(f"export storage is full: {os.strerror(exc.errno or 0)}") from exc
-        raise MediaError(f"cannot write {os.path.basename(request.out_path)}: {exc}") from exc
+    except Exception as exc:  # one mapping for cuts and renders (first cause wins)
+        raise_translated(exc, os.path.basename(request.out_path))
     finally:
         if not done:
             with contextlib.suppress(FileNotFoundError):

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Callable
+from typing import NoReturn
 
 import av
 
@@ -85,17 +86,23 @@ def cut(
         os.replace(tmp, request.out_path)
         done = True
     except Exception as exc:
-        first = _first_cause(exc)
-        error = _translate(first, os.path.basename(request.out_path))
-        if error is first:
-            raise error from None
-        raise error from first
+        raise_translated(exc, os.path.basename(request.out_path))
     finally:
         if not done:
             _unlink_quietly(tmp)
     file_dev, file_ino = sink.identity
     return dataclasses.replace(cutter.result(sink.size_bytes, sink.sha256),
                                file_dev=file_dev, file_ino=file_ino)
+
+
+def raise_translated(exc: Exception, name: str) -> NoReturn:
+    """Raise the typed error for a failed write of ``name`` (cut or render) that raised
+    ``exc``: cancelled, storage full, a media error, or the first error itself."""
+    first = _first_cause(exc)
+    error = _translate(first, name)
+    if error is first:
+        raise error from None
+    raise error from first
 
 
 def _first_cause(exc: Exception) -> Exception:
