@@ -85,8 +85,7 @@ class StaticServer:
         self.loop.close()
 
 
-@pytest.fixture
-def exported(tmp_path: Path) -> tuple[Path, float]:
+def export_40s(tmp_path: Path, subtitles: bool = False) -> tuple[Path, float]:
     """40 s of ffmpeg-made H.264 + AAC exported to MP4; (file, seconds of video)."""
     corpus.require_ffmpeg()
     case = corpus.Case("long-h264-aac", "h264", "aac", "mp4")
@@ -95,9 +94,14 @@ def exported(tmp_path: Path) -> tuple[Path, float]:
     sources = tuple(SourceSegment(str(p), *corpus.segment_span(p, parse_segment_filename(p.name)
                                                                 or 0)) for p in segments)
     out = tmp_path / "out.mp4"
-    result = cut(CutRequest(sources, corpus.T0, corpus.T0 + 40_000_000, str(out), "mp4"),
-                 fsync=False)
+    result = cut(CutRequest(sources, corpus.T0, corpus.T0 + 40_000_000, str(out), "mp4",
+                            subtitles=subtitles), fsync=False)
     return out, result.frame_count * corpus.FRAME_US / 1e6
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> tuple[Path, float]:
+    return export_40s(tmp_path)
 
 
 @pytest.fixture

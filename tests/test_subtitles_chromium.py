@@ -9,30 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import corpus
 import pytest
 
-from sense_plugin.archive.demo import parse_segment_filename
-from sense_plugin.export.remux import CutRequest, SourceSegment, cut
-from tests.test_mp4_chromium import StaticServer, WebDriverWait, browser, load
+from tests.test_mp4_chromium import StaticServer, WebDriverWait, browser, export_40s, load
 
 __all__ = ["browser"]  # the fixture, shared with test_mp4_chromium
 
 
 @pytest.fixture
 def subtitled(tmp_path: Path) -> tuple[Path, float]:
-    corpus.require_ffmpeg()
-    case = corpus.Case("long-h264-aac", "h264", "aac", "mp4")
-    clip = corpus.make_clip(case, tmp_path / "clip", seconds=42)
-    segments = corpus.split_segments(case, clip, tmp_path / "archive")
-    sources = tuple(SourceSegment(str(p), *corpus.segment_span(p, parse_segment_filename(p.name)
-                                                                or 0)) for p in segments)
-    out = tmp_path / "out.mp4"
-    result = cut(CutRequest(sources, corpus.T0, corpus.T0 + 40_000_000, str(out), "mp4",
-                            subtitles=True), fsync=False)
+    out, seconds = export_40s(tmp_path, subtitles=True)
     with av.open(str(out)) as container:
         assert container.streams.subtitles[0].codec_context.name == "mov_text"
-    return out, result.frame_count * corpus.FRAME_US / 1e6
+    return out, seconds
 
 
 def test_chromium_plays_and_seeks_the_mp4_with_subtitles(
