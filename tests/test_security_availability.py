@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,24 +30,12 @@ BASIC = "Basic " + base64.b64encode(f"operator:{PASSWORD}".encode()).decode()
 class LimitedServer(ServerProcess):
     """``sense-plugin serve`` started with a low open-files limit (soft 64, hard 256)."""
 
-    def start(self, timeout_s: float = 60.0) -> None:
+    def start(self, timeout_s: float = 60.0,
+              preexec_fn: Callable[[], None] | None = None) -> None:
         def limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT_FDS, HARD_FDS))
 
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sense_plugin", "serve", "--config", str(self.config),
-                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=limit)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()
-            try:
-                self.get("/info")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
+        super().start(timeout_s, preexec_fn=limit)
 
 
 @pytest.fixture(scope="module")
