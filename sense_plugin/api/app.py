@@ -21,7 +21,7 @@ from sense_plugin.api.headers import add_security_headers
 from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY
 from sense_plugin.api.metrics import metrics_ctx, setup_metrics
 from sense_plugin.api.middleware import error_middleware, xml_response
-from sense_plugin.api.origin import changes_state, check_same_origin
+from sense_plugin.api.origin import check_same_origin
 from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
 from sense_plugin.api.results import ApiInfo, SessionKey
@@ -169,7 +169,7 @@ async def command(request: web.Request) -> web.StreamResponse:
     entry = request.app[REGISTRY].get(name)
     if entry is None:
         raise NotImplementedCommandError(f"command '{name[:64]}' is not implemented")
-    if changes_state(entry.name):
+    if not entry.read_only:
         check_same_origin(request, entry.name)
     if not user.can(entry.permission):
         raise PermissionDeniedError(

@@ -224,4 +224,4 @@ def _chunk(opened: OpenFile, chunk_kb: int, index: int,
     return first, min(opened.size, first + chunk_bytes) - 1
 
 
-COMMANDS = (Command("downloadExportVideo", download_export_video, VIEW),)
+COMMANDS = (Command("downloadExportVideo", download_export_video, VIEW, read_only=True),)

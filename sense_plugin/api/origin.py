@@ -20,12 +20,6 @@ from aiohttp import web
 
 from sense_plugin.errors import PermissionDeniedError, quote_input
 
-#: Commands that only read: a foreign page gains nothing by starting them (it cannot read the
-#: answer). Every other command, present or future, needs the proof above.
-READ_ONLY_COMMANDS = frozenset({
-    "getexportvideostatus", "getdevicelist", "getdivalist", "getserveroptions",
-    "getserverstatus", "getrecordings", "downloadexportvideo", "getsnapshot",
-})
 PROOF_HEADER = "X-Requested-With"
 XML_TYPES = frozenset({"text/xml", "application/xml"})
 SAFE_FETCH_SITES = frozenset({"same-origin", "none"})
@@ -34,10 +28,6 @@ DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 class CrossOriginError(PermissionDeniedError):
     """A state-changing request that another web page may have started (-1002)."""
-
-
-def changes_state(command_name: str) -> bool:
-    return command_name.lower() not in READ_ONLY_COMMANDS
 
 
 def check_same_origin(request: web.Request, action: str) -> None:

@@ -34,6 +34,9 @@ class Command:
     name: str
     handler: Handler
     permission: str
+    #: Only reads: a foreign page gains nothing by starting it (it cannot read the answer),
+    #: so no proof of same origin is asked for. Every other command needs it (api/origin.py).
+    read_only: bool = False
 
 
 class CommandRegistry:

@@ -105,9 +105,9 @@ async def get_recordings(ctx: CommandContext) -> r.Recordings:
 
 
 COMMANDS = (
-    Command("getDeviceList", get_device_list, VIEW),
-    Command("getDivaList", get_diva_list, VIEW),
-    Command("getServerOptions", get_server_options, VIEW),
-    Command("getServerStatus", get_server_status, VIEW),
-    Command("getRecordings", get_recordings, VIEW),
+    Command("getDeviceList", get_device_list, VIEW, read_only=True),
+    Command("getDivaList", get_diva_list, VIEW, read_only=True),
+    Command("getServerOptions", get_server_options, VIEW, read_only=True),
+    Command("getServerStatus", get_server_status, VIEW, read_only=True),
+    Command("getRecordings", get_recordings, VIEW, read_only=True),
 )

@@ -254,5 +254,5 @@ def _parse_statuses(text: str) -> frozenset[Status]:
 
 COMMANDS = (
     Command("exportVideo", export_video, EXPORT),
-    Command("getExportVideoStatus", get_export_video_status, VIEW),
+    Command("getExportVideoStatus", get_export_video_status, VIEW, read_only=True),
 )

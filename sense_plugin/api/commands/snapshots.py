@@ -69,4 +69,4 @@ async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
     return web.Response(body=snap.data, content_type=snap.content_type, headers=headers)
 
 
-COMMANDS = (Command("getSnapshot", get_snapshot, VIEW),)
+COMMANDS = (Command("getSnapshot", get_snapshot, VIEW, read_only=True),)
