@@ -14,8 +14,8 @@ import time
 
 from bench.archive import LONG_ID, ensure_archive
 from bench.throughput import OUT_DIR, RANGE_S, segments_for
-from sense_plugin.export import sink
-from sense_plugin.export.remux import CutRequest, SourceSegment, cut
+from sense_plugin.media import sink
+from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 
 
 class _InlineHash:

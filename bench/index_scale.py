@@ -31,7 +31,7 @@ from pathlib import Path
 from bench.archive import CACHE_DIR
 from bench.report import machine
 from bench.server import Client, fmt_ts, free_port
-from sense_plugin.archive import demo
+from sense_plugin.archive import demo, naming
 from sense_plugin.archive.index import ArchiveIndex, Segment
 from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
@@ -68,7 +68,7 @@ def build_files(cameras: int, per_camera: int) -> tuple[Path, float]:
         copy = ROOT / f"source-{cam}.mp4"  # ext4 allows 65,000 links per inode
         shutil.copy2(source, copy)
         for i in range(per_camera):
-            os.link(copy, directory / demo.segment_filename(T0_US + i * SEGMENT_US, "mp4"))
+            os.link(copy, directory / naming.segment_filename(T0_US + i * SEGMENT_US, "mp4"))
     return source, time.monotonic() - began
 
 
@@ -82,7 +82,7 @@ def build_index(cameras: int, per_camera: int, source: Path) -> tuple[float, int
         device = FIRST_DEVICE + cam
         directory = ROOT / "archive" / str(device)
         rows = [(Segment(device, T0_US + i * SEGMENT_US, T0_US + (i + 1) * SEGMENT_US,
-                         directory / demo.segment_filename(T0_US + i * SEGMENT_US, "mp4"),
+                         directory / naming.segment_filename(T0_US + i * SEGMENT_US, "mp4"),
                          stat.st_size), stat.st_mtime_ns) for i in range(per_camera)]
         index.add_many(rows)
     elapsed = time.monotonic() - began

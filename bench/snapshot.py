@@ -16,8 +16,8 @@ import time
 
 from bench.render import RESULTS, T0_US, log, make_source
 from sense_plugin.evidence.options import RenderOptions
-from sense_plugin.export.cutspec import SourceSegment
-from sense_plugin.export.snapshot import grab
+from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.snapshot import grab
 
 
 def measure(segments: tuple[SourceSegment, ...], seconds: int, count: int,

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import av
 
-from sense_plugin.archive.demo import creation_time_text, segment_filename
 from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.naming import segment_filename
 from sense_plugin.archive.probe import probe_segment
+from sense_plugin.timestamps import creation_time_text
 
 
 def copy_segment(src: Path, dst: Path, start_us: int) -> None:

@@ -82,3 +82,8 @@ def us_to_datetime(instant_us: int) -> datetime:
 def now_us() -> int:
     """The current UTC time in microseconds since the epoch."""
     return time.time_ns() // 1000
+
+
+def creation_time_text(start_us: int) -> str:
+    """ISO 8601 text with microseconds, as stored in the ``creation_time`` metadata."""
+    return us_to_datetime(start_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sense_plugin.archive import demo
+from sense_plugin.archive import demo, naming
 
 # ---------------------------------------------------------------------------------------------
 # Media fixtures: tiny synthetic archives made with sense_plugin.archive.demo (real H.264).
@@ -68,7 +68,7 @@ def write_segment(tmp_path: Path) -> WriteSegment:
     def write(directory: Path, start_us: int, duration_s: float = 2.0, fmt: str = "mp4",
               **options: Any) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / demo.segment_filename(start_us, fmt)
+        path = directory / naming.segment_filename(start_us, fmt)
         settings = {**MEDIA_DEFAULTS, "gop_frames": 5, "label": "TEST", **options}
         demo.write_segment(path, start_us=start_us, duration_s=duration_s, fmt=fmt, **settings)
         return path

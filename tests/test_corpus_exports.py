@@ -14,7 +14,7 @@ import av
 import corpus
 import pytest
 
-from sense_plugin.export.remux import CutRequest, CutResult, SourceSegment, cut
+from sense_plugin.media.remux import CutRequest, CutResult, SourceSegment, cut
 
 FORMATS = ("mp4", "mkv", "ts")
 #: A range that starts inside a GOP, crosses two segment joins and ends between B-frames.
@@ -35,7 +35,7 @@ class Footage:
 @pytest.fixture(scope="session")
 def footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Footage]:
     """Case name → its archive segments and truth, made once per session."""
-    from sense_plugin.archive.demo import parse_segment_filename
+    from sense_plugin.archive.naming import parse_segment_filename
 
     corpus.require_ffmpeg()
     made: dict[str, Footage] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import pytest
 
-from sense_plugin.archive import demo
+from sense_plugin.archive import demo, naming
 from sense_plugin.timestamps import parse_timestamp
 
 T0_US = parse_timestamp("2026-11-20 10:00:00")
@@ -23,13 +23,13 @@ def video_packets(path: Path) -> list[av.Packet]:
 @pytest.mark.parametrize("fmt", ["mp4", "mkv", "ts"])
 @pytest.mark.parametrize("start_us", [T0_US, T0_US + 123_456, 0, T0_US + 86_399_999_999])
 def test_segment_names_round_trip(fmt: str, start_us: int) -> None:
-    name = demo.segment_filename(start_us, fmt)
-    assert name.endswith(demo.SEGMENT_EXTENSIONS[fmt])
-    assert demo.parse_segment_filename(name) == start_us
+    name = naming.segment_filename(start_us, fmt)
+    assert name.endswith(naming.SEGMENT_EXTENSIONS[fmt])
+    assert naming.parse_segment_filename(name) == start_us
 
 
 def test_segment_name_form() -> None:
-    assert demo.segment_filename(T0_US + 500_000, "mp4") == "20261120T100000.500000Z.mp4"
+    assert naming.segment_filename(T0_US + 500_000, "mp4") == "20261120T100000.500000Z.mp4"
 
 
 @pytest.mark.parametrize(
@@ -38,12 +38,12 @@ def test_segment_name_form() -> None:
      "20261320T100000.000000Z.mp4", ".20261120T100000.000000Z.mp4.123.part", "index.db", ""],
 )
 def test_parse_rejects_other_names(name: str) -> None:
-    assert demo.parse_segment_filename(name) is None
+    assert naming.parse_segment_filename(name) is None
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "mkv", "ts"])
 def test_keyframe_interval_and_duration(tmp_path: Path, fmt: str) -> None:
-    path = tmp_path / demo.segment_filename(T0_US, fmt)
+    path = tmp_path / naming.segment_filename(T0_US, fmt)
     demo.write_segment(path, start_us=T0_US, duration_s=3.5, fmt=fmt, gop_frames=7, **{
         k: v for k, v in SMALL.items() if k != "gop_frames"})
     packets = video_packets(path)
@@ -59,7 +59,7 @@ def test_keyframe_interval_and_duration(tmp_path: Path, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["mp4", "mkv"])
 def test_creation_time_metadata_keeps_microseconds(tmp_path: Path, fmt: str) -> None:
     start_us = T0_US + 123_456
-    path = tmp_path / demo.segment_filename(start_us, fmt)
+    path = tmp_path / naming.segment_filename(start_us, fmt)
     demo.write_segment(path, start_us=start_us, duration_s=0.5, fmt=fmt, **SMALL)
     with av.open(str(path)) as container:
         text = container.metadata["creation_time"]
@@ -68,7 +68,7 @@ def test_creation_time_metadata_keeps_microseconds(tmp_path: Path, fmt: str) -> 
 
 @pytest.mark.parametrize("fmt", ["mp4", "mkv", "ts"])
 def test_audio_track_when_asked(tmp_path: Path, fmt: str) -> None:
-    path = tmp_path / demo.segment_filename(T0_US, fmt)
+    path = tmp_path / naming.segment_filename(T0_US, fmt)
     demo.write_segment(path, start_us=T0_US, duration_s=2, fmt=fmt, audio=True, **SMALL)
     with av.open(str(path)) as container:
         audio = container.streams.audio[0]
@@ -84,7 +84,7 @@ def test_no_audio_by_default(make_segments: Callable[..., list[Path]]) -> None:
 
 
 def test_hevc_segment(tmp_path: Path) -> None:
-    path = tmp_path / demo.segment_filename(T0_US, "mp4")
+    path = tmp_path / naming.segment_filename(T0_US, "mp4")
     demo.write_segment(path, start_us=T0_US, duration_s=2, codec="hevc", **SMALL)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -94,7 +94,7 @@ def test_hevc_segment(tmp_path: Path) -> None:
 
 
 def test_bframes(tmp_path: Path) -> None:
-    path = tmp_path / demo.segment_filename(T0_US, "mkv")
+    path = tmp_path / naming.segment_filename(T0_US, "mkv")
     demo.write_segment(path, start_us=T0_US, duration_s=2, fmt="mkv", bframes=2, **SMALL)
     packets = video_packets(path)
     assert len(packets) == 20
@@ -103,7 +103,7 @@ def test_bframes(tmp_path: Path) -> None:
 
 def test_generate_device_segments(make_segments: Callable[..., list[Path]]) -> None:
     paths = make_segments(start_us=T0_US, end_us=T0_US + 5_050_000, segment_s=2.0)
-    starts = [demo.parse_segment_filename(p.name) for p in paths]
+    starts = [naming.parse_segment_filename(p.name) for p in paths]
     assert starts == [T0_US, T0_US + 2_000_000, T0_US + 4_000_000]
     counts = [len(video_packets(p)) for p in paths]
     assert counts == [20, 20, 11]  # frames at 0.0 ... 5.0 s are before end_us

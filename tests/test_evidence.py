@@ -21,7 +21,7 @@ from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Ti
 from sense_plugin.evidence.overlay import TextPainter, split_planes
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
-from sense_plugin.export.cutspec import SourceSegment
+from sense_plugin.media.cutspec import SourceSegment
 from tests.conftest import MEDIA_T0_US, MakeSegments
 
 US = 1_000_000

@@ -17,8 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sense_plugin.archive.clock import SourceClock, is_discontinuity
-from sense_plugin.archive.demo import parse_segment_filename
 from sense_plugin.archive.index import ArchiveIndex
+from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.archive.probe import SegmentInfo, probe_segment
 from sense_plugin.archive.recorder import Recorder, is_file_source
 from sense_plugin.archive.scan import reconcile_device

@@ -17,7 +17,7 @@ import corpus
 import pytest
 
 from sense_plugin.archive.recorder import BACKOFF_MAX_S, Recorder
-from sense_plugin.export.remux import CutRequest, SourceSegment, cut
+from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 
 CASES = {c.name: c for c in corpus.CASES}
 #: source case → codec the segments must hold

@@ -1,4 +1,4 @@
-"""Tests of the stream-copy cutter (sense_plugin.export.remux) on real synthetic archives."""
+"""Tests of the stream-copy cutter (sense_plugin.media.remux) on real synthetic archives."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import av
 import pytest
 from fsfull import file_size_limit
 
-from sense_plugin.archive import demo
+from sense_plugin.archive import naming
 from sense_plugin.errors import MediaError, NoRecordError, StorageError
-from sense_plugin.export.remux import CutCancelled, CutRequest, CutResult, Gap, SourceSegment, cut
+from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, Gap, SourceSegment, cut
 
 MakeSegments = Callable[..., list[Path]]
 S = 1_000_000
@@ -29,7 +29,7 @@ def sources(paths: Sequence[Path]) -> tuple[SourceSegment, ...]:
     """Index entries as the archive would make them: start from the name, end from the frames."""
     result = []
     for path in paths:
-        start_us = demo.parse_segment_filename(path.name)
+        start_us = naming.parse_segment_filename(path.name)
         assert start_us is not None
         with av.open(str(path)) as container:
             video = container.streams.video[0]

@@ -1,4 +1,4 @@
-"""Tests of the hashing, paced export sink (sense_plugin.export.sink)."""
+"""Tests of the hashing, paced export sink (sense_plugin.media.sink)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from fsfull import file_size_limit
 
 from sense_plugin.errors import StorageError
-from sense_plugin.export.sink import HashingSink, WriteCancelled
-from sense_plugin.export.throttle import TokenBucket
+from sense_plugin.media.sink import HashingSink, WriteCancelled
+from sense_plugin.media.throttle import TokenBucket
 
 MakeSegments = Callable[..., list[Path]]
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 from sense_plugin.errors import NoRecordError
 from sense_plugin.evidence.options import RenderOptions
-from sense_plugin.export.cutspec import SourceSegment
-from sense_plugin.export.snapshot import grab
+from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.snapshot import grab
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import command
 from tests.conftest import API_DEVICES, MEDIA_T0_US, MakeSegments

@@ -1,4 +1,4 @@
-"""Tests of the token bucket (sense_plugin.export.throttle), mostly on a simulated clock."""
+"""Tests of the token bucket (sense_plugin.media.throttle), mostly on a simulated clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sense_plugin.export.throttle import MAX_SLEEP_S, TokenBucket
+from sense_plugin.media.throttle import MAX_SLEEP_S, TokenBucket
 
 
 class FakeClock:

@@ -13,16 +13,10 @@ import av
 from av.video.frame import PictureType
 
 from sense_plugin.archive.font import ADVANCE, GLYPH_HEIGHT, render_text
-
-# The naming convention lives in naming.py; re-exported for the writer and older callers.
-from sense_plugin.archive.naming import SEGMENT_EXTENSIONS as SEGMENT_EXTENSIONS
-from sense_plugin.archive.naming import parse_segment_filename as parse_segment_filename
-from sense_plugin.archive.naming import segment_filename as segment_filename
+from sense_plugin.archive.naming import MUXERS, SEGMENT_EXTENSIONS, segment_filename
 from sense_plugin.errors import MediaError
-from sense_plugin.timestamps import US_PER_S, us_to_datetime
+from sense_plugin.timestamps import US_PER_S, creation_time_text, us_to_datetime
 
-#: FFmpeg muxer names; the format is always given explicitly because temporary names end in .part.
-MUXERS = {"mp4": "mp4", "mkv": "matroska", "ts": "mpegts"}
 ENCODERS = {"h264": "libx264", "hevc": "libx265"}
 
 _CLOCK_CHARS = len("YYYY-MM-DD HH:MM:SS.mmm")
@@ -30,11 +24,6 @@ _PAPER, _INK = 16, 235
 _AUDIO_RATE = 16_000
 _AUDIO_FRAME = 1024
 _TONE_HZ = 440
-
-
-def creation_time_text(start_us: int) -> str:
-    """ISO 8601 text with microseconds, as stored in the ``creation_time`` metadata."""
-    return us_to_datetime(start_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def clock_text(instant_us: int) -> str:

@@ -15,8 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from sense_plugin.archive.demo import parse_segment_filename, segment_filename, write_segment
+from sense_plugin.archive.demo import write_segment
 from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.naming import parse_segment_filename, segment_filename
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.synthetic import LiveSpec
 from sense_plugin.config import Config, DeviceConfig

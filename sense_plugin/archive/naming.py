@@ -20,8 +20,10 @@ from sense_plugin.timestamps import US_PER_S, datetime_to_us, us_to_datetime
 #: Today's naming, written by our recorder and the demo generator (UTC).
 DEFAULT_PATTERN = "%Y%m%dT%H%M%S.%fZ.{ext}"
 DEFAULT_TIMEZONE = "UTC"
-#: Segment formats (FFmpeg muxer names are in ``demo.MUXERS``) and the extensions we read.
+#: Segment formats (FFmpeg muxer names are in ``MUXERS`` below) and the extensions we read.
 SEGMENT_EXTENSIONS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts"}
+#: FFmpeg muxer names; the format is always given explicitly because temporary names end in .part.
+MUXERS = {"mp4": "mp4", "mkv": "matroska", "ts": "mpegts"}
 READ_EXTENSIONS = ("mp4", "mkv", "ts", "mov")
 #: FFmpeg demuxer per extension (``.part`` names and odd cases never guess wrong).
 DEMUXERS = {"mp4": "mp4", "mov": "mov", "mkv": "matroska", "ts": "mpegts"}

@@ -21,7 +21,7 @@ from av.stream import Stream
 from sense_plugin.archive.clock import SourceClock, is_discontinuity
 from sense_plugin.archive.probe import to_us
 from sense_plugin.archive.writer import SegmentWriter, choose_format, plan_audio
-from sense_plugin.export.audio import AacTranscoder
+from sense_plugin.media.audio import AacTranscoder
 from sense_plugin.timestamps import US_PER_S, now_us
 
 

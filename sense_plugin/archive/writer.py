@@ -2,7 +2,7 @@
 
 A segment being written is ``.<final name>.rec.part`` in the device directory (hidden, and
 never indexed). Closing renames it to its final name, whose time is the archive time of the
-segment's earliest video frame (:func:`demo.segment_filename`).
+segment's earliest video frame (:func:`naming.segment_filename`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from av.bitstream import BitStreamFilterContext
 from av.packet import Packet
 from av.stream import Stream
 
-from sense_plugin.archive.demo import (
+from sense_plugin.archive.naming import (
     MUXERS,
     SEGMENT_EXTENSIONS,
-    creation_time_text,
     parse_segment_filename,
     segment_filename,
 )
 from sense_plugin.errors import MediaError
-from sense_plugin.export.audio import AacTranscoder, can_copy, can_decode
+from sense_plugin.media.audio import AacTranscoder, can_copy, can_decode
+from sense_plugin.timestamps import creation_time_text
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.evidence.filters import FrameFilter
 from sense_plugin.evidence.options import CODECS, QUALITY_CRF, RenderOptions
 from sense_plugin.evidence.subtitles import TimestampTrack, supported
-from sense_plugin.export.cutspec import CutCancelled, CutResult, Gap, SourceSegment
+from sense_plugin.media.cutspec import CutCancelled, CutResult, Gap, SourceSegment
 
 US = 1_000_000
 #: Output video time base: 90 kHz, as in MPEG-TS, exact for every common frame rate.

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import av
 
 from sense_plugin.evidence.render import Renderer, RenderRequest
-from sense_plugin.export.cutspec import CutResult
-from sense_plugin.export.remux import raise_translated
-from sense_plugin.export.sink import HashingSink
-from sense_plugin.export.throttle import TokenBucket
+from sense_plugin.media.cutspec import CutResult
+from sense_plugin.media.remux import raise_translated
+from sense_plugin.media.sink import HashingSink
+from sense_plugin.media.throttle import TokenBucket
 
 #: Output format → FFmpeg muxer and options. MP4 is a plain (not fragmented) file with its
 #: index written at the end, so players read the duration from the header; ``faststart``

@@ -17,7 +17,7 @@ from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job
 from sense_plugin.export.paths import output_name
-from sense_plugin.export.worker import TEMP_SUFFIX
+from sense_plugin.media.worker import TEMP_SUFFIX
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
 

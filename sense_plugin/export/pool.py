@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sense_plugin.errors import GeneralError, SenseError, error_for_code
-from sense_plugin.export import worker
+from sense_plugin.media import worker
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -161,7 +161,7 @@ class WorkerPool:
 
     def __init__(self, size: int) -> None:
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["sense_plugin.export.worker"])
+        self._context.set_forkserver_preload(["sense_plugin.media.worker"])
         self._size = size
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._all: list[WorkerProcess] = []

@@ -18,7 +18,7 @@ from sense_plugin.errors import GeneralError, ResultCode, SenseError
 from sense_plugin.export import files, planning, safefs
 from sense_plugin.export.model import FileInfo, Gap, Job, Status
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
-from sense_plugin.export.remux import BUFFER_BYTES
+from sense_plugin.media.remux import BUFFER_BYTES
 from sense_plugin.timestamps import now_us
 
 if TYPE_CHECKING:

@@ -23,9 +23,9 @@ from sense_plugin.errors import (
     quote_input,
 )
 from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions
-from sense_plugin.export.cutspec import SourceSegment
 from sense_plugin.export.nearest import nothing_at
-from sense_plugin.export.snapshot import IMAGE_FORMATS, grab
+from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.snapshot import IMAGE_FORMATS, grab
 from sense_plugin.timestamps import format_timestamp
 
 MAX_WIDTH = 7680

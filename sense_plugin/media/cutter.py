@@ -11,10 +11,10 @@ import av
 from av.audio.codeccontext import AudioCodecContext
 
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
-from sense_plugin.export import bitstream as bs
-from sense_plugin.export.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
-from sense_plugin.export.outputs import Outputs
-from sense_plugin.export.sink import WriteCancelled
+from sense_plugin.media import bitstream as bs
+from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
+from sense_plugin.media.outputs import Outputs
+from sense_plugin.media.sink import WriteCancelled
 
 #: Seek this far before the start so the keyframe at or before it is read.
 SEEK_MARGIN_US = 5_000_000

@@ -18,7 +18,7 @@ from PIL import Image
 from sense_plugin.errors import MediaError, NoRecordError
 from sense_plugin.evidence.filters import FrameFilter, output_size
 from sense_plugin.evidence.options import RenderOptions
-from sense_plugin.export.cutspec import SourceSegment
+from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.timestamps import format_timestamp
 
 US = 1_000_000

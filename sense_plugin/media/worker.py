@@ -21,10 +21,10 @@ from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
 from sense_plugin.export.options import ExportOptions
-from sense_plugin.export.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
-from sense_plugin.export.split import split_file
-from sense_plugin.export.still import write_snapshot
-from sense_plugin.export.throttle import TokenBucket
+from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
+from sense_plugin.media.split import split_file
+from sense_plugin.media.still import write_snapshot
+from sense_plugin.media.throttle import TokenBucket
 
 TEMP_SUFFIX = ".part"
 CONTROL_INTERVAL_S = 0.02

@@ -13,12 +13,12 @@ import os
 from typing import Any
 
 from sense_plugin.errors import GeneralError, StorageError
-from sense_plugin.export.cutspec import SourceSegment
 from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.paths import output_name
 from sense_plugin.export.safefs import CREATE_FLAGS, FILE_MODE
-from sense_plugin.export.sink import STORAGE_ERRNOS
-from sense_plugin.export.snapshot import grab
+from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.sink import STORAGE_ERRNOS
+from sense_plugin.media.snapshot import grab
 
 TEMP_SUFFIX = ".part"
 

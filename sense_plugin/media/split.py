@@ -19,10 +19,10 @@ from typing import Any
 
 import av
 
-from sense_plugin.archive.demo import creation_time_text
-from sense_plugin.export.cutspec import CutCancelled, CutResult
 from sense_plugin.export.paths import output_name
-from sense_plugin.export.sink import HashingSink
+from sense_plugin.media.cutspec import CutCancelled, CutResult
+from sense_plugin.media.sink import HashingSink
+from sense_plugin.timestamps import creation_time_text
 
 US = 1_000_000
 #: Container bytes allowed per packet and per part before the first retry.
@@ -129,7 +129,7 @@ def _plan(gops: list[_Gop], limit: int, part_overhead: int,
 
 def _write_part(path: str, out: str, part: list[_Gop], fmt: str, start_us: int, title: str,
                 comment: str, should_stop: Callable[[], bool]) -> dict[str, Any]:
-    from sense_plugin.export.remux import OUTPUT_FORMATS  # remux imports the cutter
+    from sense_plugin.media.remux import OUTPUT_FORMATS  # remux imports the cutter
 
     muxer, options = OUTPUT_FORMATS[fmt]
     first = part[0].first_packet

@@ -13,8 +13,8 @@ from types import TracebackType
 from typing import TypeVar
 
 from sense_plugin.errors import StorageError
-from sense_plugin.export.mp4header import RESERVE_BYTES, HeaderReserve, finish, free_box
-from sense_plugin.export.throttle import TokenBucket
+from sense_plugin.media.mp4header import RESERVE_BYTES, HeaderReserve, finish, free_box
+from sense_plugin.media.throttle import TokenBucket
 
 #: errno values that mean "the disk (or quota, or file size limit) is full".
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})

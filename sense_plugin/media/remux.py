@@ -11,11 +11,11 @@ from typing import NoReturn
 import av
 
 from sense_plugin.errors import MediaError, SenseError, StorageError
-from sense_plugin.export.bitstream import US
-from sense_plugin.export.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
-from sense_plugin.export.cutter import GAP_FRAMES, SEEK_MARGIN_US, Cutter
-from sense_plugin.export.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
-from sense_plugin.export.throttle import TokenBucket
+from sense_plugin.media.bitstream import US
+from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
+from sense_plugin.media.cutter import GAP_FRAMES, SEEK_MARGIN_US, Cutter
+from sense_plugin.media.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
+from sense_plugin.media.throttle import TokenBucket
 
 __all__ = [
     "BUFFER_BYTES", "GAP_FRAMES", "OUTPUT_FORMATS", "SEEK_MARGIN_US", "US", "CutCancelled",

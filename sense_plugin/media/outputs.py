@@ -1,7 +1,7 @@
 """The output streams of a cut: created from the first segment read, checked against later ones.
 
 Video is always a stream copy; audio is copied where the container carries the codec, else
-transcoded alone to AAC (:mod:`sense_plugin.export.audio`).
+transcoded alone to AAC (:mod:`sense_plugin.media.audio`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import os
 
 import av
 
-from sense_plugin.archive.demo import creation_time_text
 from sense_plugin.errors import MediaError
 from sense_plugin.evidence.subtitles import TimestampTrack
-from sense_plugin.export import bitstream as bs
-from sense_plugin.export.audio import AacTranscoder, can_copy
+from sense_plugin.media import bitstream as bs
+from sense_plugin.media.audio import AacTranscoder, can_copy
+from sense_plugin.timestamps import creation_time_text
 
 
 class Outputs:
