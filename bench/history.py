@@ -13,7 +13,7 @@ import time
 
 from bench.archive import Archive
 from bench.server import Server
-from sense_plugin.export.engine import STORE_FILE
+from sense_plugin.export.localstore import STORE_FILE
 from sense_plugin.export.model import Status
 from sense_plugin.export.store import ExportStore
 

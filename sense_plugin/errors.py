@@ -6,6 +6,8 @@ API's single middleware renders them.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from enum import IntEnum
 
 
@@ -72,6 +74,8 @@ class SenseError(Exception):
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or RESULT_NAMES[self.code]
+        #: Set when the failure was logged under an incident id (:func:`incident_error`).
+        self.incident: str | None = None
         super().__init__(self.description)
 
 
@@ -177,3 +181,22 @@ def _all_subclasses(cls: type[SenseError]) -> list[type[SenseError]]:
         found.append(sub)
         found.extend(_all_subclasses(sub))
     return found
+
+
+def new_incident() -> str:
+    """A short id that ties a client-visible description to a server log entry."""
+    return uuid.uuid4().hex[:12]
+
+
+def incident_error(logger: logging.Logger, context: str, description: str, *,
+                   traceback: bool = True) -> GeneralError:
+    """Log the failure being handled under a new incident id; the -1 error that names it.
+
+    ``context`` goes to the log only (it may name files and internals); ``description`` is
+    what the client reads, followed by "; reported as incident <id>".
+    """
+    incident = new_incident()
+    logger.error("incident %s: %s", incident, context, exc_info=traceback)
+    error = GeneralError(f"{description}; reported as incident {incident}")
+    error.incident = incident
+    return error

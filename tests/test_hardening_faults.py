@@ -18,7 +18,7 @@ from apiclient import command, export_body, wait_export
 from conftest import API_DEVICES, API_SERVER_ID
 
 from sense_plugin.config import config_from_dict
-from sense_plugin.export.engine import STORE_FILE
+from sense_plugin.export.localstore import STORE_FILE
 from sense_plugin.timestamps import format_timestamp
 
 STEADY = API_DEVICES["Steady"]

@@ -11,16 +11,20 @@ from pathlib import Path
 import pytest
 
 from sense_plugin.errors import SenseError
+from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.pool import WorkerProcess
+from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.messages import CutJob
 
 
 async def test_unexpected_failure_is_logged_with_an_incident_id(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     proc = WorkerProcess(multiprocessing.get_context("forkserver"))
-    payload = {"segments": [{"path": 12345, "start_us": 0, "end_us": 10_000_000}],
-               "start_us": 1_000_000, "end_us": 2_000_000, "fmt": "mkv",
-               "out_path": str(tmp_path / "out.mkv")}
+    payload = CutJob(segments=(SourceSegment(12345, 0, 10_000_000),),  # type: ignore[arg-type]
+                     start_us=1_000_000, end_us=2_000_000, fmt="mkv",
+                     out_path=str(tmp_path / "out.mkv"), name="out.mkv", bandwidth_kbps=0,
+                     device_id=1, title="Cam", comment="", options=ExportOptions())
     try:
         with caplog.at_level(logging.ERROR), pytest.raises(SenseError) as failure:
             await proc.run(payload, lambda *_: None)

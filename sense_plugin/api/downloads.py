@@ -59,7 +59,7 @@ async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
     params = ctx.params
     export_id = parse_export_id(params.text("exportid", required=True) or "")
     engine = ctx.app[ENGINE]
-    export = engine.get(export_id, ctx.user.name, ctx.user.is_admin)
+    export = await engine.get(export_id, ctx.user.name, ctx.user.is_admin)
     name = params.text("file", required=True) or ""
     check_file_name(name)
     expected = allowed_file(export, name)

@@ -7,8 +7,7 @@ jobs are updated as things happen (the access-log middleware, the engine's job h
 
 from __future__ import annotations
 
-from collections import Counter as Tally
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -68,11 +67,9 @@ class StateCollector(Collector):
         self.archive = archive
 
     def collect(self) -> Iterator[Metric]:
-        exports = self.engine.all_exports()
-        by_status = Tally(str(e.status) for e in exports)
-        jobs = Tally(str(j.status) for e in exports for j in e.jobs)
-        yield _by_status("sense_exports", "Exports by combined status", by_status)
-        yield _by_status("sense_export_jobs", "Device jobs by status", jobs)
+        book = self.engine.book
+        yield _by_status("sense_exports", "Exports by combined status", book.export_counts)
+        yield _by_status("sense_export_jobs", "Device jobs by status", book.job_counts)
         up = GaugeMetricFamily("sense_recorder_up", "1 while the recorder is recording",
                                labels=["deviceid"])
         written = CounterMetricFamily("sense_recorder_bytes", "Bytes of segments recorded",
@@ -88,10 +85,11 @@ class StateCollector(Collector):
 METRICS = web.AppKey("metrics", Metrics)
 
 
-def _by_status(name: str, documentation: str, counts: Tally[str]) -> GaugeMetricFamily:
+def _by_status(name: str, documentation: str, counts: Mapping[Status, int]) \
+        -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation, labels=["status"])
     for status in Status:
-        family.add_metric([str(status)], float(counts.get(str(status), 0)))
+        family.add_metric([str(status)], float(counts.get(status, 0)))
     return family
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from sense_plugin.api import render
-from sense_plugin.errors import ResultCode, SenseError, quote_input
+from sense_plugin.errors import ResultCode, SenseError, incident_error, quote_input
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -22,7 +21,8 @@ def xml_response(body: bytes, status: int = 200) -> web.Response:
 
 def error_response(exc: SenseError) -> web.Response:
     """Render a coded error, with the HTTP status and headers its class asks for."""
-    response = xml_response(render.error(exc.code, exc.description), exc.http_status)
+    response = xml_response(render.error(exc.code, exc.description, exc.incident),
+                            exc.http_status)
     if exc.http_status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="sense_plugin", charset="UTF-8"'
     if getattr(exc, "close_connection", False):
@@ -45,14 +45,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise  # redirects stay redirects
         return http_error_response(request, exc)
     except Exception:
-        incident = uuid.uuid4().hex[:12]
-        log.exception("incident %s while handling %s %s", incident, request.method, request.path)
-        body = render.error(
-            ResultCode.GENERAL_ERROR,
-            f"unexpected server error; reported as incident {incident}",
-            incident,
-        )
-        return xml_response(body)
+        error = incident_error(log, f"while handling {request.method} {request.path}",
+                               "unexpected server error")
+        return xml_response(render.error(error.code, error.description, error.incident))
 
 
 def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:

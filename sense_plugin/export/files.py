@@ -9,15 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
 
 from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
 from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job
-from sense_plugin.export.paths import output_name
-from sense_plugin.media.worker import TEMP_SUFFIX
+from sense_plugin.export.paths import TEMP_SUFFIX, output_name
+from sense_plugin.media.messages import Written
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
 
@@ -72,8 +71,8 @@ def open_job_directory(export: Export, job: Job, roots: tuple[Path, ...],
     return fd
 
 
-def confirm_output(export: Export, roots: tuple[Path, ...], dir_fd: int, name: str,
-                   result: dict[str, Any]) -> None:
+def confirm_output(export: Export, roots: tuple[Path, ...], dir_fd: int,
+                   written: Written) -> None:
     """Prove that ``name`` under its final path is the file the worker wrote and hashed.
 
     The worker reports the device and inode of the descriptor it wrote and hashed, and the
@@ -89,6 +88,7 @@ def confirm_output(export: Export, roots: tuple[Path, ...], dir_fd: int, name: s
     if moved:
         raise PathNotAllowedError(f"the export directory {export.directory} was moved or "
                                   "replaced while the device was written")
+    name = written.info.name
     try:
         fd = safefs.open_regular(dir_fd, name)
     except OSError as exc:
@@ -98,8 +98,8 @@ def confirm_output(export: Export, roots: tuple[Path, ...], dir_fd: int, name: s
         st = os.fstat(fd)
     finally:
         os.close(fd)
-    if (*_identity(st), st.st_size) != (result.get("file_dev"), result.get("file_ino"),
-                                        result["size_bytes"]):
+    if (*_identity(st), st.st_size) != (written.file_dev, written.file_ino,
+                                        written.info.size_bytes):
         raise GeneralError(f"the file now named '{name}' is not the file that was written and "
                            "hashed; the device is not reported COMPLETED")
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from sense_plugin.errors import SenseError
-
-if TYPE_CHECKING:
-    from sense_plugin.export.engine import ExportEngine
+from sense_plugin.export.book import JobBook
 
 log = logging.getLogger(__name__)
 SWEEP_S = 0.5
@@ -24,8 +22,9 @@ SWEEP_S = 0.5
 class KeepAlive:
     """Last request time per export (monotonic) and the sweep that stops forgotten ones."""
 
-    def __init__(self, engine: ExportEngine) -> None:
-        self._engine = engine
+    def __init__(self, book: JobBook, stop: Callable[[int], Awaitable[object]]) -> None:
+        self._book = book
+        self._stop_export = stop
         self._seen: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._stops: set[asyncio.Task[None]] = set()  # a live stop waits for its cut
@@ -47,7 +46,7 @@ class KeepAlive:
         while True:
             await asyncio.sleep(SWEEP_S)
             now = time.monotonic()
-            for export in self._engine.all_exports():
+            for export in self._book.active():
                 limit = export.options.keepalive_s
                 if limit <= 0 or export.finished_us is not None:
                     self._seen.pop(export.export_id, None)
@@ -63,9 +62,10 @@ class KeepAlive:
                 task.add_done_callback(self._stops.discard)
 
     async def _stop(self, export_id: int) -> None:
-        export = self._engine.export_by_id(export_id)
-        export.stopping = False
+        export = await self._book.get(export_id)
+        if export is not None:
+            export.stopping = False
         try:
-            await self._engine.stop(export_id, "", True)
+            await self._stop_export(export_id)
         except SenseError as exc:  # finished meanwhile
             log.debug("keepalive stop of export %s: %s", export_id, exc)

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from sense_plugin.archive.service import LIVE_DEMO_SEGMENT_S, Archive
 from sense_plugin.config import Config
+from sense_plugin.errors import SenseError
+from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Job, Status
 from sense_plugin.timestamps import now_us
-
-if TYPE_CHECKING:
-    from sense_plugin.export.engine import ExportEngine
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
@@ -32,8 +31,10 @@ SETTLE_US = 3_000_000
 class LiveFollower:
     """The waiting phase of live device jobs."""
 
-    def __init__(self, config: Config, archive: Archive, engine: ExportEngine) -> None:
-        self._config, self._archive, self._engine = config, archive, engine
+    def __init__(self, config: Config, archive: Archive, book: JobBook,
+                 run_now: Callable[[Job], Awaitable[None]]) -> None:
+        self._config, self._archive, self._book = config, archive, book
+        self._run_now = run_now
         self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._stop: dict[tuple[int, int], asyncio.Event] = {}
         self._cutting: set[tuple[int, int]] = set()
@@ -68,8 +69,7 @@ class LiveFollower:
 
     async def _follow(self, job: Job) -> None:
         try:
-            job.status, job.started_us = Status.SYNCING, job.started_us or now_us()
-            await self._engine.save_job(job)
+            await self._book.start(job, resumed=True)
             stopped = await self._wait(job)
             if stopped:
                 job.stopped = True
@@ -77,9 +77,11 @@ class LiveFollower:
                 await self._wait_indexed(job, job.end_us + self._segment_us(job) + SETTLE_US)
             if job.status is not Status.SYNCING:  # removed meanwhile
                 return
-            job.status = Status.PENDING
             self._cutting.add(job.key)
-            await self._engine.run_now(job)
+            await self._book.hand_over(job)
+            await self._run_now(job)
+        except SenseError as exc:  # the store failed: the job stays as it is in memory
+            log.error("export %s device %s: %s", job.export_id, job.device_id, exc.description)
         finally:
             self._cutting.discard(job.key)
             self._tasks.pop(job.key, None)

@@ -10,6 +10,9 @@ from sense_plugin.errors import PathNotAllowedError
 from sense_plugin.export.model import FORMATS
 from sense_plugin.timestamps import format_compact
 
+#: A file being written is named ``<final name>.part`` until it is complete.
+TEMP_SUFFIX = ".part"
+
 MAX_PATH_CHARS = 1024
 MAX_COMPONENT_BYTES = 255
 #: Exports created without a ``path`` go to ``<default root>/unnamed/<exportid>``, so numbered

@@ -1,11 +1,7 @@
 """Persistent export worker processes, driven from the event loop over pipes.
 
 Each worker is a long-lived process (``forkserver`` start method; PyAV imported once) that
-runs one cut at a time. Messages are small tuples:
-
-parent → child: ``("job", payload)``, ``("rate", kbps)``, ``("cancel",)``, ``("stop",)``
-child → parent: ``("progress", done_us, bytes)``, ``("done", result)``,
-``("failed", code, description)``, ``("cancelled",)``
+runs one cut at a time. The messages are the dataclasses of ``media/messages.py``.
 
 The parent never blocks: replies are read by an ``add_reader`` callback. When a worker dies
 mid-job the parent fails that job, deletes its temporary file and starts a new worker.
@@ -23,10 +19,23 @@ from collections.abc import Callable, Iterator
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from sense_plugin.errors import GeneralError, SenseError, error_for_code
 from sense_plugin.media import worker
+from sense_plugin.media.messages import (
+    TEMP_SUFFIX,
+    Cancel,
+    Cancelled,
+    Control,
+    CutJob,
+    Done,
+    Failed,
+    Finish,
+    Progress,
+    Reply,
+    SetRate,
+    Shutdown,
+)
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -49,7 +58,7 @@ class WorkerProcess:
         )
         self._process.start()
         child.close()
-        self._future: asyncio.Future[dict[str, Any]] | None = None
+        self._future: asyncio.Future[Done] | None = None
         self._on_progress: ProgressCallback | None = None
         self._temp_path: str | None = None
         self._reading = False
@@ -58,16 +67,16 @@ class WorkerProcess:
     def alive(self) -> bool:
         return bool(self._process.is_alive())
 
-    async def run(self, payload: dict[str, Any], on_progress: ProgressCallback) -> dict[str, Any]:
-        """Run one cut; returns the child's result dict or raises a coded error."""
+    async def run(self, job: CutJob, on_progress: ProgressCallback) -> Done:
+        """Run one cut; returns what the child wrote or raises a coded error."""
         loop = asyncio.get_running_loop()
         self._future = loop.create_future()
         self._on_progress = on_progress
-        self._temp_path = payload["out_path"] + worker.TEMP_SUFFIX
+        self._temp_path = job.out_path + TEMP_SUFFIX
         loop.add_reader(self._conn.fileno(), self._readable)
         self._reading = True
         try:
-            self._conn.send(("job", payload))
+            self._conn.send(job)
             return await self._future
         finally:
             self._stop_reading(loop)
@@ -75,18 +84,18 @@ class WorkerProcess:
 
     def set_rate(self, kbps: float) -> None:
         """Change the running job's bandwidth cap (0 = unlimited)."""
-        self._send(("rate", kbps))
+        self._send(SetRate(kbps))
 
     def finish(self) -> None:
         """Ask the running job to end its file now and keep it (``action=stop``)."""
-        self._send(("finish",))
+        self._send(Finish())
 
     async def cancel(self) -> None:
         """Ask the running job to stop; kill the process if it has not within a second."""
         future = self._future
         if future is None:
             return
-        self._send(("cancel",))
+        self._send(Cancel())
         with contextlib.suppress(TimeoutError, JobCancelledError, SenseError):
             await asyncio.wait_for(asyncio.shield(future), STOP_GRACE_S)
         if not future.done():
@@ -98,7 +107,7 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError, AttributeError):
             self._process.kill()
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def _send(self, message: Control) -> None:
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(message)
 
@@ -115,20 +124,21 @@ class WorkerProcess:
             )
             self._fail(GeneralError("the export worker process died while cutting this device"))
 
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "progress" and self._on_progress is not None:
-            self._on_progress(message[1], message[2])
-        elif kind == "done":
-            self._resolve(message[1])
-        elif kind == "failed":
-            if len(message) > 3:  # an unexpected failure: its traceback, under its incident id
-                log.error("export worker %s: %s\n%s", self._process.pid, message[2], message[3])
-            self._fail(error_for_code(message[1], message[2]))
-        elif kind == "cancelled":
+    def _handle(self, message: Reply) -> None:
+        if isinstance(message, Progress):
+            if self._on_progress is not None:
+                self._on_progress(message.done_us, message.size_bytes)
+        elif isinstance(message, Done):
+            self._resolve(message)
+        elif isinstance(message, Failed):
+            if message.traceback:  # an unexpected failure, under its incident id
+                log.error("export worker %s: %s\n%s", self._process.pid, message.description,
+                          message.traceback)
+            self._fail(error_for_code(message.code, message.description))
+        elif isinstance(message, Cancelled):
             self._fail(JobCancelledError())
 
-    def _resolve(self, result: dict[str, Any]) -> None:
+    def _resolve(self, result: Done) -> None:
         if self._future is not None and not self._future.done():
             self._future.set_result(result)
 
@@ -148,7 +158,7 @@ class WorkerProcess:
 
     def close(self) -> None:
         """Stop the process (politely, then by force) and close the pipe."""
-        self._send(("stop",))
+        self._send(Shutdown())
         self._process.join(STOP_GRACE_S)
         if self._process.is_alive():
             self.kill()

@@ -24,24 +24,21 @@ from sense_plugin.timestamps import parse_timestamp
 log = logging.getLogger(__name__)
 
 
-def recover(store: ExportStore, loaded: list[Export], roots: tuple[Path, ...], data_dir: Path,
+def recover(store: ExportStore, roots: tuple[Path, ...], data_dir: Path,
             retention_hours: float) -> int:
-    """Re-insert the finished exports ``loaded`` lacks from their manifests; the last id.
+    """Re-insert the finished exports the store lacks from their manifests; the last id.
 
-    Blocking (the engine runs it on the store thread at start). ``loaded`` gains the
-    rebuilt exports, in id order. The last id is the highest of the store's sequence, the
-    high-water mark file and every export directory on disk.
+    Blocking (run on the store thread at open). The last id is the highest of the store's
+    sequence, the high-water mark file and every export directory on disk.
     """
     on_disk, finished = ids.scan_export_dirs(roots)
-    known = {e.export_id for e in loaded}
+    known = store.ids()
     orphans = sorted(i for i in finished if i not in known)
     for export_id in orphans:
         export = export_from_manifest(on_disk[export_id], retention_hours)
         store.insert(export)
         store.update_export(export)
-        loaded.append(export)
     if orphans:
-        loaded.sort(key=lambda e: e.export_id)
         log.warning("the job store %s lacked %d finished exports found on disk (it was missing "
                     "or emptied); rebuilt them from their manifests: %s", store.path,
                     len(orphans), ", ".join(map(str, orphans)))

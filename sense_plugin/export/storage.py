@@ -32,6 +32,8 @@ class ExportQuery:
     offset: int = 0
     #: At most this many; None: all from ``offset`` on.
     limit: int | None = None
+    #: Only the export made by retrying this one (there is at most one).
+    retried_from: int | None = None
 
 
 class JobStore(Protocol):
@@ -75,5 +77,8 @@ class JobStore(Protocol):
     async def finished_before(self, at_us: int) -> list[Export]:
         """Finished exports whose finish time is at or before ``at_us`` (history to purge)."""
 
-    async def count_by_status(self) -> dict[Status, int]:
-        """How many exports have each combined status."""
+    async def count_by_status(self) -> tuple[dict[Status, int], dict[Status, int]]:
+        """How many exports have each combined status, and how many jobs each status."""
+
+    async def directories(self) -> dict[str, int]:
+        """Every export's directory (``Export.directory`` as text) → its id."""

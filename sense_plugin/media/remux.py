@@ -11,6 +11,7 @@ from typing import NoReturn
 import av
 
 from sense_plugin.errors import MediaError, SenseError, StorageError
+from sense_plugin.export.paths import TEMP_SUFFIX
 from sense_plugin.media.bitstream import US
 from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
 from sense_plugin.media.cutter import GAP_FRAMES, SEEK_MARGIN_US, Cutter
@@ -70,7 +71,7 @@ def cut(
     fragmented = request.fmt == "mp4" and not request.subtitles
     if request.fmt == "mp4" and not fragmented:
         options = {}
-    stop, tmp, done = should_stop or _never, request.out_path + ".part", False
+    stop, tmp, done = should_stop or _never, request.out_path + TEMP_SUFFIX, False
     try:
         with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
                          hash_while_writing=request.fmt == "ts" or fragmented,

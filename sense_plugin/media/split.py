@@ -19,7 +19,7 @@ from typing import Any
 
 import av
 
-from sense_plugin.export.paths import output_name
+from sense_plugin.export.paths import TEMP_SUFFIX, output_name
 from sense_plugin.media.cutspec import CutCancelled, CutResult
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.timestamps import creation_time_text
@@ -134,7 +134,7 @@ def _write_part(path: str, out: str, part: list[_Gop], fmt: str, start_us: int, 
     muxer, options = OUTPUT_FORMATS[fmt]
     first = part[0].first_packet
     end = part[-1].first_packet + part[-1].packets  # packets are consecutive per GOP
-    tmp = out + ".part"
+    tmp = out + TEMP_SUFFIX
     done = False
     try:
         with HashingSink(tmp, should_stop=should_stop, hash_while_writing=fmt != "mkv",

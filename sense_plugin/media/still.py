@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
 
 from sense_plugin.errors import GeneralError, StorageError
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import FileInfo
 from sense_plugin.export.paths import output_name
 from sense_plugin.export.safefs import CREATE_FLAGS, FILE_MODE
-from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.messages import TEMP_SUFFIX, CutJob, Written
 from sense_plugin.media.sink import STORAGE_ERRNOS
 from sense_plugin.media.snapshot import grab
 
-TEMP_SUFFIX = ".part"
 
-
-def write_snapshot(payload: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
-    """Write the snapshot a job payload asks for; the result dict the runner expects."""
-    segments = tuple(SourceSegment(**s) for s in payload["segments"])
-    snap = grab(segments, payload["start_us"], payload["fmt"], options.render)
-    out_path: str = payload["out_path"]
-    directory = os.path.dirname(out_path)
-    name = output_name(payload["title"], payload["device_id"], snap.frame_us, payload["fmt"])
-    tmp = out_path + TEMP_SUFFIX
+def write_snapshot(job: CutJob) -> Written:
+    """Write the snapshot a job asks for (the frame shown at ``job.start_us``)."""
+    snap = grab(job.segments, job.start_us, job.fmt, job.options.render)
+    directory = os.path.dirname(job.out_path)
+    name = output_name(job.title, job.device_id, snap.frame_us, job.fmt)
+    tmp = job.out_path + TEMP_SUFFIX
     final = os.path.join(directory, name)
     try:
         fd = os.open(tmp, CREATE_FLAGS, FILE_MODE)
@@ -54,7 +49,7 @@ def write_snapshot(payload: dict[str, Any], options: ExportOptions) -> dict[str,
             raise StorageError(f"export storage is full: {os.strerror(exc.errno or 0)}") \
                 from None
         raise
-    return {"name": name, "first_frame_us": snap.frame_us, "last_frame_us": snap.frame_us,
-            "frame_count": 1, "audio_packets": 0, "gaps": [], "size_bytes": len(snap.data),
-            "sha256": hashlib.sha256(snap.data).hexdigest(), "file_dev": st.st_dev,
-            "file_ino": st.st_ino, "width": snap.width, "height": snap.height}
+    info = FileInfo(name=name, size_bytes=len(snap.data),
+                    sha256=hashlib.sha256(snap.data).hexdigest(), first_frame_us=snap.frame_us,
+                    last_frame_us=snap.frame_us, frame_count=1)
+    return Written(info, st.st_dev, st.st_ino)

@@ -1,6 +1,6 @@
 """The body of an export worker process: receive cut jobs, run them, report back.
 
-Imports PyAV (through ``remux``) and never aiohttp; see ``pool`` for the message protocol.
+Imports PyAV (through ``remux``) and never aiohttp; the messages are in ``messages``.
 """
 
 from __future__ import annotations
@@ -10,23 +10,33 @@ import os
 import signal
 import time
 import traceback
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sense_plugin.errors import MediaError, ResultCode, SenseError
+from sense_plugin.errors import MediaError, ResultCode, SenseError, new_incident
 from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
-from sense_plugin.export.options import ExportOptions
-from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
+from sense_plugin.export.model import FileInfo, Gap
+from sense_plugin.media.messages import (
+    Cancel,
+    Cancelled,
+    CutJob,
+    Done,
+    Failed,
+    Finish,
+    Progress,
+    Reply,
+    SetRate,
+    Shutdown,
+    Written,
+)
+from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, cut
 from sense_plugin.media.split import split_file
 from sense_plugin.media.still import write_snapshot
 from sense_plugin.media.throttle import TokenBucket
 
-TEMP_SUFFIX = ".part"
 CONTROL_INTERVAL_S = 0.02
 #: Exports are background work: when cores are short, the event loop answering status polls
 #: runs first (bench B2: p99 of status queries while two exports run on two cores).
@@ -43,10 +53,10 @@ def worker_main(conn: Connection) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return
-        if message[0] == "stop":
+        if isinstance(message, Shutdown):
             return
-        if message[0] == "job":
-            reply = run_job(conn, message[1])
+        if isinstance(message, CutJob):
+            reply = run_job(conn, message)
             try:
                 conn.send(reply)
             except OSError:
@@ -61,7 +71,7 @@ class _Control:
         self.conn = conn
         self.throttle = throttle
         self.cancelled = False
-        #: ``finish`` received (action=stop): the cut ends its file at the next packet.
+        #: ``Finish`` received (action=stop): the cut ends its file at the next packet.
         self.finishing = False
         self._next_check = 0.0
 
@@ -72,34 +82,32 @@ class _Control:
             try:
                 while self.conn.poll():
                     message = self.conn.recv()
-                    if message[0] == "cancel":
+                    if isinstance(message, Cancel):
                         self.cancelled = True
-                    elif message[0] == "finish":
+                    elif isinstance(message, Finish):
                         self.finishing = True
-                    elif message[0] == "rate":
-                        self.throttle.set_rate(message[1])
+                    elif isinstance(message, SetRate):
+                        self.throttle.set_rate(message.kbps)
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
                 self.cancelled = True
         return self.cancelled
 
 
-def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
+def run_job(conn: Connection, job: CutJob) -> Reply:
     """Cut one device range; returns the final message for the parent."""
-    throttle = TokenBucket(payload.get("bandwidth_kbps", 0))
+    throttle = TokenBucket(job.bandwidth_kbps)
     control = _Control(conn, throttle)
 
     def progress(done_us: int, size_bytes: int) -> None:
-        conn.send(("progress", done_us, size_bytes))
+        conn.send(Progress(done_us, size_bytes))
 
-    options = ExportOptions.from_json(payload.get("options"))
+    options = job.options
     try:
         if options.snapshot:
-            return ("done", write_snapshot(payload, options))
+            return Done((write_snapshot(job),))
         request = CutRequest(
-            segments=tuple(SourceSegment(**s) for s in payload["segments"]),
-            start_us=payload["start_us"], end_us=payload["end_us"],
-            out_path=payload["out_path"], fmt=payload["fmt"],
-            title=payload.get("title", ""), comment=payload.get("comment", ""),
+            segments=job.segments, start_us=job.start_us, end_us=job.end_us,
+            out_path=job.out_path, fmt=job.fmt, title=job.title, comment=job.comment,
             audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
         if options.render is not None:
@@ -107,22 +115,40 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
         else:
             result = cut(request, throttle=throttle, on_progress=progress,
                          should_stop=control.should_stop, should_finish=lambda: control.finishing)
-        facts = asdict(result)
         if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
-            facts["parts"] = _split(request, result, options, payload, control)
+            parts = _split(request, result, job, control)
+            return Done(tuple(_facts(p, job.name) for p in parts), result.stopped_us, split=True)
+        return Done((_written(result, job.name),), result.stopped_us)
     except CutCancelled:
-        return ("cancelled",)
+        return Cancelled()
     except SenseError as exc:
-        return ("failed", int(exc.code), exc.description)
+        return Failed(int(exc.code), exc.description)
     except MediaError as exc:
-        return ("failed", int(ResultCode.GENERAL_ERROR), f"cannot cut the recording: {exc}")
+        return Failed(int(ResultCode.GENERAL_ERROR), f"cannot cut the recording: {exc}")
     except Exception:
         # The parent logs the traceback under the incident id the description repeats.
-        incident = uuid.uuid4().hex[:12]
-        return ("failed", int(ResultCode.GENERAL_ERROR),
-                f"unexpected failure while cutting; reported as incident {incident}",
-                traceback.format_exc())
-    return ("done", facts)
+        return Failed(int(ResultCode.GENERAL_ERROR),
+                      f"unexpected failure while cutting; reported as incident {new_incident()}",
+                      traceback.format_exc())
+
+
+def _written(result: CutResult, name: str) -> Written:
+    info = FileInfo(name=name, size_bytes=result.size_bytes, sha256=result.sha256,
+                    first_frame_us=result.first_frame_us, last_frame_us=result.last_frame_us,
+                    frame_count=result.frame_count, gaps=result.gaps)
+    return Written(info, result.file_dev, result.file_ino)
+
+
+def _facts(facts: dict[str, Any], name: str) -> Written:
+    """A split part's facts (``split_file``'s dicts) as a typed message."""
+    info = FileInfo(
+        name=facts.get("name") or name, size_bytes=facts["size_bytes"], sha256=facts["sha256"],
+        first_frame_us=facts["first_frame_us"], last_frame_us=facts["last_frame_us"],
+        frame_count=facts["frame_count"],
+        gaps=tuple(g if isinstance(g, Gap) else Gap(g["start_us"], g["end_us"])
+                   for g in facts.get("gaps", ())),
+        oversize=bool(facts.get("oversize", False)))
+    return Written(info, facts.get("file_dev", 0), facts.get("file_ino", 0))
 
 
 def render_job(request: CutRequest, render_options: RenderOptions, throttle: TokenBucket,
@@ -135,13 +161,13 @@ def render_job(request: CutRequest, render_options: RenderOptions, throttle: Tok
                   throttle=throttle, on_progress=progress, should_stop=should_stop)
 
 
-def _split(request: CutRequest, result: CutResult, options: ExportOptions,
-           payload: dict[str, Any], control: _Control) -> list[dict[str, Any]]:
+def _split(request: CutRequest, result: CutResult, job: CutJob,
+           control: _Control) -> list[dict[str, Any]]:
     """The parts of the finished cut; the whole file is deleted either way."""
     try:
-        return split_file(request.out_path, result, request.fmt, options.maxfilesize_bytes,
-                          payload["title"], payload.get("device_id", 0), request.title,
-                          request.comment, control.should_stop)
+        return split_file(request.out_path, result, request.fmt, job.options.maxfilesize_bytes,
+                          job.title, job.device_id, request.title, request.comment,
+                          control.should_stop)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(request.out_path)

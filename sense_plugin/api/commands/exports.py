@@ -27,6 +27,7 @@ from sense_plugin.errors import (
 from sense_plugin.export.model import DeviceRange, ExportRequest, Status
 from sense_plugin.export.nearest import nothing_at
 from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.storage import ExportQuery
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 MAX_BANDWIDTH_KBPS = 100_000_000
@@ -94,21 +95,17 @@ async def get_export_video_status(ctx: CommandContext) -> ExportStatusList:
     params = ctx.params
     export_id_text = params.text("exportid")
     if export_id_text is not None:
-        export = engine.get(parse_export_id(export_id_text), user.name, user.is_admin)
+        export = await engine.get(parse_export_id(export_id_text), user.name, user.is_admin)
         return ExportStatusList((export,))
     status_text = params.text("status")
     statuses = _parse_statuses(status_text) if status_text else None
     limit = params.integer("limit", minimum=1, maximum=MAX_PAGE)
     offset = params.integer("offset", minimum=0, maximum=2**62)
-    exports = engine.visible(user.name, user.is_admin)
-    if statuses is not None:
-        exports = [e for e in exports if e.status in statuses]
-    if limit is not None or offset is not None:
-        start = offset or 0
-        newest_first = exports[::-1]
-        page = newest_first[start : start + (limit or MAX_PAGE)]
-        return ExportStatusList(tuple(page), total=len(exports))
-    return ExportStatusList(tuple(exports))
+    paged = limit is not None or offset is not None
+    query = ExportQuery(statuses=statuses, newest_first=paged, offset=offset or 0,
+                        limit=(limit or MAX_PAGE) if paged else None)
+    exports, total = await engine.page(user.name, user.is_admin, query)
+    return ExportStatusList(tuple(exports), total=total if paged else None)
 
 
 def parse_export_id(text: str) -> int:

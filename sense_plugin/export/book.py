@@ -1,0 +1,250 @@
+"""The job book: every export's state, and the one place where it changes.
+
+Each transition of a device job (queue, start, progress, complete, fail, stop, remove,
+requeue, expire) and of an export (finish, purge) is a method here. A method changes the
+job in memory, writes it through the :class:`~sense_plugin.export.storage.JobStore`, and
+only then returns, so whoever is told of a change can rely on it surviving a crash.
+
+Unfinished exports stay in memory (their progress moves between writes); finished ones are
+read from the store when asked for and kept in a bounded cache. Lists are answered by the
+store (filtered and paged there), with the unfinished exports' live objects in place of
+their stored copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+
+from sense_plugin.export.model import Export, FileInfo, Job, Status, combine_statuses
+from sense_plugin.export.storage import ExportQuery, JobStore
+from sense_plugin.timestamps import now_us
+
+log = logging.getLogger(__name__)
+#: Finished exports kept in memory after they were read (status polls of recent exports).
+CACHED_FINISHED = 4096
+#: Writes the manifest of an export that has just finished with this status at this time.
+Finalizer = Callable[[Export, Status, int], Awaitable[None]]
+
+
+class JobBook:
+    """Owns the exports, their transitions and their persistence."""
+
+    def __init__(self, store: JobStore, finalize: Finalizer, retention_us: int) -> None:
+        self.store = store
+        self._finalize = finalize
+        self._retention_us = retention_us
+        self._active: dict[int, Export] = {}
+        self._finished: OrderedDict[int, Export] = OrderedDict()
+        self._dirs: dict[str, int] = {}
+        self._finishing: set[int] = set()
+        self.export_counts: Counter[Status] = Counter()
+        self.job_counts: Counter[Status] = Counter()
+        #: Bumped by every state change written to the store (the status list cache's key).
+        self.version = 0
+
+    # -- opening ---------------------------------------------------------------------------
+    async def open(self) -> list[Export]:
+        """Open the store; the unfinished exports (to resume), now held in memory."""
+        await self.store.open()
+        unfinished = await self.store.unfinished()
+        self._active = {e.export_id: e for e in unfinished}
+        self._dirs = await self.store.directories()
+        exports, jobs = await self.store.count_by_status()
+        self.export_counts.update(exports)
+        self.job_counts.update(jobs)
+        return unfinished
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # -- reading ---------------------------------------------------------------------------
+    def active(self) -> list[Export]:
+        """The unfinished exports, oldest first."""
+        return sorted(self._active.values(), key=lambda e: e.export_id)
+
+    def active_export(self, export_id: int) -> Export:
+        """An unfinished export (a running job's)."""
+        return self._active[export_id]
+
+    def pending_owners(self, pending: Iterable[tuple[int, int]]) -> list[str]:
+        return [self._active[key[0]].owner for key in pending if key[0] in self._active]
+
+    def directories(self) -> dict[str, int]:
+        return self._dirs
+
+    async def get(self, export_id: int) -> Export | None:
+        export = self._active.get(export_id) or self._finished.get(export_id)
+        if export is not None:
+            return export
+        export = await self.store.get(export_id)
+        if export is not None:
+            return self._live(export)
+        return None
+
+    async def page(self, query: ExportQuery) -> tuple[list[Export], int]:
+        exports, total = await self.store.page(query)
+        return [self._live(e) for e in exports], total
+
+    async def expiring(self, at_us: int) -> list[Export]:
+        return [self._live(e) for e in await self.store.expiring(at_us)]
+
+    async def finished_before(self, at_us: int) -> list[Export]:
+        return [self._live(e) for e in await self.store.finished_before(at_us)]
+
+    def _live(self, stored: Export) -> Export:
+        """The in-memory object of an export read from the store (cached once finished)."""
+        export_id = stored.export_id
+        active = self._active.get(export_id)
+        if active is not None:
+            return active
+        cached = self._finished.get(export_id)
+        if cached is not None:
+            self._finished.move_to_end(export_id)
+            return cached
+        if stored.finished_us is not None:
+            self._cache(stored)
+        return stored
+
+    def _cache(self, export: Export) -> None:
+        self._finished[export.export_id] = export
+        self._finished.move_to_end(export.export_id)
+        while len(self._finished) > CACHED_FINISHED:
+            self._finished.popitem(last=False)
+
+    # -- export transitions ----------------------------------------------------------------
+    async def add(self, export: Export) -> None:
+        """A new export and its PENDING jobs, stored in one transaction."""
+        await self.store.insert(export)
+        self._active[export.export_id] = export
+        self._dirs[str(export.directory)] = export.export_id
+        self.export_counts[export.status] += 1
+        self.job_counts.update(j.status for j in export.jobs)
+        self.version += 1
+
+    async def finish_if_done(self, export: Export) -> None:
+        """Once every job is terminal: the manifest, then finish time and deadline stamped."""
+        if (any(not j.terminal for j in export.jobs) or export.finished_us is not None
+                or export.export_id in self._finishing):
+            return
+        self._finishing.add(export.export_id)
+        try:
+            finished_us = now_us()
+            final = combine_statuses([j.status for j in export.jobs])
+            before = export.status
+            if final in (Status.COMPLETED, Status.FAILED):
+                await self._finalize(export, final, finished_us)
+                export.expires_us = finished_us + self._retention_us
+            export.finished_us = finished_us
+            self._count_export(before, export)
+            self.version += 1
+            await self.store.save_export(export)
+            self._active.pop(export.export_id, None)
+            self._cache(export)
+        finally:
+            self._finishing.discard(export.export_id)
+
+    async def expire(self, export: Export) -> None:
+        """Retention took the files: COMPLETED and FAILED jobs become EXPIRED."""
+        for job in export.jobs:
+            if job.status in (Status.COMPLETED, Status.FAILED):
+                await self._set(export, job, Status.EXPIRED)
+
+    async def purge(self, export_ids: list[int]) -> None:
+        """Forget finished exports for good (history retention)."""
+        gone = [await self.get(i) for i in export_ids]
+        await self.store.delete(export_ids)
+        for export in gone:
+            if export is None:
+                continue
+            self._finished.pop(export.export_id, None)
+            self._dirs.pop(str(export.directory), None)
+            self.export_counts[export.status] -= 1
+            self.job_counts.subtract(j.status for j in export.jobs)
+        self.version += 1
+
+    # -- job transitions -------------------------------------------------------------------
+    async def start(self, job: Job, *, resumed: bool = False) -> None:
+        """SYNCING: a worker (or, for a live job, the follower) has taken the job.
+
+        ``resumed``: a live job continuing into its cut keeps its start time and progress.
+        """
+        job.started_us = job.started_us if resumed and job.started_us else now_us()
+        if not resumed:
+            job.progress = 0
+        await self._set(self._active[job.export_id], job, Status.SYNCING)
+
+    def report(self, job: Job, progress: int, bytes_written: int, bandwidth_kbps: int) -> None:
+        """Figures of a running job (memory only: they move too often to be written)."""
+        job.progress = max(job.progress, min(99, progress))
+        job.bytes_written = bytes_written
+        job.bandwidth_kbps = bandwidth_kbps
+
+    def report_rate(self, job: Job, bandwidth_kbps: int) -> None:
+        job.bandwidth_kbps = bandwidth_kbps
+
+    async def hand_over(self, job: Job) -> None:
+        """PENDING again, progress kept: a live job whose recording is complete waits for a
+        worker to cut it."""
+        await self._set(self._active[job.export_id], job, Status.PENDING)
+
+    async def requeue(self, job: Job) -> None:
+        """PENDING from the start: interrupted by a shutdown or crash, it runs again."""
+        job.progress, job.bytes_written, job.bandwidth_kbps = 0, 0, 0
+        job.finished_us = None
+        await self._set(self._active[job.export_id], job, Status.PENDING)
+
+    async def complete(self, job: Job, files: tuple[FileInfo, ...], stopped_us: int | None,
+                       split: bool, bandwidth_kbps: int) -> None:
+        """COMPLETED with its file (or parts); ``stopped_us``: a stop ended its range there."""
+        job.parts = files if split else ()
+        job.file = files[0]
+        if stopped_us is not None:
+            job.stopped, job.end_us = True, stopped_us
+        job.bytes_written = sum(f.size_bytes for f in files)
+        job.bandwidth_kbps = bandwidth_kbps
+        job.progress = 100
+        await self._end(job, Status.COMPLETED)
+
+    async def fail(self, job: Job, code: int, description: str) -> None:
+        job.errorcode, job.description = code, description
+        log.info("export %s device %s failed: errorcode %d: %s", job.export_id, job.device_id,
+                 code, description)
+        await self._end(job, Status.FAILED)
+
+    async def remove(self, job: Job) -> None:
+        """REMOVED: deleted by ``action=remove``, or stopped before it wrote anything."""
+        await self._end(job, Status.REMOVED)
+
+    async def remove_all(self, export: Export) -> None:
+        """``action=remove``: every job not REMOVED yet becomes REMOVED (none may run)."""
+        for job in export.jobs:
+            if job.status is not Status.REMOVED:
+                job.finished_us = job.finished_us or now_us()
+                await self._set(export, job, Status.REMOVED)
+        await self.finish_if_done(export)
+
+    async def _end(self, job: Job, status: Status) -> None:
+        export = self._active[job.export_id]
+        job.finished_us = now_us()
+        try:
+            await self._set(export, job, status)
+        finally:  # even when the store failed: the export's state in memory is right
+            await self.finish_if_done(export)
+
+    async def _set(self, export: Export, job: Job, status: Status) -> None:
+        before_export, before_job = export.status, job.status
+        job.status = status
+        self._count_export(before_export, export)
+        self.job_counts[before_job] -= 1
+        self.job_counts[status] += 1
+        self.version += 1
+        await self.store.save_job(export, job)
+
+    def _count_export(self, before: Status, export: Export) -> None:
+        after = export.status
+        if after is not before:
+            self.export_counts[before] -= 1
+            self.export_counts[after] += 1
+
