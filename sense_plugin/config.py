@@ -27,6 +27,8 @@ from sense_plugin.configmodel import (
 )
 from sense_plugin.errors import ConfigError
 from sense_plugin.evidence import signing
+from sense_plugin.ids import is_u64_text
+from sense_plugin.permissions import PERMISSIONS
 
 __all__ = [
     "ArchiveConfig",
@@ -52,8 +54,6 @@ DEMO_DEVICES = (
     {"deviceid": "9890179877273119876", "name": "Parking"},
     {"deviceid": "9890179877273119877", "name": "Lobby"},
 )
-PERMISSIONS = frozenset({"view", "export", "admin"})
-MAX_U64 = 2**64 - 1
 #: Shipped default configuration (a packaged copy of ``config/default.toml``).
 PACKAGED_DEFAULT = Path(__file__).with_name("defaults") / "default.toml"
 #: The source tree's deployment file, preferred when running from a checkout.
@@ -155,7 +155,7 @@ class _Reader:
         if key not in table:
             raise self.fail(where, f"missing key '{key}'")
         text = str(table[key])
-        if not text.isdigit() or not text.isascii() or int(text) > MAX_U64:
+        if not is_u64_text(text):
             raise self.fail(f"{where} {key}", f"'{text}' is not an unsigned 64-bit number")
         return int(text)
 
