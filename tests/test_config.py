@@ -47,6 +47,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
     ({**MINIMAL, "http": {"host": "0.0.0.0"}}, "only on loopback"),
     ({**MINIMAL, "devices": [{"deviceid": "1"}, {"deviceid": "1"}]}, "unique"),
     ({**MINIMAL, "auth": {"users": [{"name": "a", "password_hash": "plain"}]}}, "hash-password"),
+    ({**MINIMAL, "auth": {"users": [{"password_hash": "scrypt$x"}]}}, "missing key 'name'"),
     ({**MINIMAL, "auth": {"users": [{"name": "a", "password_hash": "scrypt$x",
                                      "permissions": ["root"]}]}}, "unknown permission"),
 ])
