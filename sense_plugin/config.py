@@ -43,15 +43,14 @@ __all__ = [
     "is_loopback",
 ]
 
-#: Shipped default configuration (a packaged copy of ``config/default.toml``).
+#: The shipped default configuration: the only one, packaged with the code (a checkout and
+#: an install read the same file).
 PACKAGED_DEFAULT = Path(__file__).with_name("defaults") / "default.toml"
-#: The source tree's deployment file, preferred when running from a checkout.
-SOURCE_DEFAULT = Path(__file__).resolve().parents[1] / "config" / "default.toml"
 
 
 def default_config_path() -> Path:
-    """The file ``serve`` uses without ``--config``: the checkout's, else the packaged copy."""
-    return SOURCE_DEFAULT if SOURCE_DEFAULT.is_file() else PACKAGED_DEFAULT
+    """The file ``serve`` uses without ``--config``: the packaged default."""
+    return PACKAGED_DEFAULT
 
 
 def load_config(path: Path, *, overrides: Mapping[str, Any] | None = None) -> Config:
