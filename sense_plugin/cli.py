@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sense_plugin import __version__
+from sense_plugin.archive import demo_defaults
 from sense_plugin.config import Config, default_config_path, load_config
 from sense_plugin.errors import ConfigError
 
@@ -64,12 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo-archive", help="generate a synthetic archive")
     _config_args(demo)
     demo.add_argument("--devices", type=int, help="how many configured devices (default all)")
-    demo.add_argument("--minutes", type=float, default=10.0)
-    demo.add_argument("--size", default="320x180", help="WxH")
-    demo.add_argument("--fps", type=int, default=10)
-    demo.add_argument("--bitrate", type=int, default=200_000, help="bits per second")
-    demo.add_argument("--segment-seconds", type=float, default=30.0)
-    demo.add_argument("--gop-seconds", type=float, default=1.0)
+    demo.add_argument("--minutes", type=float, default=demo_defaults.MINUTES)
+    demo.add_argument("--size", default=demo_defaults.size_text(), help="WxH")
+    demo.add_argument("--fps", type=int, default=demo_defaults.FPS)
+    demo.add_argument("--bitrate", type=int, default=demo_defaults.ARCHIVE_BITRATE_BPS,
+                      help="bits per second")
+    demo.add_argument("--segment-seconds", type=float,
+                      default=demo_defaults.ARCHIVE_SEGMENT_S)
+    demo.add_argument("--gop-seconds", type=float, default=demo_defaults.GOP_S)
     demo.set_defaults(func=cmd_demo_archive)
 
     check = sub.add_parser("archive-check",

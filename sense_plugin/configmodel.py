@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sense_plugin.archive import demo_defaults
 from sense_plugin.archive.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE
 from sense_plugin.permissions import VIEW
 
@@ -116,7 +117,7 @@ class ExportConfig:
 @dataclass(frozen=True)
 class ArchiveConfig:
     demo: bool = True
-    demo_minutes: float = bounded(10.0, 0.1, 24 * 60)
+    demo_minutes: float = bounded(demo_defaults.MINUTES, 0.1, 24 * 60)
     #: Live demo recordings older than this are deleted (they grow by ~1 GB a day a camera).
     demo_keep_hours: float = bounded(24.0, 0.1)
     segment_seconds: float = bounded(60.0, 1, 3600)

@@ -13,9 +13,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sense_plugin.configmodel import Config
 
 log = logging.getLogger(__name__)
+
+#: The index's file in ``[server] data_dir``.
+INDEX_FILENAME = "archive.sqlite3"
 
 #: Recorded intervals closer than this are reported as one (no visible gap).
 DEFAULT_JOIN_TOLERANCE_US = 1_000_000
@@ -109,6 +115,11 @@ class FileRecord:
     size_bytes: int
     mtime_ns: int
     state: str
+
+
+def index_path(config: Config) -> Path:
+    """Where the archive index of this configuration lives."""
+    return config.server.data_dir / INDEX_FILENAME
 
 
 class ArchiveIndex:

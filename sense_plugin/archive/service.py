@@ -24,9 +24,15 @@ from sense_plugin.archive.demo_archive import (
     build_demo_archive,
     demo_devices,
     generate_into,
+    live_demo_spec,
+)
+from sense_plugin.archive.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
+from sense_plugin.archive.index import (
+    DEFAULT_JOIN_TOLERANCE_US,
+    ArchiveIndex,
+    Segment,
     index_path,
 )
-from sense_plugin.archive.index import DEFAULT_JOIN_TOLERANCE_US, ArchiveIndex, Segment
 from sense_plugin.archive.livedemo import LiveDemo
 from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
@@ -40,7 +46,8 @@ from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 from sense_plugin.timestamps import now_us
 
-__all__ = ["Archive", "DemoSpec", "build_demo_archive"]
+#: ``LIVE_DEMO_SEGMENT_S`` (defined in ``demo_defaults``) is read from here by export/live.py.
+__all__ = ["LIVE_DEMO_SEGMENT_S", "Archive", "DemoSpec", "build_demo_archive"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,8 +56,6 @@ STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
 #: Start waits this long for the first reconcile, then lets it finish in the background.
 STARTUP_WAIT_S = 5.0
-#: Segment length of live demo recordings: short, so the index reaches close to now.
-LIVE_DEMO_SEGMENT_S = 10.0
 
 
 class Archive:
@@ -65,10 +70,7 @@ class Archive:
         #: indexed at most ``rescan_s`` after its last write (or at once, on the next file).
         self._intervals_s = (retention_interval_s,
                              reconcile_interval_s or config.archive.rescan_s / 2)
-        self._demo_spec = demo_spec or DemoSpec(
-            minutes=config.archive.demo_minutes, width=320, height=180, fps=10,
-            bitrate_bps=LiveSpec.bitrate_bps, segment_s=LIVE_DEMO_SEGMENT_S, gop_s=1.0,
-            live=LiveSpec())
+        self._demo_spec = demo_spec or live_demo_spec(config.archive.demo_minutes)
         self.demo_ready = asyncio.Event()
         self.pins = PinRegistry()
         self._index: ArchiveIndex | None = None
