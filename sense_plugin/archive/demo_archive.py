@@ -73,6 +73,14 @@ def demo_devices(config: Config, devices: int | None = None) -> list[DeviceConfi
     return targets
 
 
+def wants_demo(index: ArchiveIndex, config: Config) -> bool:
+    """A static demo archive is generated when ``[archive] demo`` is on, some device can
+    have one and no device has any segment yet."""
+    if not config.archive.demo or not demo_devices(config):
+        return False
+    return all(index.count(d.device_id) == 0 for d in config.devices)
+
+
 def build_demo_archive(config: Config, *, devices: int | None = None, minutes: float,
                        width: int, height: int, fps: int, bitrate_bps: int, segment_s: float,
                        gop_s: float, end_us: int | None = None) -> None:
