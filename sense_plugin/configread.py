@@ -75,7 +75,7 @@ class TableReader:
 
     def setting(self, table: Mapping[str, Any], where: str, cls: type[DataclassInstance],
                 key: str) -> Any:
-        """Key ``key`` read as field ``key`` of ``cls`` says: its type, default and bounds."""
+        """``key`` read as its field in ``cls`` declares it: kind, default and bounds."""
         spec = field_of(cls, key)
         kind = _KINDS[str(spec.type)]
         value = self.get(table, where, key, kind, default_of(cls, key))
