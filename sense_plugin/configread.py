@@ -6,6 +6,7 @@ written once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
@@ -26,7 +27,12 @@ _KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
 def field_of(cls: type[DataclassInstance], key: str) -> Field[Any]:
     """Field ``key`` of dataclass ``cls``."""
-    return next(f for f in fields(cls) if f.name == key)
+    return _fields_of(cls)[key]
+
+
+@functools.cache
+def _fields_of(cls: type[DataclassInstance]) -> dict[str, Field[Any]]:
+    return {f.name: f for f in fields(cls)}
 
 
 def default_of(cls: type[DataclassInstance], key: str) -> Any:
