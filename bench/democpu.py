@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from sense_plugin.archive.demo_defaults import DEMO_DEVICES, FPS, size_text
+
 RESULTS = Path(__file__).resolve().parent / "results" / "democpu.json"
 CONFIG = """[server]
 serverid = "7015498111931795223"
@@ -88,7 +90,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.democpu")
     parser.add_argument("--seconds", type=float, default=60)
     result = measure(parser.parse_args().seconds)
-    print(f"live demo, 3 cameras 320x180 10 fps, {result['window_s']} s: synthetic source "
+    print(f"live demo, {len(DEMO_DEVICES)} cameras {size_text()} {FPS} fps, "
+          f"{result['window_s']} s: synthetic source "
           f"{result['source_pct_of_core']}% of a core, server (3 recorders) "
           f"{result['server_pct_of_core']}%, total {result['total_pct_of_core']}% "
           f"(load average {result['load_average']})")

@@ -1,21 +1,41 @@
-"""The configuration's data model: frozen dataclasses, one per TOML table (SPEC §8)."""
+"""The configuration's data model: frozen dataclasses, one per TOML table (SPEC §8).
+
+A field's default here is the default of its TOML key (the reader in ``configread`` takes it
+from the field); :func:`bounded` adds the range a number must lie in. A number without
+``bounded`` must be at least 0.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from sense_plugin.archive import demo_defaults
+from sense_plugin.archive.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE
+from sense_plugin.permissions import VIEW
+
+#: Metadata key of a field's ``(minimum, maximum)``.
+BOUNDS = "bounds"
+#: ``[server] data_dir`` when absent, relative to the configuration file's directory.
+DEFAULT_DATA_DIR = "sense-data"
+
+
+def bounded(default: float, minimum: float = 0, maximum: float = float("inf")) -> Any:
+    """A numeric field: ``default``, and the range its TOML key must lie in."""
+    return field(default=default, metadata={BOUNDS: (minimum, maximum)})
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
     device_id: int
     name: str
-    enabled: bool
     archive_dir: Path
+    enabled: bool = True
     source: str | None = None
     #: How the files under ``archive_dir`` are named (SPEC §12), in ``archive_timezone``.
-    archive_pattern: str = "%Y%m%dT%H%M%S.%fZ.{ext}"
-    archive_timezone: str = "UTC"
+    archive_pattern: str = DEFAULT_PATTERN
+    archive_timezone: str = DEFAULT_TIMEZONE
     #: An imported archive (own ``archive_dir`` or pattern, no ``source``): read-only to
     #: retention unless ``[archive] manage_foreign``.
     archive_foreign: bool = False
@@ -25,85 +45,86 @@ class DeviceConfig:
 class UserConfig:
     name: str
     password_hash: str
-    permissions: frozenset[str]
+    permissions: frozenset[str] = frozenset({VIEW})
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     server_id: int
-    name: str
     data_dir: Path
+    #: Default ``<data_dir>/exports``; the first is the default root.
     export_roots: tuple[Path, ...]
+    name: str = "sense_plugin"
 
 
 @dataclass(frozen=True)
 class HttpConfig:
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = bounded(8080, 0, 65535)
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    max_body_kb: int = 256
+    max_body_kb: int = bounded(256, 1, 1 << 20)
     #: Open connections at most (also capped below the file-descriptor limit at start).
-    max_connections: int = 1000
+    max_connections: int = bounded(1000, 8, 1 << 20)
     #: A connection that sends no complete request for this long is closed (headers, keep-alive).
-    idle_timeout_s: float = 15.0
+    idle_timeout_s: float = bounded(15.0, 0.1, 86400)
     #: A request body that does not arrive within this time is refused.
-    body_timeout_s: float = 30.0
+    body_timeout_s: float = bounded(30.0, 0.1, 86400)
 
 
 @dataclass(frozen=True)
 class AuthConfig:
     enabled: bool = False
-    session_idle_s: int = 1800
+    session_idle_s: int = bounded(1800, 1)
     users: tuple[UserConfig, ...] = ()
     #: Sliding window of the login failure limits below.
-    login_window_s: float = 300.0
+    login_window_s: float = bounded(300.0, 1, 86400)
     #: Failed logins per (address, user name), per user name, per address within the window.
-    max_failures_per_address_user: int = 10
-    max_failures_per_user: int = 100
+    max_failures_per_address_user: int = bounded(10, 1)
+    max_failures_per_user: int = bounded(100, 1)
     #: 0 = off: behind a reverse proxy or NAT every user shares one address.
     max_failures_per_address: int = 0
     #: Threads that compute scrypt hashes, and hashes running or waiting at most.
-    hash_threads: int = 2
-    max_pending_hashes: int = 8
+    hash_threads: int = bounded(2, 1, 64)
+    max_pending_hashes: int = bounded(8, 1, 10_000)
     #: Sessions per user; the oldest is revoked past this.
-    max_sessions_per_user: int = 20
+    max_sessions_per_user: int = bounded(20, 1)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    max_concurrent_jobs: int = 2
-    max_queued_jobs: int = 1000
-    max_devices_per_export: int = 64
-    max_span_s: int = 86400
-    export_retention_hours: float = 24
-    history_days: float = 30
+    max_concurrent_jobs: int = bounded(2, 1, 64)
+    max_queued_jobs: int = bounded(1000, 1)
+    max_devices_per_export: int = bounded(64, 1)
+    max_span_s: int = bounded(86400, 1)
+    export_retention_hours: float = 24.0
+    history_days: float = 30.0
     #: How often the export retention sweep runs (seconds).
-    retention_sweep_s: float = 60
+    retention_sweep_s: float = bounded(60.0, 0.01, 86400)
     #: Device jobs one user may have waiting (0: no per-user limit), so one user cannot take
     #: the whole queue from the others.
     max_queued_jobs_per_user: int = 500
     #: A running job whose worker reports no progress for this long is stopped and FAILED.
-    stall_s: float = 60
+    stall_s: float = bounded(60.0, 0.5, 86400)
     #: A download whose client accepts no data for this long is closed.
-    download_write_timeout_s: float = 30
+    download_write_timeout_s: float = bounded(30.0, 0.1, 3600)
     #: A live export ends at most this long after now (SPEC §10).
-    max_live_s: int = 3600
+    max_live_s: int = bounded(3600, 1, 7 * 86400)
     #: Default keepalive of live exports: stopped when nobody polls or downloads this long.
-    live_keepalive_s: int = 300
+    live_keepalive_s: int = bounded(300, 0, 7 * 86400)
 
 
 @dataclass(frozen=True)
 class ArchiveConfig:
     demo: bool = True
-    demo_minutes: float = 10
+    demo_minutes: float = bounded(demo_defaults.MINUTES, 0.1, 24 * 60)
     #: Live demo recordings older than this are deleted (they grow by ~1 GB a day a camera).
-    demo_keep_hours: float = 24
-    segment_seconds: float = 60
-    max_age_days: float = 30
+    demo_keep_hours: float = bounded(24.0, 0.1)
+    segment_seconds: float = bounded(60.0, 1, 3600)
+    max_age_days: float = 30.0
     max_bytes_per_device: int = 0
     #: New segments written by other programs are indexed within this many seconds.
-    rescan_s: float = 10
+    rescan_s: float = bounded(10.0, 0.05, 3600)
     #: Let archive retention delete files of imported (foreign) archives.
     manage_foreign: bool = False
 
@@ -124,8 +145,8 @@ class ClusterConfig:
     node_url: str
     #: Shared by every server; proves server-to-server calls (never sent itself).
     site_secret: str
-    heartbeat_s: float = 5.0
-    node_timeout_s: float = 600.0
+    heartbeat_s: float = bounded(5.0, 0.05, 3600)
+    node_timeout_s: float = bounded(600.0, 0.1, 30 * 86400)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sense_plugin.archive.demo_archive import DemoSpec, index_path
-from sense_plugin.archive.index import ArchiveIndex
+from sense_plugin.archive.demo_archive import DemoSpec
+from sense_plugin.archive.index import ArchiveIndex, index_path
 from sense_plugin.archive.service import Archive, build_demo_archive
 from sense_plugin.errors import GeneralError, NoDeviceError
 from sense_plugin.timestamps import now_us

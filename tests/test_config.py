@@ -10,8 +10,8 @@ import pytest
 
 from sense_plugin.config import (
     PACKAGED_DEFAULT,
-    SOURCE_DEFAULT,
     config_from_dict,
+    default_config_path,
     load_config,
 )
 from sense_plugin.errors import ConfigError
@@ -19,13 +19,19 @@ from sense_plugin.errors import ConfigError
 MINIMAL = {"server": {"serverid": "1"}}
 
 
-def test_shipped_default_and_packaged_copy_agree() -> None:
-    source = load_config(SOURCE_DEFAULT)
-    packaged = load_config(PACKAGED_DEFAULT)
-    assert source.devices == packaged.devices
-    assert source.export == packaged.export and source.http == packaged.http
-    assert source.server.data_dir == SOURCE_DEFAULT.parent.parent.resolve() / "sense-data"
-    assert source.server.export_roots == (source.server.data_dir / "exports",)
+def test_the_packaged_default_is_the_only_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_config_path() == PACKAGED_DEFAULT
+    root = Path(__file__).resolve().parents[1]
+    candidates = [*(root / "config").glob("*.toml"), *(root / "sense_plugin").rglob("*.toml")]
+    others = [p for p in candidates
+              if p.name.startswith("default") and p.resolve() != PACKAGED_DEFAULT.resolve()]
+    assert not others, f"a second default configuration: {others}"
+    monkeypatch.chdir(tmp_path)  # its relative paths resolve against the working directory
+    config = load_config(PACKAGED_DEFAULT)
+    assert config.server.data_dir == tmp_path / "sense-data"
+    assert config.server.export_roots == (config.server.data_dir / "exports",)
+    assert [d.name for d in config.devices] == ["Entrance", "Parking", "Lobby"]
 
 
 def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
@@ -47,6 +53,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
     ({**MINIMAL, "http": {"host": "0.0.0.0"}}, "only on loopback"),
     ({**MINIMAL, "devices": [{"deviceid": "1"}, {"deviceid": "1"}]}, "unique"),
     ({**MINIMAL, "auth": {"users": [{"name": "a", "password_hash": "plain"}]}}, "hash-password"),
+    ({**MINIMAL, "auth": {"users": [{"password_hash": "scrypt$x"}]}}, "missing key 'name'"),
     ({**MINIMAL, "auth": {"users": [{"name": "a", "password_hash": "scrypt$x",
                                      "permissions": ["root"]}]}}, "unknown permission"),
 ])

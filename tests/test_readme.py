@@ -22,6 +22,7 @@ from pathlib import Path
 from serverproc import ServerProcess
 
 from sense_plugin.archive.backfill import MARKER_NAME
+from sense_plugin.config import default_config_path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.rst"
@@ -66,10 +67,11 @@ def missing_lines(printed: list[str], real: list[str]) -> list[str]:
 
 def start_server(tmp_path: Path) -> ServerProcess:
     """The shipped default configuration, its data directory under ``tmp_path``."""
-    text = (ROOT / "config" / "default.toml").read_text()
+    text = default_config_path().read_text()
     data_dir = tmp_path / "sense-data"
     config = tmp_path / "default.toml"
-    config.write_text(text.replace('data_dir = "../sense-data"', f'data_dir = "{data_dir}"'))
+    config.write_text(text.replace('data_dir = "sense-data"', f'data_dir = "{data_dir}"', 1))
+    assert str(data_dir) in config.read_text(), "the default's data_dir line has changed"
     server = ServerProcess(config, tmp_path / "server.log")
     server.start()
     deadline = time.monotonic() + 120

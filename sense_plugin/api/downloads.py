@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import re
 from email.utils import formatdate, parsedate_to_datetime
@@ -42,6 +41,7 @@ from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Status
+from sense_plugin.hashing import sha256_of_fd
 
 READ_BYTES = 256 * 1024
 MAX_CHUNK_KB = 64 * 1024
@@ -129,10 +129,7 @@ def open_file(export: Export, roots: tuple[Path, ...], name: str,
                                 f"{expected[1]} were recorded: it changed after the export "
                                 "and is not served")
     if expected is None:
-        digest = hashlib.sha256()
-        for offset in range(0, stat.st_size, READ_BYTES):
-            digest.update(os.pread(fd, READ_BYTES, offset))
-        sha256 = digest.hexdigest()
+        sha256 = sha256_of_fd(fd, read_bytes=READ_BYTES).hexdigest()
     else:
         sha256 = expected[0]
     return OpenFile(name, fd, stat.st_size, f'"{sha256}"', int(stat.st_mtime))

@@ -11,9 +11,8 @@ from sense_plugin.errors import (
     SenseError,
     quote_input,
 )
+from sense_plugin.ids import is_u64_text
 from sense_plugin.timestamps import parse_timestamp
-
-MAX_U64 = 2**64 - 1
 
 
 class Params:
@@ -66,7 +65,7 @@ class Params:
 
 def parse_u64(value: str, name: str, error: type[SenseError]) -> int:
     """Parse an unsigned 64-bit decimal id, raising ``error`` naming ``name``."""
-    if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) > MAX_U64:
+    if not is_u64_text(value):
         raise error(f"{name} '{quote_input(value, 40)}' is not an unsigned 64-bit number")
     return int(value)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VIEW, EXPORT, ADMIN = "view", "export", "admin"
+from sense_plugin.permissions import ADMIN, EXPORT, PERMISSIONS, VIEW
+
+__all__ = ["ADMIN", "ANONYMOUS", "ANY", "EXPORT", "VIEW", "User"]
+
 #: Not a permission users hold: commands every authenticated user may run (``logout``).
 ANY = "any"
 
@@ -24,4 +27,4 @@ class User:
 
 
 #: The caller when authentication is disabled (allowed only on loopback).
-ANONYMOUS = User("anonymous", frozenset({VIEW, EXPORT, ADMIN}))
+ANONYMOUS = User("anonymous", PERMISSIONS)

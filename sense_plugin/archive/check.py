@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sense_plugin.archive.demo_archive import index_path
-from sense_plugin.archive.index import ArchiveIndex
+from sense_plugin.archive.index import ArchiveIndex, index_path
 from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.scan import reconcile_device
 from sense_plugin.config import Config, DeviceConfig

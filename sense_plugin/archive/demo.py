@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 from av.video.frame import PictureType
 
+from sense_plugin.archive import demo_defaults as defaults
 from sense_plugin.archive.font import ADVANCE, GLYPH_HEIGHT, render_text
 from sense_plugin.archive.naming import MUXERS, SEGMENT_EXTENSIONS, segment_filename
 from sense_plugin.errors import MediaError
@@ -103,11 +104,11 @@ def write_segment(
     start_us: int,
     duration_s: float,
     fmt: str = "mp4",
-    width: int = 320,
-    height: int = 180,
-    fps: int = 10,
-    gop_frames: int = 10,
-    bitrate_bps: int = 200_000,
+    width: int = defaults.WIDTH,
+    height: int = defaults.HEIGHT,
+    fps: int = defaults.FPS,
+    gop_frames: int = defaults.GOP_FRAMES,
+    bitrate_bps: int = defaults.ARCHIVE_BITRATE_BPS,
     label: str = "CAM",
     codec: str = "h264",
     audio: bool = False,
@@ -216,13 +217,13 @@ def generate_device(
     name: str,
     start_us: int,
     end_us: int,
-    segment_s: float = 30,
+    segment_s: float = defaults.ARCHIVE_SEGMENT_S,
     fmt: str = "mp4",
-    width: int = 320,
-    height: int = 180,
-    fps: int = 10,
-    gop_frames: int = 10,
-    bitrate_bps: int = 200_000,
+    width: int = defaults.WIDTH,
+    height: int = defaults.HEIGHT,
+    fps: int = defaults.FPS,
+    gop_frames: int = defaults.GOP_FRAMES,
+    bitrate_bps: int = defaults.ARCHIVE_BITRATE_BPS,
     audio: bool = False,
     codec: str = "h264",
     bframes: int = 0,

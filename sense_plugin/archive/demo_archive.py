@@ -15,8 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
+from sense_plugin.archive import demo_defaults as defaults
 from sense_plugin.archive.demo import write_segment
-from sense_plugin.archive.index import ArchiveIndex, Segment
+from sense_plugin.archive.index import ArchiveIndex, Segment, index_path
 from sense_plugin.archive.naming import parse_segment_filename, segment_filename
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.synthetic import LiveSpec
@@ -25,24 +26,30 @@ from sense_plugin.timestamps import US_PER_S, now_us
 
 log = logging.getLogger(__name__)
 
-INDEX_FILENAME = "archive.sqlite3"
-
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """What to generate for each device."""
+    """What to generate for each device (defaults: ``demo-archive``'s)."""
 
-    minutes: float
-    width: int = 320
-    height: int = 180
-    fps: int = 10
-    bitrate_bps: int = 150_000
-    segment_s: float = 30.0
-    gop_s: float = 2.0
+    minutes: float = defaults.MINUTES
+    width: int = defaults.WIDTH
+    height: int = defaults.HEIGHT
+    fps: int = defaults.FPS
+    bitrate_bps: int = defaults.ARCHIVE_BITRATE_BPS
+    segment_s: float = defaults.ARCHIVE_SEGMENT_S
+    gop_s: float = defaults.GOP_S
     fmt: str = "mp4"
     #: Record the devices from a synthetic live source after the back-fill (SPEC §12);
     #: None: a static archive generated once.
     live: LiveSpec | None = None
+
+
+def live_demo_spec(minutes: float) -> DemoSpec:
+    """The live demo's: back-filled like the live source encodes, recorded in short segments."""
+    live = LiveSpec()
+    return DemoSpec(minutes=minutes, width=live.width, height=live.height, fps=live.fps,
+                    bitrate_bps=live.bitrate_bps, segment_s=defaults.LIVE_SEGMENT_S,
+                    gop_s=live.gop_s, live=live)
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,6 @@ class _Task:
     path: Path
     start_us: int
     frames: int
-
-
-def index_path(config: Config) -> Path:
-    """Where the archive index lives."""
-    return config.server.data_dir / INDEX_FILENAME
 
 
 def demo_devices(config: Config, devices: int | None = None) -> list[DeviceConfig]:
@@ -69,6 +71,14 @@ def demo_devices(config: Config, devices: int | None = None) -> list[DeviceConfi
                              f"only {len(targets)} devices without a source")
         targets = targets[:devices]
     return targets
+
+
+def wants_demo(index: ArchiveIndex, config: Config) -> bool:
+    """A static demo archive is generated when ``[archive] demo`` is on, some device can
+    have one and no device has any segment yet."""
+    if not config.archive.demo or not demo_devices(config):
+        return False
+    return all(index.count(d.device_id) == 0 for d in config.devices)
 
 
 def build_demo_archive(config: Config, *, devices: int | None = None, minutes: float,

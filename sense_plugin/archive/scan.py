@@ -19,23 +19,17 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
 
-from sense_plugin.archive.index import (
-    STATE_BAD,
-    STATE_OVERLAP,
-    STATE_UNNAMED,
-    ArchiveIndex,
-    Segment,
-)
+from sense_plugin.archive.index import ArchiveIndex
+from sense_plugin.archive.listing import Listed, list_files, stat_files
 from sense_plugin.archive.naming import (
     DEFAULT_PATTERN,
-    READ_EXTENSIONS,
     NamePattern,
     NameTime,
     compiled,
 )
 from sense_plugin.archive.probe import SegmentInfo, probe_segment
+from sense_plugin.archive.segment import STATE_BAD, STATE_OVERLAP, STATE_UNNAMED, Segment
 from sense_plugin.archive.writer import final_name_of_partial, recover_partial
 from sense_plugin.errors import MediaError
 
@@ -46,7 +40,6 @@ STALE_TEMP_S = 60.0
 #: The newest file of a device that cannot be read yet is retried (not marked bad) while it
 #: changed less than this long ago: its writer may not have flushed its index yet.
 YOUNG_S = 60.0
-_VIDEO_SUFFIXES = tuple("." + ext for ext in READ_EXTENSIONS)
 
 
 @dataclass
@@ -90,10 +83,6 @@ class _Candidate:
         return Path(self.text)
 
 
-#: A listed file: relative path (``/`` separated), size, mtime.
-_Listed = tuple[str, int, int]
-
-
 def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
                      recover: bool = False, settle_s: float = 0.0,
                      pattern: NamePattern | None = None,
@@ -117,9 +106,9 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
         _handle_partials(directory, report)
     if paths is None:
         known = index.file_stats(device_id)
-        on_disk = _list_files(directory, pattern.depth, None if stat_known else known)
+        on_disk = list_files(directory, pattern.depth, None if stat_known else known)
     else:
-        on_disk = _stat_files(directory, pattern.depth, paths)
+        on_disk = stat_files(directory, pattern.depth, paths)
         known = index.file_stats(device_id, paths)
     for text in known.keys() - on_disk.keys():
         index.remove(Path(text))
@@ -163,7 +152,7 @@ def _probe_all(index: ArchiveIndex, device_id: int, complete: list[_Candidate],
 
 
 def _complete(fresh: list[_Candidate], named: dict[str, NameTime | None],
-              on_disk: dict[str, _Listed], known: Mapping[str, object],
+              on_disk: dict[str, Listed], known: Mapping[str, object],
               pattern: NamePattern, settle_s: float) -> tuple[list[_Candidate], int | None]:
     """The fresh files that are finished (quiet for ``settle_s``, or followed by a later
     one), and the start of the device's latest named file."""
@@ -180,63 +169,6 @@ def _complete(fresh: list[_Candidate], named: dict[str, NameTime | None],
     return [c for c in fresh if c.mtime_ns <= deadline_ns
             or (latest_us is not None and (n := named[c.text]) is not None
                 and n.start_us < latest_us)], latest_us
-
-
-def _list_files(directory: Path, depth: int,
-                known: Mapping[str, tuple[int, int]] | None = None) -> dict[str, _Listed]:
-    """Video files (by extension, any case) down to ``depth`` folder levels; hidden skipped.
-
-    Files in ``known`` are taken as unchanged without a ``stat``.
-    """
-    found: dict[str, _Listed] = {}
-    stack: list[tuple[str, str, int]] = [(str(directory), "", 0)]
-    while stack:
-        folder, prefix, level = stack.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            log.warning("cannot list archive folder %s: %s", folder, exc.strerror)
-            continue
-        for entry in entries:
-            name = entry.name
-            if name[0] == ".":
-                continue
-            try:
-                if level < depth and entry.is_dir():
-                    stack.append((entry.path, f"{prefix}{name}/", level + 1))
-                    continue
-                if not name.lower().endswith(_VIDEO_SUFFIXES) or not entry.is_file():
-                    continue
-                if known is not None and (same := known.get(entry.path)) is not None:
-                    found[entry.path] = (prefix + name, *same)
-                    continue
-                stat = entry.stat()
-            except OSError:
-                continue  # vanished between listing and stat
-            found[entry.path] = (prefix + name, stat.st_size, stat.st_mtime_ns)
-    return found
-
-
-def _stat_files(directory: Path, depth: int, paths: Collection[Path]) -> dict[str, _Listed]:
-    """Like :func:`_list_files`, for the given paths only (those gone are left out)."""
-    found: dict[str, _Listed] = {}
-    for path in paths:
-        try:
-            parts = path.relative_to(directory).parts
-        except ValueError:
-            continue
-        if (len(parts) - 1 > depth or any(part.startswith(".") for part in parts)
-                or not path.name.lower().endswith(_VIDEO_SUFFIXES)):
-            continue
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        if S_ISREG(stat.st_mode):
-            found[str(path)] = ("/".join(parts), stat.st_size, stat.st_mtime_ns)
-    return found
 
 
 def _probe(index: ArchiveIndex, device_id: int, candidate: _Candidate,

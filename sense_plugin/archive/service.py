@@ -13,9 +13,7 @@ import functools
 import logging
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Collection, Mapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
 
 from sense_plugin.archive.backfill import Backfill
@@ -24,23 +22,36 @@ from sense_plugin.archive.demo_archive import (
     build_demo_archive,
     demo_devices,
     generate_into,
+    live_demo_spec,
+    wants_demo,
+)
+from sense_plugin.archive.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
+from sense_plugin.archive.index import (
+    DEFAULT_JOIN_TOLERANCE_US,
+    ArchiveIndex,
+    Segment,
     index_path,
 )
-from sense_plugin.archive.index import DEFAULT_JOIN_TOLERANCE_US, ArchiveIndex, Segment
 from sense_plugin.archive.livedemo import LiveDemo
-from sense_plugin.archive.naming import compiled
-from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.recorder import Recorder, with_open_range, with_open_span
+from sense_plugin.archive.recorders import Recorders
 from sense_plugin.archive.rescan import Rescanner
-from sense_plugin.archive.retention import PinRegistry, apply_retention
-from sense_plugin.archive.scan import ScanReport, reconcile_device, recover_partials
+from sense_plugin.archive.retention import PinRegistry
+from sense_plugin.archive.scan import ScanReport
 from sense_plugin.archive.summary import describe_devices, describe_scan
 from sense_plugin.archive.synthetic import LiveSpec
-from sense_plugin.config import Config, DeviceConfig
+from sense_plugin.archive.upkeep import (
+    Only,
+    open_index,
+    reconcile_all,
+    recover_all_partials,
+    retention_pass,
+)
+from sense_plugin.config import Config
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
-from sense_plugin.timestamps import now_us
 
-__all__ = ["Archive", "DemoSpec", "build_demo_archive"]
+#: ``LIVE_DEMO_SEGMENT_S`` (defined in ``demo_defaults``) is read from here by export/live.py.
+__all__ = ["LIVE_DEMO_SEGMENT_S", "Archive", "DemoSpec", "build_demo_archive"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,8 +60,6 @@ STATUS_DISABLED = "disabled"
 STATUS_IDLE = "idle"
 #: Start waits this long for the first reconcile, then lets it finish in the background.
 STARTUP_WAIT_S = 5.0
-#: Segment length of live demo recordings: short, so the index reaches close to now.
-LIVE_DEMO_SEGMENT_S = 10.0
 
 
 class Archive:
@@ -65,22 +74,17 @@ class Archive:
         #: indexed at most ``rescan_s`` after its last write (or at once, on the next file).
         self._intervals_s = (retention_interval_s,
                              reconcile_interval_s or config.archive.rescan_s / 2)
-        self._demo_spec = demo_spec or DemoSpec(
-            minutes=config.archive.demo_minutes, width=320, height=180, fps=10,
-            bitrate_bps=LiveSpec.bitrate_bps, segment_s=LIVE_DEMO_SEGMENT_S, gop_s=1.0,
-            live=LiveSpec())
+        self._demo_spec = demo_spec or live_demo_spec(config.archive.demo_minutes)
         self.demo_ready = asyncio.Event()
         self.pins = PinRegistry()
         self._index: ArchiveIndex | None = None
-        self._recorders: dict[int, Recorder] = {}
-        self._threads: list[threading.Thread] = []
+        self._recorders = Recorders(lambda: self._index)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_demo = threading.Event()
         self._rescanner: Rescanner | None = None
         self._startup: asyncio.Future[ScanReport] | None = None
         self._stop_scan = threading.Event()
         self._live: LiveDemo | None = None
-        self._recorded_bytes: dict[int, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -92,8 +96,10 @@ class Archive:
             self._index = await self._run(open_index, db_path)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open the archive index {db_path}: {exc}") from exc
-        recovered = await self._run(self._recover_partials)
-        self._start_recorders()
+        recovered = await self._run(recover_all_partials, self.config.devices)
+        for device in self.config.devices:
+            if device.enabled and device.source:
+                self._recorders.start(device, device.source, self.config.archive.segment_seconds)
         # A large archive takes a while to reconcile (a stat per file, a probe per new one):
         # the server answers from the index as it is meanwhile.
         self._startup = asyncio.ensure_future(self._run(self._reconcile_all, False))
@@ -120,7 +126,7 @@ class Archive:
             log.info("archive: %s", line)
         if self._demo_spec.live is not None and self.config.archive.demo:
             await self._start_live_demo(self._demo_spec.live)
-        elif await self._run(self._wants_demo):
+        elif await self._run(wants_demo, self._index, self.config):
             self._tasks.append(asyncio.create_task(self._generate_demo(), name="archive-demo"))
         else:
             self.demo_ready.set()
@@ -136,8 +142,7 @@ class Archive:
         self._stop_scan.set()
         if self._rescanner is not None:
             self._rescanner.stop()
-        for recorder in self._recorders.values():
-            recorder.stop()
+        self._recorders.stop()
         for task in self._tasks:
             if task.get_name() != "archive-demo":
                 task.cancel()
@@ -145,9 +150,7 @@ class Archive:
         self._tasks.clear()
         if self._startup is not None:  # its thread stops at the next file (stop flag)
             await asyncio.gather(self._startup, return_exceptions=True)
-        while any(thread.is_alive() for thread in self._threads):
-            await asyncio.sleep(0.02)
-        self._threads.clear()
+        await self._recorders.wait_stopped()
         if self._live is not None:
             await self._run(self._live.stop)
         if self._index is not None:
@@ -211,44 +214,12 @@ class Archive:
             log.error("archive index query failed: %s", exc)
             raise GeneralError("the archive index is unavailable") from None
 
-    def _recover_partials(self) -> ScanReport:
-        """Before any recorder runs: recover crashed recorders' partial segments."""
-        report = ScanReport()
-        for device in self.config.devices:
-            try:
-                report += recover_partials(device.archive_dir)
-            except OSError as exc:
-                log.error("cannot recover partial segments of device %s: %s",
-                          device.device_id, exc)
-        return report
-
-    def _reconcile_all(self, recover: bool, settle_s: float = 0.0,
-                       only: Mapping[int, Collection[Path] | None] | None = None,
+    def _reconcile_all(self, recover: bool, settle_s: float = 0.0, only: Only | None = None,
                        stat_known: bool = True) -> ScanReport:
-        """Reconcile every device, or ``only`` these (each: just these paths, or None: all)."""
         assert self._index is not None
-        report = ScanReport()
-        for device in self.config.devices:
-            if only is not None and device.device_id not in only:
-                continue
-            if self._stop_scan.is_set():
-                break
-            try:
-                report += reconcile_device(
-                    self._index, device.device_id, device.archive_dir, recover=recover,
-                    settle_s=settle_s,
-                    pattern=compiled(device.archive_pattern, device.archive_timezone),
-                    paths=None if only is None else only[device.device_id],
-                    stat_known=stat_known, stop=self._stop_scan)
-            except (OSError, sqlite3.Error) as exc:
-                log.error("cannot reconcile the archive of device %s: %s", device.device_id, exc)
-        return report
-
-    def _wants_demo(self) -> bool:
-        assert self._index is not None
-        if not self.config.archive.demo or not demo_devices(self.config):
-            return False
-        return all(self._index.count(d.device_id) == 0 for d in self.config.devices)
+        return reconcile_all(self._index, self.config.devices, self._stop_scan,
+                             recover=recover, settle_s=settle_s, only=only,
+                             stat_known=stat_known)
 
     async def _generate_demo(self) -> None:
         assert self._index is not None
@@ -271,7 +242,7 @@ class Archive:
         feeds, plan = await self._run(self._live.start, self._index)
         segment_s = min(self.config.archive.segment_seconds, self._demo_spec.segment_s)
         for device, url in feeds:
-            self._start_recorder(device, url, segment_s)
+            self._recorders.start(device, url, segment_s)
         if plan is None:
             self.demo_ready.set()
         else:
@@ -289,43 +260,13 @@ class Archive:
         """The devices fed by the live demo's synthetic source."""
         return self._live.device_ids if self._live is not None else frozenset()
 
-    def _start_recorders(self) -> None:
-        for device in self.config.devices:
-            if device.enabled and device.source:
-                self._start_recorder(device, device.source, self.config.archive.segment_seconds)
-
-    def _start_recorder(self, device: DeviceConfig, source: str, segment_s: float) -> None:
-        recorder = Recorder(source, device.archive_dir, segment_s=segment_s,
-                            on_segment=functools.partial(self._on_segment, device),
-                            name=device.name)
-        thread = threading.Thread(target=recorder.run, daemon=True,
-                                  name=f"recorder-{device.device_id}")
-        self._recorders[device.device_id] = recorder
-        self._threads.append(thread)
-        thread.start()
-
     def recorders(self) -> dict[int, Recorder]:
         """The running recorders by device id (for metrics)."""
-        return dict(self._recorders)
+        return self._recorders.by_device()
 
     def recorded_bytes(self) -> dict[int, int]:
         """Bytes of the segments each recorder has closed since the start (for metrics)."""
-        return dict(self._recorded_bytes)
-
-    def _on_segment(self, device: DeviceConfig, path: Path) -> None:
-        """Recorder thread: index a segment it has just closed."""
-        index = self._index
-        if index is None:
-            return
-        try:
-            info = probe_segment(path)
-            mtime_ns = path.stat().st_mtime_ns
-            index.add(Segment(device.device_id, info.start_us, info.end_us, path,
-                              info.size_bytes), mtime_ns=mtime_ns)
-            recorded = self._recorded_bytes.get(device.device_id, 0) + info.size_bytes
-            self._recorded_bytes[device.device_id] = recorded
-        except (MediaError, OSError, sqlite3.Error) as exc:
-            log.error("new segment %s of %s not indexed: %s", path.name, device.name, exc)
+        return self._recorders.recorded_bytes()
 
     async def _every(self, interval_s: float, job: Callable[[], None]) -> None:
         while True:
@@ -337,24 +278,11 @@ class Archive:
 
     def _retention_pass(self) -> None:
         index = self._index
-        if index is None:
-            return
-        limits = self.config.archive
-        for device in self.config.devices:
-            if device.archive_foreign and not limits.manage_foreign:
-                continue  # an imported archive is read-only to us (SPEC §12)
-            max_age_days = limits.max_age_days
-            if device.device_id in self.live_demo_ids:
-                max_age_days = min(max_age_days, limits.demo_keep_hours / 24)
-            try:
-                apply_retention(index, self.pins, device.device_id,
-                                max_age_days=max_age_days,
-                                max_bytes=limits.max_bytes_per_device, now_us=now_us())
-            except (OSError, sqlite3.Error) as exc:
-                log.error("retention failed for device %s: %s", device.device_id, exc)
+        if index is not None:
+            retention_pass(index, self.pins, self.config, self.live_demo_ids)
 
-    async def _rescan(self, only: Mapping[int, Collection[Path] | None] | None,
-                      settle_s: float, stat_known: bool) -> ScanReport | None:
+    async def _rescan(self, only: Only | None, settle_s: float,
+                      stat_known: bool) -> ScanReport | None:
         """One rescan pass for the rescanner (None while the index or demo is not ready)."""
         if self._index is None or not self.demo_ready.is_set():
             return None
@@ -372,17 +300,3 @@ class Archive:
                 f"archive_pattern '{pattern}', or unreadable): see the server log or run "
                 f"'sense-plugin archive-check --device {device_id}'")
 
-
-def open_index(db_path: Path) -> ArchiveIndex:
-    """Open the index; a corrupt database file is moved aside and rebuilt from the files."""
-    try:
-        return ArchiveIndex(db_path)
-    except sqlite3.DatabaseError as exc:
-        aside = db_path.with_name(f"{db_path.name}.corrupt-{int(time.time())}")
-        log.error("archive index %s is unusable (%s); moved to %s and rebuilding",
-                  db_path, exc, aside.name)
-        for suffix in ("", "-wal", "-shm"):
-            source = db_path.with_name(db_path.name + suffix)
-            if source.exists():
-                source.replace(aside.with_name(aside.name + suffix))
-        return ArchiveIndex(db_path)

@@ -27,6 +27,7 @@ from fractions import Fraction
 
 import av
 
+from sense_plugin.archive import demo_defaults as defaults
 from sense_plugin.archive.demo import Painter
 from sense_plugin.errors import MediaError
 from sense_plugin.timestamps import US_PER_S, now_us
@@ -40,11 +41,11 @@ READY_TIMEOUT_S = 30.0
 class LiveSpec:
     """The live picture: small and slow, so three cameras cost a few percent of one core."""
 
-    width: int = 320
-    height: int = 180
-    fps: int = 10
-    bitrate_bps: int = 100_000
-    gop_s: float = 1.0
+    width: int = defaults.WIDTH
+    height: int = defaults.HEIGHT
+    fps: int = defaults.FPS
+    bitrate_bps: int = defaults.LIVE_BITRATE_BPS
+    gop_s: float = defaults.GOP_S
 
 
 class SyntheticSource:
@@ -144,10 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     closes."""
     parser = argparse.ArgumentParser(prog="python -m sense_plugin.archive.synthetic")
     parser.add_argument("labels", nargs="+")
-    parser.add_argument("--size", default="320x180")
-    parser.add_argument("--fps", type=int, default=10)
-    parser.add_argument("--bitrate", type=int, default=100_000)
-    parser.add_argument("--gop-seconds", type=float, default=1.0)
+    default = LiveSpec()
+    parser.add_argument("--size", default=f"{default.width}x{default.height}")
+    parser.add_argument("--fps", type=int, default=default.fps)
+    parser.add_argument("--bitrate", type=int, default=default.bitrate_bps)
+    parser.add_argument("--gop-seconds", type=float, default=default.gop_s)
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     spec = LiveSpec(width, height, args.fps, args.bitrate, args.gop_seconds)

@@ -3,7 +3,6 @@ check the manifest's Ed25519 signature."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sense_plugin.evidence import signing
 from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export.manifest import MANIFEST_NAME, device_failures, parse_manifest
-
-_READ_BYTES = 1024 * 1024
+from sense_plugin.hashing import sha256_of_path
 
 
 @dataclass
@@ -56,15 +54,6 @@ class VerifyReport:
         return out
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_READ_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_directory(directory: Path, key: Ed25519PublicKey | None = None) -> VerifyReport:
     """Check every file the manifest lists (size and SHA-256) and look for unlisted files;
     with ``key``, also that ``manifest.sig`` is that key's signature of the manifest."""
@@ -91,7 +80,7 @@ def verify_directory(directory: Path, key: Ed25519PublicKey | None = None) -> Ve
             report.mismatched.append(entry.name)
             report.details[entry.name] = f"size {size}, manifest says {entry.size_bytes}"
             continue
-        digest = sha256_file(path)
+        digest = sha256_of_path(path).hexdigest()
         if digest != entry.sha256:
             report.mismatched.append(entry.name)
             report.details[entry.name] = f"sha256 {digest}, manifest says {entry.sha256}"

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from sense_plugin.errors import StorageError
+from sense_plugin.hashing import sha256_of_path
 from sense_plugin.media.mp4header import RESERVE_BYTES, HeaderReserve, finish, free_box
 from sense_plugin.media.throttle import TokenBucket
 
@@ -271,8 +272,4 @@ def _raise_storage(exc: OSError) -> None:
 
 
 def _hash_file(path: Path) -> hashlib._Hash:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_HASH_READ):
-            digest.update(block)
-    return digest
+    return sha256_of_path(path, read_bytes=_HASH_READ)

@@ -1,0 +1,1 @@
+"""The handlers of the ``sense-plugin`` subcommands (``cli`` parses argv and calls them)."""
