@@ -21,7 +21,7 @@ import pytest
 
 from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
 from tests.store_contract import *  # noqa: F403  (the contract's tests run here)
-from tests.store_contract import insert, make_export
+from tests.store_contract import T0, insert, make_export
 
 psycopg = pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
 pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")
@@ -30,6 +30,7 @@ from sense_plugin.cluster.errors import SchemaTooNewError  # noqa: E402
 from sense_plugin.cluster.schema import LATEST  # noqa: E402
 from sense_plugin.cluster.store import STORE_TIMEOUT_S, PgJobStore  # noqa: E402
 from sense_plugin.errors import NotAvailableError, ResultCode  # noqa: E402
+from sense_plugin.export.model import Status  # noqa: E402
 from sense_plugin.export.storage import ExportQuery  # noqa: E402
 
 _names = itertools.count(1)
@@ -89,6 +90,33 @@ async def test_two_servers_share_one_id_sequence_above_their_floors(database_url
         assert min(await asyncio.gather(first.new_id(), second.new_id())) > max(raised)
         export = await insert(first, "alice")  # written by one server, read by the other
         assert await second.get(export.export_id) == export
+    finally:
+        await asyncio.gather(first.close(), second.close())
+
+
+async def test_servers_with_stale_copies_still_store_the_right_combined_status(
+        database_url: str) -> None:
+    first, second = PgJobStore(database_url), PgJobStore(database_url)
+    await first.open()
+    await second.open()
+    try:
+        for other_job, combined in ((Status.COMPLETED, Status.COMPLETED),
+                                    (Status.FAILED, Status.FAILED)):
+            export = await insert(first)
+            mine, theirs = export, await second.get(export.export_id)
+            assert theirs is not None
+            mine.jobs[0].status, theirs.jobs[1].status = Status.SYNCING, other_job
+            await asyncio.gather(first.save_job(mine, mine.jobs[0]),
+                                 second.save_job(theirs, theirs.jobs[1]))
+            mine.jobs[0].status = Status.COMPLETED  # mine still thinks job 1 is PENDING
+            await first.save_job(mine, mine.jobs[0])
+            assert (await first.page(ExportQuery(statuses=frozenset({Status.SYNCING}))))[1] == 1
+            mine.finished_us = mine.expires_us = T0
+            await first.save_export(mine)  # the finaliser's copy is stale: status from rows
+            found, total = await second.page(ExportQuery(statuses=frozenset({combined})))
+            assert total == 1 and [j.status for j in found[0].jobs] == [Status.COMPLETED,
+                                                                         other_job]
+            await first.delete([export.export_id])
     finally:
         await asyncio.gather(first.close(), second.close())
 

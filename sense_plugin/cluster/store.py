@@ -4,7 +4,10 @@ Every server of a site keeps its exports and device jobs in ``sense_exports`` an
 ``sense_jobs`` (migration 3 of ``cluster.schema``), so any server reads the same status.
 Export ids come from one sequence, ``sense_export_id_seq``: unique across the site, never
 reused (a sequence never goes back, also not after a crash), and above ``id_floor`` (the
-highest numbered export directory this server holds).
+highest numbered export directory this server holds). The stored combined status of an
+export is computed from all its stored jobs, under a row lock on the export, whenever one
+of its jobs or its finish time is saved: two servers running the two jobs of one export
+each hold a copy that is stale about the other's job, and the stored status is still right.
 
 Every call is bounded: a connection is waited for, and a statement runs, at most
 ``timeout_s`` (PostgreSQL's ``statement_timeout`` too). A database that is down, refuses
@@ -36,9 +39,13 @@ from sense_plugin.cluster.storerows import (
     COUNT,
     INSERT_EXPORT,
     INSERT_JOB,
-    SAVE_EXPORT,
-    SAVE_JOB,
+    JOB_STATUSES,
+    LOCK_EXPORT,
     SELECT,
+    SET_STATUS,
+    UPDATE_EXPORT,
+    UPDATE_JOB,
+    combined_status,
     export_params,
     exports_from_rows,
     job_params,
@@ -156,15 +163,32 @@ class PgJobStore:
                 await cur.executemany(INSERT_JOB, [job_params(export, j) for j in export.jobs])
 
     async def save_job(self, export: Export, job: Job) -> None:
-        params = {**job_params(export, job), "export_status": export.status.value}
-        async with self._connection("update a job") as conn:
-            await conn.execute(SAVE_JOB, params)
+        """The job's state; the export's combined status from all its stored jobs (another
+        server may have changed its own jobs since ``export`` was read)."""
+        async with self._connection("update a job") as conn, conn.transaction():
+            locked = await (await conn.execute(LOCK_EXPORT, (export.export_id,))).fetchone()
+            if locked is None:
+                return  # purged meanwhile
+            await conn.execute(UPDATE_JOB, job_params(export, job))
+            await self._restatus(conn, export.export_id, locked[0])
 
     async def save_export(self, export: Export) -> None:
-        async with self._connection("update an export") as conn:
-            await conn.execute(SAVE_EXPORT, {
+        """Finish time, deadline; the combined status from all its stored jobs."""
+        async with self._connection("update an export") as conn, conn.transaction():
+            locked = await (await conn.execute(LOCK_EXPORT, (export.export_id,))).fetchone()
+            if locked is None:
+                return
+            await conn.execute(UPDATE_EXPORT, {
                 "finished_us": export.finished_us, "expires_us": export.expires_us,
-                "status": export.status.value, "export_id": export.export_id})
+                "export_id": export.export_id})
+            await self._restatus(conn, export.export_id, export.finished_us)
+
+    @staticmethod
+    async def _restatus(conn: AsyncConnection[Any], export_id: int, finished_us: int | None
+                        ) -> None:
+        rows = await (await conn.execute(JOB_STATUSES, (export_id,))).fetchall()
+        status = combined_status([Status(r[0]) for r in rows], finished_us)
+        await conn.execute(SET_STATUS, (status.value, export_id))
 
     async def delete(self, export_ids: Sequence[int]) -> None:
         if not export_ids:
@@ -190,13 +214,13 @@ class PgJobStore:
             conditions.append("status = ANY(%(statuses)s)")
             params["statuses"] = sorted(s.value for s in query.statuses)
         where = " AND ".join(conditions)
-        exports = await self._select("list exports", where, params,
-                                     newest_first=query.newest_first,
-                                     offset=query.offset, limit=query.limit)
-        async with self._connection("count exports") as conn:
-            cur = await conn.execute(_compose(COUNT, where), params)
-            row = await cur.fetchone()
-        return exports, int(row[0]) if row else 0
+        select = _compose(SELECT, where, direction="DESC" if query.newest_first else "ASC")
+        async with self._connection("list exports") as conn, conn.pipeline():
+            rows = await conn.execute(
+                select, {**params, "offset": query.offset, "limit": query.limit})
+            count = await conn.execute(_compose(COUNT, where), params)
+            page, total = await rows.fetchall(), await count.fetchone()
+        return exports_from_rows(page), int(total[0]) if total else 0
 
     async def expiring(self, at_us: int) -> list[Export]:
         return await self._select(

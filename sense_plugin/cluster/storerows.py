@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
+from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status, combine_statuses
 from sense_plugin.export.options import ExportOptions
 
 _EXPORT = ("export_id", "owner", "created_us", "path", "out_base", "format", "name",
@@ -31,16 +31,14 @@ def _placeholders(columns: tuple[str, ...]) -> str:
 INSERT_EXPORT = (f"INSERT INTO sense_exports ({', '.join(_EXPORT)}) "
                  f"VALUES ({_placeholders(_EXPORT)})")
 INSERT_JOB = f"INSERT INTO sense_jobs ({', '.join(_JOB)}) VALUES ({_placeholders(_JOB)})"
-#: One statement: the job's state and its export's combined status change together.
-SAVE_JOB = f"""
-WITH job AS (
-    UPDATE sense_jobs SET {', '.join(f'{c} = %({c})s' for c in _JOB_STATE)}
-    WHERE export_id = %(export_id)s AND idx = %(idx)s RETURNING export_id)
-UPDATE sense_exports e SET status = %(export_status)s FROM job
-WHERE e.export_id = job.export_id"""
-SAVE_EXPORT = ("UPDATE sense_exports SET finished_us = %(finished_us)s, "
-               "expires_us = %(expires_us)s, status = %(status)s "
-               "WHERE export_id = %(export_id)s")
+#: The export row locked for a change of its jobs: writers of one export take turns.
+LOCK_EXPORT = "SELECT finished_us FROM sense_exports WHERE export_id = %s FOR UPDATE"
+UPDATE_JOB = (f"UPDATE sense_jobs SET {', '.join(f'{c} = %({c})s' for c in _JOB_STATE)} "
+              "WHERE export_id = %(export_id)s AND idx = %(idx)s")
+JOB_STATUSES = "SELECT status FROM sense_jobs WHERE export_id = %s ORDER BY idx"
+UPDATE_EXPORT = ("UPDATE sense_exports SET finished_us = %(finished_us)s, "
+                 "expires_us = %(expires_us)s WHERE export_id = %(export_id)s")
+SET_STATUS = "UPDATE sense_exports SET status = %s WHERE export_id = %s"
 #: Exports (``{where}``, ordered, paged) with their jobs: one row per job, one round trip.
 SELECT = """
 SELECT e.export_id, e.owner, e.created_us, e.path, e.out_base, e.format, e.name,
@@ -53,6 +51,14 @@ FROM (SELECT * FROM sense_exports {where} ORDER BY export_id {direction}
 LEFT JOIN sense_jobs j ON j.export_id = e.export_id
 ORDER BY e.export_id {direction}, j.idx"""
 COUNT = "SELECT count(*) FROM sense_exports {where}"
+
+
+def combined_status(statuses: list[Status], finished_us: int | None) -> Status:
+    """An export's status from its stored jobs' (as ``Export.status`` from its own)."""
+    status = combine_statuses(statuses)
+    if status in (Status.COMPLETED, Status.FAILED) and finished_us is None:
+        return Status.SYNCING
+    return status
 
 
 def export_params(export: Export) -> dict[str, Any]:
