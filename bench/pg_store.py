@@ -11,7 +11,8 @@ autovacuum does on a real database); then times ``--calls`` calls of each:
 - ``page_middle``: the same at offset ``exports / 2``;
 - ``page_status``: ``page(statuses={FAILED}, newest_first, limit=10)`` (about 6 % match);
 - ``page_owner``: one owner's first page;
-- ``get``: ``get(id)`` of random ids.
+- ``get``: ``get(id)`` of random ids;
+- ``save_job``: a job's progress update (no target; a running job writes it every few s).
 
 Each page call includes the total count. Saved to ``bench/results/pg-store.{json,txt}``.
 Targets (issue 17): paged p50 ≤ 10 ms, by id ≤ 5 ms.
@@ -132,12 +133,20 @@ async def measure(url: str, exports: int, calls: int) -> dict[str, Any]:
             for n in range(20):
                 await call(n)
         figures = {name: await timed(calls, call) for name, call in cases.items()}
+        saved = [e for e in [await store.get(i) for i in ids] if e is not None]
+        figures["save_job"] = await timed(len(saved), lambda n: _progress(store, saved[n]))
         page, total = await store.page(ExportQuery(statuses=failed, limit=10))
         assert len(page) == 10 and all(e.status is Status.FAILED for e in page)
         return {"exports": exports, "jobs_per_export": 2, "calls": calls,
                 "load_s": round(load_s, 1), "failed_matching": total, **figures}
     finally:
         await store.close()
+
+
+async def _progress(store: PgJobStore, export: Export) -> None:
+    """A progress update of one job (as a running job writes it)."""
+    export.jobs[0].progress = (export.jobs[0].progress + 1) % 100
+    await store.save_job(export, export.jobs[0])
 
 
 def text(figures: dict[str, Any]) -> str:
@@ -150,6 +159,10 @@ def text(figures: dict[str, Any]) -> str:
         lines.append(f"  {name:12} n={f['n']:4}  p50 {f['p50_ms']:7.2f} ms  p99 "
                      f"{f['p99_ms']:7.2f} ms  max {f['max_ms']:7.2f} ms  "
                      f"(p50 target <= {target} ms: {verdict})")
+    f = figures["save_job"]
+    lines.append(f"  {'save_job':12} n={f['n']:4}  p50 {f['p50_ms']:7.2f} ms  p99 "
+                 f"{f['p99_ms']:7.2f} ms  max {f['max_ms']:7.2f} ms  (a transaction: lock, "
+                 "update, combined status; no target)")
     return "\n".join(lines)
 
 
