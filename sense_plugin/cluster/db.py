@@ -21,7 +21,8 @@ def redacted(url: str) -> str:
 
 async def open_pool(url: str, *, max_size: int = 4, timeout_s: float = POOL_TIMEOUT_S,
                     statement_timeout_s: float | None = None,
-                    reconnect_timeout_s: float = 300.0) -> AsyncConnectionPool:
+                    reconnect_timeout_s: float = 300.0, name: str = "sense-cluster"
+                    ) -> AsyncConnectionPool:
     """An open pool to ``url``; raises :class:`DatabaseUnavailableError` naming the key.
 
     ``timeout_s`` bounds the wait for a free connection; ``statement_timeout_s`` (PostgreSQL's
@@ -36,7 +37,7 @@ async def open_pool(url: str, *, max_size: int = 4, timeout_s: float = POOL_TIME
     pool = AsyncConnectionPool(
         url, min_size=1, max_size=max_size, open=False, timeout=timeout_s, kwargs=kwargs,
         reconnect_timeout=reconnect_timeout_s,
-        name="sense-cluster", check=AsyncConnectionPool.check_connection,
+        name=name, check=AsyncConnectionPool.check_connection,
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)

@@ -85,9 +85,10 @@ class PgJobStore:
     async def open(self) -> None:
         """Connect, apply the missing migrations; refuse a schema newer than this code
         (``SchemaTooNewError``) or a database we cannot use (``DatabaseUnavailableError``)."""
-        pool = await open_pool(self.url, max_size=self.pool_size, timeout_s=self.timeout_s,
-                               statement_timeout_s=self.timeout_s,
-                               reconnect_timeout_s=RECONNECT_S)
+        pool = await open_pool(
+            self.url, max_size=self.pool_size, timeout_s=self.timeout_s, name="sense-store",
+            statement_timeout_s=max(0.5, self.timeout_s - 0.5),  # PostgreSQL cancels first
+            reconnect_timeout_s=RECONNECT_S)
         try:
             async with pool.connection() as conn:
                 await conn.execute("SET statement_timeout = 0")  # a migration may take long
