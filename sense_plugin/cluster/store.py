@@ -4,10 +4,13 @@ Every server of a site keeps its exports and device jobs in ``sense_exports`` an
 ``sense_jobs`` (migration 3 of ``cluster.schema``), so any server reads the same status.
 Export ids come from one sequence, ``sense_export_id_seq``: unique across the site, never
 reused (a sequence never goes back, also not after a crash), and above ``id_floor`` (the
-highest numbered export directory this server holds). The stored combined status of an
-export is computed from all its stored jobs, under a row lock on the export, whenever one
-of its jobs or its finish time is saved: two servers running the two jobs of one export
-each hold a copy that is stale about the other's job, and the stored status is still right.
+highest numbered export directory this server holds) from ``open()`` on, whichever server
+gives them out: the server that runs a job writes into ``<export root>/<id>``.
+
+The stored combined status of an export is computed from all its stored jobs, under a row
+lock on the export, whenever one of its jobs or its finish time is saved: two servers
+running the two jobs of one export each hold a copy that is stale about the other's job,
+and the stored status is still right.
 
 Every call is bounded: a connection is waited for, and a statement runs, at most
 ``timeout_s`` (PostgreSQL's ``statement_timeout`` too). A database that is down, refuses
@@ -96,6 +99,8 @@ class PgJobStore:
                     await upgrade(conn)
                 finally:
                     await conn.execute("RESET statement_timeout")
+                if self.id_floor > 0:  # at once: another server may give out the next id
+                    await _raise_floor(conn, self.id_floor)
         except (psycopg.Error, OSError) as exc:
             await pool.close()
             raise DatabaseUnavailableError(
@@ -149,9 +154,7 @@ class PgJobStore:
         async with self._connection("give out an export id") as conn:
             export_id = await _nextval(conn)
             if export_id <= self.id_floor:
-                async with conn.transaction():
-                    await conn.execute("ALTER SEQUENCE sense_export_id_seq NO CYCLE")
-                    await conn.execute(RAISE_FLOOR, (self.id_floor,))
+                await _raise_floor(conn, self.id_floor)
                 export_id = await _nextval(conn)
         return export_id
 
@@ -256,6 +259,13 @@ def _compose(template: str, where: str, **parts: str) -> sql.Composed:
     clause = f"WHERE {where}" if where else ""
     return sql.SQL(template).format(
         where=sql.SQL(clause), **{k: sql.SQL(v) for k, v in parts.items()})
+
+
+async def _raise_floor(conn: AsyncConnection[Any], floor: int) -> None:
+    """Every id given out from now on is above ``floor`` (the sequence never goes back)."""
+    async with conn.transaction():
+        await conn.execute("ALTER SEQUENCE sense_export_id_seq NO CYCLE")  # the lock
+        await conn.execute(RAISE_FLOOR, (floor,))
 
 
 async def _nextval(conn: AsyncConnection[Any]) -> int:
