@@ -19,12 +19,25 @@ def redacted(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
-async def open_pool(url: str, *, max_size: int = 4) -> AsyncConnectionPool:
-    """An open pool to ``url``; raises :class:`DatabaseUnavailableError` naming the key."""
+async def open_pool(url: str, *, max_size: int = 4, timeout_s: float = POOL_TIMEOUT_S,
+                    statement_timeout_s: float | None = None,
+                    reconnect_timeout_s: float = 300.0, name: str = "sense-cluster"
+                    ) -> AsyncConnectionPool:
+    """An open pool to ``url``; raises :class:`DatabaseUnavailableError` naming the key.
+
+    ``timeout_s`` bounds the wait for a free connection; ``statement_timeout_s`` (PostgreSQL's
+    ``statement_timeout`` on every connection) the run time of each statement. A lost
+    connection is re-made with backoff for ``reconnect_timeout_s``, then on demand (short:
+    the next call after a database restart connects at once instead of waiting out a
+    backoff delay).
+    """
+    kwargs: dict[str, object] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+    if statement_timeout_s is not None:
+        kwargs["options"] = f"-c statement_timeout={round(statement_timeout_s * 1000)}"
     pool = AsyncConnectionPool(
-        url, min_size=1, max_size=max_size, open=False, timeout=POOL_TIMEOUT_S,
-        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-        name="sense-cluster", check=AsyncConnectionPool.check_connection,
+        url, min_size=1, max_size=max_size, open=False, timeout=timeout_s, kwargs=kwargs,
+        reconnect_timeout=reconnect_timeout_s,
+        name=name, check=AsyncConnectionPool.check_connection,
     )
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)

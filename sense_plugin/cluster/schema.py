@@ -4,7 +4,8 @@
 when several servers start at once (a transaction-level advisory lock serialises them); a
 database whose version is above the newest this code knows is refused, never touched.
 Migration 2 is procrastinate's own schema (``procrastinate.schema.SchemaManager``), so the
-queue's tables live in the same database and are versioned with ours.
+queue's tables live in the same database and are versioned with ours. Migration 3 is the
+export job store (``cluster.store.PgJobStore``): exports, their device jobs, one id sequence.
 """
 
 from __future__ import annotations
@@ -49,6 +50,54 @@ CREATE TABLE sense_probes (
     attempts     integer NOT NULL DEFAULT 1
 );
 """
+#: The job store: columns as SQLite's (``export/store.py``) plus the stored combined status.
+STORE_SQL = """
+CREATE SEQUENCE sense_export_id_seq AS bigint MINVALUE 1;
+CREATE TABLE sense_exports (
+    export_id             bigint PRIMARY KEY,
+    owner                 text NOT NULL,
+    created_us            bigint NOT NULL,
+    path                  text NOT NULL,
+    out_base              text NOT NULL,
+    format                text NOT NULL,
+    name                  text NOT NULL,
+    bandwidth_limit_kbps  bigint NOT NULL,
+    retried_from          bigint,
+    finished_us           bigint,
+    expires_us            bigint,
+    options               jsonb NOT NULL DEFAULT '{}',
+    status                text NOT NULL CHECK (status IN
+        ('PENDING', 'SYNCING', 'COMPLETED', 'REMOVED', 'FAILED', 'EXPIRED'))
+);
+CREATE INDEX sense_exports_owner ON sense_exports (owner, export_id);
+CREATE INDEX sense_exports_status ON sense_exports (status, export_id);
+CREATE INDEX sense_exports_unfinished ON sense_exports (export_id) WHERE finished_us IS NULL;
+CREATE INDEX sense_exports_finished ON sense_exports (finished_us)
+    WHERE finished_us IS NOT NULL;
+CREATE INDEX sense_exports_expires ON sense_exports (expires_us)
+    WHERE expires_us IS NOT NULL AND status IN ('COMPLETED', 'FAILED');
+CREATE TABLE sense_jobs (
+    export_id       bigint NOT NULL REFERENCES sense_exports ON DELETE CASCADE,
+    idx             integer NOT NULL,
+    server_id       numeric(20) NOT NULL,
+    device_id       numeric(20) NOT NULL,
+    device_name     text NOT NULL,
+    start_us        bigint NOT NULL,
+    end_us          bigint NOT NULL,
+    status          text NOT NULL,
+    progress        integer NOT NULL,
+    bytes_written   bigint NOT NULL,
+    bandwidth_kbps  bigint NOT NULL,
+    errorcode       integer NOT NULL,
+    description     text NOT NULL,
+    started_us      bigint,
+    finished_us     bigint,
+    file            jsonb,
+    stopped         boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (export_id, idx)
+);
+CREATE INDEX sense_jobs_server ON sense_jobs (server_id, status);
+"""
 
 
 @dataclass(frozen=True)
@@ -61,6 +110,8 @@ class Migration:
 MIGRATIONS = (
     Migration(1, "nodes, their devices, queue probes", lambda: NODES_SQL),
     Migration(2, f"procrastinate {procrastinate.__version__} schema", SchemaManager.get_schema),
+    Migration(3, "export job store: sense_exports, sense_jobs, sense_export_id_seq",
+              lambda: STORE_SQL),
 )
 LATEST = MIGRATIONS[-1].version
 

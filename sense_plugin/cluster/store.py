@@ -1,0 +1,280 @@
+"""The export job store in the site's PostgreSQL: :class:`PgJobStore`, a ``JobStore``.
+
+Every server of a site keeps its exports and device jobs in ``sense_exports`` and
+``sense_jobs`` (migration 3 of ``cluster.schema``), so any server reads the same status.
+Export ids come from one sequence, ``sense_export_id_seq``: unique across the site, never
+reused (a sequence never goes back, also not after a crash), and above ``id_floor`` (the
+highest numbered export directory this server holds) from ``open()`` on, whichever server
+gives them out: the server that runs a job writes into ``<export root>/<id>``.
+
+The stored combined status of an export is computed from all its stored jobs, under a row
+lock on the export, whenever one of its jobs or its finish time is saved: two servers
+running the two jobs of one export each hold a copy that is stale about the other's job,
+and the stored status is still right.
+
+Every call is bounded: a connection is waited for, and a statement runs, at most
+``timeout_s`` (PostgreSQL's ``statement_timeout`` too). A database that is down, refuses
+us or does not answer in time raises :class:`NotAvailableError` (-1006) naming the database
+— the answer the site lists give too — and any other database failure a
+:class:`GeneralError` (-18); both are logged with an incident id. The pool checks each
+connection before handing it out, so after a PostgreSQL restart the next call reconnects;
+after a failure each call first tries one direct connection, so that while the database is
+still down calls fail at once with the reason (connection refused) rather than after the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from sense_plugin.cluster.db import CONNECT_TIMEOUT_S, open_pool, redacted
+from sense_plugin.cluster.errors import DatabaseUnavailableError
+from sense_plugin.cluster.schema import upgrade
+from sense_plugin.cluster.storerows import (
+    COUNT,
+    INSERT_EXPORT,
+    INSERT_JOB,
+    JOB_STATUSES,
+    LOCK_EXPORT,
+    SELECT,
+    SET_STATUS,
+    UPDATE_EXPORT,
+    UPDATE_JOB,
+    combined_status,
+    export_params,
+    exports_from_rows,
+    job_params,
+)
+from sense_plugin.errors import GeneralError, NotAvailableError, SenseError
+from sense_plugin.export.model import Export, Job, Status
+from sense_plugin.export.storage import ExportQuery
+
+log = logging.getLogger(__name__)
+#: The longest any store call waits for the database (admission answers within this).
+STORE_TIMEOUT_S = 3.0
+#: A lost connection is retried for this long, then re-made by the next call.
+RECONNECT_S = 1.0
+#: ``ALTER SEQUENCE`` takes a lock that makes concurrent ``nextval`` wait: raising the
+#: sequence to a floor can never hand out an id twice.
+RAISE_FLOOR = """
+SELECT setval('sense_export_id_seq', greatest(%s,
+    (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM sense_export_id_seq)))"""
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError, OSError)
+
+
+class PgJobStore:
+    """Exports and their device jobs in PostgreSQL (``[cluster] database_url``)."""
+
+    def __init__(self, url: str, *, id_floor: int = 0, pool_size: int = 4,
+                 timeout_s: float = STORE_TIMEOUT_S) -> None:
+        self.url = url
+        self.description = f"PostgreSQL {redacted(url)}"
+        #: new_id() always answers above this (raise it when more directories appear).
+        self.id_floor = id_floor
+        self.pool_size = pool_size
+        self.timeout_s = timeout_s
+        self._pool: AsyncConnectionPool | None = None
+        #: The last call found the database unavailable.
+        self._down = False
+
+    async def open(self) -> None:
+        """Connect, apply the missing migrations; refuse a schema newer than this code
+        (``SchemaTooNewError``) or a database we cannot use (``DatabaseUnavailableError``)."""
+        pool = await open_pool(
+            self.url, max_size=self.pool_size, timeout_s=self.timeout_s, name="sense-store",
+            statement_timeout_s=max(0.5, self.timeout_s - 0.5),  # PostgreSQL cancels first
+            reconnect_timeout_s=RECONNECT_S)
+        try:
+            async with pool.connection() as conn:
+                await conn.execute("SET statement_timeout = 0")  # a migration may take long
+                try:
+                    await upgrade(conn)
+                finally:
+                    await conn.execute("RESET statement_timeout")
+                if self.id_floor > 0:  # at once: another server may give out the next id
+                    await _raise_floor(conn, self.id_floor)
+        except (psycopg.Error, OSError) as exc:
+            await pool.close()
+            raise DatabaseUnavailableError(
+                f"[cluster] database_url: cannot use {redacted(self.url)}: "
+                f"{_first_line(exc)}") from None
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection for one call, bounded by ``timeout_s``; failures coded."""
+        if self._pool is None:
+            raise GeneralError(f"the job store ({self.description}) is not open")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if self._down:
+                    await self._probe()
+                async with self._pool.connection() as conn:
+                    yield conn
+        except _UNAVAILABLE as exc:
+            self._down = True
+            raise self._error(NotAvailableError, action, exc, "is not available") from None
+        except psycopg.Error as exc:
+            raise self._error(GeneralError, action, exc, "failed") from None
+
+    async def _probe(self) -> None:
+        """After a failure, one direct connection first: while the database is still down
+        the call fails at once with the reason (instead of waiting for the pool's bound)."""
+        conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S)
+        await conn.close()
+        self._down = False
+
+    def _error(self, kind: type[SenseError], action: str, exc: BaseException, what: str
+               ) -> SenseError:
+        incident = uuid.uuid4().hex[:12]
+        why = _first_line(exc) if not isinstance(exc, TimeoutError) else (
+            f"no answer within {self.timeout_s:g} s")
+        log.error("incident %s: job store %s could not %s: %s", incident, self.description,
+                  action, why)
+        return kind(f"the job store ({self.description}) {what}: could not {action} ({why}); "
+                    f"incident {incident}")
+
+    async def new_id(self) -> int:
+        async with self._connection("give out an export id") as conn:
+            export_id = await _nextval(conn)
+            if export_id <= self.id_floor:
+                await _raise_floor(conn, self.id_floor)
+                export_id = await _nextval(conn)
+        return export_id
+
+    async def insert(self, export: Export) -> None:
+        if export.export_id <= 0:
+            raise ValueError("insert needs an export id from new_id()")
+        async with self._connection("save the export") as conn, conn.transaction():
+            await conn.execute(INSERT_EXPORT, export_params(export))
+            async with conn.cursor() as cur:
+                await cur.executemany(INSERT_JOB, [job_params(export, j) for j in export.jobs])
+
+    async def save_job(self, export: Export, job: Job) -> None:
+        """The job's state; the export's combined status from all its stored jobs (another
+        server may have changed its own jobs since ``export`` was read)."""
+        async with self._connection("update a job") as conn, conn.transaction():
+            locked = await (await conn.execute(LOCK_EXPORT, (export.export_id,))).fetchone()
+            if locked is None:
+                return  # purged meanwhile
+            await conn.execute(UPDATE_JOB, job_params(export, job))
+            await self._restatus(conn, export.export_id, locked[0])
+
+    async def save_export(self, export: Export) -> None:
+        """Finish time, deadline; the combined status from all its stored jobs."""
+        async with self._connection("update an export") as conn, conn.transaction():
+            locked = await (await conn.execute(LOCK_EXPORT, (export.export_id,))).fetchone()
+            if locked is None:
+                return
+            await conn.execute(UPDATE_EXPORT, {
+                "finished_us": export.finished_us, "expires_us": export.expires_us,
+                "export_id": export.export_id})
+            await self._restatus(conn, export.export_id, export.finished_us)
+
+    @staticmethod
+    async def _restatus(conn: AsyncConnection[Any], export_id: int, finished_us: int | None
+                        ) -> None:
+        rows = await (await conn.execute(JOB_STATUSES, (export_id,))).fetchall()
+        status = combined_status([Status(r[0]) for r in rows], finished_us)
+        await conn.execute(SET_STATUS, (status.value, export_id))
+
+    async def delete(self, export_ids: Sequence[int]) -> None:
+        if not export_ids:
+            return
+        async with self._connection("purge exports") as conn:
+            await conn.execute("DELETE FROM sense_exports WHERE export_id = ANY(%s)",
+                               (list(export_ids),))
+
+    async def get(self, export_id: int) -> Export | None:
+        exports = await self._select("read an export", "export_id = %(id)s", {"id": export_id})
+        return exports[0] if exports else None
+
+    async def unfinished(self) -> list[Export]:
+        return await self._select("read the unfinished exports", "finished_us IS NULL", {})
+
+    async def page(self, query: ExportQuery) -> tuple[list[Export], int]:
+        conditions: list[str] = []
+        params: dict[str, Any] = {}
+        if query.owner is not None:
+            conditions.append("owner = %(owner)s")
+            params["owner"] = query.owner
+        if query.statuses is not None:
+            conditions.append("status = ANY(%(statuses)s)")
+            params["statuses"] = sorted(s.value for s in query.statuses)
+        where = " AND ".join(conditions)
+        select = _compose(SELECT, where, direction="DESC" if query.newest_first else "ASC")
+        async with self._connection("list exports") as conn, conn.pipeline():
+            rows = await conn.execute(
+                select, {**params, "offset": query.offset, "limit": query.limit})
+            count = await conn.execute(_compose(COUNT, where), params)
+            page, total = await rows.fetchall(), await count.fetchone()
+        return exports_from_rows(page), int(total[0]) if total else 0
+
+    async def expiring(self, at_us: int) -> list[Export]:
+        return await self._select(
+            "read the expiring exports",
+            "status IN ('COMPLETED', 'FAILED') AND expires_us <= %(at)s", {"at": at_us})
+
+    async def finished_before(self, at_us: int) -> list[Export]:
+        return await self._select("read the finished exports", "finished_us <= %(at)s",
+                                  {"at": at_us})
+
+    async def count_by_status(self) -> dict[Status, int]:
+        """Every status, with 0 for those no export has."""
+        async with self._connection("count exports by status") as conn:
+            cur = await conn.execute("SELECT status, count(*) FROM sense_exports GROUP BY 1")
+            rows = await cur.fetchall()
+        counts = dict.fromkeys(Status, 0)
+        counts.update({Status(status): int(n) for status, n in rows})
+        return counts
+
+    async def _select(self, action: str, where: str, params: dict[str, Any], *,
+                      newest_first: bool = False, offset: int = 0, limit: int | None = None
+                      ) -> list[Export]:
+        query = _compose(SELECT, where, direction="DESC" if newest_first else "ASC")
+        async with self._connection(action) as conn:
+            cur = await conn.execute(query, {**params, "offset": offset, "limit": limit})
+            rows = await cur.fetchall()
+        return exports_from_rows(rows)
+
+
+def _compose(template: str, where: str, **parts: str) -> sql.Composed:
+    """``template`` with its ``{where}`` (and ``direction``) filled in: constant SQL only."""
+    clause = f"WHERE {where}" if where else ""
+    return sql.SQL(template).format(
+        where=sql.SQL(clause), **{k: sql.SQL(v) for k, v in parts.items()})
+
+
+async def _raise_floor(conn: AsyncConnection[Any], floor: int) -> None:
+    """Every id given out from now on is above ``floor`` (the sequence never goes back)."""
+    async with conn.transaction():
+        await conn.execute("ALTER SEQUENCE sense_export_id_seq NO CYCLE")  # the lock
+        await conn.execute(RAISE_FLOOR, (floor,))
+
+
+async def _nextval(conn: AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT nextval('sense_export_id_seq')")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
