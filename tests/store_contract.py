@@ -190,10 +190,24 @@ async def test_count_by_status(store: JobStore) -> None:
     for status, count in ((Status.PENDING, 2), (Status.COMPLETED, 3), (Status.EXPIRED, 1)):
         for _ in range(count):
             await insert(store, status=status)
-    counts = await store.count_by_status()
+    counts, jobs = await store.count_by_status()
     assert set(counts) <= set(Status)
     assert {s: n for s, n in counts.items() if n} == {
         Status.PENDING: 2, Status.COMPLETED: 3, Status.EXPIRED: 1}
+    assert {s: n for s, n in jobs.items() if n} == {
+        Status.PENDING: 4, Status.COMPLETED: 6, Status.EXPIRED: 2}
+
+
+async def test_directories_and_the_retry_of_an_export(store: JobStore) -> None:
+    first = await insert(store, status=Status.FAILED)
+    retry = make_export(await store.new_id())
+    retry.retried_from = first.export_id
+    await store.insert(retry)
+    assert await store.directories() == {str(first.directory): first.export_id,
+                                          str(retry.directory): retry.export_id}
+    found, total = await store.page(ExportQuery(retried_from=first.export_id))
+    assert [e.export_id for e in found] == [retry.export_id] and total == 1
+    assert (await store.page(ExportQuery(retried_from=retry.export_id)))[1] == 0
 
 
 async def test_unfinished_oldest_first(store: JobStore) -> None:

@@ -29,6 +29,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -217,6 +218,9 @@ class PgJobStore:
         if query.statuses is not None:
             conditions.append("status = ANY(%(statuses)s)")
             params["statuses"] = sorted(s.value for s in query.statuses)
+        if query.retried_from is not None:
+            conditions.append("retried_from = %(retried_from)s")
+            params["retried_from"] = query.retried_from
         where = " AND ".join(conditions)
         select = _compose(SELECT, where, direction="DESC" if query.newest_first else "ASC")
         async with self._connection("list exports") as conn, conn.pipeline():
@@ -235,14 +239,22 @@ class PgJobStore:
         return await self._select("read the finished exports", "finished_us <= %(at)s",
                                   {"at": at_us})
 
-    async def count_by_status(self) -> dict[Status, int]:
-        """Every status, with 0 for those no export has."""
-        async with self._connection("count exports by status") as conn:
-            cur = await conn.execute("SELECT status, count(*) FROM sense_exports GROUP BY 1")
+    async def count_by_status(self) -> tuple[dict[Status, int], dict[Status, int]]:
+        """Exports by combined status and jobs by status, with 0 for those none has."""
+        async with self._connection("count exports by status") as conn, conn.pipeline():
+            exports = await conn.execute("SELECT status, count(*) FROM sense_exports GROUP BY 1")
+            jobs = await conn.execute("SELECT status, count(*) FROM sense_jobs GROUP BY 1")
+            export_rows, job_rows = await exports.fetchall(), await jobs.fetchall()
+        by_export, by_job = dict.fromkeys(Status, 0), dict.fromkeys(Status, 0)
+        by_export.update({Status(status): int(n) for status, n in export_rows})
+        by_job.update({Status(status): int(n) for status, n in job_rows})
+        return by_export, by_job
+
+    async def directories(self) -> dict[str, int]:
+        async with self._connection("read export directories") as conn:
+            cur = await conn.execute("SELECT out_base, export_id FROM sense_exports")
             rows = await cur.fetchall()
-        counts = dict.fromkeys(Status, 0)
-        counts.update({Status(status): int(n) for status, n in rows})
-        return counts
+        return {str(Path(base) / str(export_id)): int(export_id) for base, export_id in rows}
 
     async def _select(self, action: str, where: str, params: dict[str, Any], *,
                       newest_first: bool = False, offset: int = 0, limit: int | None = None
