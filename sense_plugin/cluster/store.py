@@ -56,7 +56,7 @@ from sense_plugin.cluster.storerows import (
 )
 from sense_plugin.errors import GeneralError, NotAvailableError, SenseError
 from sense_plugin.export.model import Export, Job, Status
-from sense_plugin.export.storage import ExportQuery
+from sense_plugin.export.storage import ExportQuery, JobStore
 
 log = logging.getLogger(__name__)
 #: The longest any store call waits for the database (admission answers within this).
@@ -290,3 +290,6 @@ async def _nextval(conn: AsyncConnection[Any]) -> int:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_IS_A_JOB_STORE: type[JobStore] = PgJobStore  # checked by mypy

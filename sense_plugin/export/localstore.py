@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sense_plugin.config import Config
 from sense_plugin.export import ids, rebuild
 from sense_plugin.export.model import Export, Job, Status
-from sense_plugin.export.storage import ExportQuery
+from sense_plugin.export.storage import ExportQuery, JobStore
 from sense_plugin.export.store import ExportStore
 
 T = TypeVar("T")
@@ -96,3 +96,6 @@ class LocalJobStore:
 
     async def directories(self) -> dict[str, int]:
         return await self._run(self.db.directories)
+
+
+_IS_A_JOB_STORE: type[JobStore] = LocalJobStore  # checked by mypy
