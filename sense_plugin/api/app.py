@@ -29,6 +29,7 @@ from sense_plugin.api.statuscache import STATUS_CACHE, StatusListCache, with_sta
 from sense_plugin.api.web import setup_web
 from sense_plugin.api.xmlin import child_text, parse_body
 from sense_plugin.archive.service import Archive
+from sense_plugin.cluster.keys import SITE_STORE
 from sense_plugin.config import Config
 from sense_plugin.errors import (
     BodyTooLargeError,
@@ -65,7 +66,7 @@ def create_app(config: Config) -> web.Application:
     if config.cluster is not None:  # a site of several servers (SPEC §13): PostgreSQL
         from sense_plugin.cluster.ctx import setup_cluster
 
-        setup_cluster(app)
+        setup_cluster(app, engine_ctx)
     return app
 
 
@@ -104,7 +105,9 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-    engine = ExportEngine(app[CONFIG], app[ARCHIVE], app[EXECUTOR])
+    site_store = app.get(SITE_STORE)  # a site of several servers: the shared job store
+    engine = ExportEngine(app[CONFIG], app[ARCHIVE], app[EXECUTOR], site_store,
+                          site=site_store is not None)
     app[ENGINE] = engine
     await engine.start()
     yield

@@ -28,6 +28,7 @@ from sense_plugin.api.keys import ENGINE
 from sense_plugin.api.middleware import xml_response
 from sense_plugin.api.registry import Command, CommandContext, Handler
 from sense_plugin.api.results import ExportStatusList
+from sense_plugin.cluster.keys import SITE
 from sense_plugin.export.model import Job
 
 COMMAND = "getexportvideostatus"
@@ -63,8 +64,8 @@ class StatusListCache:
         """The handler, answering list queries from the cache when still valid."""
 
         async def cached(ctx: CommandContext) -> object:
-            if ctx.params.text("exportid") is not None:
-                return await handler(ctx)
+            if ctx.params.text("exportid") is not None or SITE in ctx.app:
+                return await handler(ctx)  # a site: other servers change the list unseen
             params = ctx.params
             key: Key = (ctx.user.name, ctx.user.is_admin, params.text("status"),
                         params.text("limit"), params.text("offset"))

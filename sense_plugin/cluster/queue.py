@@ -27,6 +27,8 @@ from sense_plugin.configmodel import ClusterConfig
 
 log = logging.getLogger(__name__)
 PROBE_TASK = "sense.probe"
+#: One device job of an export, run by the server holding the device (its queue).
+DEVICE_TASK = "sense.device_job"
 #: A worker that stopped is restarted after this pause (a PostgreSQL restart, say).
 RESTART_PAUSE_S = 1.0
 
@@ -69,7 +71,14 @@ def make_app(database_url: str) -> procrastinate.App:
         kwargs={"connect_timeout": 5})  # procrastinate sets the pool's connection check
     app = procrastinate.App(connector=connector)
     app.task(name=PROBE_TASK, pass_context=True)(_probe)
+    app.task(name=DEVICE_TASK, pass_context=True)(_device_job)
     return app
+
+
+async def _device_job(context: procrastinate.JobContext, export_id: int, index: int) -> None:
+    """Run the device job on this server's engine and return once it has settled."""
+    run: Any = context.additional_context["run_device_job"]
+    await run(export_id, index)
 
 
 async def _probe(context: procrastinate.JobContext, deferred_at: float, sleep_s: float = 0.0
@@ -108,7 +117,8 @@ async def recover_stalled(app: procrastinate.App, server_id: int, stalled_s: flo
 
 
 async def run_worker(app: procrastinate.App, cluster: ClusterConfig, server_id: int,
-                     pool: AsyncConnectionPool, concurrency: int) -> None:
+                     pool: AsyncConnectionPool, concurrency: int,
+                     context: dict[str, Any] | None = None) -> None:
     """Run this server's worker until cancelled, restarting it when the database fails."""
     stalled_s = 3 * cluster.heartbeat_s
     while True:
@@ -120,7 +130,8 @@ async def run_worker(app: procrastinate.App, cluster: ClusterConfig, server_id: 
                 update_heartbeat_interval=cluster.heartbeat_s,
                 stalled_worker_timeout=stalled_s, fetch_job_polling_interval=1.0,
                 shutdown_graceful_timeout=5.0,
-                additional_context={"pool": pool, "server_id": server_id})
+                additional_context={"pool": pool, "server_id": server_id,
+                                    **(context or {})})
             return
         except (ProcrastinateException, psycopg.Error, OSError) as exc:
             log.warning("queue worker stopped (%s); restarting in %g s", exc, RESTART_PAUSE_S)

@@ -107,11 +107,18 @@ class Migration:
     sql: Callable[[], str]
 
 
+SITE_JOBS_SQL = """
+ALTER TABLE sense_exports ADD COLUMN finisher numeric(20);
+ALTER TABLE sense_jobs ADD COLUMN stop_asked boolean NOT NULL DEFAULT false;
+"""
+
 MIGRATIONS = (
     Migration(1, "nodes, their devices, queue probes", lambda: NODES_SQL),
     Migration(2, f"procrastinate {procrastinate.__version__} schema", SchemaManager.get_schema),
     Migration(3, "export job store: sense_exports, sense_jobs, sense_export_id_seq",
               lambda: STORE_SQL),
+    Migration(4, "site jobs: the server that finished an export, stops asked of a job",
+              lambda: SITE_JOBS_SQL),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -68,6 +68,7 @@ RECONNECT_S = 1.0
 RAISE_FLOOR = """
 SELECT setval('sense_export_id_seq', greatest(%s,
     (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM sense_export_id_seq)))"""
+CLAIM_LOCK = "SELECT finished_us, finisher FROM sense_exports WHERE export_id = %s FOR UPDATE"
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError, OSError)
 
 
@@ -75,13 +76,15 @@ class PgJobStore:
     """Exports and their device jobs in PostgreSQL (``[cluster] database_url``)."""
 
     def __init__(self, url: str, *, id_floor: int = 0, pool_size: int = 4,
-                 timeout_s: float = STORE_TIMEOUT_S) -> None:
+                 timeout_s: float = STORE_TIMEOUT_S, finisher_id: int = 0) -> None:
         self.url = url
         self.description = f"PostgreSQL {redacted(url)}"
         #: new_id() always answers above this (raise it when more directories appear).
         self.id_floor = id_floor
         self.pool_size = pool_size
         self.timeout_s = timeout_s
+        #: The serverid this store finishes exports as (``claim_finish``).
+        self.finisher_id = finisher_id
         self._pool: AsyncConnectionPool | None = None
         #: The last call found the database unavailable.
         self._down = False
@@ -166,6 +169,10 @@ class PgJobStore:
             await conn.execute(INSERT_EXPORT, export_params(export))
             async with conn.cursor() as cur:
                 await cur.executemany(INSERT_JOB, [job_params(export, j) for j in export.jobs])
+            await self.inserted(conn, export)
+
+    async def inserted(self, conn: AsyncConnection[Any], export: Export) -> None:
+        """Called inside the insert's transaction (a site queues the export's jobs here)."""
 
     async def save_job(self, export: Export, job: Job) -> None:
         """The job's state; the export's combined status from all its stored jobs (another
@@ -176,6 +183,24 @@ class PgJobStore:
                 return  # purged meanwhile
             await conn.execute(UPDATE_JOB, job_params(export, job))
             await self._restatus(conn, export.export_id, locked[0])
+
+    async def claim_finish(self, export: Export) -> bool:
+        """Under the export's row lock: every stored job terminal and no finisher yet → this
+        server (``finisher_id``) is the finisher. The jobs of other servers are refreshed
+        into ``export`` (its manifest lists them)."""
+        async with self._connection("finish an export") as conn, conn.transaction():
+            cur = await conn.execute(CLAIM_LOCK, (export.export_id,))
+            locked = await cur.fetchone()
+            if locked is None or locked[0] is not None or locked[1] is not None:
+                return False  # purged, finished, or being finished by another server
+            stored = await self._select_in(conn, export.export_id)
+            if stored is None or not all(j.terminal for j in stored.jobs):
+                return False
+            mine = {j.index: j for j in export.jobs if j.server_id == self.finisher_id}
+            export.jobs = [mine.get(j.index, j) for j in stored.jobs]
+            await conn.execute("UPDATE sense_exports SET finisher = %s WHERE export_id = %s",
+                               (self.finisher_id, export.export_id))
+        return True
 
     async def save_export(self, export: Export) -> None:
         """Finish time, deadline; the combined status from all its stored jobs."""
@@ -255,6 +280,12 @@ class PgJobStore:
             cur = await conn.execute("SELECT out_base, export_id FROM sense_exports")
             rows = await cur.fetchall()
         return {str(Path(base) / str(export_id)): int(export_id) for base, export_id in rows}
+
+    async def _select_in(self, conn: AsyncConnection[Any], export_id: int) -> Export | None:
+        cur = await conn.execute(_compose(SELECT, "export_id = %(id)s", direction="ASC"),
+                                 {"id": export_id, "offset": 0, "limit": None})
+        found = exports_from_rows(await cur.fetchall())
+        return found[0] if found else None
 
     async def _select(self, action: str, where: str, params: dict[str, Any], *,
                       newest_first: bool = False, offset: int = 0, limit: int | None = None

@@ -31,8 +31,16 @@ Finalizer = Callable[[Export, Status, int], Awaitable[None]]
 class JobBook:
     """Owns the exports, their transitions and their persistence."""
 
-    def __init__(self, store: JobStore, finalize: Finalizer, retention_us: int) -> None:
+    def __init__(self, store: JobStore, finalize: Finalizer, retention_us: int, *,
+                 site_server: int | None = None,
+                 localize: Callable[[Export], None] | None = None) -> None:
         self.store = store
+        #: On a site: this server's id. Exports are then always read from the store (other
+        #: servers change them); only this server's running jobs are live objects here.
+        self.site_server = site_server
+        self._localize = localize or (lambda export: None)
+        #: Site: exports whose jobs here have ended while others still run elsewhere.
+        self.awaiting_finish: set[int] = set()
         self._finalize = finalize
         self._retention_us = retention_us
         self._active: dict[int, Export] = {}
@@ -48,7 +56,7 @@ class JobBook:
     async def open(self) -> list[Export]:
         """Open the store; the unfinished exports (to resume), now held in memory."""
         await self.store.open()
-        unfinished = await self.store.unfinished()
+        unfinished = [] if self.site_server is not None else await self.store.unfinished()
         self._active = {e.export_id: e for e in unfinished}
         self._dirs = await self.store.directories()
         exports, jobs = await self.store.count_by_status()
@@ -75,6 +83,9 @@ class JobBook:
         return self._dirs
 
     async def get(self, export_id: int) -> Export | None:
+        if self.site_server is not None:
+            stored = await self.store.get(export_id)
+            return None if stored is None else self._live(stored)
         export = self._active.get(export_id) or self._finished.get(export_id)
         if export is not None:
             return export
@@ -97,6 +108,8 @@ class JobBook:
         """The in-memory object of an export read from the store (cached once finished)."""
         export_id = stored.export_id
         active = self._active.get(export_id)
+        if self.site_server is not None:
+            return self._merged(stored, active)
         if active is not None:
             return active
         cached = self._finished.get(export_id)
@@ -107,7 +120,36 @@ class JobBook:
             self._cache(stored)
         return stored
 
+    def _merged(self, stored: Export, active: Export | None) -> Export:
+        """A site's stored export with this server's live jobs in place of their rows."""
+        self._localize(stored)
+        if active is not None:
+            mine = {j.index: j for j in active.jobs if j.server_id == self.site_server}
+            stored.jobs = [mine.get(j.index, j) for j in stored.jobs]
+        return stored
+
+    def adopt(self, stored: Export) -> Export:
+        """Site: a stored export one of whose jobs this server runs now (kept while it runs)."""
+        active = self._active.get(stored.export_id)
+        if active is not None:
+            return active
+        self._localize(stored)
+        self._active[stored.export_id] = stored
+        return stored
+
+    def _retire(self, export: Export) -> None:
+        """Site: forget an export here once this server's jobs of it have all ended."""
+        if self.site_server is None:
+            return
+        mine = [j for j in export.jobs if j.server_id == self.site_server]
+        if all(j.terminal for j in mine):
+            self._active.pop(export.export_id, None)
+            if export.finished_us is None:
+                self.awaiting_finish.add(export.export_id)
+
     def _cache(self, export: Export) -> None:
+        if self.site_server is not None:
+            return
         self._finished[export.export_id] = export
         self._finished.move_to_end(export.export_id)
         while len(self._finished) > CACHED_FINISHED:
@@ -117,7 +159,8 @@ class JobBook:
     async def add(self, export: Export) -> None:
         """A new export and its PENDING jobs, stored in one transaction."""
         await self.store.insert(export)
-        self._active[export.export_id] = export
+        if self.site_server is None:  # on a site its jobs arrive through the queue
+            self._active[export.export_id] = export
         self._dirs[str(export.directory)] = export.export_id
         self.export_counts[export.status] += 1
         self.job_counts.update(j.status for j in export.jobs)
@@ -125,11 +168,12 @@ class JobBook:
 
     async def finish_if_done(self, export: Export) -> None:
         """Once every job is terminal: the manifest, then finish time and deadline stamped."""
-        if (any(not j.terminal for j in export.jobs) or export.finished_us is not None
-                or export.export_id in self._finishing):
+        if export.finished_us is not None or export.export_id in self._finishing:
             return
         self._finishing.add(export.export_id)
         try:
+            if not await self.store.claim_finish(export):
+                return
             finished_us = now_us()
             final = combine_statuses([j.status for j in export.jobs])
             before = export.status
@@ -213,9 +257,9 @@ class JobBook:
                  code, description)
         await self._end(job, Status.FAILED)
 
-    async def remove(self, job: Job) -> None:
+    async def remove(self, job: Job, export: Export | None = None) -> None:
         """REMOVED: deleted by ``action=remove``, or stopped before it wrote anything."""
-        await self._end(job, Status.REMOVED)
+        await self._end(job, Status.REMOVED, export)
 
     async def remove_all(self, export: Export) -> None:
         """``action=remove``: every job not REMOVED yet becomes REMOVED (none may run)."""
@@ -225,13 +269,14 @@ class JobBook:
                 await self._set(export, job, Status.REMOVED)
         await self.finish_if_done(export)
 
-    async def _end(self, job: Job, status: Status) -> None:
-        export = self._active[job.export_id]
+    async def _end(self, job: Job, status: Status, export: Export | None = None) -> None:
+        export = export or self._active[job.export_id]
         job.finished_us = now_us()
         try:
             await self._set(export, job, status)
         finally:  # even when the store failed: the export's state in memory is right
             await self.finish_if_done(export)
+            self._retire(export)
 
     async def _set(self, export: Export, job: Job, status: Status) -> None:
         before_export, before_job = export.status, job.status

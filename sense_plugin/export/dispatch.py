@@ -38,6 +38,9 @@ class JobDispatcher:
         self._runner = JobRunner(config, archive, book, io)
         self._tasks: list[asyncio.Task[None]] = []
         self._settled: dict[tuple[int, int], asyncio.Event] = {}
+        #: Jobs enqueued and not yet run to their end (``until_settled``).
+        self._waiting: dict[tuple[int, int], asyncio.Event] = {}
+        self._jobs_running: dict[tuple[int, int], Job] = {}
         self._closing = False
         #: Called with each job the runner has finished with (observers: metrics).
         self.on_job_finished: list[Callable[[Job], None]] = []
@@ -64,11 +67,33 @@ class JobDispatcher:
 
     def enqueue(self, job: Job) -> None:
         self.pending.add(job.key)
+        self._waiting.setdefault(job.key, asyncio.Event())
         self._queue.put_nowait(job)
+
+    def has(self, job: Job) -> bool:
+        """The job is queued or running here."""
+        return job.key in self._waiting
+
+    def running(self) -> list[Job]:
+        """The jobs running on a worker now."""
+        return list(self._jobs_running.values())
+
+    async def until_settled(self, job: Job) -> None:
+        """Wait until a job handed to :meth:`enqueue` has run (or was forgotten)."""
+        waiting = self._waiting.get(job.key)
+        if waiting is not None:
+            await waiting.wait()
 
     def forget(self, job: Job) -> None:
         """A queued job that must not start (removed, stopped)."""
         self.pending.discard(job.key)
+        if job.status is not Status.SYNCING:
+            self._release(job)
+
+    def _release(self, job: Job) -> None:
+        waiting = self._waiting.pop(job.key, None)
+        if waiting is not None:
+            waiting.set()
 
     async def run_now(self, job: Job) -> None:
         """Run a job outside the queue on the next free worker (a live job's cut)."""
@@ -108,6 +133,7 @@ class JobDispatcher:
         """Run one job on ``proc`` and record its outcome; then it has settled."""
         export = self._book.active_export(job.export_id)
         self._settled[job.key] = asyncio.Event()
+        self._jobs_running[job.key] = job
         try:
             try:
                 await self._book.start(job, resumed=export.options.live)
@@ -119,7 +145,10 @@ class JobDispatcher:
             for hook in self.on_job_finished:
                 hook(job)
         finally:
+            self._jobs_running.pop(job.key, None)
             self._settled.pop(job.key).set()
+            if job.status is not Status.PENDING:  # PENDING again: it runs another time
+                self._release(job)
 
     async def _record(self, job: Job, outcome: Outcome) -> None:
         """Hand an outcome to the book; a failing store is logged, never raised: the job's

@@ -70,6 +70,9 @@ class LocalJobStore:
     async def save_job(self, export: Export, job: Job) -> None:
         await self._run(self.db.update_job, job, export.status)
 
+    async def claim_finish(self, export: Export) -> bool:
+        return export.finished_us is None and all(j.terminal for j in export.jobs)
+
     async def save_export(self, export: Export) -> None:
         await self._run(self.db.update_export, export)
 

@@ -51,6 +51,8 @@ class DeviceRange:
     device_id: int
     start_us: int
     end_us: int
+    #: The device's name when it is another server's (a site); else the configured one.
+    name: str = ""
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,14 @@ class JobStore(Protocol):
     async def save_job(self, export: Export, job: Job) -> None:
         """Persist one job's state and its export's combined status (``export.status``)."""
 
+    async def claim_finish(self, export: Export) -> bool:
+        """Whether the caller finishes ``export`` now (writes its manifest, stamps it).
+
+        True once every job of the export is terminal and nobody finished it yet; on a site
+        the jobs other servers ran are refreshed into ``export`` first and only one server
+        ever gets True.
+        """
+
     async def save_export(self, export: Export) -> None:
         """Persist an export's finish time, retention deadline and combined status."""
 

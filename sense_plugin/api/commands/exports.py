@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -14,6 +16,7 @@ from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.results import ExportChanged, ExportCreated, ExportStatusList
 from sense_plugin.api.users import EXPORT, VIEW
 from sense_plugin.api.xmlin import child_text, parse_body
+from sense_plugin.cluster.keys import SITE
 from sense_plugin.config import Config
 from sense_plugin.errors import (
     DeviceNotActiveError,
@@ -30,6 +33,9 @@ from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.storage import ExportQuery
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
+if TYPE_CHECKING:
+    from sense_plugin.cluster.nodes import SiteDevice
+
 MAX_BANDWIDTH_KBPS = 100_000_000
 MAX_NAME_CHARS = 200
 MAX_PAGE = 1000
@@ -45,7 +51,11 @@ async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
     action = child_text(document, "action")
     if action is not None:
         return await _act(ctx, action, child_text(document, "exportid", required=True) or "")
-    request = parse_export(document, ctx.app[CONFIG], recorded_live(ctx))
+    site = ctx.app.get(SITE)
+    elsewhere = ({d.device_id: d for d in await site.devices()
+                  if d.server_id != ctx.app[CONFIG].server.server_id}
+                 if site is not None else {})
+    request = parse_export(document, ctx.app[CONFIG], recorded_live(ctx), elsewhere)
     if request.options.snapshot and not request.options.live:
         await _check_shown(ctx, request)
     export = await ctx.app[ENGINE].create(request, ctx.user.name)
@@ -117,11 +127,13 @@ def parse_export_id(text: str) -> int:
 
 
 def parse_export(document: etree._Element, config: Config,
-                 recorded: frozenset[int] = frozenset()) -> ExportRequest:
+                 recorded: frozenset[int] = frozenset(),
+                 elsewhere: Mapping[int, SiteDevice] | None = None) -> ExportRequest:
     """Validate a create request completely; the first problem found is raised.
 
     ``recorded``: the devices this server records live (a source or the live demo), the only
-    ones a live export may follow.
+    ones a live export may follow. ``elsewhere``: on a site, the devices of the other
+    servers (deviceid → device); their jobs run where they are.
     """
     devices_element = document.find("devices")
     if devices_element is None:
@@ -134,7 +146,7 @@ def parse_export(document: etree._Element, config: Config,
         raise OutOfRangeError(f"{len(device_elements)} devices requested; at most {limit} allowed")
     options, fmt = parse_options(document, config)
     now = now_us()
-    devices = tuple(_parse_device(d, i + 1, config, options, recorded, now)
+    devices = tuple(_parse_device(d, i + 1, config, options, recorded, now, elsewhere or {})
                     for i, d in enumerate(device_elements))
     if options.live and not options.snapshot and all(d.end_us <= now for d in devices):
         # every endtime already past: an ordinary archive export (SPEC §10)
@@ -160,16 +172,19 @@ def parse_export(document: etree._Element, config: Config,
 
 
 def _parse_device(element: etree._Element, number: int, config: Config,
-                  options: ExportOptions, recorded: frozenset[int], now: int) -> DeviceRange:
+                  options: ExportOptions, recorded: frozenset[int], now: int,
+                  elsewhere: Mapping[int, SiteDevice]) -> DeviceRange:
     server_text = child_text(element, "serverid")
     server_id = config.server.server_id
     if server_text is not None:
         server_id = parse_u64(server_text, f"device #{number} serverid", NoServerError)
-        check_server(config, server_id)
     device_text = child_text(element, "deviceid", required=True) or ""
-    device = find_device(
-        config, parse_u64(device_text, f"device #{number} deviceid", NoDeviceError)
-    )
+    device_id = parse_u64(device_text, f"device #{number} deviceid", NoDeviceError)
+    remote = elsewhere.get(device_id)
+    if remote is not None and (server_text is None or server_id == remote.server_id):
+        return _remote_device(element, remote, options, config)
+    check_server(config, server_id)
+    device = find_device(config, device_id)
     if not device.enabled:
         raise DeviceNotActiveError(f"device {device.device_id} ({device.name}) is disabled")
     label = f"device {device.device_id}"
@@ -197,6 +212,22 @@ def _parse_device(element: etree._Element, number: int, config: Config,
         end_us = parse_timestamp(end_text or "", f"{label} endtime")
         _check_range(device.device_id, start_us, end_us, config)
     return DeviceRange(server_id, device.device_id, start_us, end_us)
+
+
+def _remote_device(element: etree._Element, device: SiteDevice, options: ExportOptions,
+                   config: Config) -> DeviceRange:
+    """A device of another server of the site: an archive range (a clip) only."""
+    label = f"device {device.device_id}"
+    if options.live or options.snapshot:
+        raise OutOfRangeError(f"{label} ({device.name}) is recorded by server "
+                              f"{device.server_id}: only archive clips of it can be exported "
+                              "from this server of the site")
+    start_us = parse_timestamp(child_text(element, "starttime", required=True) or "",
+                               f"{label} starttime")
+    end_us = parse_timestamp(child_text(element, "endtime", required=True) or "",
+                             f"{label} endtime")
+    _check_range(device.device_id, start_us, end_us, config)
+    return DeviceRange(device.server_id, device.device_id, start_us, end_us, device.name)
 
 
 def _check_recorded(device_id: int, name: str, recorded: frozenset[int]) -> None:

@@ -1,0 +1,78 @@
+"""What one server of a site does every second for the exports it takes part in.
+
+- writes the progress figures of its running jobs (other servers answer status from them);
+- reads what other servers asked of them: REMOVED (``action=remove`` elsewhere) stops the
+  job and deletes its file here, a stop ends it keeping the file;
+- once an export it ran jobs of is finished by another server, writes the manifest beside
+  its own files (the finisher wrote one beside its files);
+- refreshes the status tallies of ``/metrics`` from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sense_plugin.cluster.sitestore import SiteJobStore
+from sense_plugin.errors import SenseError
+from sense_plugin.export.engine import ExportEngine
+from sense_plugin.export.model import Status
+
+log = logging.getLogger(__name__)
+TICK_S = 1.0
+
+
+class SiteJobs:
+    """The per-second upkeep of this server's part in the site's exports."""
+
+    def __init__(self, engine: ExportEngine, store: SiteJobStore) -> None:
+        self.engine, self.store, self.book = engine, store, engine.book
+        self._acting: set[asyncio.Task[None]] = set()
+        self._asked: set[tuple[int, int]] = set()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await self.tick()
+            except SenseError as exc:  # the database is away: the next tick tries again
+                log.debug("site upkeep: %s", exc.description)
+
+    async def tick(self) -> None:
+        running = [j for e in self.book.active() for j in e.jobs
+                   if j.server_id == self.store.server_id and j.status is Status.SYNCING]
+        await self.store.save_progress(running)
+        asked = await self.store.asked(running)
+        for job in running:
+            status, stop = asked.get(job.key, (Status.SYNCING, False))
+            if job.key in self._asked or (status is not Status.REMOVED and not stop):
+                continue
+            self._asked.add(job.key)
+            export = self.book.active_export(job.export_id)
+            action = (self.engine.cancel_here(export, job) if status is Status.REMOVED
+                      else self.engine.finish_here(job))
+            task = asyncio.create_task(action, name=f"site-ask-{job.export_id}")
+            self._acting.add(task)
+            task.add_done_callback(self._acting.discard)
+        self._asked &= {j.key for j in running}
+        await self._copy_manifests()
+        exports, jobs = await self.store.count_by_status()
+        self.book.export_counts.clear()
+        self.book.export_counts.update(exports)
+        self.book.job_counts.clear()
+        self.book.job_counts.update(jobs)
+
+    async def _copy_manifests(self) -> None:
+        for export_id in list(self.book.awaiting_finish):
+            export = await self.book.get(export_id)
+            if export is None or export.finished_us is not None:
+                self.book.awaiting_finish.discard(export_id)
+            if export is None or export.finished_us is None:
+                continue
+            if await self.store.finisher(export_id) != self.store.server_id:
+                await self.engine.write_copy_of_manifest(export)
+
+    async def close(self) -> None:
+        for task in self._acting:
+            task.cancel()
+        await asyncio.gather(*self._acting, return_exceptions=True)

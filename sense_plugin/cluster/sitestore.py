@@ -1,0 +1,77 @@
+"""The site's job store: :class:`PgJobStore` plus the queue and what servers ask each other.
+
+An export's device jobs are put on the queue of the server holding each device
+(``server-<serverid>``, procrastinate) in the very transaction that stores the export, so
+an accepted export always has its jobs queued and a refused one has none. A server running a
+job writes its progress figures every second (:meth:`save_progress`: figures only, never
+the status another server may have changed), and reads what others asked of its running
+jobs: REMOVED (``action=remove`` on any server) or a stop (``action=stop``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import procrastinate
+from psycopg import AsyncConnection
+
+from sense_plugin.cluster.queue import DEVICE_TASK, queue_name
+from sense_plugin.cluster.store import PgJobStore
+from sense_plugin.export.model import Export, Job, Status
+
+SAVE_PROGRESS = """
+UPDATE sense_jobs SET progress = %s, bytes_written = %s, bandwidth_kbps = %s
+WHERE export_id = %s AND idx = %s AND status = 'SYNCING'"""
+ASKED = """
+SELECT export_id, idx, status, stop_asked FROM sense_jobs
+WHERE server_id = %s AND (export_id, idx) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))"""
+
+
+class SiteJobStore(PgJobStore):
+    """The job store of a site: every export's jobs queued where their devices are."""
+
+    def __init__(self, url: str, queue: procrastinate.App, server_id: int, *,
+                 id_floor: int = 0) -> None:
+        super().__init__(url, id_floor=id_floor, finisher_id=server_id)
+        self.queue = queue
+        self.server_id = server_id
+
+    async def inserted(self, conn: AsyncConnection[Any], export: Export) -> None:
+        jobs = [self.queue.configure_task(DEVICE_TASK, queue=queue_name(job.server_id))
+                .make_new_job(export_id=export.export_id, index=job.index)
+                for job in export.jobs]
+        await self.queue.job_manager.batch_defer_jobs_async(jobs, connection=conn)
+
+    async def save_progress(self, jobs: Sequence[Job]) -> None:
+        """The figures of this server's running jobs (not their status)."""
+        if not jobs:
+            return
+        async with self._connection("save progress") as conn, conn.cursor() as cur:
+            await cur.executemany(SAVE_PROGRESS, [
+                (j.progress, j.bytes_written, j.bandwidth_kbps, j.export_id, j.index)
+                for j in jobs])
+
+    async def asked(self, jobs: Sequence[Job]) -> dict[tuple[int, int], tuple[Status, bool]]:
+        """(stored status, stop asked) of these jobs of this server."""
+        if not jobs:
+            return {}
+        async with self._connection("read what was asked of running jobs") as conn:
+            cur = await conn.execute(ASKED, (self.server_id, [j.export_id for j in jobs],
+                                             [j.index for j in jobs]))
+            rows = await cur.fetchall()
+        return {(int(e), int(i)): (Status(s), bool(stop)) for e, i, s, stop in rows}
+
+    async def ask_stop(self, export_id: int, index: int) -> None:
+        """Ask the server running this job to end it now, keeping its file."""
+        async with self._connection("ask a stop") as conn:
+            await conn.execute("UPDATE sense_jobs SET stop_asked = true WHERE export_id = %s "
+                               "AND idx = %s", (export_id, index))
+
+    async def finisher(self, export_id: int) -> int | None:
+        """The server that finished (and wrote the manifest of) an export."""
+        async with self._connection("read an export's finisher") as conn:
+            cur = await conn.execute("SELECT finisher FROM sense_exports WHERE export_id = %s",
+                                     (export_id,))
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
