@@ -100,7 +100,7 @@ class Server:
              "--data-dir", str(data_dir), "--port", str(self.port)],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.proc.pid
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while True:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
