@@ -126,6 +126,9 @@ class ClusterConfig:
     site_secret: str
     heartbeat_s: float = 5.0
     node_timeout_s: float = 600.0
+    #: Every server sees every export root at the same path (one shared file system): a
+    #: file held by another server is read from disk here instead of relayed from it.
+    shared_export_root: bool = False
 
 
 @dataclass(frozen=True)
