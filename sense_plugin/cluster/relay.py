@@ -11,7 +11,7 @@ A file written by another server's job reaches the client in one of two ways:
 - **shared storage** (``[cluster] shared_export_root = true``): every server sees the export
   roots at the same paths, so the file is opened here, with the same symlink-proof open and
   size check as a local download, and nothing travels between servers but (while this server
-  does not know the export itself) one signed HEAD for its directory, size and SHA-256.
+  does not know the export itself) one signed request for its directory, size and SHA-256.
 
 A holder that cannot be reached answers -1008 once its last heartbeat is older than
 ``node_timeout_s``, else -1006 naming it; connecting and waiting for an answer are bounded
@@ -114,23 +114,29 @@ class Relay:
 
     async def file_info(self, owner: SiteServer, wanted: Elsewhere
                         ) -> tuple[Path, tuple[str, int]]:
-        """(directory, (SHA-256, size)) of the file, from a HEAD to its holder."""
-        upstream = await self._request("HEAD", owner, wanted, {})
+        """(directory, (SHA-256, size)) of the file, asked of its holder.
+
+        A GET of its first byte, not a HEAD: a refusal then carries its coded error document.
+        """
+        upstream = await self._request("GET", owner, wanted, {"Range": "bytes=0-0"},
+                                       chunked=False)
         try:
             directory = directory_of(upstream.headers)
-            length, etag = upstream.content_length, upstream.headers.get("ETag", "")
-            if directory is None or upstream.status != 200 or length is None or not etag:
+            total = upstream.headers.get("Content-Range", "").rpartition("/")[2]
+            etag = upstream.headers.get("ETag", "")
+            if directory is None or upstream.status != 206 or not total.isdigit() or not etag:
                 raise await _owner_error(owner, upstream)
-            return directory, (etag.strip('"'), length)
+            return directory, (etag.strip('"'), int(total))
         finally:
             upstream.release()
 
     async def _request(self, method: str, owner: SiteServer, wanted: Elsewhere,
-                       headers: dict[str, str]) -> aiohttp.ClientResponse:
+                       headers: dict[str, str], *, chunked: bool = True
+                       ) -> aiohttp.ClientResponse:
         query = {"user": wanted.user.name, "admin": "1" if wanted.user.is_admin else "0"}
         for key, value in zip(("chunk_size_kb", "start_from_chunk_index"), wanted.chunking,
                               strict=True):
-            if value is not None:
+            if value is not None and chunked:
                 query[key] = str(value)
         path_qs = (file_path(wanted.export_id, quote(wanted.name, safe="")) + "?"
                    + urlencode(query, quote_via=quote))
@@ -153,7 +159,11 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     assert cluster is not None
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S,
                                     sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S)
-    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
+    # One connection per relayed file (downloads are long; a pool saves little) and it closes
+    # with the download, so a client that goes away never leaves an upstream behind.
+    connector = aiohttp.TCPConnector(force_close=True, limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     auto_decompress=False) as session:
         app[RELAY] = Relay(cluster, session)
         yield
 
