@@ -29,17 +29,15 @@ from urllib.parse import quote, urlencode
 import pytest
 from lxml import etree
 
+from sense_plugin.cluster.relay import holding_server
+from sense_plugin.cluster.signing import HEADER, sign
+from sense_plugin.export.model import Export, FileInfo, Job, Status
 from sense_plugin.passwords import hash_password
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body
 from tests.clustersite import SECRET
 from tests.pgserver import PgServer
 from tests.serverproc import ServerProcess
-
-pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
-pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")
-
-from sense_plugin.cluster.signing import HEADER, sign  # noqa: E402
 
 A_ID, B_ID, C_ID = 1001, 1002, 1003
 STEADY_ID, BIG_ID = 100100, 100101
@@ -123,11 +121,9 @@ def start(root: Path, server_id: int, database_url: str, exports: Path,
     return server
 
 
-def make_export(a: ServerProcess, steady_start_us: int, big_start_us: int) -> str:
-    body = export_body([(STEADY_ID, format_timestamp(steady_start_us + 2_000_000),
-                         format_timestamp(steady_start_us + 12_000_000)),
-                        (BIG_ID, format_timestamp(big_start_us),
-                         format_timestamp(big_start_us + 11_000_000))])
+def make_export(a: ServerProcess, *devices: tuple[int, int, int]) -> str:
+    """Export (deviceid, start_us, end_us) ranges on ``a``; its id once COMPLETED."""
+    body = export_body([(d, format_timestamp(s), format_timestamp(e)) for d, s, e in devices])
     status, _h, answer = call(a, "/command?command=exportVideo", method="POST", body=body)
     export_id = etree.fromstring(answer).findtext("exportid")
     assert status == 200 and export_id, answer
@@ -143,6 +139,8 @@ def make_export(a: ServerProcess, steady_start_us: int, big_start_us: int) -> st
 @pytest.fixture(scope="module")
 def site(api_archive: dict[str, Any], big_archive: tuple[Path, int],
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
+    pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")
     pg_root = Path(tempfile.mkdtemp(prefix="sense-pg-"))
     pg = PgServer(pg_root)
     pg.create()
@@ -154,7 +152,10 @@ def site(api_archive: dict[str, Any], big_archive: tuple[Path, int],
         servers.append(start(root, A_ID, pg.url, shared, devices))
         servers.append(start(root, B_ID, pg.url, own, {B_ID * 100: None}))
         servers.append(start(root, C_ID, pg.url, shared, {C_ID * 100: None}, shared=True))
-        export_id = make_export(servers[0], api_archive["start_us"], big_archive[1])
+        steady_us, big_us = api_archive["start_us"], big_archive[1]
+        export_id = make_export(servers[0], (STEADY_ID, steady_us + 2_000_000,
+                                             steady_us + 12_000_000),
+                                (BIG_ID, big_us, big_us + 11_000_000))
         directory = shared / "unnamed" / export_id
         files = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.read_bytes())
                  for p in directory.glob("*.mp4")}
@@ -293,8 +294,10 @@ def test_shared_storage_reads_the_file_from_disk(site: Site) -> None:
 
 def stalled(server: ServerProcess, site: Site, name: str) -> socket.socket:
     """A client that asks B for a big file, reads a little and stops reading."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
     token = base64.b64encode(b"alice:alice-pw").decode()
     query = urlencode({"command": "downloadExportVideo", "exportid": site.export_id,
                        "file": name, "serverid": A_ID})
@@ -338,6 +341,18 @@ def test_a_client_that_goes_away_closes_the_upstream(site: Site) -> None:
             time.sleep(0.1)
     log = site.b.log_path.read_text()
     assert "incident" not in log and "Traceback" not in log
+
+
+def test_holding_server_is_the_server_whose_job_wrote_the_file() -> None:
+    def job(index: int, server_id: int, name: str) -> Job:
+        return Job(1, index, server_id, 7 + index, "cam", 0, 1, status=Status.COMPLETED,
+                   file=FileInfo(name, 10, "ab" * 32, 0, 1, 10))
+
+    export = Export(1, "alice", 0, "", "/x", "mp4", "", 0, jobs=[job(0, 5, "a.mp4"),
+                                                                 job(1, 6, "b.mp4")])
+    assert holding_server(export, "a.mp4", 6) == 5 and holding_server(export, "b.mp4", 5) == 6
+    assert holding_server(export, "manifest.xml", 6) == 6  # one of ours: here
+    assert holding_server(export, "manifest.xml", 9) == 5  # none of ours: the first job's
 
 
 def test_a_holder_that_is_down_gives_a_coded_error(site: Site) -> None:

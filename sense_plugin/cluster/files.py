@@ -12,9 +12,6 @@ tell a file from a coded error document, which never carries it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 from aiohttp import web
 
 from sense_plugin.api.commands.exports import parse_export_id
@@ -26,9 +23,7 @@ from sense_plugin.api.fileserve import (
 )
 from sense_plugin.api.keys import ENGINE
 from sense_plugin.api.params import Params
-
-ROUTE = "/cluster/files/{exportid}/{name}"
-DIRECTORY_HEADER = "X-Sense-Export-Directory"
+from sense_plugin.cluster.relay import DIRECTORY_HEADER, ROUTE
 
 
 async def export_file(request: web.Request) -> web.StreamResponse:
@@ -43,17 +38,6 @@ async def export_file(request: web.Request) -> web.StreamResponse:
     return await serve_export_file(request, export.directory, engine.roots, name, expected,
                                    engine.download_stop(export_id), chunk_params(params),
                                    {DIRECTORY_HEADER: str(export.directory)})
-
-
-def file_path(export_id: int, quoted_name: str) -> str:
-    """The route's path for a file name already percent-encoded."""
-    return ROUTE.format(exportid=export_id, name=quoted_name)
-
-
-def directory_of(headers: Mapping[str, str]) -> Path | None:
-    """The export directory an owner's answer names, None for an error document."""
-    value = headers.get(DIRECTORY_HEADER)
-    return Path(value) if value else None
 
 
 def setup_files(app: web.Application) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +38,6 @@ from sense_plugin.api.fileserve import READ_BYTES, Chunking, serve_export_file
 from sense_plugin.api.keys import CONFIG, ENGINE, EXECUTOR
 from sense_plugin.api.streaming import disconnect, write_block
 from sense_plugin.api.users import User
-from sense_plugin.cluster.files import directory_of, file_path
 from sense_plugin.cluster.keys import SITE
 from sense_plugin.cluster.signing import HEADER, sign
 from sense_plugin.configmodel import ClusterConfig
@@ -57,6 +56,9 @@ if TYPE_CHECKING:
     from sense_plugin.cluster.nodes import Site, SiteServer
 
 log = logging.getLogger(__name__)
+#: The holder's route (``files.py``) and the header on its answers that serve a file.
+ROUTE = "/cluster/files/{exportid}/{name}"
+DIRECTORY_HEADER = "X-Sense-Export-Directory"
 CONNECT_TIMEOUT_S = 5.0
 #: The holder must answer (headers, then each block) within this time.
 READ_TIMEOUT_S = 30.0
@@ -81,6 +83,17 @@ class Elsewhere:
     export: Export | None = None
     #: The recorded (SHA-256, size) of a device file from that record.
     expected: tuple[str, int] | None = None
+
+
+def file_path(export_id: int, quoted_name: str) -> str:
+    """The holder's path for a file name already percent-encoded."""
+    return ROUTE.format(exportid=export_id, name=quoted_name)
+
+
+def directory_of(headers: Mapping[str, str]) -> Path | None:
+    """The export directory a holder's answer names; None for an error document."""
+    value = headers.get(DIRECTORY_HEADER)
+    return Path(value) if value else None
 
 
 def holding_server(export: Export, name: str, own_id: int) -> int:
