@@ -357,6 +357,14 @@ def test_holding_server_is_the_server_whose_job_wrote_the_file() -> None:
 
 def test_a_holder_that_is_down_gives_a_coded_error(site: Site) -> None:
     name = site.name("Cam100100")
+    assert site.a.proc is not None
+    site.a.proc.send_signal(signal.SIGSTOP)  # connects, never answers
+    try:
+        code, text = error_of(download(site.b, site, name))  # after node_timeout_s (2 s)
+        assert code == "-1006" and f"server {A_ID}" in text and "cannot be reached" in text
+    finally:
+        site.a.proc.send_signal(signal.SIGCONT)
+    time.sleep(1)  # heartbeats again
     site.a.stop(signal.SIGKILL)
     try:
         code, text = error_of(download(site.b, site, name))  # at once: recently seen

@@ -15,8 +15,9 @@ A file written by another server's job reaches the client in one of two ways:
 
 A holder that cannot be reached answers -1008 once its last heartbeat is older than
 ``node_timeout_s``, else -1006 naming it; connecting and waiting for an answer are bounded
-(``CONNECT_TIMEOUT_S``, ``READ_TIMEOUT_S``), never a hang. A coded error of the holder
-(-57, -1006, ...) reaches the client with the same code, prefixed with the holder's name.
+(``CONNECT_TIMEOUT_S``; ``READ_TIMEOUT_S``, or ``node_timeout_s`` if shorter), never a hang.
+A coded error of the holder (-57, -1006, ...) reaches the client with the same code, prefixed
+with the holder's name.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 ROUTE = "/cluster/files/{exportid}/{name}"
 DIRECTORY_HEADER = "X-Sense-Export-Directory"
 CONNECT_TIMEOUT_S = 5.0
-#: The holder must answer (headers, then each block) within this time.
+#: The holder must answer (headers, then each block) within this time (or node_timeout_s).
 READ_TIMEOUT_S = 30.0
 ERROR_BODY_BYTES = 64 * 1024
 FORWARDED = ("Range", "If-Range", "If-None-Match")
@@ -170,8 +171,9 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     """The relay's HTTP session (bounded connect and read times; bytes passed as they are)."""
     cluster = app[CONFIG].cluster
     assert cluster is not None
+    read_s = min(READ_TIMEOUT_S, cluster.node_timeout_s)
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S,
-                                    sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S)
+                                    sock_connect=CONNECT_TIMEOUT_S, sock_read=read_s)
     # One connection per relayed file (downloads are long; a pool saves little) and it closes
     # with the download, so a client that goes away never leaves an upstream behind.
     connector = aiohttp.TCPConnector(force_close=True, limit=0)
