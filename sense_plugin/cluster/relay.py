@@ -108,7 +108,7 @@ def holding_server(export: Export, name: str, own_id: int) -> int:
 
 
 class Relay:
-    """This server's client for the other servers' files (one pooled HTTP session)."""
+    """This server's client for the other servers' files (one HTTP session)."""
 
     def __init__(self, cluster: ClusterConfig, session: aiohttp.ClientSession) -> None:
         self.cluster, self.session = cluster, session
