@@ -12,10 +12,12 @@ from aiohttp import web
 
 from sense_plugin.api.keys import ARCHIVE, CONFIG
 from sense_plugin.cluster.db import open_pool, redacted
+from sense_plugin.cluster.files import setup_files
 from sense_plugin.cluster.internal import setup_internal
 from sense_plugin.cluster.keys import SITE
 from sense_plugin.cluster.nodes import Site
 from sense_plugin.cluster.queue import make_app, recover_loop, run_worker
+from sense_plugin.cluster.relay import relay_ctx
 from sense_plugin.cluster.schema import upgrade
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,8 @@ def setup_cluster(app: web.Application) -> None:
     cluster = app[CONFIG].cluster
     assert cluster is not None
     setup_internal(app, cluster.site_secret)
-    app.cleanup_ctx.append(cluster_ctx)
+    setup_files(app)  # GET|HEAD /cluster/files/...: downloads from any server
+    app.cleanup_ctx.extend([cluster_ctx, relay_ctx])
 
 
 async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
