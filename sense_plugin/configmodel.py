@@ -147,6 +147,9 @@ class ClusterConfig:
     site_secret: str
     heartbeat_s: float = bounded(5.0, 0.05, 3600)
     node_timeout_s: float = bounded(600.0, 0.1, 30 * 86400)
+    #: Every server sees every export root at the same path (one shared file system): a
+    #: file held by another server is read from disk here instead of relayed from it.
+    shared_export_root: bool = False
 
 
 @dataclass(frozen=True)

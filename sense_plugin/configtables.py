@@ -176,7 +176,12 @@ class ConfigReader(TableReader):
         if timeout < 3 * heartbeat:
             raise self.fail(f"{w} node_timeout_s",
                             f"{timeout:g} is below three heartbeats (3 x {heartbeat:g} s)")
-        return ClusterConfig(url, node_url.rstrip("/"), secret, heartbeat, timeout)
+        shared = self.setting(table, w, ClusterConfig, "shared_export_root")
+        if shared and "export_roots" not in data.get("server", {}):
+            raise self.fail(f"{w} shared_export_root", "needs [server] export_roots set to the "
+                            "shared paths (the default, under data_dir, is this server's own)")
+        return ClusterConfig(url, node_url.rstrip("/"), secret, heartbeat, timeout,
+                             shared_export_root=shared)
 
     def devices(self, items: Any, data_dir: Path) -> tuple[DeviceConfig, ...]:
         if not isinstance(items, list):

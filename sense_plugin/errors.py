@@ -33,6 +33,7 @@ class ResultCode(IntEnum):
     QUEUE_FULL = -1005
     NOT_AVAILABLE = -1006
     STORAGE_ERROR = -1007
+    SERVER_OFFLINE = -1008
 
 
 #: Human-readable names, used as the default description.
@@ -56,6 +57,7 @@ RESULT_NAMES: dict[ResultCode, str] = {
     ResultCode.QUEUE_FULL: "Export queue full",
     ResultCode.NOT_AVAILABLE: "Not available",
     ResultCode.STORAGE_ERROR: "Storage error",
+    ResultCode.SERVER_OFFLINE: "Server offline",
 }
 
 
@@ -150,6 +152,12 @@ class NotAvailableError(SenseError):
 
 class StorageError(SenseError):
     code = ResultCode.STORAGE_ERROR
+
+
+class ServerOfflineError(SenseError):
+    """The server holding a device or file has been unreachable past ``node_timeout_s``."""
+
+    code = ResultCode.SERVER_OFFLINE
 
 
 class BodyTooLargeError(SenseError):

@@ -27,6 +27,11 @@ def test_defaults_and_values(tmp_path: Path) -> None:
     assert (cluster.heartbeat_s, cluster.node_timeout_s) == (5.0, 600.0)
     assert cluster.node_url == "http://10.0.0.5:8080"
     assert config_from_dict({"server": {"serverid": "7"}}, base_dir=tmp_path).cluster is None
+    assert cluster.shared_export_root is False
+    shared = config_from_dict({"server": {"serverid": "7", "export_roots": ["/mnt/exports"]},
+                               "cluster": {**GOOD, "shared_export_root": True}},
+                              base_dir=tmp_path).cluster
+    assert shared is not None and shared.shared_export_root is True
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -39,6 +44,8 @@ def test_defaults_and_values(tmp_path: Path) -> None:
     ({"heartbeat_s": 0}, "[cluster] heartbeat_s: 0.0 is outside"),
     ({"heartbeat_s": 5, "node_timeout_s": 10}, "[cluster] node_timeout_s: 10 is below three"),
     ({"heartbeat": 5}, "[cluster]: unknown key 'heartbeat'"),
+    ({"shared_export_root": "yes"}, "[cluster] shared_export_root: expected bool"),
+    ({"shared_export_root": True}, "[cluster] shared_export_root: needs [server] export_roots"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     values = {**GOOD, **change}

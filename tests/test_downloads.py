@@ -256,3 +256,13 @@ async def test_a_client_that_disconnects_mid_download_is_no_incident(
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
     await command(client, "getExportVideoStatus", exportid=export_id)  # still serving
+
+
+async def test_serverid_of_another_server_is_unknown_without_a_site(
+        done: tuple[Any, str, str, str]) -> None:
+    client, export_id, name, sha = done
+    own = await download(client, export_id, name, serverid=7015498111931795223)
+    assert own.status == 200 and hashlib.sha256(await own.read()).hexdigest() == sha
+    description = await expect_error(await download(client, export_id, name, serverid=42), -17)
+    assert "not part of a site" in description
+    await expect_error(await download(client, export_id, name, serverid="x"), -17)

@@ -1,224 +1,58 @@
 """downloadExportVideo (SPEC §5.5): one file of an export, resumable by Range or by chunks.
 
-File names are looked up in the export's own list (device files and ``manifest.xml``), never
-joined to a path as given. Ranges: one ``bytes=`` range is honoured (206); several ranges, or
-another unit, are ignored (200 with the whole file); malformed, reversed or past-the-end ranges
-answer 416 with ``Content-Range: bytes */SIZE``. ``If-Range`` (an ETag or an HTTP date) and
-``If-None-Match`` are honoured; the ETag is the file's SHA-256. ``HEAD`` answers the headers of
-the same ``GET`` without a body.
+How a file is served (plain names only, one byte range, If-Range / If-None-Match against the
+SHA-256 ETag, HEAD, 416, the symlink-proof open and the recorded-size check) is
+``api/fileserve.py``; pacing, the write timeout and the stop on removal are
+``api/streaming.py``. A client that goes away is logged at DEBUG, never as an incident.
 
-Files are opened from the export root without following any symlink, and a device file whose
-size differs from the recorded one is not served (-1006). A client that accepts no data for
-``export.download_write_timeout_s`` is disconnected, as are the running downloads of an export
-that is removed; a client that goes away is logged at DEBUG, never as an incident.
+On a site (SPEC §13) a file held by another server is fetched from it, or read from the
+shared export root (``cluster/relay.py``): when the job that wrote the file ran elsewhere
+(``job.server_id``), or when the (ext) parameter ``serverid`` names another server of the site.
+On a single server both are inert: every job is this server's, and another ``serverid``
+answers -17.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import os
-import re
-from email.utils import formatdate, parsedate_to_datetime
-from pathlib import Path
-
 from aiohttp import web
 
-from sense_plugin.api import render
 from sense_plugin.api.commands.exports import parse_export_id
-from sense_plugin.api.keys import CONFIG, ENGINE, EXECUTOR
-from sense_plugin.api.registry import Command, CommandContext
-from sense_plugin.api.streaming import OpenFile, Sending, stream
-from sense_plugin.api.users import VIEW
-from sense_plugin.errors import (
-    MissingParameterError,
-    NotAvailableError,
-    OutOfRangeError,
-    PathNotAllowedError,
-    ResultCode,
+from sense_plugin.api.fileserve import (
+    allowed_file,
+    check_file_name,
+    chunk_params,
+    serve_export_file,
 )
-from sense_plugin.evidence.signing import SIGNATURE_NAME
-from sense_plugin.export import safefs
-from sense_plugin.export.manifest import MANIFEST_NAME
-from sense_plugin.export.model import Export, Status
-from sense_plugin.hashing import sha256_of_fd
-
-READ_BYTES = 256 * 1024
-MAX_CHUNK_KB = 64 * 1024
-CONTENT_TYPES = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".ts": "video/mp2t",
-                 ".xml": "application/xml", ".sig": "application/octet-stream"}
-_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
-
-
-class RangeNotSatisfiable(Exception):
-    """The Range header cannot be served (answer 416)."""
+from sense_plugin.api.keys import CONFIG, ENGINE
+from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.users import VIEW
+from sense_plugin.cluster.relay import Elsewhere, download_elsewhere, holding_server
+from sense_plugin.errors import NoServerError
 
 
 async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
     """Stream a file of a COMPLETED (or, for its completed devices, FAILED) export."""
     params = ctx.params
     export_id = parse_export_id(params.text("exportid", required=True) or "")
+    own_id = ctx.app[CONFIG].server.server_id
+    named = params.u64("serverid", NoServerError)
+    if named is not None and named != own_id:  # held by a server that this one asks
+        name = params.text("file", required=True) or ""
+        check_file_name(name)
+        wanted = Elsewhere(named, export_id, name, ctx.user, chunk_params(params))
+        return await download_elsewhere(ctx.request, wanted)
     engine = ctx.app[ENGINE]
     export = await engine.get(export_id, ctx.user.name, ctx.user.is_admin)
     name = params.text("file", required=True) or ""
     check_file_name(name)
     expected = allowed_file(export, name)
-    chunk_kb = params.integer("chunk_size_kb", minimum=1, maximum=MAX_CHUNK_KB)
-    chunk_index = params.integer("start_from_chunk_index", minimum=0, maximum=2**40)
-    if chunk_index is not None and chunk_kb is None:
-        raise MissingParameterError("start_from_chunk_index needs chunk_size_kb")
-    loop = asyncio.get_running_loop()
-    executor = ctx.app[EXECUTOR]
-    opened = await loop.run_in_executor(executor, open_file, export, engine.roots, name,
-                                        expected)
-    try:
-        sending = Sending(ctx.request, opened, engine.download_stop(export_id),
-                           ctx.app[CONFIG].export.download_write_timeout_s)
-        return await _serve(sending, chunk_kb, chunk_index)
-    finally:
-        await loop.run_in_executor(executor, os.close, opened.fd)
-
-
-def check_file_name(name: str) -> None:
-    """Only plain names: no separators, NUL/control characters, '%', or '.'/'..' (-1004)."""
-    bad = ("/" in name or "\\" in name or "%" in name or name in (".", "..")
-           or any(ord(ch) < 32 or ord(ch) == 127 for ch in name))
-    if bad:
-        shown = "".join(ch if ch.isprintable() else "?" for ch in name)[:60]
-        raise PathNotAllowedError(f"file '{shown}' is not a plain file name of the export "
-                                  "(no '/', '\\', '%', '..' or control characters)")
-
-
-def allowed_file(export: Export, name: str) -> tuple[str, int] | None:
-    """(SHA-256, size) recorded for ``name`` (None for manifest and signature); else -1006."""
-    status = export.status
-    if status not in (Status.COMPLETED, Status.FAILED):
-        raise NotAvailableError(f"export {export.export_id} is {status.value}; files can be "
-                                "downloaded once it is COMPLETED")
-    if name in (MANIFEST_NAME, SIGNATURE_NAME):
-        return None
-    done = [f for j in export.jobs if j.status is Status.COMPLETED for f in j.files]
-    for info in done:
-        if info.name == name:
-            return info.sha256, info.size_bytes
-    names = [f.name for f in done]
-    raise NotAvailableError(f"export {export.export_id} has no file '{name[:80]}' to download "
-                            f"(available: {', '.join([*names, MANIFEST_NAME, SIGNATURE_NAME])})")
-
-
-def open_file(export: Export, roots: tuple[Path, ...], name: str,
-              expected: tuple[str, int] | None) -> OpenFile:
-    """Open and stat a file (blocking) without following symlinks; check its recorded size.
-
-    The ETag is the recorded hash, or computed (manifest).
-    """
-    try:
-        with safefs.opened_dir(export.directory, roots) as dir_fd:
-            fd = safefs.open_regular(dir_fd, name)
-    except FileNotFoundError:
-        raise NotAvailableError(f"file '{name}' is no longer on disk") from None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EINVAL):
-            raise PathNotAllowedError(f"file '{name}' is not a regular file of the export "
-                                      "(a symlink or something else); not served") from None
-        raise NotAvailableError(f"file '{name}' cannot be read: {exc.strerror}") from None
-    stat = os.fstat(fd)
-    if expected is not None and stat.st_size != expected[1]:
-        os.close(fd)
-        raise NotAvailableError(f"file '{name}' is {stat.st_size} bytes on disk but "
-                                f"{expected[1]} were recorded: it changed after the export "
-                                "and is not served")
-    if expected is None:
-        sha256 = sha256_of_fd(fd, read_bytes=READ_BYTES).hexdigest()
-    else:
-        sha256 = expected[0]
-    return OpenFile(name, fd, stat.st_size, f'"{sha256}"', int(stat.st_mtime))
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """``(first, last)`` inclusive for one byte range; None to send the whole file."""
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None  # another unit, or several ranges: ignored, the whole file is sent
-    match = _RANGE.match(spec)
-    if match is None or not (match.group(1) or match.group(2)):
-        raise RangeNotSatisfiable(f"Range '{header[:60]}' is malformed")
-    first_text, last_text = match.groups()
-    if not first_text:  # suffix: the last N bytes
-        count = int(last_text)
-        if count == 0 or size == 0:
-            raise RangeNotSatisfiable(f"Range '{header[:60]}' selects no bytes")
-        return max(0, size - count), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last_text and last < first:
-        raise RangeNotSatisfiable(f"Range '{header[:60]}' ends before it starts")
-    if first >= size:
-        raise RangeNotSatisfiable(f"Range '{header[:60]}' starts past the end ({size} bytes)")
-    return first, min(last, size - 1)
-
-
-def if_range_matches(value: str, opened: OpenFile) -> bool:
-    """If-Range: a strong ETag equal to ours, or an HTTP date equal to Last-Modified."""
-    value = value.strip()
-    if value.startswith(('"', "W/")):
-        return value == opened.etag
-    try:
-        return int(parsedate_to_datetime(value).timestamp()) == opened.mtime_s
-    except (TypeError, ValueError, IndexError):
-        return False
-
-
-def _headers(opened: OpenFile) -> dict[str, str]:
-    extension = os.path.splitext(opened.name)[1].lower()
-    return {
-        "Content-Type": CONTENT_TYPES.get(extension, "application/octet-stream"),
-        "Content-Disposition": f'attachment; filename="{opened.name}"',
-        "ETag": opened.etag, "Accept-Ranges": "bytes",
-        "Last-Modified": formatdate(opened.mtime_s, usegmt=True),
-        "Cache-Control": "private, no-cache",
-    }
-
-
-async def _serve(sending: Sending, chunk_kb: int | None,
-                 chunk_index: int | None) -> web.StreamResponse:
-    request, opened = sending.request, sending.opened
-    headers = _headers(opened)
-    inm = request.headers.get("If-None-Match")
-    if inm is not None and opened.etag in {t.strip() for t in inm.split(",")} | {"*"}:
-        return web.Response(status=304, headers={"ETag": opened.etag})
-    size = opened.size
-    if chunk_kb is not None:
-        first, last = _chunk(opened, chunk_kb, chunk_index or 0, headers)
-        return await stream(sending, 200, headers, first, last)
-    header = request.headers.get("Range")
-    if_range = request.headers.get("If-Range")
-    if header is None or (if_range is not None and not if_range_matches(if_range, opened)):
-        return await stream(sending, 200, headers, 0, size - 1)
-    try:
-        selected = parse_range(header, size)
-    except RangeNotSatisfiable as exc:
-        body = render.error(ResultCode.OUT_OF_RANGE, str(exc))
-        return web.Response(status=416, body=body, headers={
-            "Content-Range": f"bytes */{size}", "Content-Type": render.CONTENT_TYPE})
-    if selected is None:
-        return await stream(sending, 200, headers, 0, size - 1)
-    first, last = selected
-    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return await stream(sending, 206, headers, first, last)
-
-
-def _chunk(opened: OpenFile, chunk_kb: int, index: int,
-           headers: dict[str, str]) -> tuple[int, int]:
-    chunk_bytes = chunk_kb * 1024
-    count = max(1, -(-opened.size // chunk_bytes))
-    if index >= count:
-        raise OutOfRangeError(f"start_from_chunk_index {index} is past the last chunk "
-                              f"({count} chunks of {chunk_kb} KiB in '{opened.name}')")
-    headers.update({"X-Chunk-Index": str(index), "X-Chunk-Count": str(count),
-                    "X-File-Size": str(opened.size)})
-    first = index * chunk_bytes
-    return first, min(opened.size, first + chunk_bytes) - 1
+    chunking = chunk_params(params)
+    holder = holding_server(export, name, own_id)
+    if holder != own_id:  # the job ran on another server of the site
+        wanted = Elsewhere(holder, export_id, name, ctx.user, chunking, export, expected)
+        return await download_elsewhere(ctx.request, wanted)
+    return await serve_export_file(ctx.request, export.directory, engine.roots, name, expected,
+                                   engine.download_stop(export_id), chunking)
 
 
 COMMANDS = (Command("downloadExportVideo", download_export_video, VIEW, read_only=True),)

@@ -63,35 +63,43 @@ async def stream(sending: Sending, status: int, headers: dict[str, str],
             if why:
                 log.info("download of %s stopped after %d bytes: %s", opened.name,
                          offset - first, why)
-                _disconnect(request)
+                disconnect(request)
                 return response
             offset += len(data)
         await response.write_eof()
     except ConnectionError as exc:  # the client went away: normal for players and browsers
         log.debug("download of %s: client disconnected (%s)", opened.name, exc)
-        _disconnect(request)
+        disconnect(request)
     return response
 
 
 async def _send(sending: Sending, response: web.StreamResponse, data: bytes) -> str:
-    """Write one block; a reason to stop ("" when written): removed export or write timeout."""
-    if sending.stop.is_set():
+    return await write_block(response, data, sending.stop, sending.timeout_s)
+
+
+async def write_block(response: web.StreamResponse, data: bytes, stop: asyncio.Event,
+                      timeout_s: float) -> str:
+    """Write one block; a reason to stop ("" when written): removed export or write timeout.
+
+    A ``ConnectionError`` (the client went away) goes to the caller.
+    """
+    if stop.is_set():
         return "the export was removed"
     write = asyncio.ensure_future(response.write(data))
     write.add_done_callback(_retrieve)  # a write abandoned below may still fail: not an error
-    stop = asyncio.ensure_future(sending.stop.wait())
+    stopped = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait((write, stop), timeout=sending.timeout_s,
+        await asyncio.wait((write, stopped), timeout=timeout_s,
                            return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stop.cancel()
+        stopped.cancel()
     if write.done():
-        write.result()  # a ConnectionError goes to the caller
+        write.result()
         return ""
     write.cancel()
-    if sending.stop.is_set():
+    if stop.is_set():
         return "the export was removed"
-    return f"the client accepted no data for {sending.timeout_s:g} s"
+    return f"the client accepted no data for {timeout_s:g} s"
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:
@@ -99,7 +107,8 @@ def _retrieve(task: asyncio.Future[None]) -> None:
         task.exception()
 
 
-def _disconnect(request: web.Request) -> None:
+def disconnect(request: web.Request) -> None:
+    """Close the client's connection (a body cut short must not look complete)."""
     if request.transport is not None:
         request.transport.close()
 

@@ -18,10 +18,12 @@ from aiohttp import web
 
 from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE, EXECUTOR
 from sense_plugin.cluster.db import open_pool, redacted
+from sense_plugin.cluster.files import setup_files
 from sense_plugin.cluster.internal import setup_internal
 from sense_plugin.cluster.keys import SITE, SITE_STORE
 from sense_plugin.cluster.nodes import Site
 from sense_plugin.cluster.queue import make_app, recover_loop, run_worker
+from sense_plugin.cluster.relay import relay_ctx
 from sense_plugin.cluster.schema import upgrade
 from sense_plugin.cluster.sitejobs import SiteJobs
 from sense_plugin.cluster.sitestore import SiteJobStore
@@ -37,10 +39,12 @@ def setup_cluster(app: web.Application, engine_ctx: object) -> None:
     cluster = app[CONFIG].cluster
     assert cluster is not None
     setup_internal(app, cluster.site_secret)
+    setup_files(app)  # GET|HEAD /cluster/files/...: downloads from any server
     contexts = app.cleanup_ctx
     where = list(contexts).index(engine_ctx)  # type: ignore[arg-type]
     contexts.insert(where, site_ctx)
     contexts.insert(where + 2, site_queue_ctx)
+    contexts.append(relay_ctx)
 
 
 async def site_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -37,8 +37,8 @@ ON CONFLICT (serverid) DO UPDATE SET name = excluded.name, node_url = excluded.n
 ONLINE = """(n.stopped_at IS NULL
     AND now() - n.last_seen <= make_interval(secs => least(%(missed)s * n.heartbeat_s,
                                                             %(timeout)s)))"""
-SELECT_SERVERS = f"SELECT n.serverid, n.name, n.node_url, {ONLINE} FROM sense_nodes n " \
-                 "ORDER BY n.serverid"
+SELECT_SERVERS = f"SELECT n.serverid, n.name, n.node_url, {ONLINE}, " \
+                 "extract(epoch FROM now() - n.last_seen) FROM sense_nodes n ORDER BY n.serverid"
 SELECT_DEVICES = f"""SELECT d.serverid, d.deviceid, d.name, d.status, {ONLINE}
 FROM sense_node_devices d JOIN sense_nodes n USING (serverid) ORDER BY d.serverid, d.deviceid"""
 
@@ -49,6 +49,8 @@ class SiteServer:
     name: str
     node_url: str
     online: bool
+    #: Seconds since its last heartbeat (by the database's clock).
+    seen_ago_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class Site:
 
     async def servers(self) -> list[SiteServer]:
         rows = await self._query(SELECT_SERVERS)
-        return [SiteServer(int(r[0]), r[1], r[2], bool(r[3])) for r in rows]
+        return [SiteServer(int(r[0]), r[1], r[2], bool(r[3]), float(r[4])) for r in rows]
 
     async def devices(self) -> list[SiteDevice]:
         """Every device of the site; this server's with their live status."""
