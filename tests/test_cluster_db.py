@@ -17,7 +17,9 @@ psycopg = pytest.importorskip("psycopg", reason="needs psycopg (the cluster extr
 pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")
 
 from sense_plugin.api.app import create_app  # noqa: E402
-from sense_plugin.cluster.schema import LATEST  # noqa: E402
+from sense_plugin.cluster.schema import LATEST, MIGRATIONS  # noqa: E402
+
+APPLIED = ", ".join(str(m.version) for m in MIGRATIONS)
 from sense_plugin.cluster.signing import HEADER, sign  # noqa: E402
 from sense_plugin.config import Config, config_from_dict  # noqa: E402
 
@@ -40,20 +42,20 @@ def test_db_upgrade_is_versioned_idempotent_and_refuses_newer(
     config = write_config(tmp_path, pg_server.url)
     first = db_upgrade(config)
     assert first.returncode == 0, first.stderr
-    assert f"applied migration(s) 1, 2, 3; schema version {LATEST}" in first.stdout
+    assert f"applied migration(s) {APPLIED}; schema version {LATEST}" in first.stdout
     assert "sense:***@" in first.stdout and ":sense@" not in first.stdout  # no password
     again = db_upgrade(config)
-    assert again.returncode == 0 and "schema is up to date (version 3 of 3)" in again.stdout
+    assert again.returncode == 0 and f"schema is up to date (version {LATEST} of {LATEST})" in again.stdout
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         rows = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
-        assert rows == [(1,), (2,), (3,)]
+        assert rows == [(m.version,) for m in MIGRATIONS]
         for table in ("sense_nodes", "sense_node_devices", "procrastinate_jobs",
                       "procrastinate_workers", "sense_exports", "sense_jobs"):
             assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() != (None,)
         conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'future')")
     newer = db_upgrade(config)
     assert newer.returncode == 2
-    assert "schema is version 99, newer than this sense_plugin knows (3)" in newer.stderr
+    assert f"schema is version 99, newer than this sense_plugin knows ({LATEST})" in newer.stderr
 
 
 def test_servers_upgrading_at_once_apply_each_migration_once(
@@ -64,9 +66,9 @@ def test_servers_upgrading_at_once_apply_each_migration_once(
             for _ in range(3)]
     outputs = [run.communicate(timeout=60)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0]
-    assert sum("applied migration(s) 1, 2, 3" in out for out in outputs) == 1, outputs
+    assert sum(f"applied migration(s) {APPLIED}" in out for out in outputs) == 1, outputs
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (len(MIGRATIONS),)
 
 
 def test_serve_without_its_database_exits_2(pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811

@@ -233,7 +233,10 @@ def test_relay_keeps_permissions_and_names_the_holder(site: Site) -> None:
     assert code == "-1004"
     code, text = error_of(download(site.b, site, name, serverid=4242))
     assert code == "-17" and "4242" in text
-    assert error_of(download(site.b, site, name, serverid=None))[0] == "-57"  # not B's own
+    # the site's job store: B knows A's export and finds the holder itself
+    status, _headers, body = download(site.b, site, name, serverid=None)
+    assert status == 200 and body == site.files[name][1]
+    assert error_of(download(site.b, site, name, serverid=None, user="bob"))[0] == "-57"
 
 
 def signed(server: ServerProcess, path: str, secret: str = SECRET,
