@@ -45,7 +45,8 @@ def test_db_upgrade_is_versioned_idempotent_and_refuses_newer(
     assert f"applied migration(s) {APPLIED}; schema version {LATEST}" in first.stdout
     assert "sense:***@" in first.stdout and ":sense@" not in first.stdout  # no password
     again = db_upgrade(config)
-    assert again.returncode == 0 and f"schema is up to date (version {LATEST} of {LATEST})" in again.stdout
+    assert again.returncode == 0
+    assert f"schema is up to date (version {LATEST} of {LATEST})" in again.stdout
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         rows = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
         assert rows == [(m.version,) for m in MIGRATIONS]
