@@ -35,11 +35,20 @@ class LocalJobStore:
         self.path: Path = self._data_dir / STORE_FILE
         self.description = f"SQLite {self.path}"
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sense-store")
+        #: Queries run on their own thread and connection: never behind an fsync'd write.
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="sense-store-read")
         self._db: ExportStore | None = None
+        self._reader: ExportStore | None = None
         self._last_id = 0
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+
+    async def _read(self, name: str, *args: Any) -> Any:
+        """A query on the reader connection (``name``: an ExportStore query method)."""
+        assert self._reader is not None, "the store is not open"
+        func = getattr(self._reader, name)
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, func, *args)
 
     @property
     def db(self) -> ExportStore:
@@ -50,11 +59,17 @@ class LocalJobStore:
         self._db = await self._run(ExportStore, self.path)
         self._last_id = await self._run(rebuild.recover, self._db, self._roots, self._data_dir,
                                         self._retention_hours)
+        self._reader = await asyncio.get_running_loop().run_in_executor(
+            self._read_thread, lambda: ExportStore(self.path, reader=True))
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._read("close")
+            self._reader = None
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
+        self._read_thread.shutdown(wait=True)
         self._thread.shutdown(wait=True)
 
     async def new_id(self) -> int:
@@ -80,13 +95,15 @@ class LocalJobStore:
         await self._run(self.db.delete, list(export_ids))
 
     async def get(self, export_id: int) -> Export | None:
-        return await self._run(self.db.get, export_id)
+        found: Export | None = await self._read("get", export_id)
+        return found
 
     async def unfinished(self) -> list[Export]:
         return await self._run(self.db.unfinished)
 
     async def page(self, query: ExportQuery) -> tuple[list[Export], int]:
-        return await self._run(self.db.page, query)
+        found: tuple[list[Export], int] = await self._read("page", query)
+        return found
 
     async def expiring(self, at_us: int) -> list[Export]:
         return await self._run(self.db.expiring, at_us)

@@ -71,8 +71,20 @@ class ExportStore:
     AUTOINCREMENT id), never reused. Every export row carries its combined status, so lists
     filter and page in SQL."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, reader: bool = False) -> None:
+        """Open (create, upgrade, check) the store; ``reader``: a second, read-only
+        connection to a store opened already, for queries that must not wait behind writes
+        (WAL: readers see the last commit and never block the writer)."""
         self.path = db_path
+        if reader:
+            try:
+                self._db = sqlite3.connect(db_path, check_same_thread=False,
+                                           isolation_level=None)
+                self._db.execute("PRAGMA query_only=ON")
+                self._db.execute("PRAGMA busy_timeout=2000")
+            except sqlite3.DatabaseError as exc:
+                raise self.damaged(str(exc)) from None
+            return
         db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
