@@ -31,7 +31,7 @@ from tests.clustersite import SECRET
 from tests.pgserver import PgServer
 from tests.serverproc import ServerProcess
 
-A_ID, B_ID, C_ID = 1001, 1002, 1003
+A_ID, B_ID, C_ID, D_ID = 1001, 1002, 1003, 1004
 STEADY_ID, BIG_ID = 100100, 100200
 #: What a status answer shows of a device that another server may legitimately differ in
 #: while nothing runs: nothing (the same document from every server).
@@ -44,6 +44,7 @@ class Site:
     roots: dict[int, Path]
     steady_us: int
     big_us: int
+    pg: PgServer
 
 
 def call(server: ServerProcess, query: dict[str, Any], body: str | None = None
@@ -111,7 +112,7 @@ def site(api_archive: dict[str, Any], big_archive: tuple[Path, int],
     empty = root / "no-archive"
     empty.mkdir()
     devices = {A_ID: {STEADY_ID: api_archive["dirs"]["Steady"]}, B_ID: {BIG_ID: big_archive[0]},
-               C_ID: {C_ID * 100: empty}}
+               C_ID: {C_ID * 100: empty}, D_ID: {D_ID * 100: big_archive[0]}}
     servers: dict[int, ServerProcess] = {}
     try:
         for server_id, own in devices.items():
@@ -121,7 +122,7 @@ def site(api_archive: dict[str, Any], big_archive: tuple[Path, int],
             server.start()
             servers[server_id] = server
         roots = {i: root / f"data-{i}" / "exports" for i in servers}
-        yield Site(servers, roots, api_archive["start_us"], big_archive[1])
+        yield Site(servers, roots, api_archive["start_us"], big_archive[1], pg)
     finally:
         for server in servers.values():
             if server.proc is not None and server.proc.poll() is None:
@@ -153,7 +154,8 @@ def test_an_export_made_on_a_third_server_runs_where_the_devices_are(site: Site)
                        (BIG_ID, site.big_us, site.big_us + 6_000_000))
     export = wait(c, export_id, ("COMPLETED", "FAILED"))
     assert export.findtext("status") == "COMPLETED", etree.tostring(export)
-    answers = {i: comparable(wait(s, export_id, ("COMPLETED",))) for i, s in site.servers.items()}
+    answers = {i: comparable(wait(site.servers[i], export_id, ("COMPLETED",)))
+               for i in (A_ID, B_ID, C_ID)}
     assert answers[A_ID] == answers[B_ID] == answers[C_ID]
     devices = {int(d.findtext("deviceid") or 0): d for d in export.iter("device")}
     for device_id, holder in ((STEADY_ID, A_ID), (BIG_ID, B_ID)):
@@ -163,9 +165,9 @@ def test_an_export_made_on_a_third_server_runs_where_the_devices_are(site: Site)
         sha = hashlib.sha256(data).hexdigest()
         assert sha == shown_sha
         assert decoded_frames(on_disk) > 0
-        others = [i for i in site.servers if i != holder]
+        others = [i for i in (A_ID, B_ID, C_ID) if i != holder]
         assert not any((site.roots[i] / "unnamed" / export_id / name).exists() for i in others)
-        for server in site.servers.values():  # downloadable from every server
+        for server in (a, b, c):  # downloadable from every server
             status, body = call(server, {"command": "downloadExportVideo",
                                          "exportid": export_id, "file": name})
             assert status == 200 and hashlib.sha256(body).hexdigest() == sha
@@ -202,3 +204,88 @@ def test_a_server_killed_mid_export_runs_its_job_again_when_it_is_back(site: Sit
     assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
     assert decoded_frames(on_disk) == 12 * 25
     assert not list(on_disk.parent.glob("*.part"))
+
+
+def running_on_b(site: Site, export_id: str) -> None:
+    """Until the Big camera's job runs (and has written something) on B."""
+    c = site.servers[C_ID]
+    deadline = time.monotonic() + 30
+    while status_of(c, export_id).findtext("devices/device/status") != "SYNCING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)
+
+
+def act(server: ServerProcess, action: str, export_id: str) -> etree._Element:
+    _status, body = call(server, {"command": "exportVideo", "action": action,
+                                  "exportid": export_id})
+    return etree.fromstring(body)
+
+
+def test_stop_and_remove_on_a_server_that_does_not_run_the_job(site: Site) -> None:
+    a, c = site.servers[A_ID], site.servers[C_ID]
+    big = (BIG_ID, site.big_us, site.big_us + 12_000_000)
+    stopped = create(c, big, bandwidth=4000)
+    running_on_b(site, stopped)
+    assert act(a, "stop", stopped).get("errorcode") == "0"
+    export = wait(c, stopped, ("COMPLETED", "FAILED", "REMOVED"), timeout_s=40)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export)
+    device = export.find("devices/device")
+    assert device is not None and device.findtext("stopped") == "true"
+    name, sha = file_of(device)
+    on_disk = site.roots[B_ID] / "unnamed" / stopped / name
+    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    assert 0 < decoded_frames(on_disk) < 12 * 25  # what was written until the stop
+
+    removed = create(c, big, bandwidth=4000)
+    running_on_b(site, removed)
+    assert act(a, "remove", removed).get("errorcode") == "0"
+    assert wait(c, removed, ("REMOVED",), timeout_s=20).findtext("status") == "REMOVED"
+    directory = site.roots[B_ID] / "unnamed" / removed
+    deadline = time.monotonic() + 20
+    while directory.exists() and list(directory.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not directory.exists() or not list(directory.iterdir())  # B deleted its part
+
+
+def test_the_database_away_is_a_coded_error_and_a_restart_loses_nothing(site: Site) -> None:
+    c = site.servers[C_ID]
+    big = (BIG_ID, site.big_us, site.big_us + 12_000_000)
+    running = create(c, big, bandwidth=4000)
+    running_on_b(site, running)
+    site.pg.stop("fast")
+    try:
+        started = time.monotonic()
+        body = export_body([(BIG_ID, format_timestamp(big[1]), format_timestamp(big[2]))])
+        _status, answer = call(c, {"command": "exportVideo"}, body)
+        refused = etree.fromstring(answer)
+        assert refused.get("errorcode") == "-1006", answer
+        assert "PostgreSQL" in (refused.findtext("description") or "")
+        assert time.monotonic() - started < 10  # an answer, never a hang
+        time.sleep(2.0)
+    finally:
+        site.pg.start()
+    export = wait(c, running, ("COMPLETED", "FAILED"), timeout_s=90)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export)
+    device = export.find("devices/device")
+    assert device is not None
+    name, sha = file_of(device)
+    on_disk = site.roots[B_ID] / "unnamed" / running / name
+    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    assert decoded_frames(on_disk) == 12 * 25
+
+
+def test_jobs_of_a_server_away_past_node_timeout_fail_with_1008(site: Site) -> None:
+    import psycopg
+
+    c, d = site.servers[C_ID], site.servers[D_ID]
+    d.stop()  # a graceful stop: it is away, its devices are still the site's
+    export_id = create(c, (D_ID * 100, site.big_us, site.big_us + 4_000_000))
+    assert status_of(c, export_id).findtext("status") == "PENDING"  # it waits for D
+    with psycopg.connect(site.pg.url, autocommit=True) as conn:  # away for an hour
+        conn.execute("UPDATE sense_nodes SET last_seen = now() - interval '1 hour' "
+                     "WHERE serverid = %s", (D_ID,))
+    export = wait(c, export_id, ("FAILED",), timeout_s=20)
+    device = export.find("devices/device")
+    assert device is not None and device.findtext("errorcode") == "-1008"
+    assert f"server {D_ID}" in (device.findtext("description") or "")

@@ -90,7 +90,7 @@ async def site_queue_ctx(app: web.Application) -> AsyncIterator[None]:
     assert cluster is not None
     store, engine, site = app[SITE_STORE], app[ENGINE], app[SITE]
     server_id = config.server.server_id
-    upkeep = SiteJobs(engine, store)
+    upkeep = SiteJobs(engine, store, cluster.node_timeout_s)
     concurrency = WORKER_CONCURRENCY + config.export.max_concurrent_jobs
     tasks = [asyncio.create_task(run_worker(store.queue, cluster, server_id, site.pool,
                                             concurrency,

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from sense_plugin.cluster.db import redacted
 from sense_plugin.config import Config
 from sense_plugin.errors import NotAvailableError
 
@@ -136,4 +137,9 @@ class Site:
                 cur = await conn.execute(query.encode(), params)
                 return await cur.fetchall()
         except (psycopg.Error, TimeoutError, OSError) as exc:
-            raise NotAvailableError(f"the site database is not reachable: {exc}") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else (
+                f"no answer within {QUERY_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError)
+                else type(exc).__name__)
+            raise NotAvailableError(f"the site database (PostgreSQL "
+                                    f"{redacted(self.cluster.database_url)}) is not reachable: "
+                                    f"{reason}") from None

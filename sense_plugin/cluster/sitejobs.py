@@ -5,6 +5,8 @@
   job and deletes its file here, a stop ends it keeping the file;
 - once an export it ran jobs of is finished by another server, writes the manifest beside
   its own files (the finisher wrote one beside its files);
+- writes again what the store refused while the database was away;
+- fails (-1008) the jobs of servers not seen for ``node_timeout_s``, finishing their exports;
 - refreshes the status tallies of ``/metrics`` from the store.
 """
 
@@ -25,8 +27,9 @@ TICK_S = 1.0
 class SiteJobs:
     """The per-second upkeep of this server's part in the site's exports."""
 
-    def __init__(self, engine: ExportEngine, store: SiteJobStore) -> None:
+    def __init__(self, engine: ExportEngine, store: SiteJobStore, node_timeout_s: float) -> None:
         self.engine, self.store, self.book = engine, store, engine.book
+        self.node_timeout_s = node_timeout_s
         self._acting: set[asyncio.Task[None]] = set()
         self._asked: set[tuple[int, int]] = set()
 
@@ -39,6 +42,13 @@ class SiteJobs:
                 log.debug("site upkeep: %s", exc.description)
 
     async def tick(self) -> None:
+        await self.book.save_unsaved()
+        for export_id in await self.store.fail_absent(self.node_timeout_s):
+            export = await self.book.get(export_id)
+            if export is not None:
+                log.info("export %s: jobs of a server offline past node_timeout_s failed "
+                         "(-1008)", export_id)
+                await self.book.finish_if_done(export)
         running = [j for e in self.book.active() for j in e.jobs
                    if j.server_id == self.store.server_id and j.status is Status.SYNCING]
         await self.store.save_progress(running)

@@ -18,7 +18,9 @@ from psycopg import AsyncConnection
 
 from sense_plugin.cluster.queue import DEVICE_TASK, queue_name
 from sense_plugin.cluster.store import PgJobStore
+from sense_plugin.cluster.storerows import LOCK_EXPORT
 from sense_plugin.export.model import Export, Job, Status
+from sense_plugin.timestamps import now_us
 
 SAVE_PROGRESS = """
 UPDATE sense_jobs SET progress = %s, bytes_written = %s, bandwidth_kbps = %s
@@ -26,6 +28,17 @@ WHERE export_id = %s AND idx = %s AND status = 'SYNCING'"""
 ASKED = """
 SELECT export_id, idx, status, stop_asked FROM sense_jobs
 WHERE server_id = %s AND (export_id, idx) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))"""
+
+
+#: Jobs of servers not seen for ``node_timeout_s`` fail (SPEC §13); their exports' ids.
+FAIL_ABSENT = """
+UPDATE sense_jobs j SET status = 'FAILED', errorcode = -1008, finished_us = %(now_us)s,
+    description = 'server ' || j.server_id || ' has been offline for more than '
+        || %(timeout)s || ' s (node_timeout_s); this device job did not run'
+FROM sense_nodes n
+WHERE j.server_id = n.serverid AND j.status IN ('PENDING', 'SYNCING')
+  AND now() - n.last_seen > make_interval(secs => %(timeout_s)s)
+RETURNING j.export_id"""
 
 
 class SiteJobStore(PgJobStore):
@@ -75,3 +88,17 @@ class SiteJobStore(PgJobStore):
                                      (export_id,))
             row = await cur.fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    async def fail_absent(self, timeout_s: float) -> list[int]:
+        """FAILED (-1008) for the waiting and running jobs of servers away for longer than
+        ``timeout_s``; the ids of the exports that changed (their status restored)."""
+        async with self._connection("fail the jobs of absent servers") as conn, \
+                conn.transaction():
+            cur = await conn.execute(FAIL_ABSENT, {"now_us": now_us(), "timeout_s": timeout_s,
+                                                   "timeout": f"{timeout_s:g}"})
+            changed = sorted({int(row[0]) for row in await cur.fetchall()})
+            for export_id in changed:
+                locked = await (await conn.execute(LOCK_EXPORT, (export_id,))).fetchone()
+                if locked is not None:
+                    await self._restatus(conn, export_id, locked[0])
+        return changed

@@ -191,7 +191,8 @@ class PgJobStore:
         async with self._connection("finish an export") as conn, conn.transaction():
             cur = await conn.execute(CLAIM_LOCK, (export.export_id,))
             locked = await cur.fetchone()
-            if locked is None or locked[0] is not None or locked[1] is not None:
+            if locked is None or locked[0] is not None or \
+                    locked[1] not in (None, self.finisher_id):
                 return False  # purged, finished, or being finished by another server
             stored = await self._select_in(conn, export.export_id)
             if stored is None or not all(j.terminal for j in stored.jobs):

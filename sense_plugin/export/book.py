@@ -17,6 +17,7 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
+from sense_plugin.errors import SenseError
 from sense_plugin.export.model import Export, FileInfo, Job, Status, combine_statuses
 from sense_plugin.export.storage import ExportQuery, JobStore
 from sense_plugin.timestamps import now_us
@@ -41,6 +42,9 @@ class JobBook:
         self._localize = localize or (lambda export: None)
         #: Site: exports whose jobs here have ended while others still run elsewhere.
         self.awaiting_finish: set[int] = set()
+        #: Changes the store refused (written again by :meth:`save_unsaved`).
+        self.unsaved_jobs: dict[tuple[int, int], tuple[Export, Job]] = {}
+        self.unsaved_finish: dict[int, Export] = {}
         self._finalize = finalize
         self._retention_us = retention_us
         self._active: dict[int, Export] = {}
@@ -183,11 +187,29 @@ class JobBook:
             export.finished_us = finished_us
             self._count_export(before, export)
             self.version += 1
-            await self.store.save_export(export)
+            try:
+                await self.store.save_export(export)
+            except SenseError:
+                if self.site_server is not None:  # others must see it: finish again later
+                    export.finished_us = export.expires_us = None
+                    self.unsaved_finish[export.export_id] = export
+                raise
+            self.unsaved_finish.pop(export.export_id, None)
             self._active.pop(export.export_id, None)
             self._cache(export)
         finally:
             self._finishing.discard(export.export_id)
+
+    async def save_unsaved(self) -> None:
+        """Write again what a failing store refused (a site's database restarted): the
+        jobs' last states, then the finish of the exports they completed."""
+        for key, (export, job) in list(self.unsaved_jobs.items()):
+            await self.store.save_job(export, job)
+            self.unsaved_jobs.pop(key, None)
+            await self.finish_if_done(export)
+            self._retire(export)
+        for export in list(self.unsaved_finish.values()):
+            await self.finish_if_done(export)
 
     async def expire(self, export: Export) -> None:
         """Retention took the files: COMPLETED and FAILED jobs become EXPIRED."""
@@ -285,7 +307,12 @@ class JobBook:
         self.job_counts[before_job] -= 1
         self.job_counts[status] += 1
         self.version += 1
-        await self.store.save_job(export, job)
+        try:
+            await self.store.save_job(export, job)
+        except SenseError:
+            self.unsaved_jobs[job.key] = (export, job)
+            raise
+        self.unsaved_jobs.pop(job.key, None)
 
     def _count_export(self, before: Status, export: Export) -> None:
         after = export.status

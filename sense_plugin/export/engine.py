@@ -274,6 +274,8 @@ class ExportEngine:
 
     async def _write_manifest(self, export: Export, final: Status, finished_us: int) -> None:
         try:
+            if self._site:  # a server that ran none of the export's jobs finishes it too
+                await self.run_io(files.ensure_directory, export, self._roots)
             await self.run_io(write_manifest, export, final, finished_us, self._roots,
                               self.signer)
         except (OSError, SenseError) as exc:
