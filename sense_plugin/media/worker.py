@@ -21,6 +21,7 @@ from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
 from sense_plugin.export.options import ExportOptions
+from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
 from sense_plugin.media.split import split_file
 from sense_plugin.media.still import write_snapshot
@@ -104,11 +105,18 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
         )
         if options.render is not None:
             result = render_job(request, options.render, throttle, progress, control.should_stop)
+        elif options.maxfilesize_mb and not request.subtitles:  # split while cutting
+            result, parts = cut_parts(
+                request, options.maxfilesize_bytes, device_id=payload.get("device_id", 0),
+                throttle=throttle, on_progress=progress, should_stop=control.should_stop,
+                should_finish=lambda: control.finishing)
+            return ("done", {**asdict(result), **({"parts": parts} if parts else {})})
         else:
             result = cut(request, throttle=throttle, on_progress=progress,
                          should_stop=control.should_stop, should_finish=lambda: control.finishing)
         facts = asdict(result)
         if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
+            # rendered or with a subtitle track: cut whole, then split (two passes)
             facts["parts"] = _split(request, result, options, payload, control)
     except CutCancelled:
         return ("cancelled",)
