@@ -15,35 +15,15 @@ from typing import Any
 
 import av
 from apiclient import command, schema, wait_export
-from conftest import ARCHIVE_DEVICE_IDS, WriteSegment
+from conftest import WriteSegment
+from livesource import DEVICE, live_client
 from lxml import etree
 
-from sense_plugin.config import config_from_dict
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
-DEVICE = ARCHIVE_DEVICE_IDS[0]
 S = 1_000_000
 #: One segment plus a frame: how far the file may end from the range's end.
 TOLERANCE_US = S + 100_000
-
-
-async def live_client(make_client: Any, tmp_path: Path, write_segment: WriteSegment,
-                      clip_s: float, **export: Any) -> Any:
-    clip = write_segment(tmp_path / "src", 1_795_168_800_000_000, duration_s=clip_s,
-                         label="LIVE")
-    data = {"server": {"serverid": "7015498111931795223", "data_dir": "data"},
-            "archive": {"demo": False, "segment_seconds": 1},
-            "export": export,
-            "devices": [{"deviceid": str(DEVICE), "name": "Live", "source": str(clip)}]}
-    client = await make_client(config_from_dict(data, base_dir=tmp_path))
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:  # until the recorder has written its first segment
-        root = await command(client, "getRecordings", deviceid=DEVICE)
-        if root.find(".//recording") is not None or root.find(".//interval") is not None:
-            break
-        assert asyncio.get_running_loop().time() < deadline, etree.tostring(root)
-        await asyncio.sleep(0.1)
-    return client
 
 
 def live_body(start_us: int, end_us: int | None = None, **fields: Any) -> str:

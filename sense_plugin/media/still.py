@@ -18,7 +18,7 @@ from sense_plugin.export.paths import output_name
 from sense_plugin.export.safefs import CREATE_FLAGS, FILE_MODE
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.sink import STORAGE_ERRNOS
-from sense_plugin.media.snapshot import grab
+from sense_plugin.media.snapshot import grab, grab_newest
 
 TEMP_SUFFIX = ".part"
 
@@ -26,7 +26,10 @@ TEMP_SUFFIX = ".part"
 def write_snapshot(payload: dict[str, Any], options: ExportOptions) -> dict[str, Any]:
     """Write the snapshot a job payload asks for; the result dict the runner expects."""
     segments = tuple(SourceSegment(**s) for s in payload["segments"])
-    snap = grab(segments, payload["start_us"], payload["fmt"], options.render)
+    if options.live:  # the newest frame: of the segment being recorded, if readable
+        snap = grab_newest(segments, payload["fmt"], options.render)
+    else:
+        snap = grab(segments, payload["start_us"], payload["fmt"], options.render)
     out_path: str = payload["out_path"]
     directory = os.path.dirname(out_path)
     name = output_name(payload["title"], payload["device_id"], snap.frame_us, payload["fmt"])
