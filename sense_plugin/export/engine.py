@@ -111,6 +111,10 @@ class ExportEngine:
             rebuild.recover, self._store, loaded, self._roots, self._config.server.data_dir,
             self._config.export.export_retention_hours)
 
+    @property
+    def runner(self) -> JobRunner:  # live exports feed their worker (issue 14, export/live.py)
+        return self._runner
+
     async def close(self) -> None:
         """Stop dispatching, interrupt running jobs (they restart next time), stop workers."""
         await self._retention.close()

@@ -25,6 +25,8 @@ async def stream_source(archive: Archive, job: Job) -> tuple[list[Segment], int,
         if overlap > 0:
             recorded_us += overlap
             estimate += seg.size_bytes * overlap // max(seg.end_us - seg.start_us, 1)
+    if job.end_us > now_us():  # a live range being recorded: cut as it grows (media/follow)
+        return segments, job.end_us - job.start_us, estimate
     if recorded_us <= 0:
         raise NoRecordError(
             f"nothing is recorded for device {job.device_id} between "

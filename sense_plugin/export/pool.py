@@ -81,6 +81,10 @@ class WorkerProcess:
         """Ask the running job to end its file now and keep it (``action=stop``)."""
         self._send(("finish",))
 
+    def feed(self, segments: list[dict[str, Any]], ended: bool) -> None:  # live (issue 14)
+        """Hand a live job that follows the recording its new segments (media/follow.py)."""
+        self._send(("segments", segments, ended))
+
     async def cancel(self) -> None:
         """Ask the running job to stop; kill the process if it has not within a second."""
         future = self._future

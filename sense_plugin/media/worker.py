@@ -21,6 +21,7 @@ from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
 from sense_plugin.export.options import ExportOptions
+from sense_plugin.media.follow import Feed, follow_cut, follows
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
 from sense_plugin.media.split import split_file
@@ -64,6 +65,8 @@ class _Control:
         self.cancelled = False
         #: ``finish`` received (action=stop): the cut ends its file at the next packet.
         self.finishing = False
+        #: Segments of a live export that follows the recording (``segments`` messages).
+        self.feed = Feed()
         self._next_check = 0.0
 
     def should_stop(self) -> bool:
@@ -79,6 +82,8 @@ class _Control:
                         self.finishing = True
                     elif message[0] == "rate":
                         self.throttle.set_rate(message[1])
+                    elif message[0] == "segments":
+                        self.feed.add(message[1], message[2])
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
                 self.cancelled = True
         return self.cancelled
@@ -103,7 +108,12 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
             title=payload.get("title", ""), comment=payload.get("comment", ""),
             audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
-        if options.render is not None:
+        if follows(options.live, options.render is not None, request.subtitles,
+                   request.end_us):  # cut while the recording grows (media/follow.py)
+            control.feed.add(payload["segments"], False)
+            result = follow_cut(request, control.feed, control.should_stop, throttle=throttle,
+                                on_progress=progress, should_finish=lambda: control.finishing)
+        elif options.render is not None:
             result = render_job(request, options.render, throttle, progress, control.should_stop)
         elif options.maxfilesize_mb and not request.subtitles:  # split while cutting
             result, parts = cut_parts(
