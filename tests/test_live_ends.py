@@ -113,8 +113,10 @@ async def test_keepalive_ends_a_live_export_nobody_polls(
 
 async def test_a_camera_that_drops_out_keeps_the_gap_and_does_not_end_early(
         make_client: Any, tmp_path: Path, write_segment: WriteSegment) -> None:
-    """A 2 s clip: recorded, ended, reconnected after 1 s, again after 2 s: gaps in range."""
-    client = await live_client(make_client, tmp_path, write_segment, 2.0)
+    """A 2 s clip: recorded, ended, reconnected after 1 s, again after 2 s: gaps in range.
+
+    ``stall_s`` = 2: a cut waiting for the recording reports progress all the same."""
+    client = await live_client(make_client, tmp_path, write_segment, 2.0, stall_s=2)
     start_us = now_us()
     end_us = start_us + 8 * S
     root = await command(client, "exportVideo", body=live_body(start_us, end_us, keepalive=0))

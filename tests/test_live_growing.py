@@ -74,3 +74,44 @@ async def test_the_growing_file_is_readable_mid_export_and_becomes_the_final_fil
     whole = decoded(final)
     assert whole[:len(early)] == early  # what the reader saw is the start of the final file
     assert len(whole) >= 50 and len(whole) == int(file_el.findtext("framecount"))
+
+
+async def test_remove_during_a_growing_live_export_deletes_its_file(
+        make_client: Any, tmp_path: Path, write_segment: WriteSegment) -> None:
+    client = await live_client(make_client, tmp_path, write_segment, 60.0)
+    body = (f"<export><devices><device><deviceid>{DEVICE}</deviceid></device></devices>"
+            "<mode>live</mode><keepalive>0</keepalive></export>")
+    export_id = (await command(client, "exportVideo", body=body)).findtext("exportid")
+    directory = tmp_path / "data" / "exports" / "unnamed" / str(export_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not any(p.stat().st_size for p in directory.glob("*.part")):
+        assert loop.time() < deadline, "nothing was written"
+        await asyncio.sleep(0.2)
+    root = await command(client, "exportVideo", action="remove", exportid=export_id)
+    assert root.findtext("status") == "REMOVED"
+    assert not directory.exists()
+    export = (await command(client, "getExportVideoStatus", exportid=export_id)).find(
+        "exports/export")
+    assert export.findtext("status") == "REMOVED"
+
+
+def test_a_cut_waiting_past_its_end_still_reports_progress(
+        tmp_path: Path, write_segment: WriteSegment) -> None:
+    """The parent's stall watchdog needs changing figures while the last segment is awaited."""
+    import threading
+
+    from sense_plugin.media.cutspec import CutRequest
+    from sense_plugin.media.follow import Feed, follow_cut
+
+    t0 = now_us() - 3 * S
+    clip = write_segment(tmp_path / "seg", t0, duration_s=2.0)
+    feed = Feed()
+    feed.add([{"path": str(clip), "start_us": t0, "end_us": t0 + 2 * S}], False)
+    reports: list[int] = []
+    threading.Timer(2.0, lambda: feed.add([], True)).start()  # "no more segments", later
+    result = follow_cut(CutRequest((), t0, t0 + 2_500_000, str(tmp_path / "out.mp4")), feed,
+                        lambda: False, on_progress=lambda done, _: reports.append(done))
+    assert result.frame_count == 20
+    waiting = [r for r in reports if r > 2_500_000]  # reported after the range's end
+    assert len(waiting) >= 2 and waiting == sorted(set(waiting))

@@ -106,9 +106,7 @@ class FollowCutter(Cutter):
                 raise RangeComplete()
             time.sleep(WAIT_S)
         if self.on_progress is not None:  # against elapsed time: alive while it waits
-            elapsed = min(now_us(), self.t1) - self.t0
-            self.covered_us = max(self.covered_us, elapsed)
-            self.on_progress(self.covered_us, self.bytes_written())
+            self.on_progress(max(self.covered_us, now_us() - self.t0), self.bytes_written())
 
     def _finish_at(self, dts_a: int) -> None:
         """A stop ends the range at the moment it came, not at the packet being read (the
