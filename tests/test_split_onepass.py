@@ -79,3 +79,27 @@ def test_a_cut_that_fits_one_part_keeps_the_plain_name(tmp_path: Path, source: A
     assert parts == [] and [p.name for p in tmp_path.iterdir()] == ["cam.mp4"]
     assert hashlib.sha256(out.read_bytes()).hexdigest() == result.sha256
     assert out.stat().st_size == result.size_bytes
+
+
+async def test_remove_deletes_part_temporaries_a_hard_interrupted_split_left(
+        make_client: Any, archive_config: Any, make_segments: Any) -> None:
+    from apiclient import command, export_body, wait_export
+    from conftest import ARCHIVE_DEVICE_IDS
+
+    from sense_plugin.export.paths import output_name
+    from sense_plugin.timestamps import format_timestamp
+
+    paths = make_segments(end_us=MEDIA_T0_US + 6_000_000)
+    config = archive_config(devices=[{"name": "Cam", "archive_dir": str(paths[0].parent)}])
+    client = await make_client(config)
+    device, start_us = ARCHIVE_DEVICE_IDS[0], MEDIA_T0_US + 1_000_000
+    root = await command(client, "exportVideo", body=export_body(
+        [(device, format_timestamp(start_us), format_timestamp(start_us + 2_000_000))],
+        maxfilesize="1", path="left"))
+    export = await wait_export(client, int(root.findtext("exportid")))
+    directory = config.server.export_roots[0] / "left" / export.findtext("exportid")
+    planned = output_name("Cam", device, start_us, "mp4")
+    for leftover in (f"{planned}.p002.part", f"{planned}.p001.part.000.part"):
+        (directory / leftover).write_bytes(b"partial")  # as a SIGKILLed worker leaves them
+    await command(client, "exportVideo", action="remove", exportid=export.findtext("exportid"))
+    assert not directory.exists()
