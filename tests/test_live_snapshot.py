@@ -71,6 +71,7 @@ async def test_a_live_snapshot_is_the_newest_recorded_frame(
     response = await client.get("/command", params={"command": "getSnapshot",
                                                     "deviceid": str(DEVICE)})
     assert response.status == 200, await response.text()
+    assert response.headers["Cache-Control"] == "no-cache"  # the newest frame changes
     shown_us = parse_timestamp(response.headers["X-Frame-Time"])
     assert asked_us - BOUND_US <= shown_us <= now_us()
     with Image.open(io.BytesIO(await response.read())) as image:

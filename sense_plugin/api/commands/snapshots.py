@@ -48,6 +48,8 @@ async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
     width = params.integer("width", minimum=MIN_WIDTH, maximum=MAX_WIDTH)
     archive = ctx.app[ARCHIVE]
     instant_us = params.timestamp("time")
+    # a recorded frame never changes; "the newest" does (revalidated with the ETag)
+    cache = "private, max-age=86400" if instant_us is not None else "no-cache"
     options = RenderOptions(width=width) if width is not None else None
     loop = asyncio.get_running_loop()
     growing = await open_segment(archive, device.device_id) if instant_us is None else None
@@ -69,7 +71,7 @@ async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
         snap = await loop.run_in_executor(ctx.app[EXECUTOR], grab, sources, instant_us, fmt,
                                           options)
     etag = f'"{device.device_id}-{snap.frame_us}-{snap.width}x{snap.height}-{fmt}"'
-    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400",
+    headers = {"ETag": etag, "Cache-Control": cache,
                "X-Frame-Time": format_timestamp(snap.frame_us),
                "Content-Disposition": "inline; filename="
                f"\"{device.name}_{device.device_id}_{snap.frame_us}{IMAGE_FORMATS[fmt][2]}\""}
