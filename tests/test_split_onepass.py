@@ -103,3 +103,22 @@ async def test_remove_deletes_part_temporaries_a_hard_interrupted_split_left(
         (directory / leftover).write_bytes(b"partial")  # as a SIGKILLed worker leaves them
     await command(client, "exportVideo", action="remove", exportid=export.findtext("exportid"))
     assert not directory.exists()
+
+
+def test_hevc_with_b_frames_every_part_tagged_hvc1(tmp_path: Path, make_segments: Any) -> None:
+    source = segments_of(make_segments(end_us=MEDIA_T0_US + 12_000_000, segment_s=4.0,
+                                       width=320, height=240, fps=25, gop_frames=12,
+                                       bitrate_bps=1_500_000, codec="hevc", bframes=2))
+    t0, t1 = MEDIA_T0_US, MEDIA_T0_US + 11_000_000
+    cut(CutRequest(source, t0, t1, str(tmp_path / "whole.mp4")), fsync=False)
+    (tmp_path / "parts").mkdir()
+    _, parts = cut_parts(CutRequest(source, t0, t1, str(tmp_path / "parts" / "cam.mp4")),
+                         LIMIT, device_id=7, fsync=False)
+    assert len(parts) >= 2
+    joined = []
+    for part in parts:
+        path = tmp_path / "parts" / part["name"]
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_tag == "hvc1"
+        joined += digests(path)
+    assert joined == digests(tmp_path / "whole.mp4")

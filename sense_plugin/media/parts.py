@@ -171,7 +171,7 @@ class PartOutput:
         if previous is not None:
             for stream in previous.container.streams:
                 copy = container.add_stream_from_template(stream)
-                if stream.codec_context.name == "hevc" and self.request.fmt == "mp4":
+                if stream.codec_tag == "hvc1":  # the template reset it (Apple wants hvc1)
                     copy.codec_tag = "hvc1"
             container.metadata.update(previous.container.metadata)
             container.metadata["creation_time"] = creation_time_text(first_us)
