@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sense_plugin.archive.service import LIVE_DEMO_SEGMENT_S, Archive
 from sense_plugin.config import Config
 from sense_plugin.export.model import Job, Status
-from sense_plugin.media.follow import follows
+from sense_plugin.media.follow import cut_while_recording
 from sense_plugin.timestamps import now_us
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ SETTLE_US = 3_000_000
 
 
 class LiveFollower:
-    """The waiting phase of live device jobs."""
+    """Live device jobs: fed to their worker while they grow, or waited for, then cut."""
 
     def __init__(self, config: Config, archive: Archive, engine: ExportEngine) -> None:
         self._config, self._archive, self._engine = config, archive, engine
@@ -78,7 +78,7 @@ class LiveFollower:
             job.status, job.started_us = Status.SYNCING, job.started_us or now_us()
             await self._engine.save_job(job)
             options = self._engine.export_of(job).options
-            if follows(options.live, options.render is not None,
+            if cut_while_recording(options.live, options.render is not None,
                        options.timestamps == "subtitle", job.end_us):
                 await self._grow(job)
                 return

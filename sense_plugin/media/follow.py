@@ -56,7 +56,7 @@ class Feed:
         return taken
 
 
-def follows(live: bool, rendered: bool, subtitles: bool, end_us: int) -> bool:
+def cut_while_recording(live: bool, rendered: bool, subtitles: bool, end_us: int) -> bool:
     """Whether a job is cut while its recording grows (else: waited for, then cut whole)."""
     return live and not rendered and not subtitles and end_us > now_us()
 

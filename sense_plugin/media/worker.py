@@ -21,7 +21,7 @@ from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
 from sense_plugin.export.options import ExportOptions
-from sense_plugin.media.follow import Feed, follow_cut, follows
+from sense_plugin.media.follow import Feed, cut_while_recording, follow_cut
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, SourceSegment, cut
 from sense_plugin.media.split import split_file
@@ -108,7 +108,7 @@ def run_job(conn: Connection, payload: dict[str, Any]) -> tuple[Any, ...]:
             title=payload.get("title", ""), comment=payload.get("comment", ""),
             audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
-        if follows(options.live, options.render is not None, request.subtitles,
+        if cut_while_recording(options.live, options.render is not None, request.subtitles,
                    request.end_us):  # cut while the recording grows (media/follow.py)
             control.feed.add(payload["segments"], False)
             result = follow_cut(request, control.feed, control.should_stop, throttle=throttle,
