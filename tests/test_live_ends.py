@@ -105,7 +105,7 @@ async def test_keepalive_ends_a_live_export_nobody_polls(
     assert export.findtext("status") == "COMPLETED", etree.tostring(export)
     assert device.findtext("stopped") == "true" and export.findtext("keepalive") == "1"
     end_us = parse_timestamp(device.findtext("endtime"))
-    assert start_us + S <= end_us <= start_us + 2_500_000
+    assert start_us + S <= end_us <= start_us + 3 * S  # not at max_live_s (3600 s)
     path, manifest_device = checked_file(tmp_path, export)
     assert manifest_device.findtext("stopped") == "true"
     assert frame_times(path)[-1] <= end_us - start_us + TOLERANCE_US
