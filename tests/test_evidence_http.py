@@ -98,12 +98,11 @@ async def test_rendered_export_shows_archive_time_and_masks(
 
 async def test_stream_copy_manifest_says_so_and_width_above_source_fails(
         client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
-    export = await run_export(client, api_archive, "<width>4096</width>")
-    device = export.find("devices/device")
-    assert device.findtext("status") == "FAILED"
-    assert device.findtext("errorcode") == "-22" and "render/width" in device.findtext(
-        "description")
     base = api_archive["start_us"]
+    span = (STEADY, format_timestamp(base + 12 * US), format_timestamp(base + 15 * US))
+    refused = await command(client, "exportVideo", expect=-22, body=export_body(
+        [span], path="rendered", render="<width>4096</width>"))  # at admission (issue 14)
+    assert "render/width" in (refused.findtext("description") or "")
     root = await command(client, "exportVideo", body=export_body(
         [(STEADY, format_timestamp(base + 2 * US), format_timestamp(base + 4 * US))],
         path="copied"))

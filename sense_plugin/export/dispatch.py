@@ -70,6 +70,10 @@ class JobDispatcher:
         self._waiting.setdefault(job.key, asyncio.Event())
         self._queue.put_nowait(job)
 
+    def worker_of(self, job: Job) -> WorkerProcess | None:
+        """The worker running ``job`` now, if any (a live export feeds it segments)."""
+        return self._runner.worker_of(job)
+
     def has(self, job: Job) -> bool:
         """The job is queued or running here."""
         return job.key in self._waiting
@@ -96,10 +100,11 @@ class JobDispatcher:
             waiting.set()
 
     async def run_now(self, job: Job) -> None:
-        """Run a job outside the queue on the next free worker (a live job's cut)."""
+        """Run a live job outside the queue on the next free worker: its cut once recorded
+        (PENDING), or a cut while it records (SYNCING since it started following)."""
         proc = await self._pool.acquire()
         try:
-            if job.status is Status.PENDING and not self._closing:
+            if job.status in (Status.PENDING, Status.SYNCING) and not self._closing:
                 await self._execute(job, proc)
         finally:
             self._pool.release(proc)

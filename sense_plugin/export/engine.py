@@ -62,7 +62,8 @@ class ExportEngine:
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
         self._keepalive = KeepAlive(self.book, lambda i: self.stop(i, "", True))
-        self._live = LiveFollower(config, archive, self.book, self._jobs.run_now)
+        self._live = LiveFollower(config, archive, self.book, self._jobs.run_now,
+                                  self._jobs.worker_of)
         self.signer: signing.Signer  # the manifest signing key, loaded by start()
 
     @property

@@ -57,6 +57,7 @@ def open_job_directory(export: Export, job: Job, roots: tuple[Path, ...],
         raise StorageError(f"cannot open the export directory: {exc.strerror}") from None
     try:
         safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
+        _remove_part_temps(fd, planned_name(export, job))
         vfs = os.fstatvfs(fd)
     except BaseException:
         os.close(fd)
@@ -120,6 +121,16 @@ def remove_partial(export: Export, job: Job, roots: tuple[Path, ...]) -> None:
     with contextlib.suppress(OSError, PathNotAllowedError), \
             safefs.opened_dir(export.directory, roots) as fd:
         safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
+        _remove_part_temps(fd, planned_name(export, job))
+
+
+def _remove_part_temps(dir_fd: int, planned: str) -> None:
+    """Delete the temporary parts a split cut interrupted hard left (``<planned>.pNNN.part``,
+    media/parts.py)."""
+    prefix = planned + ".p"
+    for name in os.listdir(dir_fd):
+        if name.startswith(prefix) and name.endswith(TEMP_SUFFIX):
+            safefs.unlink_quietly(dir_fd, name)
 
 
 def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
@@ -131,6 +142,7 @@ def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
                 safefs.unlink_quietly(fd, info.name)
             safefs.unlink_quietly(fd, job_file_name(export, job))
             safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
+            _remove_part_temps(fd, planned_name(export, job))
         safefs.unlink_quietly(fd, MANIFEST_NAME)
         safefs.unlink_quietly(fd, SIGNATURE_NAME)
     safefs.remove_empty_dirs(export.directory, roots)

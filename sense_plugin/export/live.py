@@ -1,10 +1,14 @@
-"""Live exports (SPEC §10): follow the recording until it passes ``endtime``, then cut.
+"""Live exports (SPEC §10): follow the recording until it passes ``endtime``.
 
-A live device job is SYNCING from the start without holding a worker: it waits while the
-recording grows (progress = elapsed share of the range) until the indexed recording reaches
-its end time, or ``action=stop`` / keepalive moves the end to now. A camera that drops out
-does not end it early: at ``endtime`` plus one segment length it ends with what was recorded
-(the cut keeps and reports the gap). Then the range is cut on a worker like an archive job.
+A live device job is SYNCING from the start. A stream copy (no ``<render>``, no subtitle
+track) is cut while the recording grows: it takes a worker at once, and this module hands
+that worker every newly indexed segment of the device (``media/follow.py``), so the job's
+temporary file ``<final name>.part`` in the export directory grows with the recording and
+is readable all along; it ends when the recording passes the end, at ``action=stop`` /
+keepalive (the end becomes now) or, when the camera stopped short of the end, one segment
+length after it (``ended``). A camera that drops out does not end it early: the gap is kept
+and reported. Rendered live exports wait without a worker (progress = elapsed share of the
+range) until the recording has passed their end, then are cut like an archive job.
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from sense_plugin.archive.service import LIVE_DEMO_SEGMENT_S, Archive
+from sense_plugin.archive.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
+from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import SenseError
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Job, Status
+from sense_plugin.export.pool import WorkerProcess
+from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.follow import cut_while_recording
 from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
@@ -29,12 +37,13 @@ SETTLE_US = 3_000_000
 
 
 class LiveFollower:
-    """The waiting phase of live device jobs."""
+    """Live device jobs: fed to their worker while they grow, or waited for, then cut."""
 
     def __init__(self, config: Config, archive: Archive, book: JobBook,
-                 run_now: Callable[[Job], Awaitable[None]]) -> None:
+                 run_now: Callable[[Job], Awaitable[None]],
+                 worker_of: Callable[[Job], WorkerProcess | None]) -> None:
         self._config, self._archive, self._book = config, archive, book
-        self._run_now = run_now
+        self._run_now, self._worker_of = run_now, worker_of
         self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._stop: dict[tuple[int, int], asyncio.Event] = {}
         self._cutting: set[tuple[int, int]] = set()
@@ -63,13 +72,20 @@ class LiveFollower:
             task.cancel()
 
     async def close(self) -> None:
-        for task in self._tasks.values():
+        """Forget the waiting jobs; the ones being cut end with the runner's shutdown."""
+        waiting = [t for k, t in self._tasks.items() if k not in self._cutting]
+        for task in waiting:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*waiting, return_exceptions=True)
 
     async def _follow(self, job: Job) -> None:
         try:
             await self._book.start(job, resumed=True)
+            options = self._book.active_export(job.export_id).options
+            if cut_while_recording(options.live, options.render is not None,
+                                   options.timestamps == "subtitle", job.end_us):
+                await self._grow(job)
+                return
             stopped = await self._wait(job)
             if stopped:
                 job.stopped = True
@@ -86,6 +102,39 @@ class LiveFollower:
             self._cutting.discard(job.key)
             self._tasks.pop(job.key, None)
             self._stop.pop(job.key, None)
+
+    async def _grow(self, job: Job) -> None:
+        """Cut on a worker now, fed the recording's segments as they are indexed."""
+        self._cutting.add(job.key)  # SYNCING all along: it takes a worker at once
+        feeder = asyncio.create_task(self._feed(job), name=f"export-feed-{job.export_id}")
+        try:
+            await self._run_now(job)
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+
+    async def _feed(self, job: Job) -> None:
+        """Send the worker each new segment of the range; ``ended`` once the end (or a stop)
+        lies a segment length and the settling time in the past."""
+        export = self._book.active_export(job.export_id)
+        last_start, ended = -(1 << 62), False
+        deadline_us = job.end_us + self._segment_us(job) + SETTLE_US
+        while not ended:
+            await asyncio.sleep(POLL_S)
+            if export.stopping:  # stop or keepalive: the worker ends the range at now
+                deadline_us = min(deadline_us, now_us() + self._segment_us(job) + SETTLE_US)
+            proc = self._worker_of(job)
+            if proc is None:
+                continue
+            now = now_us()
+            found = await self._archive.segments(job.device_id, max(job.start_us, last_start),
+                                                 max(now, job.end_us) + 1)
+            new = [s for s in found if s.start_us > last_start]
+            ended = now >= deadline_us
+            if new or ended:
+                proc.feed(tuple(SourceSegment(s.path_text, s.start_us, s.end_us) for s in new),
+                          ended)
+                last_start = max([last_start, *(s.start_us for s in new)])
 
     def _segment_us(self, job: Job) -> int:
         """How long the device's segments are: the recording is indexed that much later."""

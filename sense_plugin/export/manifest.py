@@ -12,6 +12,7 @@ from sense_plugin.evidence.signing import SIGNATURE_NAME, Signer
 from sense_plugin.export import safefs
 from sense_plugin.export.model import Export, FileInfo, Job, Status
 from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.renderdoc import render_elements
 from sense_plugin.timestamps import format_timestamp
 
 MANIFEST_NAME = "manifest.xml"
@@ -43,6 +44,7 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         *([] if export.retried_from is None else [E.retriedfrom(str(export.retried_from))]),
         *(E(tag, value) for tag, value in export.options.describe()),
         rendering_element(export.options),
+        *render_elements(export.options),
         E.devices(*(_device(job) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )

@@ -7,6 +7,7 @@ from sense_plugin.archive.service import Archive
 from sense_plugin.errors import NoRecordError
 from sense_plugin.export.model import Job
 from sense_plugin.export.nearest import nothing_at
+from sense_plugin.export.newest import open_segment
 from sense_plugin.timestamps import format_timestamp, now_us
 
 #: A live snapshot shows the newest frame of a segment that ended at most this long ago.
@@ -24,6 +25,8 @@ async def stream_source(archive: Archive, job: Job) -> tuple[list[Segment], int,
         if overlap > 0:
             recorded_us += overlap
             estimate += seg.size_bytes * overlap // max(seg.end_us - seg.start_us, 1)
+    if job.end_us > now_us():  # a live range being recorded: cut as it grows (media/follow)
+        return segments, job.end_us - job.start_us, estimate
     if recorded_us <= 0:
         raise NoRecordError(
             f"nothing is recorded for device {job.device_id} between "
@@ -32,18 +35,29 @@ async def stream_source(archive: Archive, job: Job) -> tuple[list[Segment], int,
     return segments, recorded_us, estimate
 
 async def snapshot_source(archive: Archive, job: Job, newest: bool) -> tuple[list[Segment], int]:
-    """The segment showing a snapshot's instant, and the instant (live: the newest frame
-    of the newest complete segment); -9 naming the nearest recorded times if none."""
+    """The segment showing a snapshot's instant, and the instant; -9 naming the nearest
+    recorded times if none. Live: see :func:`newest_sources`."""
     instant = now_us() if newest else job.start_us
     if newest:
-        recent = await archive.segments(job.device_id, instant - NEWEST_WINDOW_US, instant + 1)
-        if not recent:
-            raise NoRecordError(f"device {job.device_id} recorded nothing in the last "
-                                f"{NEWEST_WINDOW_US // 60_000_000} minutes")
-        latest = max(recent, key=lambda s: s.end_us)
-        return [latest], latest.end_us - 1
+        return await newest_sources(archive, job.device_id, instant)
     covering = [s for s in await archive.segments(job.device_id, instant, instant + 1)
                 if s.start_us <= instant < s.end_us]
     if not covering:
         raise NoRecordError(await nothing_at(archive, job.device_id, instant))
     return covering, instant
+
+
+async def newest_sources(archive: Archive, device_id: int,
+                         now: int) -> tuple[list[Segment], int]:
+    """A live snapshot's sources, newest last, and the instant ``now``: the newest complete
+    segment of the last ``NEWEST_WINDOW_US`` and the segment being recorded (``newest``),
+    whose newest frame is shown (:func:`media.snapshot.grab_newest`); -9 if neither."""
+    recent = await archive.segments(device_id, now - NEWEST_WINDOW_US, now + 1)
+    sources = sorted(recent, key=lambda s: s.end_us)[-1:]
+    growing = await open_segment(archive, device_id)
+    if growing is not None:
+        sources.append(Segment(device_id, growing.start_us, growing.end_us, growing.path, 0))
+    if not sources:
+        raise NoRecordError(f"device {device_id} recorded nothing in the last "
+                            f"{NEWEST_WINDOW_US // 60_000_000} minutes")
+    return sources, now

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sense_plugin.errors import GeneralError, SenseError, error_for_code
 from sense_plugin.media import worker
+from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.messages import (
     TEMP_SUFFIX,
     Cancel,
@@ -30,6 +31,7 @@ from sense_plugin.media.messages import (
     CutJob,
     Done,
     Failed,
+    FeedSegments,
     Finish,
     Progress,
     Reply,
@@ -89,6 +91,10 @@ class WorkerProcess:
     def finish(self) -> None:
         """Ask the running job to end its file now and keep it (``action=stop``)."""
         self._send(Finish())
+
+    def feed(self, segments: tuple[SourceSegment, ...], ended: bool) -> None:
+        """Hand a live job cut while it records its new segments (media/follow.py)."""
+        self._send(FeedSegments(segments, ended))
 
     async def cancel(self) -> None:
         """Ask the running job to stop; kill the process if it has not within a second."""

@@ -18,6 +18,7 @@ from sense_plugin.export import ids
 from sense_plugin.export.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
 from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
 from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.renderdoc import read_render
 from sense_plugin.export.store import ExportStore, StoreDamagedError
 from sense_plugin.timestamps import parse_timestamp
 
@@ -89,10 +90,12 @@ def _export(root: etree._Element, directory: Path, retention_hours: float) -> Ex
 
 
 def _options(root: etree._Element) -> ExportOptions:
-    """The kind and options a manifest names (older manifests: the defaults; ``render`` is
-    described there, not stored, so a rebuilt export's retry copies without it)."""
+    """The kind and options a manifest names (older manifests, without them: the defaults;
+    without ``<render>``: a stream copy)."""
     defaults = ExportOptions()
+    render, timestamps = read_render(root)
     return ExportOptions(
+        render=render, timestamps=timestamps,
         mode=root.findtext("mode") or defaults.mode,
         output=root.findtext("output") or defaults.output,
         audio=(root.findtext("audio") or "true") == "true",

@@ -194,6 +194,10 @@ class JobRunner:
         if done is not None:
             await done.wait()
 
+    def worker_of(self, job: Job) -> WorkerProcess | None:
+        """The worker running ``job`` now, if any (export/live.py feeds it segments)."""
+        return self._running.get(job.key)
+
     async def cancel(self, job: Job) -> None:
         """Stop a running job (partial file deleted) and wait until it has settled."""
         self._cancel.add(job.key)

@@ -25,8 +25,11 @@ AUDIO_TAIL_US = 1_000_000
 GAP_FRAMES = 2
 
 
-class _Stop(Exception):
+class RangeComplete(Exception):
     """Video and audio have both reached the end of the range."""
+
+
+_Stop = RangeComplete
 
 
 class _Reseek(Exception):
@@ -85,12 +88,21 @@ class Cutter:
         )
         try:
             for segment in segments:
-                if segment.start_us >= self.t1:
-                    self._read_tail(segment)
-                elif not self._read_segment(segment, seek=True):
-                    self._read_segment(segment, seek=False)
+                self.read(segment)
         except _Stop:
             pass
+        self.close_range()
+
+    def read(self, segment: SourceSegment) -> None:
+        """Copy what one segment (the next in time order) holds of the range; raises
+        ``_Stop`` once the range is complete."""
+        if segment.start_us >= self.t1:
+            self._read_tail(segment)
+        elif not self._read_segment(segment, seek=True):
+            self._read_segment(segment, seek=False)
+
+    def close_range(self) -> None:
+        """After the last segment: flush transcoded audio, close the text track, report."""
         if self.outputs.transcoder is not None:
             for packet, at_us in self.outputs.transcoder.flush():
                 self._mux_audio(packet, at_us)

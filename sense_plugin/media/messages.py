@@ -1,7 +1,8 @@
 """The messages between the server and an export worker process (pickled over a pipe).
 
-server → worker: :class:`CutJob`, then while it runs :class:`SetRate`, :class:`Finish`,
-:class:`Cancel`; :class:`Shutdown` between jobs.
+server → worker: :class:`CutJob`, then while it runs :class:`SetRate`,
+:class:`FeedSegments` (a live export cut while it records), :class:`Finish`, :class:`Cancel`;
+:class:`Shutdown` between jobs.
 worker → server: any number of :class:`Progress`, then one of :class:`Done`,
 :class:`Failed` or :class:`Cancelled`.
 """
@@ -15,8 +16,8 @@ from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.paths import TEMP_SUFFIX
 from sense_plugin.media.cutspec import SourceSegment
 
-__all__ = ["TEMP_SUFFIX", "Cancel", "Cancelled", "Control", "CutJob", "Done", "Failed", "Finish",
-           "Progress", "Reply", "SetRate", "Shutdown", "Written"]
+__all__ = ["TEMP_SUFFIX", "Cancel", "Cancelled", "Control", "CutJob", "Done", "Failed",
+           "FeedSegments", "Finish", "Progress", "Reply", "SetRate", "Shutdown", "Written"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ class CutJob:
 @dataclass(frozen=True)
 class SetRate:
     kbps: float
+
+
+@dataclass(frozen=True)
+class FeedSegments:
+    """Newly indexed segments of a live export cut while it records; ``ended``: no more."""
+
+    segments: tuple[SourceSegment, ...]
+    ended: bool
 
 
 @dataclass(frozen=True)
@@ -100,4 +109,4 @@ class Cancelled:
 
 
 Reply = Progress | Done | Failed | Cancelled
-Control = CutJob | SetRate | Finish | Cancel | Shutdown
+Control = CutJob | SetRate | FeedSegments | Finish | Cancel | Shutdown

@@ -44,18 +44,40 @@ def grab(segments: tuple[SourceSegment, ...], instant_us: int, fmt: str = "jpg",
     Raises :class:`NoRecordError` when no frame at or before the instant lies in the segment
     that covers it (the instant is in a gap), :class:`MediaError` for unreadable files.
     """
-    pil_format, content_type, _ = IMAGE_FORMATS[fmt]
     covering = [s for s in segments if s.start_us <= instant_us < s.end_us]
     if not covering:
         raise NoRecordError(f"nothing is recorded at {format_timestamp(instant_us)}")
     segment = max(covering, key=lambda s: s.start_us)
+    return _encode(*_read(segment, instant_us, growing=False), fmt, options)
+
+
+def grab_newest(segments: tuple[SourceSegment, ...], fmt: str = "jpg",
+                options: RenderOptions | None = None) -> Snapshot:
+    """The newest frame of ``segments`` (newest last; the last may be a file still being
+    recorded, read up to its last complete fragment); an older one if a newer yields none."""
+    failure: Exception = NoRecordError("nothing is recorded")
+    for segment in reversed(segments):
+        try:
+            return _encode(*_read(segment, segment.end_us - 1, growing=True), fmt, options)
+        except (NoRecordError, MediaError) as exc:
+            failure = exc  # a segment just opened has no complete fragment yet
+    raise failure
+
+
+def _read(segment: SourceSegment, instant_us: int,
+          growing: bool) -> tuple[av.VideoFrame, int]:
     try:
-        frame, frame_us = _frame_at(segment, instant_us)
+        return _frame_at(segment, instant_us, growing)
     except av.FFmpegError as exc:
         raise MediaError(f"while reading {os.path.basename(segment.path)}: {exc}") from exc
     except OSError as exc:
         raise MediaError(
             f"cannot read {os.path.basename(segment.path)}: {exc.strerror}") from exc
+
+
+def _encode(frame: av.VideoFrame, frame_us: int, fmt: str,
+            options: RenderOptions | None) -> Snapshot:
+    pil_format, content_type, _ = IMAGE_FORMATS[fmt]
     if options is not None and options == RenderOptions(width=options.width):
         width, height = output_size(options, frame.width, frame.height)  # scale only: swscale
         image = Image.fromarray(frame.to_ndarray(format="rgb24", width=width, height=height,
@@ -72,7 +94,8 @@ def grab(segments: tuple[SourceSegment, ...], instant_us: int, fmt: str = "jpg",
     return Snapshot(out.getvalue(), frame_us, image.width, image.height, content_type)
 
 
-def _frame_at(segment: SourceSegment, instant_us: int) -> tuple[av.VideoFrame, int]:
+def _frame_at(segment: SourceSegment, instant_us: int,
+              growing: bool = False) -> tuple[av.VideoFrame, int]:
     with av.open(segment.path) as source:
         if not source.streams.video:
             raise NoRecordError(f"{os.path.basename(segment.path)} holds no video")
@@ -85,7 +108,7 @@ def _frame_at(segment: SourceSegment, instant_us: int) -> tuple[av.VideoFrame, i
         # seek to the keyframe before the instant; if that lands after it, read from the top
         for target in (int((instant_us - base_us) / (tb * US)), video.start_time or 0):
             source.seek(target, stream=video, backward=True)
-            shown = _last_frame_until(source, video, base_us, instant_us)
+            shown = _last_frame_until(source, video, base_us, instant_us, growing)
             if shown is not None:
                 return shown
         raise NoRecordError(f"no frame at or before {format_timestamp(instant_us)} in "
@@ -93,17 +116,25 @@ def _frame_at(segment: SourceSegment, instant_us: int) -> tuple[av.VideoFrame, i
 
 
 def _last_frame_until(source: av.container.InputContainer, video: av.VideoStream,
-                      base_us: int, instant_us: int) -> tuple[av.VideoFrame, int] | None:
-    """The last decoded frame with archive time ≤ the instant; None if the first is later."""
+                      base_us: int, instant_us: int,
+                      growing: bool = False) -> tuple[av.VideoFrame, int] | None:
+    """The last decoded frame with archive time ≤ the instant; None if the first is later.
+
+    ``growing``: the file is being written; its unfinished tail ends the reading.
+    """
     shown: tuple[av.VideoFrame, int] | None = None
     tb = video.time_base
     assert tb is not None
-    for frame in source.decode(video):
-        if frame.pts is None:
-            continue
-        frame_us = base_us + int(frame.pts * tb * US)
-        if frame_us > instant_us:
-            return shown
-        if shown is None or frame_us >= shown[1]:
-            shown = (frame, frame_us)
+    try:
+        for frame in source.decode(video):
+            if frame.pts is None:
+                continue
+            frame_us = base_us + int(frame.pts * tb * US)
+            if frame_us > instant_us:
+                return shown
+            if shown is None or frame_us >= shown[1]:
+                shown = (frame, frame_us)
+    except av.FFmpegError:
+        if not growing or shown is None:
+            raise
     return shown

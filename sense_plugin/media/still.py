@@ -17,12 +17,16 @@ from sense_plugin.export.paths import output_name
 from sense_plugin.export.safefs import CREATE_FLAGS, FILE_MODE
 from sense_plugin.media.messages import TEMP_SUFFIX, CutJob, Written
 from sense_plugin.media.sink import STORAGE_ERRNOS
-from sense_plugin.media.snapshot import grab
+from sense_plugin.media.snapshot import grab, grab_newest
 
 
 def write_snapshot(job: CutJob) -> Written:
-    """Write the snapshot a job asks for (the frame shown at ``job.start_us``)."""
-    snap = grab(job.segments, job.start_us, job.fmt, job.options.render)
+    """Write the snapshot a job asks for (the frame shown at ``job.start_us``; live: the
+    newest frame, of the segment being recorded if it is readable)."""
+    if job.options.live:
+        snap = grab_newest(job.segments, job.fmt, job.options.render)
+    else:
+        snap = grab(job.segments, job.start_us, job.fmt, job.options.render)
     directory = os.path.dirname(job.out_path)
     name = output_name(job.title, job.device_id, snap.frame_us, job.fmt)
     tmp = job.out_path + TEMP_SUFFIX

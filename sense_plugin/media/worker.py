@@ -19,12 +19,14 @@ from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
 from sense_plugin.export.model import FileInfo, Gap
+from sense_plugin.media.follow import Feed, cut_while_recording, follow_cut
 from sense_plugin.media.messages import (
     Cancel,
     Cancelled,
     CutJob,
     Done,
     Failed,
+    FeedSegments,
     Finish,
     Progress,
     Reply,
@@ -32,6 +34,7 @@ from sense_plugin.media.messages import (
     Shutdown,
     Written,
 )
+from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, cut
 from sense_plugin.media.split import split_file
 from sense_plugin.media.still import write_snapshot
@@ -73,6 +76,8 @@ class _Control:
         self.cancelled = False
         #: ``Finish`` received (action=stop): the cut ends its file at the next packet.
         self.finishing = False
+        #: Segments of a live export that follows the recording (``segments`` messages).
+        self.feed = Feed()
         self._next_check = 0.0
 
     def should_stop(self) -> bool:
@@ -88,6 +93,8 @@ class _Control:
                         self.finishing = True
                     elif isinstance(message, SetRate):
                         self.throttle.set_rate(message.kbps)
+                    elif isinstance(message, FeedSegments):
+                        self.feed.add(message.segments, message.ended)
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
                 self.cancelled = True
         return self.cancelled
@@ -110,12 +117,27 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
             out_path=job.out_path, fmt=job.fmt, title=job.title, comment=job.comment,
             audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
-        if options.render is not None:
+        if cut_while_recording(options.live, options.render is not None, request.subtitles,
+                               request.end_us):  # cut while the recording grows (follow.py)
+            control.feed.add(job.segments, False)
+            result = follow_cut(request, control.feed, control.should_stop, throttle=throttle,
+                                on_progress=progress, should_finish=lambda: control.finishing)
+        elif options.render is not None:
             result = render_job(request, options.render, throttle, progress, control.should_stop)
+        elif options.maxfilesize_mb and not request.subtitles:  # split while cutting
+            result, parts = cut_parts(
+                request, options.maxfilesize_bytes, device_id=job.device_id,
+                throttle=throttle, on_progress=progress, should_stop=control.should_stop,
+                should_finish=lambda: control.finishing)
+            if parts:
+                return Done(tuple(_facts(p, job.name) for p in parts), result.stopped_us,
+                            split=True)
+            return Done((_written(result, job.name),), result.stopped_us)
         else:
             result = cut(request, throttle=throttle, on_progress=progress,
                          should_stop=control.should_stop, should_finish=lambda: control.finishing)
         if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
+            # rendered or with a subtitle track: cut whole, then split (two passes)
             parts = _split(request, result, job, control)
             return Done(tuple(_facts(p, job.name) for p in parts), result.stopped_us, split=True)
         return Done((_written(result, job.name),), result.stopped_us)

@@ -13,6 +13,7 @@ from sense_plugin.api.exportopts import keepalive_given, parse_options
 from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
 from sense_plugin.api.params import parse_int, parse_u64
 from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.rendersize import check_render_width
 from sense_plugin.api.results import ExportChanged, ExportCreated, ExportStatusList
 from sense_plugin.api.users import EXPORT, VIEW
 from sense_plugin.api.xmlin import child_text, parse_body
@@ -56,6 +57,7 @@ async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
                   if d.server_id != ctx.app[CONFIG].server.server_id}
                  if site is not None else {})
     request = parse_export(document, ctx.app[CONFIG], recorded_live(ctx), elsewhere)
+    await check_render_width(request, ctx.app[ARCHIVE], ctx.app[ENGINE].run_io)
     if request.options.snapshot and not request.options.live:
         await _check_shown(ctx, request)
     export = await ctx.app[ENGINE].create(request, ctx.user.name)

@@ -24,9 +24,11 @@ from sense_plugin.errors import (
 )
 from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions
 from sense_plugin.export.nearest import nothing_at
+from sense_plugin.export.newest import open_segment
+from sense_plugin.export.planning import newest_sources
 from sense_plugin.media.cutspec import SourceSegment
-from sense_plugin.media.snapshot import IMAGE_FORMATS, grab
-from sense_plugin.timestamps import format_timestamp
+from sense_plugin.media.snapshot import IMAGE_FORMATS, grab, grab_newest
+from sense_plugin.timestamps import format_timestamp, now_us
 
 MAX_WIDTH = 7680
 FORMAT_ALIASES = {"jpg": "jpg", "jpeg": "jpg", "png": "png"}
@@ -46,21 +48,30 @@ async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
     width = params.integer("width", minimum=MIN_WIDTH, maximum=MAX_WIDTH)
     archive = ctx.app[ARCHIVE]
     instant_us = params.timestamp("time")
-    if instant_us is None:
+    # a recorded frame never changes; "the newest" does (revalidated with the ETag)
+    cache = "private, max-age=86400" if instant_us is not None else "no-cache"
+    options = RenderOptions(width=width) if width is not None else None
+    loop = asyncio.get_running_loop()
+    growing = await open_segment(archive, device.device_id) if instant_us is None else None
+    if instant_us is None and growing is None:  # the newest frame of the archive
         recorded = await archive.recorded_range(device.device_id)
         if recorded is None:
             raise NoRecordError(f"nothing is recorded for device {device.device_id}")
         instant_us = recorded[1] - 1
-    segments = await archive.segments(device.device_id, instant_us, instant_us + 1)
-    if not segments:
-        raise NoRecordError(await nothing_at(archive, device.device_id, instant_us))
-    sources = tuple(SourceSegment(str(s.path), s.start_us, s.end_us) for s in segments)
-    options = RenderOptions(width=width) if width is not None else None
-    loop = asyncio.get_running_loop()
-    snap = await loop.run_in_executor(ctx.app[EXECUTOR], grab, sources, instant_us, fmt,
-                                      options)
+    if instant_us is None:  # the newest frame, of the segment being recorded
+        newest, _ = await newest_sources(archive, device.device_id, now_us())
+        sources = tuple(SourceSegment(s.path_text, s.start_us, s.end_us) for s in newest)
+        snap = await loop.run_in_executor(ctx.app[EXECUTOR], grab_newest, sources, fmt,
+                                          options)
+    else:
+        segments = await archive.segments(device.device_id, instant_us, instant_us + 1)
+        if not segments:
+            raise NoRecordError(await nothing_at(archive, device.device_id, instant_us))
+        sources = tuple(SourceSegment(s.path_text, s.start_us, s.end_us) for s in segments)
+        snap = await loop.run_in_executor(ctx.app[EXECUTOR], grab, sources, instant_us, fmt,
+                                          options)
     etag = f'"{device.device_id}-{snap.frame_us}-{snap.width}x{snap.height}-{fmt}"'
-    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400",
+    headers = {"ETag": etag, "Cache-Control": cache,
                "X-Frame-Time": format_timestamp(snap.frame_us),
                "Content-Disposition": "inline; filename="
                f"\"{device.name}_{device.device_id}_{snap.frame_us}{IMAGE_FORMATS[fmt][2]}\""}

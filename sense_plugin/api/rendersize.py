@@ -1,0 +1,44 @@
+"""Admission check of ``<render><width>`` against the recorded picture (SPEC §11).
+
+A width larger than the (cropped) source cannot be honoured: the renderer refuses it when the
+job runs. Where the archive already holds the device's recording for the range, the size of
+its first segment there is read (header only, off the event loop) and such a request is -22
+naming ``render/width`` before anything is queued. Where nothing is recorded yet (a live
+export starting now) the job-time check stays the only one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sense_plugin.archive.service import Archive
+from sense_plugin.errors import MediaError, OutOfRangeError
+from sense_plugin.evidence.filters import output_size
+from sense_plugin.export.model import ExportRequest
+from sense_plugin.media.picture import picture_size
+
+RunIo = Callable[..., Awaitable[Any]]
+
+
+async def check_render_width(request: ExportRequest, archive: Archive, run_io: RunIo) -> None:
+    """-22 naming the device and ``render/width`` when it exceeds a known source width."""
+    render = request.options.render
+    if render is None or render.width is None:
+        return
+    for device in request.devices:
+        end_us = max(device.end_us, device.start_us + 1)
+        segments = await archive.segments(device.device_id, device.start_us, end_us)
+        if not segments:
+            continue
+        try:
+            size = await run_io(picture_size, segments[0].path_text)
+        except MediaError:
+            continue  # unreadable now: the job reports it
+        if size is None:
+            continue
+        try:
+            output_size(render, *size)
+        except OutOfRangeError as exc:
+            raise OutOfRangeError(f"device {device.device_id}: {exc.description}; the "
+                                  f"recording is {size[0]}x{size[1]}") from None

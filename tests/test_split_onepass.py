@@ -1,0 +1,124 @@
+"""``<maxfilesize>`` split while cutting (media/parts.py): parts equal the whole, in bounds."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from conftest import MEDIA_T0_US
+
+from sense_plugin.archive.naming import parse_segment_filename
+from sense_plugin.media.cutspec import CutRequest, SourceSegment
+from sense_plugin.media.parts import cut_parts
+from sense_plugin.media.remux import cut
+
+LIMIT = 600_000
+
+
+def digests(path: Path) -> list[str]:
+    with av.open(str(path)) as container:
+        frames = [(f.pts, hashlib.sha256(f.to_ndarray(format="gray").tobytes()).hexdigest())
+                  for f in container.decode(container.streams.video[0])]
+    return [d for _, d in sorted(frames)]
+
+
+def segments_of(paths: list[Path]) -> tuple[SourceSegment, ...]:
+    starts = [parse_segment_filename(p.name) or 0 for p in paths]
+    ends = [*starts[1:], MEDIA_T0_US + 12_000_000]
+    return tuple(SourceSegment(str(p), s, e) for p, s, e in zip(paths, starts, ends, strict=True))
+
+
+@pytest.fixture(scope="module")
+def source(make_segments: Any) -> tuple[SourceSegment, ...]:
+    return segments_of(make_segments(end_us=MEDIA_T0_US + 12_000_000, segment_s=4.0, width=320,
+                                     height=240, fps=25, gop_frames=12,
+                                     bitrate_bps=2_000_000, audio=True))
+
+
+@pytest.mark.parametrize(("fmt", "overhead"), [("mp4", None), ("mkv", None), ("ts", None),
+                                               ("mp4", (0, 0, -0.5))])
+def test_parts_written_in_one_pass_equal_the_whole(tmp_path: Path, source: Any, fmt: str,
+                                                   overhead: Any) -> None:
+    """``overhead`` (0, 0, -0.5) makes the size estimate far too small: parts that come out
+    over the limit are split again from their own file, and still add up to the whole."""
+    t0, t1 = MEDIA_T0_US + 300_000, MEDIA_T0_US + 11_500_000
+    whole = cut(CutRequest(source, t0, t1, str(tmp_path / f"whole.{fmt}"), fmt), fsync=False)
+    (tmp_path / "parts").mkdir()
+    out = tmp_path / "parts" / f"cam.{fmt}"
+    result, parts = cut_parts(CutRequest(source, t0, t1, str(out), fmt, title="Cam"), LIMIT,
+                              device_id=7, fsync=False, overhead=overhead)
+    assert result.first_frame_us == whole.first_frame_us
+    assert result.last_frame_us == whole.last_frame_us
+    assert len(parts) >= 3 and whole.size_bytes > 2 * LIMIT
+    names = sorted(p.name for p in (tmp_path / "parts").iterdir())
+    assert names == sorted(p["name"] for p in parts)  # no temporary left, no plain file
+    joined: list[str] = []
+    for number, part in enumerate(parts, 1):
+        path = tmp_path / "parts" / part["name"]
+        data = path.read_bytes()
+        assert part["name"].endswith(f"_part{number:03d}.{fmt}")
+        assert len(data) == part["size_bytes"] <= LIMIT and not part["oversize"]
+        assert hashlib.sha256(data).hexdigest() == part["sha256"]
+        frames = digests(path)
+        assert len(frames) == part["frame_count"]
+        joined += frames
+        with av.open(str(path)) as container:
+            assert container.streams.audio
+    assert joined == digests(tmp_path / f"whole.{fmt}")
+    starts = [p["first_frame_us"] for p in parts]
+    assert starts == sorted(starts) and starts[0] == whole.first_frame_us
+
+
+def test_a_cut_that_fits_one_part_keeps_the_plain_name(tmp_path: Path, source: Any) -> None:
+    out = tmp_path / "cam.mp4"
+    result, parts = cut_parts(CutRequest(source, MEDIA_T0_US, MEDIA_T0_US + 1_000_000,
+                                         str(out), "mp4"), LIMIT, device_id=7, fsync=False)
+    assert parts == [] and [p.name for p in tmp_path.iterdir()] == ["cam.mp4"]
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == result.sha256
+    assert out.stat().st_size == result.size_bytes
+
+
+async def test_remove_deletes_part_temporaries_a_hard_interrupted_split_left(
+        make_client: Any, archive_config: Any, make_segments: Any) -> None:
+    from apiclient import command, export_body, wait_export
+    from conftest import ARCHIVE_DEVICE_IDS
+
+    from sense_plugin.export.paths import output_name
+    from sense_plugin.timestamps import format_timestamp
+
+    paths = make_segments(end_us=MEDIA_T0_US + 6_000_000)
+    config = archive_config(devices=[{"name": "Cam", "archive_dir": str(paths[0].parent)}])
+    client = await make_client(config)
+    device, start_us = ARCHIVE_DEVICE_IDS[0], MEDIA_T0_US + 1_000_000
+    root = await command(client, "exportVideo", body=export_body(
+        [(device, format_timestamp(start_us), format_timestamp(start_us + 2_000_000))],
+        maxfilesize="1", path="left"))
+    export = await wait_export(client, int(root.findtext("exportid")))
+    directory = config.server.export_roots[0] / "left" / export.findtext("exportid")
+    planned = output_name("Cam", device, start_us, "mp4")
+    for leftover in (f"{planned}.p002.part", f"{planned}.p001.part.000.part"):
+        (directory / leftover).write_bytes(b"partial")  # as a SIGKILLed worker leaves them
+    await command(client, "exportVideo", action="remove", exportid=export.findtext("exportid"))
+    assert not directory.exists()
+
+
+def test_hevc_with_b_frames_every_part_tagged_hvc1(tmp_path: Path, make_segments: Any) -> None:
+    source = segments_of(make_segments(end_us=MEDIA_T0_US + 12_000_000, segment_s=4.0,
+                                       width=320, height=240, fps=25, gop_frames=12,
+                                       bitrate_bps=1_500_000, codec="hevc", bframes=2))
+    t0, t1 = MEDIA_T0_US, MEDIA_T0_US + 11_000_000
+    cut(CutRequest(source, t0, t1, str(tmp_path / "whole.mp4")), fsync=False)
+    (tmp_path / "parts").mkdir()
+    _, parts = cut_parts(CutRequest(source, t0, t1, str(tmp_path / "parts" / "cam.mp4")),
+                         LIMIT, device_id=7, fsync=False)
+    assert len(parts) >= 2
+    joined = []
+    for part in parts:
+        path = tmp_path / "parts" / part["name"]
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_tag == "hvc1"
+        joined += digests(path)
+    assert joined == digests(tmp_path / "whole.mp4")
