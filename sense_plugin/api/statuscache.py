@@ -17,6 +17,7 @@ fields, its paging attributes) is exactly what is cached.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -57,6 +58,9 @@ class StatusListCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._max = max_entries
+        #: The answer being computed per key (with the version it is for): requests that
+        #: arrive meanwhile wait for it instead of computing the same answer again.
+        self._inflight: dict[Key, tuple[int, asyncio.Future[bytes | None]]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -76,14 +80,30 @@ class StatusListCache:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return xml_response(entry.body)
-            result = await handler(ctx)
-            if not isinstance(result, ExportStatusList):
-                return result
-            self.misses += 1
-            body = render.success(result)
-            jobs = tuple(j for e in result.exports if e.finished_us is None for j in e.jobs)
-            self._store(key, _Entry(version, jobs, live_state(jobs), body))
-            return xml_response(body)
+            running = self._inflight.get(key)
+            if running is not None and running[0] == version:  # one answer computed at a time
+                body = await asyncio.shield(running[1])
+                if body is not None:
+                    self.hits += 1
+                    return xml_response(body)
+            future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+            self._inflight[key] = (version, future)
+            try:
+                result = await handler(ctx)
+                if not isinstance(result, ExportStatusList):
+                    future.set_result(None)
+                    return result
+                self.misses += 1
+                body = render.success(result)
+                jobs = tuple(j for e in result.exports if e.finished_us is None for j in e.jobs)
+                self._store(key, _Entry(version, jobs, live_state(jobs), body))
+                future.set_result(body)
+                return xml_response(body)
+            finally:
+                if not future.done():
+                    future.set_result(None)  # failed: the waiters ask for themselves
+                if self._inflight.get(key, (0, None))[1] is future:
+                    del self._inflight[key]
 
         return cached
 
