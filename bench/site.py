@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-rounds", type=int, default=30)
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="sense-bench-site-"))
-    pg = PgServer(root / "pg")
+    pg_root = Path(tempfile.mkdtemp(prefix="sense-pg-"))
+    pg = PgServer(pg_root)
     pg.create()
     result: dict[str, Any] = {"machine": machine()}
     servers: list[ServerProcess] = []
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
         pg.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(pg_root, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "site.json").write_text(json.dumps(result, indent=1) + "\n")
     text = render(result)
