@@ -102,7 +102,8 @@ class Rescanner:
         last_full = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.tick_s)
+                async with asyncio.timeout(self.tick_s):
+                    await self._wake.wait()
             self._wake.clear()
             only = self._next_pass(last_full)
             if only is not None and not only:

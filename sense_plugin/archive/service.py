@@ -104,7 +104,8 @@ class Archive:
         # the server answers from the index as it is meanwhile.
         self._startup = asyncio.ensure_future(self._run(self._reconcile_all, False))
         try:
-            report = await asyncio.wait_for(asyncio.shield(self._startup), STARTUP_WAIT_S)
+            async with asyncio.timeout(STARTUP_WAIT_S):
+                report = await asyncio.shield(self._startup)
         except TimeoutError:
             log.warning("the archive index is still being brought up to date; the server "
                         "answers meanwhile and new or changed files appear as they are indexed")

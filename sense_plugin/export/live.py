@@ -154,7 +154,8 @@ class LiveFollower:
             if await self._indexed_past(job) or now >= deadline:
                 return False
             try:
-                await asyncio.wait_for(stop.wait(), POLL_S)
+                async with asyncio.timeout(POLL_S):
+                    await stop.wait()
                 return True
             except TimeoutError:
                 continue

@@ -103,7 +103,8 @@ class WorkerProcess:
             return
         self._send(Cancel())
         with contextlib.suppress(TimeoutError, JobCancelledError, SenseError):
-            await asyncio.wait_for(asyncio.shield(future), STOP_GRACE_S)
+            async with asyncio.timeout(STOP_GRACE_S):
+                await asyncio.shield(future)
         if not future.done():
             log.warning("export worker %s did not stop in time; killing it", self._process.pid)
             self.kill()
