@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sense_plugin.archive import demo, naming
+
+#: Before pytest-timeout's limit (pyproject.toml): a test still running then prints its tasks.
+HANG_DUMP_S = 100
+
+
+@pytest.fixture(autouse=True)
+def _print_tasks_of_a_hanging_test() -> Iterator[None]:
+    """pytest-timeout prints the threads; what hangs in asyncio is a task, so print those too."""
+    timer = threading.Timer(HANG_DUMP_S, _print_tasks)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+
+
+def _print_tasks() -> None:
+    print(f"\n+++ asyncio tasks after {HANG_DUMP_S} s +++", file=sys.stderr)
+    for task in list(asyncio.tasks._all_tasks):
+        if not task.done():
+            print(f"--- {task!r}", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+
 
 # ---------------------------------------------------------------------------------------------
 # Media fixtures: tiny synthetic archives made with sense_plugin.archive.demo (real H.264).
