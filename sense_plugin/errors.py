@@ -197,14 +197,16 @@ def new_incident() -> str:
 
 
 def incident_error(logger: logging.Logger, context: str, description: str, *,
-                   traceback: bool = True) -> GeneralError:
-    """Log the failure being handled under a new incident id; the -1 error that names it.
+                   traceback: bool = True,
+                   kind: type[SenseError] = GeneralError) -> SenseError:
+    """Log the failure being handled under a new incident id; the error that names it.
 
     ``context`` goes to the log only (it may name files and internals); ``description`` is
-    what the client reads, followed by "; reported as incident <id>".
+    what the client reads, followed by "; reported as incident <id>". The error is a
+    ``kind`` (default :class:`GeneralError`, -18).
     """
     incident = new_incident()
     logger.error("incident %s: %s", incident, context, exc_info=traceback)
-    error = GeneralError(f"{description}; reported as incident {incident}")
+    error = kind(f"{description}; reported as incident {incident}")
     error.incident = incident
     return error

@@ -3,7 +3,7 @@
 Two cleanup contexts around the export engine's: :func:`site_ctx` (before it) opens the
 site database, its schema, the heartbeat and the shared job store the engine is built on;
 :func:`site_queue_ctx` (after it) runs this server's queue worker, which hands device jobs
-to the engine, and the per-second upkeep of the site's exports (``sitejobs``).
+to the engine's site role, and the per-second upkeep of the site's exports (``sitejobs``).
 """
 
 from __future__ import annotations
@@ -88,13 +88,14 @@ async def site_queue_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     cluster = config.cluster
     assert cluster is not None
-    store, engine, site = app[SITE_STORE], app[ENGINE], app[SITE]
+    store, role, site = app[SITE_STORE], app[ENGINE].site_role, app[SITE]
+    assert role is not None  # the engine was built on the site's store
     server_id = config.server.server_id
-    upkeep = SiteJobs(engine, store, cluster.node_timeout_s)
+    upkeep = SiteJobs(role, store, cluster.node_timeout_s)
     concurrency = WORKER_CONCURRENCY + config.export.max_concurrent_jobs
     tasks = [asyncio.create_task(run_worker(store.queue, cluster, server_id, site.pool,
                                             concurrency,
-                                            {"run_device_job": engine.run_device_job}),
+                                            {"run_device_job": role.run_device_job}),
                                  name="cluster-worker"),
              asyncio.create_task(recover_loop(store.queue, cluster, server_id),
                                  name="cluster-recover"),

@@ -76,7 +76,7 @@ def make_app(database_url: str) -> procrastinate.App:
 
 
 async def _device_job(context: procrastinate.JobContext, export_id: int, index: int) -> None:
-    """Run the device job on this server's engine and return once it has settled."""
+    """Run the device job on this server (the engine's site role); return once it settled."""
     run: Any = context.additional_context["run_device_job"]
     await run(export_id, index)
 

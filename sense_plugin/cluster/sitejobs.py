@@ -17,8 +17,8 @@ import logging
 
 from sense_plugin.cluster.sitestore import SiteJobStore
 from sense_plugin.errors import SenseError
-from sense_plugin.export.engine import ExportEngine
 from sense_plugin.export.model import Status
+from sense_plugin.export.siterole import SiteRole
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -27,8 +27,8 @@ TICK_S = 1.0
 class SiteJobs:
     """The per-second upkeep of this server's part in the site's exports."""
 
-    def __init__(self, engine: ExportEngine, store: SiteJobStore, node_timeout_s: float) -> None:
-        self.engine, self.store, self.book = engine, store, engine.book
+    def __init__(self, role: SiteRole, store: SiteJobStore, node_timeout_s: float) -> None:
+        self.role, self.store, self.book = role, store, role.book
         self.node_timeout_s = node_timeout_s
         self._acting: set[asyncio.Task[None]] = set()
         self._asked: set[tuple[int, int]] = set()
@@ -59,8 +59,8 @@ class SiteJobs:
                 continue
             self._asked.add(job.key)
             export = self.book.active_export(job.export_id)
-            action = (self.engine.cancel_here(export, job) if status is Status.REMOVED
-                      else self.engine.finish_here(job))
+            action = (self.role.cancel_here(export, job) if status is Status.REMOVED
+                      else self.role.finish_here(job))
             task = asyncio.create_task(action, name=f"site-ask-{job.export_id}")
             self._acting.add(task)
             task.add_done_callback(self._acting.discard)
@@ -80,7 +80,7 @@ class SiteJobs:
             if export is None or export.finished_us is None:
                 continue
             if await self.store.finisher(export_id) != self.store.server_id:
-                await self.engine.write_copy_of_manifest(export)
+                await self.role.write_copy_of_manifest(export)
 
     async def close(self) -> None:
         for task in self._acting:

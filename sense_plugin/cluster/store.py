@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,7 +53,7 @@ from sense_plugin.cluster.storerows import (
     exports_from_rows,
     job_params,
 )
-from sense_plugin.errors import GeneralError, NotAvailableError, SenseError
+from sense_plugin.errors import GeneralError, NotAvailableError, SenseError, incident_error
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.storage import ExportQuery, JobStore
 
@@ -146,13 +145,12 @@ class PgJobStore:
 
     def _error(self, kind: type[SenseError], action: str, exc: BaseException, what: str
                ) -> SenseError:
-        incident = uuid.uuid4().hex[:12]
         why = _first_line(exc) if not isinstance(exc, TimeoutError) else (
             f"no answer within {self.timeout_s:g} s")
-        log.error("incident %s: job store %s could not %s: %s", incident, self.description,
-                  action, why)
-        return kind(f"the job store ({self.description}) {what}: could not {action} ({why}); "
-                    f"incident {incident}")
+        return incident_error(
+            log, f"job store {self.description} could not {action}: {why}",
+            f"the job store ({self.description}) {what}: could not {action} ({why})",
+            traceback=False, kind=kind)
 
     async def new_id(self) -> int:
         async with self._connection("give out an export id") as conn:

@@ -4,15 +4,18 @@ The :class:`~sense_plugin.export.book.JobBook` holds every export and makes (and
 every status change; the :class:`~sense_plugin.export.dispatch.JobDispatcher` runs queued
 jobs on worker processes; the :class:`~sense_plugin.export.live.LiveFollower` holds live jobs
 until their recording is complete; keepalive and retention stop and expire what they must.
+On a site of several servers, the :class:`~sense_plugin.export.siterole.SiteRole` runs this
+server's part of the site's exports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from pathlib import Path, PurePosixPath
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sense_plugin.archive.service import Archive
@@ -28,15 +31,14 @@ from sense_plugin.export.live import LiveFollower
 from sense_plugin.export.localstore import LocalJobStore
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status
-from sense_plugin.export.paths import UNNAMED_FOLDER, resolve_export_dir
+from sense_plugin.export.paths import resolve_export_dir
 from sense_plugin.export.retention import ExportRetention
+from sense_plugin.export.siterole import SiteRole, localize
 from sense_plugin.export.storage import ExportQuery, JobStore
 from sense_plugin.timestamps import format_timestamp, now_us
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: How long a stop of a job running on another server waits for it to end.
-STOP_ELSEWHERE_S = 30.0
 
 
 class ExportEngine:
@@ -46,17 +48,20 @@ class ExportEngine:
                  store: JobStore | None = None, *, site: bool = False) -> None:
         """``store``: the job store (default: SQLite in the data directory). ``site``: one
         server of a site sharing ``store``, whose jobs arrive through the site's queue
-        (:meth:`run_device_job`) instead of the local one."""
+        (:meth:`~sense_plugin.export.siterole.SiteRole.run_device_job` of :attr:`site_role`)
+        instead of the local one."""
         self._config = config
         self._io = executor
         self._roots = config.server.export_roots
-        self._site = site
         hours = config.export.export_retention_hours
         self.book = JobBook(store or LocalJobStore(config), self._write_manifest,
                             int(hours * 3600 * 1_000_000),
                             site_server=config.server.server_id if site else None,
-                            localize=self._localize)
+                            localize=partial(localize, self._roots) if site else None)
         self._jobs = JobDispatcher(config, archive, self.book, executor)
+        #: On a site: this server's part in the site's exports; ``None`` on a single server.
+        self.site_role = SiteRole(config, self.book, self._jobs, self.run_io,
+                                  self._write_manifest) if site else None
         self._retention = ExportRetention(self.book, self, config.export.retention_sweep_s,
                                           config.export.history_days)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
@@ -92,8 +97,8 @@ class ExportEngine:
         self.signer = await self.run_io(signing.load_or_create, key_path or data_dir / KEY_FILE,
                                         key_path is None)
         unfinished = await self.book.open()
-        if self._site:
-            await self._resume_site_jobs()
+        if self.site_role is not None:
+            await self.site_role.resume_jobs()
         for export in unfinished:
             await self.run_io(files.ensure_directory, export, self._roots)
             for job in export.jobs:
@@ -193,9 +198,7 @@ class ExportEngine:
             if job.status is Status.PENDING and not self._live.follows(job):
                 self._jobs.forget(job)
                 await self.book.remove(job, export)
-        await asyncio.gather(*(self._live.stop(j) if self._live.follows(j)
-                               else self._jobs.finish(j) if self._is_mine(j)
-                               else self._stop_elsewhere(export, j) for j in export.jobs
+        await asyncio.gather(*(self._end(export, j) for j in export.jobs
                                if j.status is Status.SYNCING))
         await self.book.finish_if_done(export)
         log.info("export %s stopped by %s", export_id, user_name or "-")
@@ -265,7 +268,7 @@ class ExportEngine:
 
     # -- running jobs ----------------------------------------------------------------------
     def _enqueue(self, export: Export, job: Job) -> None:
-        if self._site:
+        if self.site_role is not None:
             return  # queued on its server's queue with the export (cluster/sitestore.py)
         if export.options.live and not export.options.snapshot and job.end_us > now_us() \
                 and not self._live.follows(job):
@@ -275,7 +278,8 @@ class ExportEngine:
 
     async def _write_manifest(self, export: Export, final: Status, finished_us: int) -> None:
         try:
-            if self._site:  # a server that ran none of the export's jobs finishes it too
+            # on a site, a server that ran none of the export's jobs finishes it too
+            if self.site_role is not None:
                 await self.run_io(files.ensure_directory, export, self._roots)
             await self.run_io(write_manifest, export, final, finished_us, self._roots,
                               self.signer)
@@ -283,74 +287,13 @@ class ExportEngine:
             log.error("export %s: cannot write %s: %s", export.export_id, MANIFEST_NAME,
                       getattr(exc, "description", exc))
 
-    # -- a site of several servers (cluster/sitejobs.py) ------------------------------------
+    def _end(self, export: Export, job: Job) -> Awaitable[None]:
+        """Finish a SYNCING job keeping its file, wherever it runs."""
+        if self._live.follows(job):
+            return self._live.stop(job)
+        if self.site_role is not None and not self.site_role.is_mine(job):
+            return self.site_role.stop_elsewhere(export, job)
+        return self._jobs.finish(job)
+
     def _is_mine(self, job: Job) -> bool:
-        return not self._site or job.server_id == self._config.server.server_id
-
-    def _localize(self, export: Export) -> None:
-        """A site's export read from the store: its directory under this server's roots."""
-        if self._site and not PurePosixPath(export.path).is_absolute():
-            export.out_base = str(self._roots[0] / (export.path or UNNAMED_FOLDER))
-
-    async def _stop_elsewhere(self, export: Export, job: Job) -> None:
-        """Ask the server running ``job`` to stop it; wait (bounded) until it has ended."""
-        store: Any = self.book.store
-        await store.ask_stop(export.export_id, job.index)
-        for _ in range(int(STOP_ELSEWHERE_S / 0.2)):
-            stored = await self.book.store.get(export.export_id)
-            if stored is None or stored.jobs[job.index].terminal:
-                return
-            await asyncio.sleep(0.2)
-
-    async def run_device_job(self, export_id: int, index: int) -> None:
-        """Site: run this server's device job (from its queue); return once it settled.
-
-        A job found SYNCING was running when this server stopped: it starts again from the
-        beginning, its partial file deleted.
-        """
-        stored = await self.book.store.get(export_id)
-        if stored is None or index >= len(stored.jobs):
-            log.info("export %s device job %d: no longer stored; skipped", export_id, index)
-            return
-        export = self.book.adopt(stored)
-        job = export.jobs[index]
-        if job.terminal or not self._is_mine(job):
-            return
-        if not self._jobs.has(job):  # else resumed at start already: wait for it
-            await self._queue_mine(export, job)
-        await self._jobs.until_settled(job)
-
-    async def _resume_site_jobs(self) -> None:
-        """Site: this server's jobs that were waiting or running when it stopped."""
-        for stored in await self.book.store.unfinished():
-            if any(self._is_mine(j) and not j.terminal for j in stored.jobs):
-                export = self.book.adopt(stored)
-                for job in export.jobs:
-                    if self._is_mine(job) and not job.terminal:
-                        await self._queue_mine(export, job)
-
-    async def _queue_mine(self, export: Export, job: Job) -> None:
-        await self.run_io(files.ensure_directory, export, self._roots)
-        if job.status is Status.SYNCING:
-            log.info("export %s device %s: interrupted by a restart, queued again",
-                     export.export_id, job.device_id)
-            await self.book.requeue(job)
-            await self.run_io(files.remove_partial, export, job, self._roots)
-        self._jobs.enqueue(job)
-
-    async def cancel_here(self, export: Export, job: Job) -> None:
-        """Site: a running job of this server removed on another one: stop it, delete."""
-        self._jobs.forget(job)
-        await self._jobs.cancel(job)
-        await self.run_io(files.remove_export_files, export, self._roots)
-
-    async def finish_here(self, job: Job) -> None:
-        """Site: a running job of this server stopped on another one: end it, keep it."""
-        await self._jobs.finish(job)
-
-    async def write_copy_of_manifest(self, export: Export) -> None:
-        """Site: the manifest of an export another server finished, beside this server's
-        files of it."""
-        final = export.status
-        if export.finished_us is not None and final in (Status.COMPLETED, Status.FAILED):
-            await self._write_manifest(export, final, export.finished_us)
+        return self.site_role is None or self.site_role.is_mine(job)

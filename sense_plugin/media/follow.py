@@ -16,16 +16,12 @@ parent's stall watchdog sees a live job as alive.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import av
 
-from sense_plugin.errors import NoRecordError
 from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, SourceSegment
 from sense_plugin.media.cutter import AUDIO_TAIL_US, Cutter, RangeComplete
 from sense_plugin.media.sink import HashingSink
@@ -120,12 +116,12 @@ def follow_cut(request: CutRequest, feed: Feed, poll: Callable[[], bool], *,
                should_finish: Callable[[], bool] | None = None) -> CutResult:
     """Cut ``request`` from the segments ``feed`` receives (``poll`` reads the parent's
     messages and is true once cancelled); like :func:`remux.cut`, else."""
-    from sense_plugin.media.remux import OUTPUT_FORMATS, raise_translated
+    from sense_plugin.media.remux import OUTPUT_FORMATS, write_then_rename
 
     muxer, options = OUTPUT_FORMATS[request.fmt]
-    tmp, done = request.out_path + ".part", False
     fragmented = request.fmt == "mp4"
-    try:
+
+    def write(tmp: str) -> tuple[Cutter, HashingSink]:
         with HashingSink(tmp, throttle=throttle, should_stop=poll,
                          hash_while_writing=request.fmt != "mkv",
                          mp4_header_room=fragmented) as sink:
@@ -137,20 +133,6 @@ def follow_cut(request: CutRequest, feed: Feed, poll: Callable[[], bool], *,
             if fragmented:
                 sink.finish_mp4_header()
             sink.close()
-        os.replace(tmp, request.out_path)
-        done = True
-    except NoRecordError:
-        raise
-    except Exception as exc:
-        raise_translated(exc, os.path.basename(request.out_path))
-    finally:
-        if not done:
-            _unlink_quietly(tmp)
-    file_dev, file_ino = sink.identity
-    return dataclasses.replace(cutter.result(sink.size_bytes, sink.sha256),
-                               file_dev=file_dev, file_ino=file_ino)
+        return cutter, sink
 
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    return write_then_rename(request.out_path, write)

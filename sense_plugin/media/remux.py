@@ -71,8 +71,9 @@ def cut(
     fragmented = request.fmt == "mp4" and not request.subtitles
     if request.fmt == "mp4" and not fragmented:
         options = {}
-    stop, tmp, done = should_stop or _never, request.out_path + TEMP_SUFFIX, False
-    try:
+    stop = should_stop or _never
+
+    def write(tmp: str) -> tuple[Cutter, HashingSink]:
         with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
                          hash_while_writing=request.fmt == "ts" or fragmented,
                          mp4_header_room=fragmented) as sink:
@@ -84,10 +85,26 @@ def cut(
             if fragmented:
                 sink.finish_mp4_header()
             sink.close()
-        os.replace(tmp, request.out_path)
+        return cutter, sink
+
+    return write_then_rename(request.out_path, write)
+
+
+def write_then_rename(out_path: str, write: Callable[[str], tuple[Cutter, HashingSink]]
+                      ) -> CutResult:
+    """The result of a cut that ``write`` makes into the temporary file it is given.
+
+    The file (``out_path + ".part"``) is renamed to ``out_path`` once ``write`` returns; on
+    any failure it is deleted and the typed error raised (:func:`raise_translated`). The
+    result names the written file's identity (device, inode).
+    """
+    tmp, done = out_path + TEMP_SUFFIX, False
+    try:
+        cutter, sink = write(tmp)
+        os.replace(tmp, out_path)
         done = True
     except Exception as exc:
-        raise_translated(exc, os.path.basename(request.out_path))
+        raise_translated(exc, os.path.basename(out_path))
     finally:
         if not done:
             _unlink_quietly(tmp)

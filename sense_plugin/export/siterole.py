@@ -1,0 +1,115 @@
+"""The engine's site role: this server's part in the exports of a site of several servers.
+
+On a site the servers share one job store (PostgreSQL) and each device job belongs to one of
+them. A job arrives through its server's queue (:meth:`SiteRole.run_device_job`); what other
+servers ask of it (remove, stop) and the manifests of exports they finish reach it through
+the site's per-second upkeep (``cluster/sitejobs.py``), which calls the methods here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sense_plugin.config import Config
+from sense_plugin.export import files
+from sense_plugin.export.book import Finalizer, JobBook
+from sense_plugin.export.dispatch import JobDispatcher
+from sense_plugin.export.model import Export, Job, Status
+from sense_plugin.export.paths import UNNAMED_FOLDER
+
+log = logging.getLogger(__name__)
+#: How long a stop of a job running on another server waits for it to end.
+STOP_ELSEWHERE_S = 30.0
+#: Runs a blocking function on the engine's I/O executor.
+RunIo = Callable[..., Awaitable[Any]]
+
+
+def localize(roots: tuple[Path, ...], export: Export) -> None:
+    """A site's export read from the store: its directory under this server's roots."""
+    if not PurePosixPath(export.path).is_absolute():
+        export.out_base = str(roots[0] / (export.path or UNNAMED_FOLDER))
+
+
+class SiteRole:
+    """This server's jobs of the site's exports, and stops asked across servers."""
+
+    def __init__(self, config: Config, book: JobBook, jobs: JobDispatcher, run_io: RunIo,
+                 write_manifest: Finalizer) -> None:
+        """``jobs``: the engine's dispatcher; ``write_manifest``: the engine's finalizer."""
+        self.server_id = config.server.server_id
+        self.book = book
+        self._roots = config.server.export_roots
+        self._jobs = jobs
+        self._run_io = run_io
+        self._write_manifest = write_manifest
+
+    def is_mine(self, job: Job) -> bool:
+        """Whether ``job`` runs on this server."""
+        return job.server_id == self.server_id
+
+    async def resume_jobs(self) -> None:
+        """This server's jobs that were waiting or running when it stopped."""
+        for stored in await self.book.store.unfinished():
+            if any(self.is_mine(j) and not j.terminal for j in stored.jobs):
+                export = self.book.adopt(stored)
+                for job in export.jobs:
+                    if self.is_mine(job) and not job.terminal:
+                        await self._queue_mine(export, job)
+
+    async def run_device_job(self, export_id: int, index: int) -> None:
+        """Run this server's device job (from its queue); return once it settled.
+
+        A job found SYNCING was running when this server stopped: it starts again from the
+        beginning, its partial file deleted.
+        """
+        stored = await self.book.store.get(export_id)
+        if stored is None or index >= len(stored.jobs):
+            log.info("export %s device job %d: no longer stored; skipped", export_id, index)
+            return
+        export = self.book.adopt(stored)
+        job = export.jobs[index]
+        if job.terminal or not self.is_mine(job):
+            return
+        if not self._jobs.has(job):  # else resumed at start already: wait for it
+            await self._queue_mine(export, job)
+        await self._jobs.until_settled(job)
+
+    async def _queue_mine(self, export: Export, job: Job) -> None:
+        await self._run_io(files.ensure_directory, export, self._roots)
+        if job.status is Status.SYNCING:
+            log.info("export %s device %s: interrupted by a restart, queued again",
+                     export.export_id, job.device_id)
+            await self.book.requeue(job)
+            await self._run_io(files.remove_partial, export, job, self._roots)
+        self._jobs.enqueue(job)
+
+    async def stop_elsewhere(self, export: Export, job: Job) -> None:
+        """Ask the server running ``job`` to stop it; wait (bounded) until it has ended."""
+        store: Any = self.book.store
+        await store.ask_stop(export.export_id, job.index)
+        for _ in range(int(STOP_ELSEWHERE_S / 0.2)):
+            stored = await self.book.store.get(export.export_id)
+            if stored is None or stored.jobs[job.index].terminal:
+                return
+            await asyncio.sleep(0.2)
+
+    async def cancel_here(self, export: Export, job: Job) -> None:
+        """A running job of this server removed on another one: stop it, delete."""
+        self._jobs.forget(job)
+        await self._jobs.cancel(job)
+        await self._run_io(files.remove_export_files, export, self._roots)
+
+    async def finish_here(self, job: Job) -> None:
+        """A running job of this server stopped on another one: end it, keep it."""
+        await self._jobs.finish(job)
+
+    async def write_copy_of_manifest(self, export: Export) -> None:
+        """The manifest of an export another server finished, beside this server's files
+        of it."""
+        final = export.status
+        if export.finished_us is not None and final in (Status.COMPLETED, Status.FAILED):
+            await self._write_manifest(export, final, export.finished_us)
