@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,18 +28,12 @@ from typing import Any
 import psycopg
 
 from bench.report import machine
+from bench.timing import summary
 from sense_plugin.cluster.queue import defer_probe, make_app
 from tests.clustersite import BASE_SERVER_ID, start_site
 from tests.pgserver import PgServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def summary(values_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(values_ms)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"n": len(ordered), "p50_ms": round(statistics.median(ordered), 2),
-            "p99_ms": round(p99, 2), "max_ms": round(ordered[-1], 2)}
 
 
 async def latencies(url: str, job_ids: list[int], timeout_s: float = 60) -> list[float]:

@@ -25,7 +25,6 @@ import asyncio
 import json
 import random
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from typing import Any
 import psycopg
 
 from bench.report import machine
+from bench.timing import summary
 from sense_plugin.cluster.store import PgJobStore
 from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
 from sense_plugin.export.options import ExportOptions
@@ -48,13 +48,6 @@ OWNERS = [f"operator{n}" for n in range(10)]
 #: (status, weight): a history mostly finished, a few failed, expired and running.
 STATUSES = [(Status.COMPLETED, 80), (Status.FAILED, 6), (Status.EXPIRED, 8),
             (Status.REMOVED, 3), (Status.SYNCING, 2), (Status.PENDING, 1)]
-
-
-def summary(values_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(values_ms)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"n": len(ordered), "p50_ms": round(statistics.median(ordered), 3),
-            "p99_ms": round(p99, 3), "max_ms": round(ordered[-1], 3)}
 
 
 def _files(rng: random.Random, device: str, start_us: int) -> tuple[FileInfo, ...]:
@@ -103,7 +96,7 @@ async def timed(calls: int, call: Callable[[int], Awaitable[Any]]) -> dict[str, 
         started = time.perf_counter()
         await call(n)
         values.append((time.perf_counter() - started) * 1000)
-    return summary(values)
+    return summary(values, digits=3)
 
 
 async def measure(url: str, exports: int, calls: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import machine
+from bench.timing import summary, timed_ms
 from sense_plugin.archive import demo
 from tests.pgserver import PgServer
 from tests.serverproc import ServerProcess
@@ -29,21 +30,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEVICE = 100100
 
 
-def timed(server: ServerProcess, path: str, headers: dict[str, str] | None = None
-          ) -> tuple[float, int]:
-    began = time.perf_counter()
+def fetch(server: ServerProcess, path: str, headers: dict[str, str] | None = None) -> None:
     status, _headers, body = call(server, path, headers=headers)
     assert status in (200, 206), (status, body[:200])
-    return time.perf_counter() - began, len(body)
 
 
-def measure(server: ServerProcess, path: str, rounds: int, probes: int) -> dict[str, float]:
-    whole = [timed(server, path) for _ in range(rounds)]
-    seconds = statistics.median(s for s, _ in whole)
-    first = sorted(timed(server, path, {"Range": "bytes=0-0"})[0] * 1000 for _ in range(probes))
-    return {"mb_per_s": round(whole[0][1] / seconds / 1e6, 1), "whole_s": round(seconds, 3),
-            "first_byte_p50_ms": round(statistics.median(first), 2),
-            "first_byte_p99_ms": round(first[min(len(first) - 1, round(0.99 * len(first)))], 2)}
+def measure(server: ServerProcess, path: str, size_bytes: int, rounds: int, probes: int
+            ) -> dict[str, float]:
+    seconds = statistics.median(timed_ms(lambda: fetch(server, path), rounds)) / 1000
+    first = summary(timed_ms(lambda: fetch(server, path, {"Range": "bytes=0-0"}), probes))
+    return {"mb_per_s": round(size_bytes / seconds / 1e6, 1), "whole_s": round(seconds, 3),
+            "first_byte_p50_ms": first["p50_ms"], "first_byte_p99_ms": first["p99_ms"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, server, extra in (("direct (A)", servers[0], ""),
                                      ("relayed (B from A)", servers[1], f"&serverid={A_ID}"),
                                      ("shared root (C)", servers[2], f"&serverid={A_ID}")):
-            figures[label] = measure(server, base + extra, args.rounds, args.probes)
+            figures[label] = measure(server, base + extra, figures["file_bytes"],
+                                     args.rounds, args.probes)
     finally:
         for server in servers:
             if server.proc is not None and server.proc.poll() is None:

@@ -19,10 +19,10 @@ loopback, each with two cameras of its own (generated archives, 640x360, 25 fps,
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import shutil
-import statistics
 import tempfile
 import threading
 import time
@@ -34,6 +34,7 @@ import psycopg
 from lxml import etree
 
 from bench.report import machine
+from bench.timing import elapsed_ms, summary, timed_ms
 from sense_plugin.archive import demo
 from sense_plugin.timestamps import format_timestamp, now_us
 from tests.clustersite import SECRET
@@ -45,13 +46,6 @@ BASE_ID = 2001
 SPAN_S = 60
 EXPORT_S = 20
 HISTORY = 10_000
-
-
-def summary(values_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(values_ms)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"n": len(ordered), "p50_ms": round(statistics.median(ordered), 2),
-            "p99_ms": round(p99, 2), "max_ms": round(ordered[-1], 2)}
 
 
 class Client:
@@ -142,9 +136,7 @@ def poll_status(server: ServerProcess, ids: list[str], stop: threading.Event,
     client = Client(server)
     while not stop.is_set():
         for export_id in list(ids):
-            began = time.perf_counter()
-            client.status(export_id)
-            out.append((time.perf_counter() - began) * 1000)
+            out.append(elapsed_ms(functools.partial(client.status, export_id)))
         time.sleep(0.001)
 
 
@@ -190,12 +182,7 @@ def fill_history(url: str, template_id: int) -> None:
 
 
 def timed(client: Client, query: dict[str, Any], count: int) -> dict[str, float]:
-    values = []
-    for _ in range(count):
-        began = time.perf_counter()
-        client.command(query)
-        values.append((time.perf_counter() - began) * 1000)
-    return summary(values)
+    return summary(timed_ms(lambda: client.command(query), count))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 The tests run as root and PostgreSQL refuses to, so the server runs as the unprivileged
 ``postgres`` user of Debian's package (or ``nobody``). It listens on a free loopback port;
 ``stop``/``start``/``kill`` let tests restart it mid-export. Use the ``pg_server`` fixture
-(import it into the test module); it skips with a one-line hint when PostgreSQL is missing.
+(a server per test) or ``pg_module_server`` (one per module; ``create_database`` gives each test
+a fresh database on it), imported into the test module, or ``running_pg()`` where a fixture
+cannot be used; all skip with a one-line hint when PostgreSQL is missing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,7 +64,11 @@ class PgServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://sense:sense@127.0.0.1:{self.port}/sense"
+        """The ``sense`` database's URL (TCP, password)."""
+        return self.database_url("sense")
+
+    def database_url(self, name: str) -> str:
+        return f"postgresql://sense:sense@127.0.0.1:{self.port}/{name}"
 
     def _cmd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         def demote() -> None:
@@ -84,10 +91,15 @@ class PgServer:
                   "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
                   "--no-sync")
         self.start()
+        self.create_database("sense")
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database ``name`` on the running server; its URL."""
         psql = find_bin("psql")
         assert psql is not None, HINT
         self._cmd(psql, "-h", str(self.sockets), "-p", str(self.port), "-U", "sense",
-                  "-d", "postgres", "-c", "CREATE DATABASE sense")
+                  "-d", "postgres", "-c", f"CREATE DATABASE {name}")
+        return self.database_url(name)
 
     def start(self) -> None:
         assert self.pg_ctl is not None
@@ -115,9 +127,9 @@ class PgServer:
                 time.sleep(0.05)
 
 
-@pytest.fixture
-def pg_server() -> Iterator[PgServer]:
-    """A fresh PostgreSQL server for one test; stopped and deleted afterwards.
+@contextmanager
+def running_pg() -> Iterator[PgServer]:
+    """A new PostgreSQL server, running until the block ends; then stopped and deleted.
 
     Its directory is outside pytest's (which is private to root), so the server's user can
     reach it.
@@ -125,10 +137,24 @@ def pg_server() -> Iterator[PgServer]:
     root = Path(tempfile.mkdtemp(prefix="sense-pg-"))
     try:
         server = PgServer(root)
-        server.create()
         try:
+            server.create()
             yield server
         finally:
             server.stop("immediate")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_server() -> Iterator[PgServer]:
+    """A fresh PostgreSQL server for one test."""
+    with running_pg() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pg_module_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for a test module (``create_database`` for a test's own)."""
+    with running_pg() as server:
+        yield server

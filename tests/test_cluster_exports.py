@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +25,8 @@ from lxml import etree
 
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body
-from tests.clustersite import SECRET
-from tests.pgserver import PgServer
+from tests.clustersite import start_server, stop_site
+from tests.pgserver import PgServer, running_pg
 from tests.serverproc import ServerProcess
 
 A_ID, B_ID, C_ID, D_ID = 1001, 1002, 1003, 1004
@@ -88,47 +86,27 @@ def create(server: ServerProcess, *devices: tuple[int, int, int], **fields: Any)
     return export_id
 
 
-def server_toml(server: ServerProcess, root: Path, server_id: int, database_url: str,
-                devices: dict[int, Path]) -> str:
-    lines = ["[server]", f'serverid = "{server_id}"', f'name = "Recorder {server_id}"',
-             f'data_dir = "{root / f"data-{server_id}"}"', "[archive]", "demo = false",
-             "[cluster]", f'database_url = "{database_url}"', f'node_url = "{server.url}"',
-             f'site_secret = "{SECRET}"', "heartbeat_s = 0.5", "node_timeout_s = 30.0"]
-    for device_id, archive in devices.items():
-        lines += ["[[devices]]", f'deviceid = "{device_id}"', f'name = "Cam{device_id}"',
-                  f'archive_dir = "{archive}"']
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture(scope="module")
 def site(api_archive: dict[str, Any], big_archive: tuple[Path, int],
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
     pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")
-    pg_root = Path(tempfile.mkdtemp(prefix="sense-pg-"))
-    pg = PgServer(pg_root)
-    pg.create()
     root = tmp_path_factory.mktemp("export-site")
     empty = root / "no-archive"
     empty.mkdir()
-    devices = {A_ID: {STEADY_ID: api_archive["dirs"]["Steady"]}, B_ID: {BIG_ID: big_archive[0]},
-               C_ID: {C_ID * 100: empty}, D_ID: {D_ID * 100: big_archive[0]}}
+    devices: dict[int, dict[int, Path | None]] = {
+        A_ID: {STEADY_ID: api_archive["dirs"]["Steady"]}, B_ID: {BIG_ID: big_archive[0]},
+        C_ID: {C_ID * 100: empty}, D_ID: {D_ID * 100: big_archive[0]}}
     servers: dict[int, ServerProcess] = {}
-    try:
-        for server_id, own in devices.items():
-            config = root / f"server-{server_id}.toml"
-            server = ServerProcess(config, root / f"server-{server_id}.log")
-            config.write_text(server_toml(server, root, server_id, pg.url, own))
-            server.start()
-            servers[server_id] = server
-        roots = {i: root / f"data-{i}" / "exports" for i in servers}
-        yield Site(servers, roots, api_archive["start_us"], big_archive[1], pg)
-    finally:
-        for server in servers.values():
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop()
-        pg.stop("immediate")
-        shutil.rmtree(pg_root, ignore_errors=True)
+    with running_pg() as pg:
+        try:
+            for server_id, own in devices.items():
+                servers[server_id] = start_server(root, server_id, pg.url, devices=own,
+                                                  node_timeout_s=30.0)
+            roots = {i: root / f"data-{i}" / "exports" for i in servers}
+            yield Site(servers, roots, api_archive["start_us"], big_archive[1], pg)
+        finally:
+            stop_site(servers.values())
 
 
 def decoded_frames(path: Path) -> int:

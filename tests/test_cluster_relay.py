@@ -14,11 +14,9 @@ import contextlib
 import hashlib
 import http.client
 import os
-import shutil
 import signal
 import socket
 import struct
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,8 +33,8 @@ from sense_plugin.export.model import Export, FileInfo, Job, Status
 from sense_plugin.passwords import hash_password
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body
-from tests.clustersite import SECRET
-from tests.pgserver import PgServer
+from tests.clustersite import SECRET, start_server, stop_site
+from tests.pgserver import running_pg
 from tests.serverproc import ServerProcess
 
 A_ID, B_ID, C_ID = 1001, 1002, 1003
@@ -91,34 +89,23 @@ def error_of(answer: Answer) -> tuple[str, str]:
     return root.get("errorcode") or "", root.findtext("description") or ""
 
 
-def server_toml(server: ServerProcess, root: Path, server_id: int, database_url: str,
-                exports: Path, devices: dict[int, Path | None], *, shared: bool) -> str:
-    lines = ["[server]", f'serverid = "{server_id}"', f'name = "Recorder {server_id}"',
-             f'data_dir = "{root / f"data-{server_id}"}"', f'export_roots = ["{exports}"]',
-             "[archive]", "demo = false", "[export]", "download_write_timeout_s = 120",
-             "[auth]", "enabled = true"]
+def auth_tables() -> list[str]:
+    """``[export]`` and ``[auth]`` of every server: the same users, a long write timeout."""
+    lines = ["[export]", "download_write_timeout_s = 120", "[auth]", "enabled = true"]
     for user, (password, permissions) in USERS.items():
         lines += ["[[auth.users]]", f'name = "{user}"',
                   f'password_hash = "{hash_password(password, (2**10, 8, 1))}"',
                   f"permissions = {permissions}"]
-    lines += ["[cluster]", f'database_url = "{database_url}"', f'node_url = "{server.url}"',
-              f'site_secret = "{SECRET}"', "heartbeat_s = 0.5", "node_timeout_s = 2.0",
-              f"shared_export_root = {str(shared).lower()}"]
-    for device_id, archive in devices.items():
-        lines += ["[[devices]]", f'deviceid = "{device_id}"', f'name = "Cam{device_id}"']
-        if archive is not None:
-            lines.append(f'archive_dir = "{archive}"')
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def start(root: Path, server_id: int, database_url: str, exports: Path,
           devices: dict[int, Path | None], *, shared: bool = False) -> ServerProcess:
-    config = root / f"server-{server_id}.toml"
-    server = ServerProcess(config, root / f"server-{server_id}.log")
-    config.write_text(server_toml(server, root, server_id, database_url, exports, devices,
-                                  shared=shared))
-    server.start()
-    return server
+    """A started server of the relay site exporting to ``exports`` (``shared`` with others)."""
+    return start_server(root, server_id, database_url, node_timeout_s=2.0, devices=devices,
+                        server_keys=[f'export_roots = ["{exports}"]'],
+                        cluster_keys=[f"shared_export_root = {str(shared).lower()}"],
+                        tables=auth_tables())
 
 
 def make_export(a: ServerProcess, *devices: tuple[int, int, int]) -> str:
@@ -141,32 +128,26 @@ def site(api_archive: dict[str, Any], big_archive: tuple[Path, int],
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
     pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")
-    pg_root = Path(tempfile.mkdtemp(prefix="sense-pg-"))
-    pg = PgServer(pg_root)
-    pg.create()
     root = tmp_path_factory.mktemp("relay-site")
     shared, own = root / "shared-exports", root / "b-exports"
     servers: list[ServerProcess] = []
-    try:
-        devices = {STEADY_ID: api_archive["dirs"]["Steady"], BIG_ID: big_archive[0]}
-        servers.append(start(root, A_ID, pg.url, shared, devices))
-        servers.append(start(root, B_ID, pg.url, own, {B_ID * 100: None}))
-        servers.append(start(root, C_ID, pg.url, shared, {C_ID * 100: None}, shared=True))
-        steady_us, big_us = api_archive["start_us"], big_archive[1]
-        export_id = make_export(servers[0], (STEADY_ID, steady_us + 2_000_000,
-                                             steady_us + 12_000_000),
-                                (BIG_ID, big_us, big_us + 11_000_000))
-        directory = shared / "unnamed" / export_id
-        files = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.read_bytes())
-                 for p in directory.glob("*.mp4")}
-        assert len(files) == 2, list(directory.iterdir())
-        yield Site(*servers, export_id, files, (directory / "manifest.xml").read_bytes())
-    finally:
-        for server in servers:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop()
-        pg.stop("immediate")
-        shutil.rmtree(pg_root, ignore_errors=True)
+    with running_pg() as pg:
+        try:
+            devices = {STEADY_ID: api_archive["dirs"]["Steady"], BIG_ID: big_archive[0]}
+            servers.append(start(root, A_ID, pg.url, shared, devices))
+            servers.append(start(root, B_ID, pg.url, own, {B_ID * 100: None}))
+            servers.append(start(root, C_ID, pg.url, shared, {C_ID * 100: None}, shared=True))
+            steady_us, big_us = api_archive["start_us"], big_archive[1]
+            export_id = make_export(servers[0], (STEADY_ID, steady_us + 2_000_000,
+                                                 steady_us + 12_000_000),
+                                    (BIG_ID, big_us, big_us + 11_000_000))
+            directory = shared / "unnamed" / export_id
+            files = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.read_bytes())
+                     for p in directory.glob("*.mp4")}
+            assert len(files) == 2, list(directory.iterdir())
+            yield Site(*servers, export_id, files, (directory / "manifest.xml").read_bytes())
+        finally:
+            stop_site(servers)
 
 
 VALIDATORS = ("Content-Type", "Content-Disposition", "ETag", "Accept-Ranges", "Content-Length",

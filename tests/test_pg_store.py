@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
+from tests.pgserver import PgServer, pg_module_server, pg_server  # noqa: F401  (fixtures)
 from tests.store_contract import *  # noqa: F403  (the contract's tests run here)
 from tests.store_contract import T0, insert, make_export
 
@@ -38,28 +35,10 @@ _names = itertools.count(1)
 ANSWER_WITHIN_S = STORE_TIMEOUT_S + 3
 
 
-@pytest.fixture(scope="module")
-def pg_module() -> Iterator[PgServer]:
-    """One PostgreSQL server for the module's contract tests (each gets its own database)."""
-    root = Path(tempfile.mkdtemp(prefix="sense-pg-"))
-    try:
-        server = PgServer(root)
-        server.create()
-        try:
-            yield server
-        finally:
-            server.stop("immediate")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture
-def database_url(pg_module: PgServer) -> str:
+def database_url(pg_module_server: PgServer) -> str:  # noqa: F811
     """A new, empty database on the module's server."""
-    name = f"store_{next(_names)}"
-    with psycopg.connect(pg_module.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg_module.url.rsplit("/", 1)[0] + f"/{name}"
+    return pg_module_server.create_database(f"store_{next(_names)}")
 
 
 @pytest.fixture
