@@ -101,8 +101,9 @@ def site(api_archive: dict[str, Any], big_archive: tuple[Path, int],
     with running_pg() as pg:
         try:
             for server_id, own in devices.items():
-                servers[server_id] = start_server(root, server_id, pg.url, devices=own,
-                                                  node_timeout_s=30.0)
+                servers[server_id] = start_server(
+                    root, server_id, pg.url, devices=own, node_timeout_s=30.0,
+                    tables=["[export]", "retention_sweep_s = 0.5"])
             roots = {i: root / f"data-{i}" / "exports" for i in servers}
             yield Site(servers, roots, api_archive["start_us"], big_archive[1], pg)
         finally:
@@ -267,3 +268,62 @@ def test_jobs_of_a_server_away_past_node_timeout_fail_with_1008(site: Site) -> N
     device = export.find("devices/device")
     assert device is not None and device.findtext("errorcode") == "-1008"
     assert f"server {D_ID}" in (device.findtext("description") or "")
+
+
+def held_files(site: Site, export_id: str) -> dict[int, list[str]]:
+    """What each server has in the export's directory."""
+    return {i: sorted(p.name for p in (root / "unnamed" / export_id).glob("*"))
+            for i, root in site.roots.items()}
+
+
+def holdings(site: Site, export_id: str) -> list[int]:
+    import psycopg
+
+    with psycopg.connect(site.pg.url, autocommit=True) as conn:
+        rows = conn.execute("SELECT serverid FROM sense_holdings WHERE export_id = %s "
+                            "ORDER BY 1", (int(export_id),)).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def finished_on_a_and_b(site: Site) -> str:
+    """A two-device export made on C, COMPLETED, with files and manifests on A and B."""
+    c = site.servers[C_ID]
+    export_id = create(c, (STEADY_ID, site.steady_us + 2_000_000, site.steady_us + 5_000_000),
+                       (BIG_ID, site.big_us, site.big_us + 3_000_000))
+    assert wait(c, export_id, ("COMPLETED", "FAILED")).findtext("status") == "COMPLETED"
+    deadline = time.monotonic() + 10
+    while not all("manifest.xml" in held_files(site, export_id)[i] for i in (A_ID, B_ID)):
+        assert time.monotonic() < deadline, held_files(site, export_id)
+        time.sleep(0.1)
+    return export_id
+
+
+def until_no_server_holds(site: Site, export_id: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(held_files(site, export_id).values()) or holdings(site, export_id):
+        assert time.monotonic() < deadline, (held_files(site, export_id),
+                                             holdings(site, export_id))
+        time.sleep(0.2)
+
+
+def test_a_finished_export_removed_on_one_server_is_deleted_on_every_server(
+        site: Site) -> None:
+    export_id = finished_on_a_and_b(site)
+    held = held_files(site, export_id)
+    assert len(held[A_ID]) >= 3 and len(held[B_ID]) >= 3  # a file, manifest.xml, .sig
+    assert set(holdings(site, export_id)) >= {A_ID, B_ID, C_ID}  # C took it
+    assert act(site.servers[A_ID], "remove", export_id).get("errorcode") == "0"
+    until_no_server_holds(site, export_id)  # B's file and manifest too, not only A's
+    for server_id in (A_ID, B_ID, C_ID):
+        assert status_of(site.servers[server_id], export_id).findtext("status") == "REMOVED"
+
+
+def test_an_export_expired_by_one_server_is_deleted_on_every_server(site: Site) -> None:
+    import psycopg
+
+    export_id = finished_on_a_and_b(site)
+    with psycopg.connect(site.pg.url, autocommit=True) as conn:  # its retention is over
+        conn.execute("UPDATE sense_exports SET expires_us = 1 WHERE export_id = %s",
+                     (int(export_id),))
+    until_no_server_holds(site, export_id)  # whichever server's sweep expired it
+    assert wait(site.servers[C_ID], export_id, ("EXPIRED",)).findtext("status") == "EXPIRED"

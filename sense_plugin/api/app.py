@@ -106,8 +106,7 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     site_store = app.get(SITE_STORE)  # a site of several servers: the shared job store
-    engine = ExportEngine(app[CONFIG], app[ARCHIVE], app[EXECUTOR], site_store,
-                          site=site_store is not None)
+    engine = ExportEngine(app[CONFIG], app[ARCHIVE], app[EXECUTOR], site_store)
     app[ENGINE] = engine
     await engine.start()
     yield

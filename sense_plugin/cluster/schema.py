@@ -6,6 +6,7 @@ database whose version is above the newest this code knows is refused, never tou
 Migration 2 is procrastinate's own schema (``procrastinate.schema.SchemaManager``), so the
 queue's tables live in the same database and are versioned with ours. Migration 3 is the
 export job store (``cluster.store.PgJobStore``): exports, their device jobs, one id sequence.
+Migration 4 adds what servers ask of each other's jobs, 5 which servers hold files of an export.
 """
 
 from __future__ import annotations
@@ -112,6 +113,16 @@ ALTER TABLE sense_exports ADD COLUMN finisher numeric(20);
 ALTER TABLE sense_jobs ADD COLUMN stop_asked boolean NOT NULL DEFAULT false;
 """
 
+#: Which servers hold files (or a manifest) of which export: each deletes its own when the
+#: export is removed or expires on any server. No foreign key: a holding outlives a purge.
+HOLDINGS_SQL = """
+CREATE TABLE sense_holdings (
+    export_id  bigint NOT NULL,
+    serverid   numeric(20) NOT NULL,
+    PRIMARY KEY (serverid, export_id)
+);
+"""
+
 MIGRATIONS = (
     Migration(1, "nodes, their devices, queue probes", lambda: NODES_SQL),
     Migration(2, f"procrastinate {procrastinate.__version__} schema", SchemaManager.get_schema),
@@ -119,6 +130,8 @@ MIGRATIONS = (
               lambda: STORE_SQL),
     Migration(4, "site jobs: the server that finished an export, stops asked of a job",
               lambda: SITE_JOBS_SQL),
+    Migration(5, "holdings: the servers with files of an export, which delete them",
+              lambda: HOLDINGS_SQL),
 )
 LATEST = MIGRATIONS[-1].version
 

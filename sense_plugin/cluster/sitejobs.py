@@ -5,6 +5,7 @@
   job and deletes its file here, a stop ends it keeping the file;
 - once an export it ran jobs of is finished by another server, writes the manifest beside
   its own files (the finisher wrote one beside its files);
+- deletes its files of exports removed or expired on any server (its holdings);
 - writes again what the store refused while the database was away;
 - fails (-1008) the jobs of servers not seen for ``node_timeout_s``, finishing their exports;
 - refreshes the status tallies of ``/metrics`` from the store.
@@ -66,6 +67,7 @@ class SiteJobs:
             task.add_done_callback(self._acting.discard)
         self._asked &= {j.key for j in running}
         await self._copy_manifests()
+        await self.role.let_go()
         exports, jobs = await self.store.count_by_status()
         self.book.export_counts.clear()
         self.book.export_counts.update(exports)

@@ -6,6 +6,11 @@ an accepted export always has its jobs queued and a refused one has none. A serv
 job writes its progress figures every second (:meth:`save_progress`: figures only, never
 the status another server may have changed), and reads what others asked of its running
 jobs: REMOVED (``action=remove`` on any server) or a stop (``action=stop``).
+
+Each server that writes into an export's directory (the one that took it, those running its
+jobs, the one that finished it) records a holding (``sense_holdings``). An export removed or
+expired on any server is one each holder lets go of: it deletes its own files of it
+(:meth:`released`, then :meth:`let_go`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ FROM sense_nodes n
 WHERE j.server_id = n.serverid AND j.status IN ('PENDING', 'SYNCING')
   AND now() - n.last_seen > make_interval(secs => %(timeout_s)s)
 RETURNING j.export_id"""
+HOLD = """
+INSERT INTO sense_holdings (serverid, export_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"""
+#: This server's holdings of exports no longer in the store (purged while it was away).
+VANISHED = """
+SELECT h.export_id FROM sense_holdings h WHERE h.serverid = %s
+  AND NOT EXISTS (SELECT 1 FROM sense_exports e WHERE e.export_id = h.export_id)"""
 
 
 class SiteJobStore(PgJobStore):
@@ -55,6 +66,31 @@ class SiteJobStore(PgJobStore):
                 .make_new_job(export_id=export.export_id, index=job.index)
                 for job in export.jobs]
         await self.queue.job_manager.batch_defer_jobs_async(jobs, connection=conn)
+        await conn.execute(HOLD, (self.server_id, export.export_id))  # its directory is here
+
+    async def hold(self, export_id: int) -> None:
+        """This server is about to write into the export's directory (job files, manifest)."""
+        async with self._connection("record a holding") as conn:
+            await conn.execute(HOLD, (self.server_id, export_id))
+
+    async def released(self) -> tuple[list[Export], list[int]]:
+        """This server's holdings to let go of: (the exports now REMOVED or EXPIRED, the ids
+        of those no longer stored at all)."""
+        exports = await self._select(
+            "read the removed and expired exports held here",
+            "status IN ('REMOVED', 'EXPIRED') AND export_id IN (SELECT export_id FROM "
+            "sense_holdings WHERE serverid = %(me)s)", {"me": self.server_id})
+        async with self._connection("read the holdings of purged exports") as conn:
+            rows = await (await conn.execute(VANISHED, (self.server_id,))).fetchall()
+        return exports, [int(row[0]) for row in rows]
+
+    async def let_go(self, export_ids: Sequence[int]) -> None:
+        """This server's files of these exports are deleted: their holdings end."""
+        if not export_ids:
+            return
+        async with self._connection("end holdings") as conn:
+            await conn.execute("DELETE FROM sense_holdings WHERE serverid = %s "
+                               "AND export_id = ANY(%s)", (self.server_id, list(export_ids)))
 
     async def save_progress(self, jobs: Sequence[Job]) -> None:
         """The figures of this server's running jobs (not their status)."""

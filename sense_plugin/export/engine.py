@@ -34,7 +34,7 @@ from sense_plugin.export.model import Export, ExportRequest, Job, Status
 from sense_plugin.export.paths import resolve_export_dir
 from sense_plugin.export.retention import ExportRetention
 from sense_plugin.export.siterole import SiteRole, localize
-from sense_plugin.export.storage import ExportQuery, JobStore
+from sense_plugin.export.storage import ExportQuery, SiteStore
 from sense_plugin.timestamps import format_timestamp, now_us
 
 log = logging.getLogger(__name__)
@@ -45,23 +45,25 @@ class ExportEngine:
     """Owns every export: create, remove, stop, retry, query; runs device jobs on workers."""
 
     def __init__(self, config: Config, archive: Archive, executor: Executor,
-                 store: JobStore | None = None, *, site: bool = False) -> None:
-        """``store``: the job store (default: SQLite in the data directory). ``site``: one
-        server of a site sharing ``store``, whose jobs arrive through the site's queue
+                 site_store: SiteStore | None = None) -> None:
+        """The job store is SQLite in the data directory; with ``site_store``, this is one
+        server of a site sharing that store, whose jobs arrive through the site's queue
         (:meth:`~sense_plugin.export.siterole.SiteRole.run_device_job` of :attr:`site_role`)
         instead of the local one."""
         self._config = config
         self._io = executor
         self._roots = config.server.export_roots
         hours = config.export.export_retention_hours
-        self.book = JobBook(store or LocalJobStore(config), self._write_manifest,
+        site = site_store is not None
+        self.book = JobBook(site_store or LocalJobStore(config), self._write_manifest,
                             int(hours * 3600 * 1_000_000),
                             site_server=config.server.server_id if site else None,
                             localize=partial(localize, self._roots) if site else None)
         self._jobs = JobDispatcher(config, archive, self.book, executor)
         #: On a site: this server's part in the site's exports; ``None`` on a single server.
-        self.site_role = SiteRole(config, self.book, self._jobs, self.run_io,
-                                  self._write_manifest) if site else None
+        self.site_role = None if site_store is None else SiteRole(
+            config, self.book, site_store, self._jobs, self.run_io, self._write_manifest,
+            self.stop_downloads)
         self._retention = ExportRetention(self.book, self, config.export.retention_sweep_s,
                                           config.export.history_days)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
@@ -280,7 +282,7 @@ class ExportEngine:
         try:
             # on a site, a server that ran none of the export's jobs finishes it too
             if self.site_role is not None:
-                await self.run_io(files.ensure_directory, export, self._roots)
+                await self.site_role.hold_directory(export)
             await self.run_io(write_manifest, export, final, finished_us, self._roots,
                               self.signer)
         except (OSError, SenseError) as exc:

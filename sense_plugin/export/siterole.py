@@ -4,6 +4,10 @@ On a site the servers share one job store (PostgreSQL) and each device job belon
 them. A job arrives through its server's queue (:meth:`SiteRole.run_device_job`); what other
 servers ask of it (remove, stop) and the manifests of exports they finish reach it through
 the site's per-second upkeep (``cluster/sitejobs.py``), which calls the methods here.
+
+A server records a holding before it writes into an export's directory; once the export is
+removed or expires on any server, each holder deletes its own files of it
+(:meth:`SiteRole.let_go`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from sense_plugin.config import Config
 from sense_plugin.export import files
@@ -20,12 +23,13 @@ from sense_plugin.export.book import Finalizer, JobBook
 from sense_plugin.export.dispatch import JobDispatcher
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.paths import UNNAMED_FOLDER
+from sense_plugin.export.storage import SiteStore
 
 log = logging.getLogger(__name__)
 #: How long a stop of a job running on another server waits for it to end.
 STOP_ELSEWHERE_S = 30.0
 #: Runs a blocking function on the engine's I/O executor.
-RunIo = Callable[..., Awaitable[Any]]
+RunIo = Callable[..., Awaitable[object]]
 
 
 def localize(roots: tuple[Path, ...], export: Export) -> None:
@@ -37,11 +41,14 @@ def localize(roots: tuple[Path, ...], export: Export) -> None:
 class SiteRole:
     """This server's jobs of the site's exports, and stops asked across servers."""
 
-    def __init__(self, config: Config, book: JobBook, jobs: JobDispatcher, run_io: RunIo,
-                 write_manifest: Finalizer) -> None:
+    def __init__(self, config: Config, book: JobBook, store: SiteStore, jobs: JobDispatcher,
+                 run_io: RunIo, write_manifest: Finalizer,
+                 stop_downloads: Callable[[int], None]) -> None:
         """``jobs``: the engine's dispatcher; ``write_manifest``: the engine's finalizer."""
         self.server_id = config.server.server_id
         self.book = book
+        self.store = store
+        self._stop_downloads = stop_downloads
         self._roots = config.server.export_roots
         self._jobs = jobs
         self._run_io = run_io
@@ -78,8 +85,38 @@ class SiteRole:
             await self._queue_mine(export, job)
         await self._jobs.until_settled(job)
 
-    async def _queue_mine(self, export: Export, job: Job) -> None:
+    async def hold_directory(self, export: Export) -> None:
+        """The export's directory here, about to be written into, recorded as held."""
+        await self.store.hold(export.export_id)
         await self._run_io(files.ensure_directory, export, self._roots)
+
+    async def let_go(self) -> list[int]:
+        """Delete this server's files of exports removed or expired on any server; the ids.
+
+        An export this server still runs a job of waits for the next call (its cut is being
+        cancelled). One purged from the store while this server was away is only let go:
+        which files it had is no longer known, so they stay (logged).
+        """
+        released, vanished = await self.store.released()
+        busy = {e.export_id for e in self.book.active()}
+        done = []
+        for export in released:
+            if export.export_id in busy or any(self._jobs.has(j) for j in export.jobs):
+                continue
+            localize(self._roots, export)
+            self._stop_downloads(export.export_id)
+            await self._run_io(files.remove_export_files, export, self._roots)
+            log.info("export %s is %s on the site: its files here are deleted",
+                     export.export_id, export.status)
+            done.append(export.export_id)
+        for export_id in vanished:
+            log.warning("export %s was purged from the site's job store before this server "
+                        "deleted its files of it; they stay in its export root", export_id)
+        await self.store.let_go([*done, *vanished])
+        return done
+
+    async def _queue_mine(self, export: Export, job: Job) -> None:
+        await self.hold_directory(export)
         if job.status is Status.SYNCING:
             log.info("export %s device %s: interrupted by a restart, queued again",
                      export.export_id, job.device_id)
@@ -89,8 +126,7 @@ class SiteRole:
 
     async def stop_elsewhere(self, export: Export, job: Job) -> None:
         """Ask the server running ``job`` to stop it; wait (bounded) until it has ended."""
-        store: Any = self.book.store
-        await store.ask_stop(export.export_id, job.index)
+        await self.store.ask_stop(export.export_id, job.index)
         for _ in range(int(STOP_ELSEWHERE_S / 0.2)):
             stored = await self.book.store.get(export.export_id)
             if stored is None or stored.jobs[job.index].terminal:

@@ -90,3 +90,21 @@ class JobStore(Protocol):
 
     async def directories(self) -> dict[str, int]:
         """Every export's directory (``Export.directory`` as text) → its id."""
+
+
+class SiteStore(JobStore, Protocol):
+    """The job store a site's servers share (``cluster.sitestore``): what they ask of each
+    other's jobs, and which of them hold files of which export."""
+
+    async def ask_stop(self, export_id: int, index: int) -> None:
+        """Ask the server running this job to end it now, keeping its file."""
+
+    async def hold(self, export_id: int) -> None:
+        """This server is about to write into the export's directory."""
+
+    async def released(self) -> tuple[list[Export], list[int]]:
+        """This server's holdings of exports REMOVED or EXPIRED, and of ids no longer
+        stored: their files here are to be deleted."""
+
+    async def let_go(self, export_ids: Sequence[int]) -> None:
+        """This server's files of these exports are deleted."""
