@@ -327,3 +327,25 @@ def test_an_export_expired_by_one_server_is_deleted_on_every_server(site: Site) 
                      (int(export_id),))
     until_no_server_holds(site, export_id)  # whichever server's sweep expired it
     assert wait(site.servers[C_ID], export_id, ("EXPIRED",)).findtext("status") == "EXPIRED"
+
+
+def test_keepalive_counts_the_requests_of_every_server(site: Site) -> None:
+    """Polled only on A, an export taken by C and run by B is kept; forgotten, it stops."""
+    a = site.servers[A_ID]
+    export_id = create(site.servers[C_ID], (BIG_ID, site.big_us, site.big_us + 12_000_000),
+                       bandwidth=3000, keepalive=5)
+    running_on_b(site, export_id)
+    polled_until = time.monotonic() + 10  # twice the keepalive, asked only on A
+    while time.monotonic() < polled_until:
+        export = status_of(a, export_id)
+        assert export.findtext("status") == "SYNCING", etree.tostring(export)
+        time.sleep(0.3)
+    time.sleep(9)  # nobody asks: B or C stops it about 5 s after A's last request
+    export = status_of(a, export_id)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export)
+    device = export.find("devices/device")
+    assert device is not None and device.findtext("stopped") == "true"
+    name, sha = file_of(device)
+    on_disk = site.roots[B_ID] / "unnamed" / export_id / name
+    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    assert 0 < decoded_frames(on_disk) < 12 * 25

@@ -6,7 +6,8 @@ database whose version is above the newest this code knows is refused, never tou
 Migration 2 is procrastinate's own schema (``procrastinate.schema.SchemaManager``), so the
 queue's tables live in the same database and are versioned with ours. Migration 3 is the
 export job store (``cluster.store.PgJobStore``): exports, their device jobs, one id sequence.
-Migration 4 adds what servers ask of each other's jobs, 5 which servers hold files of an export.
+Migration 4 adds what servers ask of each other's jobs, 5 which servers hold files of an
+export and when any server last saw a request for it (keepalive).
 """
 
 from __future__ import annotations
@@ -115,12 +116,14 @@ ALTER TABLE sense_jobs ADD COLUMN stop_asked boolean NOT NULL DEFAULT false;
 
 #: Which servers hold files (or a manifest) of which export: each deletes its own when the
 #: export is removed or expires on any server. No foreign key: a holding outlives a purge.
+#: ``seen_us``: the newest status request or download of an export on any server (keepalive).
 HOLDINGS_SQL = """
 CREATE TABLE sense_holdings (
     export_id  bigint NOT NULL,
     serverid   numeric(20) NOT NULL,
     PRIMARY KEY (serverid, export_id)
 );
+ALTER TABLE sense_exports ADD COLUMN seen_us bigint;
 """
 
 MIGRATIONS = (
@@ -130,7 +133,7 @@ MIGRATIONS = (
               lambda: STORE_SQL),
     Migration(4, "site jobs: the server that finished an export, stops asked of a job",
               lambda: SITE_JOBS_SQL),
-    Migration(5, "holdings: the servers with files of an export, which delete them",
+    Migration(5, "holdings: the servers with files of an export; keepalive across servers",
               lambda: HOLDINGS_SQL),
 )
 LATEST = MIGRATIONS[-1].version

@@ -6,6 +6,7 @@
 - once an export it ran jobs of is finished by another server, writes the manifest beside
   its own files (the finisher wrote one beside its files);
 - deletes its files of exports removed or expired on any server (its holdings);
+- shares the status requests and downloads it saw (keepalive counts those of every server);
 - writes again what the store refused while the database was away;
 - fails (-1008) the jobs of servers not seen for ``node_timeout_s``, finishing their exports;
 - refreshes the status tallies of ``/metrics`` from the store.
@@ -68,6 +69,7 @@ class SiteJobs:
         self._asked &= {j.key for j in running}
         await self._copy_manifests()
         await self.role.let_go()
+        await self.role.share_keepalive()
         exports, jobs = await self.store.count_by_status()
         self.book.export_counts.clear()
         self.book.export_counts.update(exports)

@@ -10,12 +10,13 @@ jobs: REMOVED (``action=remove`` on any server) or a stop (``action=stop``).
 Each server that writes into an export's directory (the one that took it, those running its
 jobs, the one that finished it) records a holding (``sense_holdings``). An export removed or
 expired on any server is one each holder lets go of: it deletes its own files of it
-(:meth:`released`, then :meth:`let_go`).
+(:meth:`released`, then :meth:`let_go`). Keepalive counts the requests of every server
+(:meth:`seen`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import procrastinate
@@ -50,6 +51,13 @@ INSERT INTO sense_holdings (serverid, export_id) VALUES (%s, %s) ON CONFLICT DO 
 VANISHED = """
 SELECT h.export_id FROM sense_holdings h WHERE h.serverid = %s
   AND NOT EXISTS (SELECT 1 FROM sense_exports e WHERE e.export_id = h.export_id)"""
+SHARE_SEEN = """
+UPDATE sense_exports e SET seen_us = GREATEST(coalesce(e.seen_us, 0), t.seen_us)
+FROM unnest(%s::bigint[], %s::bigint[]) AS t(export_id, seen_us)
+WHERE e.export_id = t.export_id"""
+READ_SEEN = """
+SELECT export_id, seen_us FROM sense_exports
+WHERE export_id = ANY(%s::bigint[]) AND seen_us IS NOT NULL"""
 
 
 class SiteJobStore(PgJobStore):
@@ -83,6 +91,17 @@ class SiteJobStore(PgJobStore):
         async with self._connection("read the holdings of purged exports") as conn:
             rows = await (await conn.execute(VANISHED, (self.server_id,))).fetchall()
         return exports, [int(row[0]) for row in rows]
+
+    async def seen(self, touched: Mapping[int, int], export_ids: Sequence[int]
+                   ) -> dict[int, int]:
+        """Keepalive across servers: write this server's newest requests per export
+        (wall clock µs), read the site's newest for ``export_ids``."""
+        async with self._connection("share keepalive requests") as conn, conn.transaction():
+            if touched:
+                await conn.execute(SHARE_SEEN, (list(touched), list(touched.values())))
+            rows = await (await conn.execute(READ_SEEN, (list(export_ids),))).fetchall() \
+                if export_ids else []
+        return {int(e): int(s) for e, s in rows}
 
     async def let_go(self, export_ids: Sequence[int]) -> None:
         """This server's files of these exports are deleted: their holdings end."""

@@ -61,14 +61,14 @@ class ExportEngine:
                             localize=partial(localize, self._roots) if site else None)
         self._jobs = JobDispatcher(config, archive, self.book, executor)
         #: On a site: this server's part in the site's exports; ``None`` on a single server.
+        self._keepalive = KeepAlive(self.book, lambda i: self.stop(i, "", True), shared=site)
         self.site_role = None if site_store is None else SiteRole(
             config, self.book, site_store, self._jobs, self.run_io, self._write_manifest,
-            self.stop_downloads)
+            self.stop_downloads, self._keepalive)
         self._retention = ExportRetention(self.book, self, config.export.retention_sweep_s,
                                           config.export.history_days)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
-        self._keepalive = KeepAlive(self.book, lambda i: self.stop(i, "", True))
         self._live = LiveFollower(config, archive, self.book, self._jobs.run_now,
                                   self._jobs.worker_of)
         self.signer: signing.Signer  # the manifest signing key, loaded by start()

@@ -2,7 +2,9 @@
 
 A status request that includes the export (by id or in a list) or a download of it counts;
 the engine reports them through :meth:`KeepAlive.touch`. The sweep stops the export as
-``action=stop`` does (what was written is kept).
+``action=stop`` does (what was written is kept). On a site (``shared``), the requests other
+servers saw count too: the site's upkeep takes this server's (:meth:`KeepAlive.take_touched`)
+and hands back the site's newest per export (:meth:`KeepAlive.seen_at`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.book import JobBook
+from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
 SWEEP_S = 0.5
@@ -22,15 +25,39 @@ SWEEP_S = 0.5
 class KeepAlive:
     """Last request time per export (monotonic) and the sweep that stops forgotten ones."""
 
-    def __init__(self, book: JobBook, stop: Callable[[int], Awaitable[object]]) -> None:
+    def __init__(self, book: JobBook, stop: Callable[[int], Awaitable[object]], *,
+                 shared: bool = False) -> None:
         self._book = book
         self._stop_export = stop
         self._seen: dict[int, float] = {}
+        #: On a site: this server's requests (wall clock, µs) not yet shared with the others.
+        self._touched: dict[int, int] | None = {} if shared else None
         self._task: asyncio.Task[None] | None = None
         self._stops: set[asyncio.Task[None]] = set()  # a live stop waits for its cut
 
     def touch(self, export_id: int) -> None:
         self._seen[export_id] = time.monotonic()
+        if self._touched is not None:
+            self._touched[export_id] = now_us()
+
+    def take_touched(self) -> dict[int, int]:
+        """The requests seen here since the last call (export id → wall clock µs)."""
+        if self._touched is None:
+            return {}
+        touched, self._touched = self._touched, {}
+        return touched
+
+    def keep_touched(self, touched: dict[int, int]) -> None:
+        """Requests taken that could not be shared: shared with the next ones."""
+        if self._touched is not None:
+            for export_id, at_us in touched.items():
+                self._touched[export_id] = max(at_us, self._touched.get(export_id, at_us))
+
+    def seen_at(self, export_id: int, at_us: int) -> None:
+        """A request for the export at ``at_us`` (wall clock), seen by any server."""
+        at = time.monotonic() - max(now_us() - at_us, 0) / 1e6
+        if at > self._seen.get(export_id, float("-inf")):
+            self._seen[export_id] = at
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._sweep(), name="export-keepalive")
@@ -46,12 +73,13 @@ class KeepAlive:
         while True:
             await asyncio.sleep(SWEEP_S)
             now = time.monotonic()
-            for export in self._book.active():
+            watched = [e for e in self._book.active()
+                       if e.options.keepalive_s > 0 and e.finished_us is None]
+            # requests for other exports (finished, or run by other servers) are not kept
+            self._seen = {e.export_id: self._seen.get(e.export_id, now) for e in watched}
+            for export in watched:
                 limit = export.options.keepalive_s
-                if limit <= 0 or export.finished_us is not None:
-                    self._seen.pop(export.export_id, None)
-                    continue
-                seen = self._seen.setdefault(export.export_id, now)
+                seen = self._seen[export.export_id]
                 if now - seen < limit or export.stopping:
                     continue
                 log.info("export %s: no status request or download for %d s (keepalive); "

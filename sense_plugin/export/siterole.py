@@ -18,9 +18,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
 from sense_plugin.config import Config
+from sense_plugin.errors import SenseError
 from sense_plugin.export import files
 from sense_plugin.export.book import Finalizer, JobBook
 from sense_plugin.export.dispatch import JobDispatcher
+from sense_plugin.export.keepalive import KeepAlive
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.paths import UNNAMED_FOLDER
 from sense_plugin.export.storage import SiteStore
@@ -43,12 +45,13 @@ class SiteRole:
 
     def __init__(self, config: Config, book: JobBook, store: SiteStore, jobs: JobDispatcher,
                  run_io: RunIo, write_manifest: Finalizer,
-                 stop_downloads: Callable[[int], None]) -> None:
+                 stop_downloads: Callable[[int], None], keepalive: KeepAlive) -> None:
         """``jobs``: the engine's dispatcher; ``write_manifest``: the engine's finalizer."""
         self.server_id = config.server.server_id
         self.book = book
         self.store = store
         self._stop_downloads = stop_downloads
+        self._keepalive = keepalive
         self._roots = config.server.export_roots
         self._jobs = jobs
         self._run_io = run_io
@@ -114,6 +117,21 @@ class SiteRole:
                         "deleted its files of it; they stay in its export root", export_id)
         await self.store.let_go([*done, *vanished])
         return done
+
+    async def share_keepalive(self) -> None:
+        """Requests seen here to the store; those seen anywhere to the keepalive of the
+        exports this server takes part in (any of them may stop a forgotten export)."""
+        watched = [e.export_id for e in self.book.active() if e.options.keepalive_s > 0]
+        touched = self._keepalive.take_touched()
+        if not watched and not touched:
+            return
+        try:
+            seen = await self.store.seen(touched, watched)
+        except SenseError:
+            self._keepalive.keep_touched(touched)
+            raise
+        for export_id, at_us in seen.items():
+            self._keepalive.seen_at(export_id, at_us)
 
     async def _queue_mine(self, export: Export, job: Job) -> None:
         await self.hold_directory(export)

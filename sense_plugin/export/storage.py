@@ -12,7 +12,7 @@ an incident id); a store that cannot be trusted at open raises ``StoreDamagedErr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -108,3 +108,8 @@ class SiteStore(JobStore, Protocol):
 
     async def let_go(self, export_ids: Sequence[int]) -> None:
         """This server's files of these exports are deleted."""
+
+    async def seen(self, touched: Mapping[int, int], export_ids: Sequence[int]
+                   ) -> dict[int, int]:
+        """Keepalive: record this server's newest request per export (wall clock µs); the
+        site's newest for ``export_ids``."""
