@@ -89,8 +89,16 @@ class SiteRole:
         await self._jobs.until_settled(job)
 
     async def hold_directory(self, export: Export) -> None:
-        """The export's directory here, about to be written into, recorded as held."""
-        await self.store.hold(export.export_id)
+        """The export's directory here, about to be written into, recorded as held.
+
+        The directory is written all the same when the store cannot record it (a manifest
+        must not be lost to a database away), only not deleted by a remove elsewhere."""
+        try:
+            await self.store.hold(export.export_id)
+        except SenseError as exc:
+            log.warning("export %s: cannot record that this server holds files of it (%s); "
+                        "a remove or expiry on another server will not delete them here",
+                        export.export_id, exc.description)
         await self._run_io(files.ensure_directory, export, self._roots)
 
     async def let_go(self) -> list[int]:
