@@ -12,32 +12,24 @@ lock on the export, whenever one of its jobs or its finish time is saved: two se
 running the two jobs of one export each hold a copy that is stale about the other's job,
 and the stored status is still right.
 
-Every call is bounded: a connection is waited for, and a statement runs, at most
-``timeout_s`` (PostgreSQL's ``statement_timeout`` too). A database that is down, refuses
-us or does not answer in time raises :class:`NotAvailableError` (-1006) naming the database
-— the answer the site lists give too — and any other database failure a
-:class:`GeneralError` (-18); both are logged with an incident id. The pool checks each
-connection before handing it out, so after a PostgreSQL restart the next call reconnects;
-after a failure each call first tries one direct connection, so that while the database is
-still down calls fail at once with the reason (connection refused) rather than after the bound.
+Every call takes its connection from :class:`~sense_plugin.cluster.storeconn.StoreConnections`:
+bounded by ``timeout_s``, a database failure a coded error (-1006 when the database is not
+available, else -18) logged with an incident id. The rows and their SQL text are in
+``cluster.storerows``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection, sql
-from psycopg_pool import AsyncConnectionPool
 
-from sense_plugin.cluster.db import CONNECT_TIMEOUT_S, open_pool, redacted
-from sense_plugin.cluster.errors import DatabaseUnavailableError
 from sense_plugin.cluster.schema import upgrade
+from sense_plugin.cluster.storeconn import STORE_TIMEOUT_S, StoreConnections
 from sense_plugin.cluster.storerows import (
     COUNT,
     INSERT_EXPORT,
@@ -53,22 +45,16 @@ from sense_plugin.cluster.storerows import (
     exports_from_rows,
     job_params,
 )
-from sense_plugin.errors import GeneralError, NotAvailableError, SenseError, incident_error
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.storage import ExportQuery, JobStore
 
 log = logging.getLogger(__name__)
-#: The longest any store call waits for the database (admission answers within this).
-STORE_TIMEOUT_S = 3.0
-#: A lost connection is retried for this long, then re-made by the next call.
-RECONNECT_S = 1.0
 #: ``ALTER SEQUENCE`` takes a lock that makes concurrent ``nextval`` wait: raising the
 #: sequence to a floor can never hand out an id twice.
 RAISE_FLOOR = """
 SELECT setval('sense_export_id_seq', greatest(%s,
     (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM sense_export_id_seq)))"""
 CLAIM_LOCK = "SELECT finished_us, finisher FROM sense_exports WHERE export_id = %s FOR UPDATE"
-_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError, OSError)
 
 
 class PgJobStore:
@@ -76,81 +62,34 @@ class PgJobStore:
 
     def __init__(self, url: str, *, id_floor: int = 0, pool_size: int = 4,
                  timeout_s: float = STORE_TIMEOUT_S, finisher_id: int = 0) -> None:
-        self.url = url
-        self.description = f"PostgreSQL {redacted(url)}"
+        self._db = StoreConnections(url, log, pool_size=pool_size, timeout_s=timeout_s)
+        self.description = self._db.description
         #: new_id() always answers above this (raise it when more directories appear).
         self.id_floor = id_floor
-        self.pool_size = pool_size
-        self.timeout_s = timeout_s
         #: The serverid this store finishes exports as (``claim_finish``).
         self.finisher_id = finisher_id
-        self._pool: AsyncConnectionPool | None = None
-        #: The last call found the database unavailable.
-        self._down = False
 
     async def open(self) -> None:
         """Connect, apply the missing migrations; refuse a schema newer than this code
         (``SchemaTooNewError``) or a database we cannot use (``DatabaseUnavailableError``)."""
-        pool = await open_pool(
-            self.url, max_size=self.pool_size, timeout_s=self.timeout_s, name="sense-store",
-            statement_timeout_s=max(0.5, self.timeout_s - 0.5),  # PostgreSQL cancels first
-            reconnect_timeout_s=RECONNECT_S)
+        await self._db.open(self._prepare)
+
+    async def _prepare(self, conn: AsyncConnection[Any]) -> None:
+        """On the first connection: the migrations (unbounded), then the id floor."""
+        await conn.execute("SET statement_timeout = 0")  # a migration may take long
         try:
-            async with pool.connection() as conn:
-                await conn.execute("SET statement_timeout = 0")  # a migration may take long
-                try:
-                    await upgrade(conn)
-                finally:
-                    await conn.execute("RESET statement_timeout")
-                if self.id_floor > 0:  # at once: another server may give out the next id
-                    await _raise_floor(conn, self.id_floor)
-        except (psycopg.Error, OSError) as exc:
-            await pool.close()
-            raise DatabaseUnavailableError(
-                f"[cluster] database_url: cannot use {redacted(self.url)}: "
-                f"{_first_line(exc)}") from None
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
+            await upgrade(conn)
+        finally:
+            await conn.execute("RESET statement_timeout")
+        if self.id_floor > 0:  # at once: another server may give out the next id
+            await _raise_floor(conn, self.id_floor)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._db.close()
 
-    @asynccontextmanager
-    async def _connection(self, action: str) -> AsyncIterator[AsyncConnection[Any]]:
+    def _connection(self, action: str) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """A pooled connection for one call, bounded by ``timeout_s``; failures coded."""
-        if self._pool is None:
-            raise GeneralError(f"the job store ({self.description}) is not open")
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                if self._down:
-                    await self._probe()
-                async with self._pool.connection() as conn:
-                    yield conn
-        except _UNAVAILABLE as exc:
-            self._down = True
-            raise self._error(NotAvailableError, action, exc, "is not available") from None
-        except psycopg.Error as exc:
-            raise self._error(GeneralError, action, exc, "failed") from None
-
-    async def _probe(self) -> None:
-        """After a failure, one direct connection first: while the database is still down
-        the call fails at once with the reason (instead of waiting for the pool's bound)."""
-        conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S)
-        await conn.close()
-        self._down = False
-
-    def _error(self, kind: type[SenseError], action: str, exc: BaseException, what: str
-               ) -> SenseError:
-        why = _first_line(exc) if not isinstance(exc, TimeoutError) else (
-            f"no answer within {self.timeout_s:g} s")
-        return incident_error(
-            log, f"job store {self.description} could not {action}: {why}",
-            f"the job store ({self.description}) {what}: could not {action} ({why})",
-            traceback=False, kind=kind)
+        return self._db.connection(action)
 
     async def new_id(self) -> int:
         async with self._connection("give out an export id") as conn:
@@ -315,11 +254,6 @@ async def _nextval(conn: AsyncConnection[Any]) -> int:
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _IS_A_JOB_STORE: type[JobStore] = PgJobStore  # checked by mypy

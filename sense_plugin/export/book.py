@@ -6,25 +6,25 @@ job in memory, writes it through the :class:`~sense_plugin.export.storage.JobSto
 only then returns, so whoever is told of a change can rely on it surviving a crash.
 
 Unfinished exports stay in memory (their progress moves between writes); finished ones are
-read from the store when asked for and kept in a bounded cache. Lists are answered by the
-store (filtered and paged there), with the unfinished exports' live objects in place of
-their stored copies.
+read from the store when asked for and kept in a bounded cache (both held by
+:class:`~sense_plugin.export.held.HeldExports`). Lists are answered by the store (filtered
+and paged there), with the unfinished exports' live objects in place of their stored
+copies. The book also keeps the tallies of exports and jobs by status (``/metrics``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
 from sense_plugin.errors import SenseError
+from sense_plugin.export.held import HeldExports
 from sense_plugin.export.model import Export, FileInfo, Job, Status, combine_statuses
 from sense_plugin.export.storage import ExportQuery, JobStore
 from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
-#: Finished exports kept in memory after they were read (status polls of recent exports).
-CACHED_FINISHED = 4096
 #: Writes the manifest of an export that has just finished with this status at this time.
 Finalizer = Callable[[Export, Status, int], Awaitable[None]]
 
@@ -39,7 +39,7 @@ class JobBook:
         #: On a site: this server's id. Exports are then always read from the store (other
         #: servers change them); only this server's running jobs are live objects here.
         self.site_server = site_server
-        self._localize = localize or (lambda export: None)
+        self._held = HeldExports(site_server, localize)
         #: Site: exports whose jobs here have ended while others still run elsewhere.
         self.awaiting_finish: set[int] = set()
         #: Changes the store refused (written again by :meth:`save_unsaved`).
@@ -47,8 +47,6 @@ class JobBook:
         self.unsaved_finish: dict[int, Export] = {}
         self._finalize = finalize
         self._retention_us = retention_us
-        self._active: dict[int, Export] = {}
-        self._finished: OrderedDict[int, Export] = OrderedDict()
         self._dirs: dict[str, int] = {}
         self._finishing: set[int] = set()
         self.export_counts: Counter[Status] = Counter()
@@ -61,7 +59,7 @@ class JobBook:
         """Open the store; the unfinished exports (to resume), now held in memory."""
         await self.store.open()
         unfinished = [] if self.site_server is not None else await self.store.unfinished()
-        self._active = {e.export_id: e for e in unfinished}
+        self._held.resume(unfinished)
         self._dirs = await self.store.directories()
         exports, jobs = await self.store.count_by_status()
         self.export_counts.update(exports)
@@ -74,14 +72,14 @@ class JobBook:
     # -- reading ---------------------------------------------------------------------------
     def active(self) -> list[Export]:
         """The unfinished exports, oldest first."""
-        return sorted(self._active.values(), key=lambda e: e.export_id)
+        return self._held.active()
 
     def active_export(self, export_id: int) -> Export:
         """An unfinished export (a running job's)."""
-        return self._active[export_id]
+        return self._held.active_export(export_id)
 
     def pending_owners(self, pending: Iterable[tuple[int, int]]) -> list[str]:
-        return [self._active[key[0]].owner for key in pending if key[0] in self._active]
+        return self._held.pending_owners(pending)
 
     def directories(self) -> dict[str, int]:
         return self._dirs
@@ -89,82 +87,39 @@ class JobBook:
     async def get(self, export_id: int) -> Export | None:
         if self.site_server is not None:
             stored = await self.store.get(export_id)
-            return None if stored is None else self._live(stored)
-        export = self._active.get(export_id) or self._finished.get(export_id)
+            return None if stored is None else self._held.live(stored)
+        export = self._held.find(export_id)
         if export is not None:
             return export
         export = await self.store.get(export_id)
         if export is not None:
-            return self._live(export)
+            return self._held.live(export)
         return None
 
     async def page(self, query: ExportQuery) -> tuple[list[Export], int]:
         exports, total = await self.store.page(query)
-        return [self._live(e) for e in exports], total
+        return [self._held.live(e) for e in exports], total
 
     async def expiring(self, at_us: int) -> list[Export]:
-        return [self._live(e) for e in await self.store.expiring(at_us)]
+        return [self._held.live(e) for e in await self.store.expiring(at_us)]
 
     async def finished_before(self, at_us: int) -> list[Export]:
-        return [self._live(e) for e in await self.store.finished_before(at_us)]
-
-    def _live(self, stored: Export) -> Export:
-        """The in-memory object of an export read from the store (cached once finished)."""
-        export_id = stored.export_id
-        active = self._active.get(export_id)
-        if self.site_server is not None:
-            return self._merged(stored, active)
-        if active is not None:
-            return active
-        cached = self._finished.get(export_id)
-        if cached is not None:
-            self._finished.move_to_end(export_id)
-            return cached
-        if stored.finished_us is not None:
-            self._cache(stored)
-        return stored
-
-    def _merged(self, stored: Export, active: Export | None) -> Export:
-        """A site's stored export with this server's live jobs in place of their rows."""
-        self._localize(stored)
-        if active is not None:
-            mine = {j.index: j for j in active.jobs if j.server_id == self.site_server}
-            stored.jobs = [mine.get(j.index, j) for j in stored.jobs]
-        return stored
+        return [self._held.live(e) for e in await self.store.finished_before(at_us)]
 
     def adopt(self, stored: Export) -> Export:
         """Site: a stored export one of whose jobs this server runs now (kept while it runs)."""
-        active = self._active.get(stored.export_id)
-        if active is not None:
-            return active
-        self._localize(stored)
-        self._active[stored.export_id] = stored
-        return stored
+        return self._held.adopt(stored)
 
     def _retire(self, export: Export) -> None:
         """Site: forget an export here once this server's jobs of it have all ended."""
-        if self.site_server is None:
-            return
-        mine = [j for j in export.jobs if j.server_id == self.site_server]
-        if all(j.terminal for j in mine):
-            self._active.pop(export.export_id, None)
-            if export.finished_us is None:
-                self.awaiting_finish.add(export.export_id)
-
-    def _cache(self, export: Export) -> None:
-        if self.site_server is not None:
-            return
-        self._finished[export.export_id] = export
-        self._finished.move_to_end(export.export_id)
-        while len(self._finished) > CACHED_FINISHED:
-            self._finished.popitem(last=False)
+        if self._held.retire(export) and export.finished_us is None:
+            self.awaiting_finish.add(export.export_id)
 
     # -- export transitions ----------------------------------------------------------------
     async def add(self, export: Export) -> None:
         """A new export and its PENDING jobs, stored in one transaction."""
         await self.store.insert(export)
-        if self.site_server is None:  # on a site its jobs arrive through the queue
-            self._active[export.export_id] = export
+        self._held.add(export)
         self._dirs[str(export.directory)] = export.export_id
         self.export_counts[export.status] += 1
         self.job_counts.update(j.status for j in export.jobs)
@@ -195,8 +150,7 @@ class JobBook:
                     self.unsaved_finish[export.export_id] = export
                 raise
             self.unsaved_finish.pop(export.export_id, None)
-            self._active.pop(export.export_id, None)
-            self._cache(export)
+            self._held.finished(export)
         finally:
             self._finishing.discard(export.export_id)
 
@@ -224,7 +178,7 @@ class JobBook:
         for export in gone:
             if export is None:
                 continue
-            self._finished.pop(export.export_id, None)
+            self._held.forget(export.export_id)
             self._dirs.pop(str(export.directory), None)
             self.export_counts[export.status] -= 1
             self.job_counts.subtract(j.status for j in export.jobs)
@@ -239,7 +193,7 @@ class JobBook:
         job.started_us = job.started_us if resumed and job.started_us else now_us()
         if not resumed:
             job.progress = 0
-        await self._set(self._active[job.export_id], job, Status.SYNCING)
+        await self._set(self.active_export(job.export_id), job, Status.SYNCING)
 
     def report(self, job: Job, progress: int, bytes_written: int, bandwidth_kbps: int) -> None:
         """Figures of a running job (memory only: they move too often to be written)."""
@@ -253,13 +207,13 @@ class JobBook:
     async def hand_over(self, job: Job) -> None:
         """PENDING again, progress kept: a live job whose recording is complete waits for a
         worker to cut it."""
-        await self._set(self._active[job.export_id], job, Status.PENDING)
+        await self._set(self.active_export(job.export_id), job, Status.PENDING)
 
     async def requeue(self, job: Job) -> None:
         """PENDING from the start: interrupted by a shutdown or crash, it runs again."""
         job.progress, job.bytes_written, job.bandwidth_kbps = 0, 0, 0
         job.finished_us = None
-        await self._set(self._active[job.export_id], job, Status.PENDING)
+        await self._set(self.active_export(job.export_id), job, Status.PENDING)
 
     async def complete(self, job: Job, files: tuple[FileInfo, ...], stopped_us: int | None,
                        split: bool, bandwidth_kbps: int) -> None:
@@ -292,7 +246,7 @@ class JobBook:
         await self.finish_if_done(export)
 
     async def _end(self, job: Job, status: Status, export: Export | None = None) -> None:
-        export = export or self._active[job.export_id]
+        export = export or self.active_export(job.export_id)
         job.finished_us = now_us()
         try:
             await self._set(export, job, status)
