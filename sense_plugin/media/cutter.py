@@ -99,13 +99,7 @@ class Cutter:
 
     def result(self, size_bytes: int, sha256: str) -> CutResult:
         """The :class:`CutResult` of a finished cut."""
-        timeline = self.timeline
-        return CutResult(
-            first_frame_us=timeline.first_us, last_frame_us=timeline.last_frame_us,
-            frame_count=timeline.frames, audio_packets=timeline.audio_packets,
-            gaps=tuple(timeline.gaps), size_bytes=size_bytes, sha256=sha256,
-            stopped_us=self.stopped_us,
-        )
+        return self.timeline.result(size_bytes, sha256, self.stopped_us)
 
     def _read_tail(self, segment: SourceSegment) -> None:
         """A segment after the end, read only for audio muxed ahead of its video: one that

@@ -1,5 +1,5 @@
 """The output timeline of a cut: its selected packets rebased to output time and muxed, with the
-gaps, counts and progress of what was written."""
+gaps, counts, progress and result of what was written."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import av
 from av.audio.codeccontext import AudioCodecContext
 
 from sense_plugin.media import bitstream as bs
-from sense_plugin.media.cutspec import Gap
+from sense_plugin.media.cutspec import CutResult, Gap
 from sense_plugin.media.outputs import Outputs
 
 
@@ -105,6 +105,14 @@ class OutputTimeline:
         if self.outputs.timestamps is not None:
             self.outputs.timestamps.close(self.last_dts + self.frame_us)
         self.report(end_us=end_us)
+
+    def result(self, size_bytes: int, sha256: str, stopped_us: int | None) -> CutResult:
+        """What was written, as the :class:`CutResult` of the finished file."""
+        return CutResult(
+            first_frame_us=self.first_us, last_frame_us=self.last_frame_us,
+            frame_count=self.frames, audio_packets=self.audio_packets, gaps=tuple(self.gaps),
+            size_bytes=size_bytes, sha256=sha256, stopped_us=stopped_us,
+        )
 
     def report(self, *, end_us: int | None = None) -> None:
         """Progress, at most every ``interval_s``; with ``end_us`` now, covered up to it."""
