@@ -100,8 +100,10 @@ class FollowCutter(Cutter):
             if self.feed.ended or (self.prev_end_us or 0) >= self.t1:
                 raise RangeComplete()
             time.sleep(WAIT_S)
-        if self.on_progress is not None:  # against elapsed time: alive while it waits
-            self.on_progress(max(self.covered_us, now_us() - self.t0), self.bytes_written())
+        timeline = self.timeline
+        if timeline.on_progress is not None:  # against elapsed time: alive while it waits
+            timeline.on_progress(max(timeline.covered_us, now_us() - self.t0),
+                                 timeline.bytes_written())
 
     def _finish_at(self, dts_a: int) -> None:
         """A stop ends the range at the moment it came, not at the packet being read (the

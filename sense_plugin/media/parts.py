@@ -1,14 +1,15 @@
 """Split by size in the cut itself (SPEC §10 ``<maxfilesize>``): one pass, one write per byte.
 
-:class:`PartOutput` stands where the cut's output container stands (the :class:`Cutter` muxes
-into it). It holds back one GOP (a video keyframe and every packet muxed after it up to the
-next keyframe, audio included), and before writing it decides from its size whether it still
-fits the current part; if not, the next part is opened (streams copied from the current one's,
-metadata of its first frame, times rebased to 0) and the current one closed, finished and
-hashed like a single file. A single GOP larger than the limit is written whole into its own
-part (``oversize``). The size is an estimate (payload plus container overhead per format,
-see ``OVERHEAD``); a finished part that came out over the limit anyway with several GOPs is
-split once more from its own file (:func:`split.split_file`), so every part stays in bounds.
+:class:`PartOutput` stands where the cut's output container stands (its
+:class:`~sense_plugin.media.timeline.OutputTimeline` muxes into it). It holds back one GOP (a
+video keyframe and every packet muxed after it up to the next keyframe, audio included), and
+before writing it decides from its size whether it still fits the current part; if not, the
+next part is opened (streams copied from the current one's, metadata of its first frame, times
+rebased to 0) and the current one closed, finished and hashed like a single file. A single GOP
+larger than the limit is written whole into its own part (``oversize``). The size is an
+estimate (payload plus container overhead per format, see ``OVERHEAD``); a finished part that
+came out over the limit anyway with several GOPs is split once more from its own file
+(:func:`split.split_file`), so every part stays in bounds.
 
 Parts are written under temporary names and given their final names (``..._partNNN.ext``)
 once the cut is complete; a cut that produced one part only gives it the plain name.
@@ -81,7 +82,7 @@ class PartOutput:
         self.part = self._open(0, 0)
         self.metadata = self.part.container.metadata
 
-    # -- the container interface the Cutter and Outputs use ----------------------------------
+    # -- the container interface the OutputTimeline and Outputs use --------------------------
 
     def add_stream_from_template(self, template: av.stream.Stream) -> Any:
         return self.part.container.add_stream_from_template(template)
@@ -213,7 +214,7 @@ def cut_parts(request: CutRequest, limit: int, *, device_id: int,
     holder: list[Cutter] = []
 
     def offset() -> int:
-        return holder[0].zero_us - holder[0].offset_us if holder else 0
+        return holder[0].timeline.zero_us - holder[0].timeline.offset_us if holder else 0
 
     output = PartOutput(request, limit, muxer, options, throttle, should_stop, fsync, offset)
     if overhead is not None:
