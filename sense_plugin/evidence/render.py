@@ -20,14 +20,18 @@ from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.evidence.filters import FrameFilter
 from sense_plugin.evidence.options import CODECS, QUALITY_CRF, RenderOptions
 from sense_plugin.evidence.subtitles import TimestampTrack, supported
-from sense_plugin.media.cutspec import CutCancelled, CutResult, Gap, SourceSegment
+from sense_plugin.media.cutspec import (
+    GAP_FRAMES,
+    SEEK_MARGIN_US,
+    CutCancelled,
+    CutResult,
+    Gap,
+    SourceSegment,
+)
 
 US = 1_000_000
 #: Output video time base: 90 kHz, as in MPEG-TS, exact for every common frame rate.
 VIDEO_TB = Fraction(1, 90_000)
-SEEK_MARGIN_US = 5_000_000
-#: A jump between consecutive frames longer than this many frame durations is a gap.
-GAP_FRAMES = 2
 #: Keyframe interval of the output (seekable players, splittable files).
 KEYFRAME_EVERY_S = 2
 AUDIO_RESYNC_US = 100_000

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from sense_plugin.export.model import Gap  # one Gap type from the cut to the manifest
 
-__all__ = ["CutCancelled", "CutRequest", "CutResult", "Gap", "SourceSegment"]
+__all__ = ["GAP_FRAMES", "SEEK_MARGIN_US", "CutCancelled", "CutRequest", "CutResult", "Gap",
+           "SourceSegment"]
+
+#: Seek this far before the start so the keyframe at or before it is read (cut and render).
+SEEK_MARGIN_US = 5_000_000
+#: A join counts as a gap when more than this many frame durations are missing.
+GAP_FRAMES = 2
 
 
 @dataclass(frozen=True)

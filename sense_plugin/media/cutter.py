@@ -12,18 +12,22 @@ import av
 
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.media import bitstream as bs
-from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
+from sense_plugin.media.cutspec import (
+    GAP_FRAMES,
+    SEEK_MARGIN_US,
+    CutCancelled,
+    CutRequest,
+    CutResult,
+    Gap,
+    SourceSegment,
+)
 from sense_plugin.media.outputs import Outputs
 from sense_plugin.media.sink import WriteCancelled
 from sense_plugin.media.timeline import OutputTimeline
 
-#: Seek this far before the start so the keyframe at or before it is read.
-SEEK_MARGIN_US = 5_000_000
 #: Audio in range may sit before the video start of the next segment (muxers interleave
 #: audio ahead of video): segments starting this soon after the end are read for audio.
 AUDIO_TAIL_US = 1_000_000
-#: A join counts as a gap when more than this many frame durations are missing.
-GAP_FRAMES = 2
 
 
 class RangeComplete(Exception):

@@ -14,12 +14,12 @@ from sense_plugin.errors import MediaError, SenseError, StorageError
 from sense_plugin.export.paths import TEMP_SUFFIX
 from sense_plugin.media.bitstream import US
 from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
-from sense_plugin.media.cutter import GAP_FRAMES, SEEK_MARGIN_US, Cutter
+from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
 
 __all__ = [
-    "BUFFER_BYTES", "GAP_FRAMES", "OUTPUT_FORMATS", "SEEK_MARGIN_US", "US", "CutCancelled",
+    "BUFFER_BYTES", "OUTPUT_FORMATS", "US", "CutCancelled",
     "CutRequest", "CutResult", "Gap", "SourceSegment", "cut",
 ]
 
