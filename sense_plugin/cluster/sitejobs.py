@@ -24,6 +24,8 @@ from sense_plugin.export.siterole import SiteRole
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
+#: Holdings are looked at every this many ticks (a remove deletes everywhere within 5 s).
+LET_GO_TICKS = 5
 
 
 class SiteJobs:
@@ -34,6 +36,7 @@ class SiteJobs:
         self.node_timeout_s = node_timeout_s
         self._acting: set[asyncio.Task[None]] = set()
         self._asked: set[tuple[int, int]] = set()
+        self._ticks = 0
 
     async def run(self) -> None:
         while True:
@@ -68,7 +71,9 @@ class SiteJobs:
             task.add_done_callback(self._acting.discard)
         self._asked &= {j.key for j in running}
         await self._copy_manifests()
-        await self.role.let_go()
+        self._ticks += 1
+        if self._ticks % LET_GO_TICKS == 0:
+            await self.role.let_go()
         await self.role.share_keepalive()
         exports, jobs = await self.store.count_by_status()
         self.book.export_counts.clear()

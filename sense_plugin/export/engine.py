@@ -249,7 +249,7 @@ class ExportEngine:
         export = await self.book.get(export_id)
         if export is None or not (is_admin or export.owner == user_name):
             raise InvalidExportIdError(f"exportid {export_id} is not known")
-        self._keepalive.touch(export_id)  # status by id, downloads, actions
+        self._keepalive.touch(export)  # status by id, downloads, actions
         return export
 
     async def page(self, user_name: str, is_admin: bool, query: ExportQuery) \
@@ -261,8 +261,7 @@ class ExportEngine:
                         newest_first=query.newest_first, offset=query.offset,
                         limit=query.limit))
         for export in exports:
-            if export.finished_us is None:
-                self._keepalive.touch(export.export_id)
+            self._keepalive.touch(export)
         return exports, total
 
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:

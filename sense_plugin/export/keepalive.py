@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.book import JobBook
+from sense_plugin.export.model import Export
 from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,14 @@ class KeepAlive:
         self._task: asyncio.Task[None] | None = None
         self._stops: set[asyncio.Task[None]] = set()  # a live stop waits for its cut
 
-    def touch(self, export_id: int) -> None:
-        self._seen[export_id] = time.monotonic()
+    def touch(self, export: Export) -> None:
+        """A request for ``export``: it counts while the export is unfinished and has a
+        keepalive."""
+        if export.finished_us is not None or export.options.keepalive_s <= 0:
+            return
+        self._seen[export.export_id] = time.monotonic()
         if self._touched is not None:
-            self._touched[export_id] = now_us()
+            self._touched[export.export_id] = now_us()
 
     def take_touched(self) -> dict[int, int]:
         """The requests seen here since the last call (export id → wall clock µs)."""
