@@ -23,7 +23,6 @@ from sense_plugin.export.storage import ExportQuery
 from tests.store_contract import T0, file_info, make_export
 from tests.unit.memstore import MemoryJobStore
 
-pytestmark = pytest.mark.unit
 RETENTION_US = 3_600_000_000
 
 
