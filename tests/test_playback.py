@@ -132,3 +132,18 @@ async def test_needs_the_view_permission(make_client: Any, make_config: Any,
                   starttime=format_timestamp(start), endtime=format_timestamp(start + US))
     await command(client, "getPlayback", expect=-1001, deviceid=STEADY,
                   starttime=format_timestamp(start), endtime=format_timestamp(start + US))
+
+
+async def test_head_names_the_first_frame_without_playing(
+        client: Any, api_archive: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    start_us = api_archive["start_us"] + 12_500_000
+    params = {"command": "getPlayback", "deviceid": str(STEADY),
+              "starttime": format_timestamp(start_us),
+              "endtime": format_timestamp(start_us + 2 * US)}
+    with caplog.at_level(logging.INFO, logger="sense_plugin.audit.play"):
+        head = await client.head("/command", params=params)
+        got = await client.get("/command", params=params)
+        await got.read()
+    assert head.status == 200 and head.headers["Content-Type"] == "video/mp4"
+    assert head.headers["X-First-Frame-Time"] == got.headers["X-First-Frame-Time"]
+    assert sum(r.name == "sense_plugin.audit.play" for r in caplog.records) == 1

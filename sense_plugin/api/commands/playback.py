@@ -2,7 +2,8 @@
 
 ``getPlayback&deviceid=D&starttime=S&endtime=E`` answers a fragmented MP4 stream copy of the
 range (``video/mp4``), starting at the keyframe at or before S; ``X-First-Frame-Time`` names the
-archive time of the video's time 0, so a player shows the archive time of any frame. The span
+archive time of the video's time 0, so a player shows the archive time of any frame (a HEAD
+request answers only that header: a page asks it before it plays). The span
 is bounded like an export's (``export.max_span_s``); the permission is ``view``. The cut runs
 on a thread of its own, one per playback (at most :data:`MAX_PLAYBACKS` at once), handing
 chunks to the loop; the client's pace holds it back. Reference: ``docs/page.rst``.
@@ -101,9 +102,13 @@ async def get_playback(ctx: CommandContext) -> web.StreamResponse:
         first = await feed.get()
         if isinstance(first, Ended):  # failed before the first byte: a coded answer
             raise _coded(first.error)
+        headers = {"Content-Type": "video/mp4", "Cache-Control": "no-store",
+                   "X-First-Frame-Time": format_timestamp(first.first_frame_us)}
+        if ctx.request.method == "HEAD":  # where the video's time 0 lies, without the video
+            return web.Response(headers=headers)
         record_play(ctx.user.name, ctx.request.remote or "", device.device_id, start_us,
                     end_us)
-        return await _send(ctx.request, feed, first,
+        return await _send(ctx.request, web.StreamResponse(headers=headers), feed, first,
                            config.export.download_write_timeout_s)
     finally:
         feed.gone.set()
@@ -119,11 +124,8 @@ def _coded(error: BaseException | None) -> BaseException:
     return error
 
 
-async def _send(request: web.Request, feed: _Feed, first: Chunk,
+async def _send(request: web.Request, response: web.StreamResponse, feed: _Feed, first: Chunk,
                 timeout_s: float) -> web.StreamResponse:
-    response = web.StreamResponse(headers={
-        "Content-Type": "video/mp4", "Cache-Control": "no-store",
-        "X-First-Frame-Time": format_timestamp(first.first_frame_us)})
     never = asyncio.Event()
     await response.prepare(request)
     item: Chunk | Ended = first
