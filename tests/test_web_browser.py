@@ -399,7 +399,8 @@ def options_become_spec_elements(driver: WebDriver) -> None:
     assert len(driver.find_elements(By.CSS_SELECTOR, "#mask-list li")) == 1
     shots(driver, "2c-mask")
     doc = etree.fromstring(js(driver, "return new XMLSerializer().serializeToString("
-                                      "ExportForm.build(['1'], new Map([['1', state.masks.masks]])))"))
+                                      "ExportForm.build(['1'],"
+                                      " new Map([['1', state.masks.masks]])))"))
     x, y, w, h = (float(doc.findtext(f"devices/device/render/mask/{k}")) for k in "xywh")
     assert abs(x - 0.25) < 0.02 and abs(y - 0.25) < 0.02, (x, y)
     assert abs(w - 1 / 3) < 0.02 and abs(h - 0.2) < 0.02, (w, h)

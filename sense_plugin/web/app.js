@@ -46,7 +46,7 @@ function route() {
   show(location.hash === "#history" ? "history" : "export");
 }
 
-function needLogin(message) {
+function needLogin(message, calm = false) {
   state.started = false;
   stopPolling();
   state.rangePlayer.stop();
@@ -55,6 +55,7 @@ function needLogin(message) {
   say("whoami", "");
   $("sign-out").hidden = true;
   say("login-error", message || "");
+  $("login-error").classList.toggle("calm", calm);
   show("login");
   $("login-user").focus();
 }
@@ -97,9 +98,9 @@ async function onSignOut() {
   $("sign-out").disabled = true;
   try {
     await Api.command("logout");
-    needLogin("You have signed out.");
+    needLogin("You have signed out.", true);
   } catch (err) {
-    if (err instanceof Api.ApiError && err.authRequired) needLogin("You have signed out.");
+    if (err instanceof Api.ApiError && err.authRequired) needLogin("You have signed out.", true);
     else say("whoami", `Signing out failed: ${err.message}`);
   } finally {
     $("sign-out").disabled = false;

@@ -89,6 +89,7 @@ const Player = (() => {
       }
       if (mine !== this.seq) return;
       this.frame.classList.add("playing");
+      this.frame.parentElement.classList.add("is-playing");
       this.video.dataset.firstFrame = String(first);
       this.video.setAttribute("aria-label", `${device.name} from ${t.formatUtc(range.start)} UTC`);
       follow(this.video, this.output, first);
@@ -107,6 +108,7 @@ const Player = (() => {
       unload(this.video);
       this.video.hidden = true;
       this.frame.classList.remove("playing");
+      this.frame.parentElement.classList.remove("is-playing");
       this.img.hidden = !this.img.getAttribute("src");
       this.stopButton.hidden = true;
       this.output.textContent = "";
