@@ -50,6 +50,17 @@ async def test_a_mask_belongs_to_the_camera_it_was_drawn_on(
     plain = mask_variances(str(files[str(API_DEVICES["Matroska"])]))
     assert masked and max(masked) < 1.0, masked
     assert plain and min(plain) > 5.0, plain
+    # the manifest says which camera's files were re-encoded, with its mask
+    manifest = etree.parse(str(directory / "manifest.xml")).getroot()
+    assert schema("manifest").validate(manifest), schema("manifest").error_log
+    assert manifest.findtext("rendering/method").startswith("stream copy")
+    own = {d.findtext("deviceid"): d.find("rendering") for d in manifest.iterfind(
+        "devices/device")}
+    assert own[str(API_DEVICES["Matroska"])] is None
+    steady = own[str(API_DEVICES["Steady"])]
+    assert steady is not None and steady.findtext("method").startswith("rendered")
+    options = {o.get("name"): o.text for o in steady.iterfind("option")}
+    assert options["mask1"] == "solid x=0.05 y=0.05 w=0.5 h=0.5"
 
 
 async def test_a_device_render_replaces_the_exports(

@@ -113,7 +113,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Print one line per file (OK, MISMATCH, MISSING, EXTRA) and one about the signature;
-    1 when anything is wrong, 2 when the key given cannot be used (nothing was checked)."""
+    1 when anything is wrong (a key that cannot be used included)."""
     from sense_plugin.evidence.signing import SigningKeyError, load_public_key
     from sense_plugin.export.verify import verify_directory
 
@@ -124,11 +124,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"ERROR cannot read the key {args.key}: {exc.strerror}")
             print("verify: FAILED (no usable key)")
-            return 2
+            return 1
         except SigningKeyError as exc:
             print(f"ERROR {args.key}: {exc}")
             print("verify: FAILED (no usable key)")
-            return 2
+            return 1
     report = verify_directory(args.directory, key)
     for line in report.lines():
         print(line)
