@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported above are the parameters of the tests below)
 """The page, round two, in a real headless Chromium: play the chosen range of the camera clicked
 last and a finished file (the video's time advances, the archive time of the frame is shown),
 draw a mask on one of two cameras (it goes into that camera's <device><render> only), choose
@@ -20,20 +21,21 @@ from conftest import API_DEVICES
 from lxml import etree
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-from test_web_browser import (
+from test_web_browser import (  # noqa: F401  (pytest fixtures)
     PASSWORD,
     USER,
     ThreadServer,
+    browser,
     click,
+    downloads,
     element,
     js,
+    server,
     shots,
     wait,
 )
-from test_web_browser import browser as browser_fixture  # noqa: F401  (pytest fixtures)
-from test_web_browser import downloads as downloads_fixture  # noqa: F401
-from test_web_browser import server as server_fixture  # noqa: F401
 
 from sense_plugin.api import accesslog
 from sense_plugin.timestamps import format_timestamp, parse_timestamp
@@ -215,6 +217,46 @@ def sign_out(driver: WebDriver, server: ThreadServer) -> None:
     shots(driver, "play-5-signed-out")
 
 
+def handles_views_and_words(driver: WebDriver) -> None:
+    """Home/End move a handle as far as it goes; "Last day" ends now, not later; a phone's
+    help has no Ctrl + wheel; a live export shows how long it has run, not a percentage."""
+    def slider_value(label: str) -> int:
+        return int(element(driver, f"[role=slider][aria-label={label}]")
+                   .get_attribute("aria-valuenow"))
+
+    start, end = slider_value("Start"), slider_value("End")
+    handle = element(driver, "[role=slider][aria-label=Start]")
+    handle.send_keys(Keys.END)
+    assert slider_value("Start") == end - 1000 and slider_value("End") == end
+    lowest = int(handle.get_attribute("aria-valuemin"))
+    handle.send_keys(Keys.HOME)
+    assert slider_value("Start") == lowest < start
+    element(driver, "#last-minute").click()
+    wait(driver, lambda d: slider_value("Start") == start, "the last minute again")
+    element(driver, "#zoom-day").click()
+    to_ms, now_ms = js(driver, "return [state.timeline.to, Date.now()]")
+    assert to_ms <= now_ms, (to_ms, now_ms)
+    element(driver, "#zoom-fit").click()
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        shown = js(driver, "return Array.from(document.querySelectorAll('.tl-help'))"
+                           ".filter((p) => getComputedStyle(p).display !== 'none')"
+                           ".map((p) => p.textContent)")
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert len(shown) == 1 and "Ctrl" not in shown[0] and "Tap" in shown[0], shown
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 125))
+    text = js(driver, "const x = new DOMParser().parseFromString(arguments[0],"
+                      " 'application/xml').documentElement;"
+                      "return ExportView.row(x, {confirming: ''}).innerText;",
+              "<export><exportid>9</exportid><path>p</path><status>SYNCING</status>"
+              f"<created>{started}.000</created><mode>live</mode><progress>2</progress>"
+              "<devices><device><deviceid>1</deviceid><name>Cam</name><status>SYNCING</status>"
+              "<progress>2</progress><bytes>1000</bytes></device></devices></export>")
+    assert "running 2 min" in text and "%" not in text and "Exporting" in text, text
+
+
 def test_play_mask_download_all_filter_sign_out(server: ThreadServer, browser: WebDriver,
                                                 downloads: Path) -> None:
     driver = browser
@@ -227,6 +269,7 @@ def test_play_mask_download_all_filter_sign_out(server: ThreadServer, browser: W
     assert element(driver, "#start-other").text.startswith(f"UTC: {utc}")
     assert element(driver, "#start").get_attribute("value") != \
         element(driver, "#start-other").text[5:]
+    handles_views_and_words(driver)
     play_the_range(driver)
     draw_mask_on_matroska(driver)
     start_export_with_evidence(driver)
