@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (the fixtures imported above are the parameters of the tests below)
+# ruff: noqa: F811  (the fixtures imported from test_web_browser are the tests' parameters)
 """The page, round two, in a real headless Chromium: play the chosen range of the camera clicked
 last and a finished file (the video's time advances, the archive time of the frame is shown),
 draw a mask on one of two cameras (it goes into that camera's <device><render> only), choose
