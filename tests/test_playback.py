@@ -18,7 +18,7 @@ import pytest
 from sense_plugin.passwords import hash_password
 from sense_plugin.timestamps import format_timestamp, parse_timestamp
 from tests.apiclient import command
-from tests.conftest import API_DEVICES
+from tests.conftest import API_DEVICES, MEDIA_T0_US
 
 US = 1_000_000
 STEADY = API_DEVICES["Steady"]
@@ -147,3 +147,54 @@ async def test_head_names_the_first_frame_without_playing(
     assert head.status == 200 and head.headers["Content-Type"] == "video/mp4"
     assert head.headers["X-First-Frame-Time"] == got.headers["X-First-Frame-Time"]
     assert sum(r.name == "sense_plugin.audit.play" for r in caplog.records) == 1
+
+
+def _sources(paths: list[Any], segment_s: float) -> tuple[Any, ...]:
+    from sense_plugin.media.cutspec import SourceSegment
+
+    step = int(segment_s * US)
+    return tuple(SourceSegment(str(p), MEDIA_T0_US + i * step, MEDIA_T0_US + (i + 1) * step)
+                 for i, p in enumerate(paths))
+
+
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_stream_range_across_segments_with_b_frames(make_segments: Any, bframes: int) -> None:
+    """From the keyframe before the start across a segment join, every frame shown before
+    the end, in chunks; time 0 is the keyframe's archive time."""
+    from sense_plugin.media.playback import ChunkSink, stream_range
+
+    segs = _sources(make_segments(segment_s=2.0, bframes=bframes,
+                                  end_us=MEDIA_T0_US + 6 * US), 2.0)
+    chunks: list[tuple[int, bytes]] = []
+    sink = ChunkSink(lambda first, data: chunks.append((first, data)) is None)
+    start_us, end_us = MEDIA_T0_US + 1_550_000, MEDIA_T0_US + 4_250_000
+    written = stream_range(segs, start_us, end_us, sink)
+    assert written == sum(len(d) for _, d in chunks) and len({f for f, _ in chunks}) == 1
+    key_us = MEDIA_T0_US + 1_000_000  # the keyframe at or before the start
+    # time 0: the keyframe, or with B-frames its decoding time, two frames earlier
+    assert chunks[0][0] == key_us - bframes * 100_000
+    with av.open(io.BytesIO(b"".join(d for _, d in chunks))) as container:
+        frames = list(container.decode(video=0))
+    tb = frames[0].time_base
+    assert tb is not None
+    shown = sorted(chunks[0][0] + round((f.pts or 0) * tb * US) for f in frames)
+    inside = [t for t in shown if t < end_us]
+    assert shown[0] == key_us and len(inside) == 33  # 1.0 s .. 4.2 s at 10 fps
+    # with B-frames, a frame shown after the end may come along as a reference of one before
+    assert len(shown) - len(inside) <= bframes // 2
+
+
+def test_a_reader_that_goes_away_cancels_the_cut(make_segments: Any) -> None:
+    from sense_plugin.media.cutspec import CutCancelled
+    from sense_plugin.media.playback import ChunkSink, stream_range
+
+    segs = _sources(make_segments(segment_s=2.0, end_us=MEDIA_T0_US + 6 * US), 2.0)
+    calls = []
+
+    def deliver(first_us: int, data: bytes) -> bool:
+        calls.append(len(data))
+        return False  # gone after the first chunk
+
+    with pytest.raises(CutCancelled):
+        stream_range(segs, MEDIA_T0_US, MEDIA_T0_US + 6 * US, ChunkSink(deliver))
+    assert len(calls) == 1

@@ -65,7 +65,7 @@ def stream_range(segments: tuple[SourceSegment, ...], start_us: int, end_us: int
                      buffer_size=CHUNK_BYTES) as output:
             cutter = Cutter(request, output, sink.should_stop, None, 1.0,
                             lambda: sink.bytes_written)
-            sink.first_frame_us = lambda: cutter.timeline.first_us
+            sink.first_frame_us = lambda: _time_zero_us(cutter)
             cutter.run()
     except (CutCancelled, WriteCancelled):
         raise CutCancelled("playback cancelled") from None
@@ -77,3 +77,10 @@ def stream_range(segments: tuple[SourceSegment, ...], start_us: int, end_us: int
         raise
     return sink.bytes_written
 
+
+def _time_zero_us(cutter: Cutter) -> int:
+    """The archive time of the stream's time 0: the first keyframe's, or its decoding time
+    when that comes earlier (B-frames: the muxer moves the start back to the first dts)."""
+    timeline = cutter.timeline
+    first_dts = timeline.first_dts_us
+    return timeline.first_us if first_dts is None else min(first_dts, timeline.first_us)
