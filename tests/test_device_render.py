@@ -84,6 +84,12 @@ async def test_a_device_render_replaces_the_exports(
     assert max(mask_variances(str(files[str(API_DEVICES["Steady"])]))) < 1.0
     assert min(mask_variances(str(files[str(API_DEVICES["Matroska"])]))) > 5.0
 
+    too_wide = body.replace("<render><quality>high</quality></render>",
+                            "<render><width>4096</width></render>")
+    root = await command(client, "exportVideo", body=too_wide, expect=-22)
+    assert f"device {API_DEVICES['Matroska']}: render/width 4096" in root.findtext(
+        "description", "")
+
     snapshot = (f"<export><devices><device><deviceid>{API_DEVICES['Steady']}</deviceid>"
                 f"<starttime>{start}</starttime><render><quality>fast</quality></render>"
                 f"</device></devices><output>snapshot</output><format>png</format></export>")
