@@ -28,7 +28,8 @@ def _print_tasks_of_a_hanging_test() -> Iterator[None]:
 
 
 #: Test modules by the real service they start (their tests carry that marker too).
-BROWSER_MODULES = {"test_web_browser", "test_mp4_chromium", "test_subtitles_chromium"}
+BROWSER_MODULES = {"test_web_browser", "test_web_playback", "test_mp4_chromium",
+                   "test_subtitles_chromium"}
 SITE_PREFIXES = ("test_cluster_", "test_pg_")
 
 

@@ -23,10 +23,10 @@ RunIo = Callable[..., Awaitable[Any]]
 
 async def check_render_width(request: ExportRequest, archive: Archive, run_io: RunIo) -> None:
     """-22 naming the device and ``render/width`` when it exceeds a known source width."""
-    render = request.options.render
-    if render is None or render.width is None:
-        return
-    for device in request.devices:
+    for index, device in enumerate(request.devices):
+        render = request.options.for_device(index).render  # a camera's own, else the export's
+        if render is None or render.width is None:
+            continue
         end_us = max(device.end_us, device.start_us + 1)
         segments = await archive.segments(device.device_id, device.start_us, end_us)
         if not segments:
