@@ -13,6 +13,7 @@ from sense_plugin.api.renderxml import parse_render
 from sense_plugin.api.xmlin import child_text
 from sense_plugin.config import Config
 from sense_plugin.errors import OutOfRangeError, quote_input
+from sense_plugin.export.callbacks import check_callback
 from sense_plugin.export.options import (
     MODES,
     OUTPUTS,
@@ -60,9 +61,15 @@ def parse_options(document: etree._Element, config: Config) -> tuple[ExportOptio
     options = ExportOptions(
         mode=mode, output=output, audio=_audio(document), maxfilesize_mb=maxfilesize,
         keepalive_s=keepalive, render=None if render_el is None else parse_render(render_el),
-        timestamps=timestamps,
+        timestamps=timestamps, callback=_callback(document, config),
     )
     return options, fmt
+
+
+def _callback(document: etree._Element, config: Config) -> str:
+    """``<callback>``: a URL to an allowed host (-22 otherwise), or ""."""
+    url = child_text(document, "callback")
+    return "" if url is None else check_callback(url, config)
 
 
 def keepalive_given(document: etree._Element) -> bool:

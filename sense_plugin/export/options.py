@@ -16,7 +16,7 @@ from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Ti
 MODES = ("archive", "live")
 OUTPUTS = ("stream", "snapshot")
 STREAM_FORMATS = ("mp4", "mkv", "ts")
-SNAPSHOT_FORMATS = ("jpg", "png")
+SNAPSHOT_FORMATS = ("jpg", "png", "pdf")
 TIMESTAMPS = ("none", "subtitle")
 MB = 1_000_000
 
@@ -32,6 +32,8 @@ class ExportOptions:
     keepalive_s: int = 0
     render: RenderOptions | None = None
     timestamps: str = "none"
+    #: An export's own completion callback URL (``docs/custody.rst``); "" = none.
+    callback: str = ""
 
     @property
     def live(self) -> bool:
@@ -65,6 +67,7 @@ class ExportOptions:
             keepalive_s=int(data.get("keepalive_s", 0)),
             render=None if render is None else render_from_json(render),
             timestamps=str(data.get("timestamps", "none")),
+            callback=str(data.get("callback", "")),
         )
 
     def dumps(self) -> str:
