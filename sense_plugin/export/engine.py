@@ -68,7 +68,8 @@ class ExportEngine:
             config, self.book, site_store, self._jobs, self.run_io, self._write_manifest,
             self.stop_downloads, self._keepalive)
         #: Audit trail, holds and callbacks (docs/custody.rst).
-        self.custody = Custody(config, SqliteCustodyStore(config.server.data_dir / STORE_FILE),
+        self.custody = Custody(config, site_store.custody_store() if site_store is not None
+                               else SqliteCustodyStore(config.server.data_dir / STORE_FILE),
                                archive.pins)
         self.book.on_finished.append(self.custody.finished)
         self._retention = ExportRetention(self.book, self, config.export.retention_sweep_s,
