@@ -36,9 +36,11 @@ class Custody:
         self.store = store
         self.holds = Holds(store, pins)
         self.callbacks = CallbackQueue(config, store)
+        self._get: Callable[[int], Awaitable[Export | None]] = _nothing
 
     async def open(self, get: Callable[[int], Awaitable[Export | None]]) -> None:
         """Open the store; pin the footage of held exports again (``get``: an export by id)."""
+        self._get = get
         await self.store.open()
         held = await self.store.holds()
         exports = {i: e for i in held if (e := await get(i)) is not None}
@@ -46,6 +48,10 @@ class Custody:
 
     async def close(self) -> None:
         await self.store.close()
+
+    async def refresh_holds(self) -> set[int]:
+        """The held export ids as stored now (a site's other servers may have changed them)."""
+        return await self.holds.refresh(self._get)
 
     async def record(self, action: str, export_id: int | None, detail: str = "",
                      actor: Actor | None = None) -> AuditRecord | None:
@@ -97,3 +103,7 @@ class Custody:
         await self.holds.release(export)
         await self.record("release", export.export_id)
         return self.holds.mark(export)
+
+
+async def _nothing(export_id: int) -> Export | None:
+    return None

@@ -8,6 +8,8 @@ keeps them; ``getRecordings`` shows the intervals they overlap as held.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sense_plugin.archive.retention import PinRegistry
 from sense_plugin.errors import OutOfRangeError
 from sense_plugin.export.custodystore import CustodyStore, Hold
@@ -34,10 +36,18 @@ class Holds:
             if export is not None:
                 self._pin(export)
 
-    async def refresh(self) -> set[int]:
-        """The held export ids as stored now (another server of a site may have changed
-        them)."""
+    async def refresh(self, get: Callable[[int], Awaitable[Export | None]]) -> set[int]:
+        """The held export ids as stored now; the footage of holds placed or released by
+        another server of a site is pinned or let go here too (``get``: an export by id)."""
         self._held = await self._store.holds()
+        for export_id in set(self._tokens) - set(self._held):
+            for token in self._tokens.pop(export_id):
+                self._pins.unpin(token)
+            self._ranges.pop(export_id, None)
+        for export_id in set(self._held) - set(self._tokens):
+            export = await get(export_id)
+            if export is not None:
+                self._pin(export)
         return set(self._held)
 
     def is_held(self, export_id: int) -> bool:

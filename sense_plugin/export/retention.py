@@ -69,7 +69,7 @@ class ExportRetention:
     async def sweep(self, at_us: int) -> tuple[list[int], list[int]]:
         """One pass at time ``at_us``; returns (expired ids, purged ids)."""
         expired = []
-        held = set() if self._custody is None else await self._custody.holds.refresh()
+        held = set() if self._custody is None else await self._custody.refresh_holds()
         for export in await self._book.expiring(at_us):
             if export.export_id in held:
                 continue  # an evidence hold keeps the files past the deadline
