@@ -70,6 +70,20 @@ class Custody:
                                                             limit=MANIFEST_RECORDS))
         return records
 
+    async def created(self, export: Export) -> None:
+        """An export was admitted (before its jobs are queued: its manifest lists it)."""
+        detail = ", ".join(f"device {j.device_id}" for j in export.jobs)
+        if export.retried_from:
+            detail += f"; retry of {export.retried_from}"
+        await self.record("create", export.export_id, detail)
+
+    async def removing(self, export: Export) -> bool:
+        """``action=remove`` is about to run: -22 naming the hold of a held export, else the
+        removal is recorded; whether the export had finished before."""
+        self.holds.check_removable(export.export_id)
+        await self.record("remove", export.export_id)
+        return export.finished_us is not None
+
     async def finished(self, export: Export) -> None:
         """The export has just finished (its status is final): its callbacks."""
         event = FINISH_EVENTS.get(export.status)

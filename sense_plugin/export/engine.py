@@ -170,9 +170,7 @@ class ExportEngine:
         except BaseException:
             await self.run_io(safefs.remove_empty_dirs, export.directory, self._roots)
             raise
-        await self.custody.record("create", export.export_id, ", ".join(
-            f"device {j.device_id}" for j in export.jobs) + (
-            f"; retry of {retried_from}" if retried_from else ""))
+        await self.custody.created(export)
         for job in export.jobs:
             self._enqueue(export, job)
         log.info("export %s created by %s: %s into %s%s", export.export_id, owner or "-",
@@ -184,9 +182,7 @@ class ExportEngine:
     async def remove(self, export_id: int, user_name: str, is_admin: bool) -> Export:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
         export = await self.get(export_id, user_name, is_admin)
-        self.custody.holds.check_removable(export_id)
-        was_finished = export.finished_us is not None
-        await self.custody.record("remove", export_id)
+        was_finished = await self.custody.removing(export)  # -22 while held
         for job in export.jobs:
             self._jobs.forget(job)
             if self._live.follows(job):
