@@ -82,7 +82,11 @@ async def test_a_hold_outlives_expiry_and_archive_retention_until_released(
     other = await create(client, api_archive, 25, 29)
     for export_id in (kept, other):
         await wait_export(client, export_id)
+    listed = await command(client, "getExportVideoStatus")  # a list answer, now cached
+    assert listed.find("exports/export/hold") is None
     changed = await command(client, "exportVideo", action="hold", exportid=kept)
+    listed = await command(client, "getExportVideoStatus")
+    assert [e.findtext("hold") for e in listed.iterfind("exports/export")] == ["true", None]
     assert changed.findtext("status") == "COMPLETED"
     export = await status(client, kept)
     assert export.findtext("hold") == "true" and export.findtext("expires") == ""

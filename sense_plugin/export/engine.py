@@ -83,7 +83,7 @@ class ExportEngine:
     @property
     def version(self) -> int:
         """Bumped by every persisted state change (the status list cache's key)."""
-        return self.book.version
+        return self.book.version + self.custody.holds.version
 
     @property
     def roots(self) -> tuple[Path, ...]:

@@ -27,6 +27,8 @@ class Holds:
         #: export id → the pin tokens of its device ranges, and the ranges themselves.
         self._tokens: dict[int, list[int]] = {}
         self._ranges: dict[int, list[tuple[int, int, int]]] = {}
+        #: Bumped whenever the set of held exports changes (status answers show holds).
+        self.version = 0
 
     async def load(self, exports: dict[int, Export]) -> None:
         """Read the holds at start and pin the ranges of the held exports given."""
@@ -39,7 +41,9 @@ class Holds:
     async def refresh(self, get: Callable[[int], Awaitable[Export | None]]) -> set[int]:
         """The held export ids as stored now; the footage of holds placed or released by
         another server of a site is pinned or let go here too (``get``: an export by id)."""
+        before = set(self._held)
         self._held = await self._store.holds()
+        self.version += set(self._held) != before
         for export_id in set(self._tokens) - set(self._held):
             for token in self._tokens.pop(export_id):
                 self._pins.unpin(token)
@@ -64,6 +68,7 @@ class Holds:
         if not await self._store.add_hold(hold):
             raise OutOfRangeError(f"export {export.export_id} is held already")
         self._held[export.export_id] = hold
+        self.version += 1
         self._pin(export)
         return hold
 
@@ -73,6 +78,7 @@ class Holds:
             raise OutOfRangeError(f"export {export.export_id} is not held: there is nothing "
                                   "to release")
         self._held.pop(export.export_id, None)
+        self.version += 1
         for token in self._tokens.pop(export.export_id, []):
             self._pins.unpin(token)
         self._ranges.pop(export.export_id, None)
