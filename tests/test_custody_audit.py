@@ -91,6 +91,13 @@ async def mixed_work(client: Any, archive: dict[str, Any]) -> tuple[int, int, in
     await command(client, "exportVideo", action="hold", exportid=first, headers=basic("operator"))
     await command(client, "exportVideo", action="release", exportid=first,
                   headers=basic("operator"))
+    base = archive["start_us"]
+    slow = export_body([(STEADY, format_timestamp(base), format_timestamp(base + 50_000_000))],
+                       bandwidth=8)
+    fourth = int((await command(client, "exportVideo", body=slow, headers=basic("operator"))
+                  ).findtext("exportid"))
+    await command(client, "exportVideo", action="stop", exportid=fourth,
+                  headers=basic("operator"))
     response = await client.get("/command", params={"command": "getDeviceList"},
                                 headers=basic("viewer", "wrong"))
     assert response.status == 401
@@ -113,9 +120,10 @@ async def test_mixed_work_is_recorded_and_the_chain_verifies(
         ("create", str(second), "operator"), ("remove", str(second), "operator"),
         ("create", str(third), "operator"), ("retry", str(second), "operator"),
         ("hold", str(first), "operator"), ("release", str(first), "operator"),
+        ("create", str(int(third) + 1), "operator"), ("stop", str(int(third) + 1), "operator"),
         ("loginfailure", "", "viewer"),
     ]
-    assert [r.findtext("seq") for r in records] == [str(i) for i in range(1, 12)]
+    assert [r.findtext("seq") for r in records] == [str(i) for i in range(1, 14)]
     assert records[2].findtext("detail").endswith("range=bytes=0-99")
     assert records[0].findtext("address") == "127.0.0.1"
     saved = tmp_path / "audit.xml"
@@ -144,7 +152,7 @@ async def test_filters_paging_permission_and_the_manifest_records(
     assert [r.findtext("action") for r in viewer] == ["loginfailure"]
     page = (await audit_log(client, limit=3, offset=2)).find("auditlog")
     assert [r.findtext("seq") for r in page] == ["3", "4", "5"]
-    assert page.get("total") == "11"
+    assert page.get("total") == "13"
     every = (await audit_log(client)).find("auditlog").findall("record")
     start, end = every[4].findtext("time"), every[6].findtext("time")
     window = (await audit_log(client, starttime=start, endtime=end)).find("auditlog")
