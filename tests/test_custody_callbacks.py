@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import http.server
+import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +17,7 @@ from aiohttp import web
 from apiclient import command, export_body, wait_export
 from conftest import API_DEVICES
 from lxml import etree
-from serverproc import free_port
+from serverproc import ServerProcess, free_port
 
 from sense_plugin.config import config_from_dict
 from sense_plugin.errors import ConfigError
@@ -202,3 +206,63 @@ def test_an_unknown_webhook_event_stops_the_server(make_config: Any) -> None:
         config_from_dict({**tables, "webhooks": [
             {"url": "http://127.0.0.1:9/hook", "secret": "x", "events": ["finished"]}]},
             base_dir=make_config().server.data_dir.parent)
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """Records every POST of the real server; answers 200."""
+
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append((dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_real_server_delivers_after_it_was_stopped_with_the_receiver_down(
+        api_archive: dict[str, Any], tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "server.toml"
+    config.write_text("\n".join([
+        "[server]", 'serverid = "77"', f'data_dir = "{tmp_path / "data"}"',
+        "[archive]", "demo = false",
+        "[[devices]]", f'deviceid = "{STEADY}"', 'name = "Steady"',
+        f'archive_dir = "{api_archive["dirs"]["Steady"]}"',
+        "[[webhooks]]", f'url = "http://127.0.0.1:{port}/hook"', f'secret = "{SECRET}"',
+        'events = ["completed"]']) + "\n")
+    server = ServerProcess(config, tmp_path / "server.log")
+    server.start()
+    try:
+        base = api_archive["start_us"]
+        body = export_body([(STEADY, format_timestamp(base + 5_000_000),
+                             format_timestamp(base + 8_000_000))]).encode()
+        export_id = server.command("exportVideo", body).findtext("exportid")
+        deadline = time.monotonic() + 30
+        while server.command(f"getExportVideoStatus&exportid={export_id}").findtext(
+                "exports/export/status") != "COMPLETED":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert server.stop() == 0  # the receiver has not answered yet: nothing delivered
+        _Hook.seen = []
+        receiver = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Hook)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        try:
+            server.start()
+            deadline = time.monotonic() + 30
+            while not _Hook.seen:
+                assert time.monotonic() < deadline, server.log_path.read_text()[-2000:]
+                time.sleep(0.05)
+        finally:
+            receiver.shutdown()
+            receiver.server_close()
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop()
+    headers, sent = _Hook.seen[0]
+    check_signed(headers, sent)
+    assert headers["X-Sense-Event"] == "completed"
+    assert etree.fromstring(sent).findtext("exports/export/exportid") == export_id
