@@ -114,7 +114,8 @@ class PgCustodyStore:
     async def delivered(self, delivery_id: str) -> None:
         async with self._db.connection("mark a callback delivered") as conn:
             await conn.execute("UPDATE sense_deliveries SET state = 'delivered',"
-                               " attempts = attempts + 1 WHERE delivery_id = %s",
+                               " attempts = attempts + 1, body = ''::bytea"
+                               " WHERE delivery_id = %s",
                                (delivery_id,))
 
     async def retry_later(self, delivery_id: str, next_try_us: int, give_up: bool) -> None:

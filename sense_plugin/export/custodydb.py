@@ -8,12 +8,14 @@ chain are serialised by ``BEGIN IMMEDIATE`` (one writer at a time, whichever con
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sense_plugin.errors import incident_error
 from sense_plugin.export.audit import chained
 from sense_plugin.export.custodystore import (
     AuditEntry,
@@ -26,6 +28,7 @@ from sense_plugin.export.custodystore import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, user TEXT NOT NULL,
@@ -121,8 +124,9 @@ class CustodyDb:
         return [Delivery(*row) for row in rows]
 
     def delivered(self, delivery_id: str) -> None:
-        self._db.execute("UPDATE deliveries SET state='delivered', attempts=attempts+1"
-                         " WHERE delivery_id=?", (delivery_id,))
+        # the row stays (the counts of /metrics), its body goes
+        self._db.execute("UPDATE deliveries SET state='delivered', attempts=attempts+1,"
+                         " body=X'' WHERE delivery_id=?", (delivery_id,))
 
     def retry_later(self, delivery_id: str, next_try_us: int, give_up: bool) -> None:
         self._db.execute("UPDATE deliveries SET attempts=attempts+1, next_try_us=?, state=?"
@@ -163,7 +167,14 @@ class SqliteCustodyStore:
         self._db: CustodyDb | None = None
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+        """Run on the store's thread; SQLite failures become a logged, coded error (-18)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, func, *args)
+        except sqlite3.Error as exc:
+            raise incident_error(log, f"custody store {self.path}: {exc}",
+                                 "the job store could not record the chain of custody "
+                                 "(database locked, read-only or damaged)",
+                                 traceback=False) from None
 
     def _call(self, name: str) -> Callable[..., Any]:
         assert self._db is not None, "the custody store is not open"
