@@ -186,3 +186,21 @@ async def test_records_survive_a_restart_and_continue_the_chain(
     saved = tmp_path / "audit.xml"
     saved.write_bytes(etree.tostring(log))
     assert main(["audit-verify", str(saved)]) == 0
+
+
+def test_the_documented_example_and_unambiguous_fields() -> None:
+    """The record worked through in docs/custody.rst hashes as printed there; fields that
+    would run together when merely joined by newlines stay apart."""
+    from sense_plugin.export.audit import GENESIS_HASH, chain_hash, fields_of
+
+    example = fields_of(1, "2026-12-07 05:20:00.123", "operator", "192.0.2.10", "create",
+                        "42", "device 100100")
+    assert example == (b"1:1\n23:2026-12-07 05:20:00.123\n8:operator\n10:192.0.2.10\n"
+                       b"6:create\n2:42\n13:device 100100\n")
+    assert chain_hash(GENESIS_HASH, example) == (
+        "3fe42e6000ecd68d3ffe3e7c27e29b0a4c33cbab223086d8b599827769552f54")
+    docs = (Path(__file__).parents[1] / "docs" / "custody.rst").read_text()
+    assert "3fe42e6000ecd68d3ffe3e7c27e29b0a4c33cbab223086d8b599827769552f54" in docs
+    shifted = [fields_of(1, "t", "alice\nbob", "", "create", "", ""),
+               fields_of(1, "t", "alice", "bob", "create", "", "")]
+    assert shifted[0] != shifted[1]
