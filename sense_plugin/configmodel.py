@@ -112,6 +112,10 @@ class ExportConfig:
     max_live_s: int = bounded(3600, 1, 7 * 86400)
     #: Default keepalive of live exports: stopped when nobody polls or downloads this long.
     live_keepalive_s: int = bounded(300, 0, 7 * 86400)
+    #: Hosts an export's own ``<callback>`` URL may name (none: per-export callbacks refused).
+    callback_hosts: tuple[str, ...] = ()
+    #: Signs per-export callbacks (X-Sense-Signature), as ``secret`` does a webhook's.
+    callback_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,19 @@ class EvidenceConfig:
     #: The Ed25519 key that signs every manifest; None: ``<data_dir>/signing-key.pem``,
     #: created on first start.
     signing_key: Path | None = None
+
+
+#: The events a webhook may ask for (docs/custody.rst).
+WEBHOOK_EVENTS = frozenset({"completed", "failed", "removed", "expired", "held"})
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """``[[webhooks]]``: where export events are POSTed, signed with ``secret``."""
+
+    url: str
+    secret: str
+    events: frozenset[str] = WEBHOOK_EVENTS
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,7 @@ class Config:
     devices: tuple[DeviceConfig, ...] = ()
     #: None: a single server on SQLite (no PostgreSQL).
     cluster: ClusterConfig | None = None
+    webhooks: tuple[WebhookConfig, ...] = ()
     #: True when ``devices`` are the three demo devices added for a config without any.
     demo_devices_added: bool = False
 
