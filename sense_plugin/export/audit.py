@@ -22,7 +22,7 @@ GENESIS_HASH = "0" * 64
 MAX_FIELD_CHARS = 500
 #: The actions a record can name.
 ACTIONS = ("create", "stop", "remove", "retry", "expiry", "download", "hold", "release",
-           "loginfailure")
+           "loginfailure", "play")
 
 
 @dataclass(frozen=True)
