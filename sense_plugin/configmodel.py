@@ -112,6 +112,15 @@ class ExportConfig:
     max_live_s: int = bounded(3600, 1, 7 * 86400)
     #: Default keepalive of live exports: stopped when nobody polls or downloads this long.
     live_keepalive_s: int = bounded(300, 0, 7 * 86400)
+    #: Workers one user may hold at once with authentication on (0: all but one); past it a
+    #: user's job borrows an idle worker only when nobody else waits (docs/scheduling.rst).
+    max_running_jobs_per_user: int = 0
+    #: Unfinished live device jobs one user may have with authentication on (0: no limit).
+    max_live_jobs_per_user: int = 4
+    #: Cost of a rendered second of footage, a stream-copied second costing 1 (fair shares).
+    render_cost_weight: float = bounded(8.0, 1, 1000)
+    #: Least ``<bandwidth>`` an export may ask for, per device (kbit/s; 0 = unlimited).
+    min_bandwidth_kbps: int = bounded(16, 1, 1_000_000)
 
 
 @dataclass(frozen=True)
