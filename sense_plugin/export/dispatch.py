@@ -56,6 +56,8 @@ class JobDispatcher:
         self._queued: dict[tuple[int, int], Job] = {}
         #: Live jobs waiting in :meth:`run_now`: the worker (None: stopped meanwhile).
         self._offers: dict[tuple[int, int], asyncio.Future[WorkerProcess | None]] = {}
+        #: Set when a job's :meth:`run_now` has returned.
+        self._waits: dict[tuple[int, int], asyncio.Event] = {}
         self._runner = JobRunner(config, archive, book, io)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -124,63 +126,70 @@ class JobDispatcher:
         if waiting is not None:
             waiting.set()
 
-    async def run_now(self, job: Job, holds: bool = False,
-                      stop: asyncio.Event | None = None) -> None:
+    async def run_now(self, job: Job, holds: bool = False) -> None:
         """Run a live job outside the queue on a worker given by the fair queue: its cut once
         recorded (PENDING), or a cut while it records (SYNCING since it started following;
-        ``holds``: it keeps the worker until its range ends). ``stop`` set before a worker
-        was free: nothing was written, the job is REMOVED."""
-        proc = await self._wait_worker(job, holds, stop)
-        if proc is None:
-            log.info("export %s device %s: stopped before a worker was free", job.export_id,
-                     job.device_id)
-            await self._record(job, Removed())
-            return
+        ``holds``: it keeps the worker until its range ends). Stopped or removed before a
+        worker was free (:meth:`_withdraw`), it wrote nothing and is REMOVED."""
+        ended = self._waits[job.key] = asyncio.Event()
         try:
-            if job.status in (Status.PENDING, Status.SYNCING) and not self._closing:
-                proc = await self._pool.renew(proc)
-                await self._execute(job, proc)
+            proc = await self._wait_worker(job, holds)
+            if proc is None:
+                log.info("export %s device %s: stopped before a worker was free",
+                         job.export_id, job.device_id)
+                await self._record(job, Removed())
+                return
+            try:
+                if job.status in (Status.PENDING, Status.SYNCING) and not self._closing:
+                    proc = await self._pool.renew(proc)
+                    await self._execute(job, proc)
+            finally:
+                self._free(job.key, proc)
         finally:
-            self._free(job.key, proc)
+            ended.set()
+            if self._waits.get(job.key) is ended:
+                del self._waits[job.key]
 
-    async def _wait_worker(self, job: Job, holds: bool,
-                           stop: asyncio.Event | None) -> WorkerProcess | None:
+    async def _wait_worker(self, job: Job, holds: bool) -> WorkerProcess | None:
         offer: asyncio.Future[WorkerProcess | None] = \
             asyncio.get_running_loop().create_future()
         self._offers[job.key] = offer
         self._fair.add(self._ticket(job, holds))
         self._schedule()
-        def stopped(_: object) -> None:
-            if not offer.done():
-                offer.set_result(None)
-
-        watcher = None if stop is None else asyncio.create_task(stop.wait())
-        if watcher is not None:
-            watcher.add_done_callback(stopped)
         try:
-            proc = await offer
+            return await offer
         except asyncio.CancelledError:
             given = offer.result() if offer.done() and not offer.cancelled() else None
             if given is not None:
                 self._free(job.key, given)  # handed over just as the wait was cancelled
             raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
             if self._offers.get(job.key) is offer:
                 del self._offers[job.key]
                 self._fair.discard(job.key)
-        return proc
+
+    async def _withdraw(self, job: Job) -> bool:
+        """A live job still waiting in :meth:`run_now` leaves the queue (REMOVED: nothing
+        was written); True once it has. False for a job not waiting there."""
+        offer = self._offers.get(job.key)
+        ended = self._waits.get(job.key)
+        if offer is None or offer.done() or ended is None:
+            return False
+        offer.set_result(None)
+        await ended.wait()
+        return True
 
     async def cancel(self, job: Job) -> None:
         """Stop a running job, deleting what it wrote; wait until it has settled."""
-        await self._runner.cancel(job)
-        await self._settle(job)
+        if not await self._withdraw(job):
+            await self._runner.cancel(job)
+            await self._settle(job)
 
     async def finish(self, job: Job) -> None:
         """End a running job now, keeping what it wrote; wait until it has settled."""
-        await self._runner.finish(job)
-        await self._settle(job)
+        if not await self._withdraw(job):
+            await self._runner.finish(job)
+            await self._settle(job)
 
     def _ticket(self, job: Job, holds: bool) -> Ticket:
         export = self._book.active_export(job.export_id)

@@ -41,7 +41,7 @@ class LiveFollower:
     """Live device jobs: fed to their worker while they grow, or waited for, then cut."""
 
     def __init__(self, config: Config, archive: Archive, book: JobBook,
-                 run_now: Callable[[Job, bool, asyncio.Event | None], Awaitable[None]],
+                 run_now: Callable[[Job, bool], Awaitable[None]],
                  worker_of: Callable[[Job], WorkerProcess | None]) -> None:
         self._config, self._archive, self._book = config, archive, book
         self._run_now, self._worker_of = run_now, worker_of
@@ -100,7 +100,7 @@ class LiveFollower:
                 return
             self._cutting.add(job.key)
             await self._book.hand_over(job)
-            await self._run_now(job, False, None)
+            await self._run_now(job, False)
         except SenseError as exc:  # the store failed: the job stays as it is in memory
             log.error("export %s device %s: %s", job.export_id, job.device_id, exc.description)
         finally:
@@ -113,8 +113,7 @@ class LiveFollower:
         self._cutting.add(job.key)  # SYNCING all along: it waits in the fair queue for a worker
         feeder = asyncio.create_task(self._feed(job), name=f"export-feed-{job.export_id}")
         try:
-            # it holds the worker until the range ends; a stop before one was free ends it
-            await self._run_now(job, True, self._stop[job.key])
+            await self._run_now(job, True)  # it holds the worker until the range ends
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)

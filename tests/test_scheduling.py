@@ -1,0 +1,201 @@
+"""Scheduling across users over the real server with authentication on (export/dispatch.py,
+export/fairness.py, export/admission.py): no user holds every worker, live exports count in
+the queue limits, and another user's short export is not stuck behind a long queue."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apiclient import command, export_body
+from conftest import API_DEVICES
+from lxml import etree
+from serverproc import ServerProcess
+
+from sense_plugin.passwords import hash_password
+from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
+
+ENTRANCE, PARKING = "9890179877273119875", "9890179877273119876"
+PASSWORDS = {"alice": "alice-Pw-31", "bob": "bob-Pw-77"}
+US = 1_000_000
+
+
+def basic(user: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def users_toml() -> str:
+    return "".join(f'[[auth.users]]\nname = "{n}"\npassword_hash = "{hash_password(p)}"\n'
+                   'permissions = ["view", "export"]\n' for n, p in PASSWORDS.items())
+
+
+class AuthServer(ServerProcess):
+    """The real server with live demo cameras; commands sent as one of the users."""
+
+    def send(self, user: str, query: str, data: bytes | None = None) -> etree._Element:
+        request = urllib.request.Request(f"{self.url}/command?command={query}", data=data,
+                                         headers=basic(user))
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return etree.fromstring(response.read())
+
+    def export(self, user: str, body: str) -> etree._Element:
+        return self.send(user, "exportVideo", body.encode())
+
+    def status(self, user: str, export_id: str) -> str:
+        root = self.send(user, f"getExportVideoStatus&exportid={export_id}")
+        return root.findtext("exports/export/status") or ""
+
+    def covered(self, device: str, start_us: int, end_us: int) -> bool:
+        root = self.send("alice", f"getRecordings&deviceid={device}")
+        return any(parse_timestamp(i.findtext("starttime") or "") <= start_us and
+                   parse_timestamp(i.findtext("endtime") or "") >= end_us
+                   for i in root.iterfind("recordings/intervals/interval"))
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[[str], AuthServer]]:
+    started: list[AuthServer] = []
+
+    def start(export_toml: str) -> AuthServer:
+        config = tmp_path / "sense.toml"
+        config.write_text(f'[server]\nserverid = "7015498111931795223"\ndata_dir = "data"\n'
+                          f"[auth]\nenabled = true\n{users_toml()}"
+                          f"[archive]\ndemo = true\ndemo_minutes = 0.2\n[export]\n{export_toml}")
+        server = AuthServer(config, tmp_path / "server.log")
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def live_body(device: str, start_us: int, end: str = "", render: str = "") -> str:
+    end_xml = f"<endtime>{end}</endtime>" if end else ""
+    return (f"<export><devices><device><deviceid>{device}</deviceid><starttime>"
+            f"{format_timestamp(start_us)}</starttime>{end_xml}</device></devices>"
+            f"<mode>live</mode><keepalive>0</keepalive>{render}</export>")
+
+
+def test_live_exports_of_one_user_leave_a_worker_for_another(
+        live_server: Callable[[str], AuthServer]) -> None:
+    server = live_server("max_concurrent_jobs = 2\n")
+    begun_us = now_us()
+    held = [server.export("alice", live_body(ENTRANCE, now_us() - US)).findtext("exportid")
+            for _ in range(2)]
+    assert all(held), "live exports refused"
+    span = (begun_us - 10 * US, begun_us - 5 * US)
+    wait_for(lambda: server.covered(PARKING, *span), 30, "the demo backfill")
+    body = export_body([(int(PARKING), format_timestamp(span[0]), format_timestamp(span[1]))])
+    other = server.export("bob", body).findtext("exportid") or ""
+    wait_for(lambda: server.status("bob", other) == "COMPLETED", 60,
+             "bob's export while alice holds live exports")
+    assert [server.status("alice", i or "") for i in held] == ["SYNCING", "SYNCING"]
+    # alice's second live export never had a worker: stopped, it wrote nothing
+    second = server.send("alice", f"exportVideo&action=stop&exportid={held[1]}")
+    assert second.findtext("status") == "REMOVED", etree.tostring(second).decode()
+    first = server.send("alice", f"exportVideo&action=stop&exportid={held[0]}")
+    assert first.findtext("status") == "COMPLETED", etree.tostring(first).decode()
+    log = server.log_path.read_text()
+    assert "Traceback" not in log
+
+
+def test_live_exports_count_in_the_queue_limits(
+        live_server: Callable[[str], AuthServer]) -> None:
+    server = live_server("max_queued_jobs = 4\nmax_queued_jobs_per_user = 2\n")
+    end = format_timestamp(now_us() + 120 * US)
+    render = "<render><quality>low</quality></render>"  # waits for its end without a worker
+
+    def codes(user: str, count: int) -> list[int]:
+        return [int(server.export(user, live_body(ENTRANCE, now_us() - US, end, render))
+                    .get("errorcode") or "") for _ in range(count)]
+
+    assert codes("alice", 3) == [0, 0, -1005]  # her share of the queue: 2 device jobs
+    assert codes("bob", 2) == [0, 0]
+    root = server.export("bob", export_body([(int(PARKING), format_timestamp(now_us() - 9 * US),
+                                               format_timestamp(now_us() - 8 * US))]))
+    assert root.get("errorcode") == "-1005"  # the whole queue: 4 live jobs waiting
+    listing = server.send("alice", "getExportVideoStatus")
+    for export in listing.iterfind("exports/export"):
+        server.send("alice", f"exportVideo&action=remove&exportid={export.findtext('exportid')}")
+
+
+def test_live_exports_are_capped_per_user(live_server: Callable[[str], AuthServer]) -> None:
+    server = live_server("max_live_jobs_per_user = 1\n")
+    first = server.export("alice", live_body(ENTRANCE, now_us() - US))
+    assert first.get("errorcode") == "0"
+    second = server.export("alice", live_body(PARKING, now_us() - US))
+    assert second.get("errorcode") == "-1005"
+    assert "max_live_jobs_per_user" in (second.findtext("description") or "")
+    assert server.export("bob", live_body(PARKING, now_us() - US)).get("errorcode") == "0"
+
+
+# -- fair shares by cost (in-process server over the recorded API archive) ------------------
+
+STEADY = API_DEVICES["Steady"]
+
+
+@pytest.fixture
+async def secure(make_client: Any, make_config: Any) -> Any:
+    users = [{"name": n, "password_hash": hash_password(p), "permissions": ["view", "export"]}
+             for n, p in PASSWORDS.items()]
+    return await make_client(make_config(auth={"enabled": True, "users": users},
+                                         export={"max_concurrent_jobs": 1}))
+
+
+async def test_another_users_short_copy_is_not_queued_behind_long_renders(
+        secure: Any, api_archive: dict[str, Any]) -> None:
+    start = api_archive["start_us"]
+
+    async def create(user: str, offset_s: int, seconds: int, **fields: Any) -> int:
+        span = (STEADY, format_timestamp(start + offset_s * US),
+                format_timestamp(start + (offset_s + seconds) * US))
+        root = await command(secure, "exportVideo", body=export_body([span], **fields),
+                             headers=basic(user))
+        return int(root.findtext("exportid"))
+
+    render = "<quality>low</quality>"
+    # alice's first render holds the only worker (paced) until every other export is queued
+    holder = await create("alice", 0, 20, bandwidth=16, render=render)
+    renders = [await create("alice", offset, 20, render=render) for offset in (10, 25, 40)]
+    copy = await create("bob", 40, 2)
+    root = await command(secure, "getExportVideoStatus", exportid=holder,
+                         headers=basic("alice"))
+    assert root.findtext("exports/export/status") == "SYNCING"
+    await command(secure, "exportVideo", action="stop", exportid=holder, headers=basic("alice"))
+    finished: dict[int, int] = {}
+    for export_id, user in [(copy, "bob"), *((r, "alice") for r in renders)]:
+        export = await wait_export_as(secure, export_id, user)
+        assert export.findtext("status") == "COMPLETED", etree.tostring(export).decode()
+        finished[export_id] = parse_timestamp(export.findtext("expires"))
+    # one worker: exports finish in the order they start; bob's copy comes right after the
+    # render that held the worker, before alice's other renders (FIFO put it last)
+    assert sorted(finished, key=finished.__getitem__) == [copy, *renders]
+
+
+async def wait_export_as(client: Any, export_id: int, user: str) -> Any:
+    """Poll the export's status as ``user`` until it has finished."""
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        root = await command(client, "getExportVideoStatus", exportid=export_id,
+                             headers=basic(user))
+        export = root.find("exports/export")
+        if export.findtext("status") in ("COMPLETED", "FAILED", "REMOVED"):
+            return export
+        assert asyncio.get_running_loop().time() < deadline, etree.tostring(export).decode()
+        await asyncio.sleep(0.05)
