@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -199,3 +202,97 @@ async def wait_export_as(client: Any, export_id: int, user: str) -> Any:
             return export
         assert asyncio.get_running_loop().time() < deadline, etree.tostring(export).decode()
         await asyncio.sleep(0.05)
+
+
+# -- bandwidth: a least share per device, and the stall watchdog sees paced jobs -------------
+
+def writer_of(part_suffix: str, under: Path) -> int | None:
+    """The pid of the process that holds a ``*.part`` file under ``under`` open."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.endswith(part_suffix) and target.startswith(str(under)):
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+async def secure_client(make_client: Any, make_config: Any, **export: Any) -> Any:
+    users = [{"name": n, "password_hash": hash_password(p), "permissions": ["view", "export"]}
+             for n, p in PASSWORDS.items()]
+    return await make_client(make_config(auth={"enabled": True, "users": users}, export=export))
+
+
+async def test_a_bandwidth_under_the_least_share_per_device_is_refused(
+        make_client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    client = await secure_client(make_client, make_config)
+    start = api_archive["start_us"]
+    spans = [(device, format_timestamp(start), format_timestamp(start + 5 * US))
+             for device in (STEADY, API_DEVICES["Matroska"])]
+    root = await command(client, "exportVideo", body=export_body(spans, bandwidth=1),
+                         headers=basic("alice"), expect=-22)
+    assert "min_bandwidth_kbps" in root.findtext("description")
+    await command(client, "exportVideo", body=export_body(spans, bandwidth=31),
+                  headers=basic("alice"), expect=-22)  # 15.5 kbit/s per device
+    root = await command(client, "exportVideo", body=export_body(spans, bandwidth=32),
+                         headers=basic("alice"))
+    listing = await command(client, "getExportVideoStatus", headers=basic("alice"))
+    assert [e.findtext("exportid") for e in listing.iterfind("exports/export")] == \
+        [root.findtext("exportid")]  # the refused ones left nothing behind
+
+
+async def paced_export(client: Any, start_us: int) -> int:
+    """A 40-s copy paced to the least bandwidth: its muxer buffer takes minutes to write."""
+    body = export_body([(STEADY, format_timestamp(start_us),
+                         format_timestamp(start_us + 40 * US))], bandwidth=16)
+    root = await command(client, "exportVideo", body=body, headers=basic("alice"))
+    return int(root.findtext("exportid"))
+
+
+async def status_of(client: Any, export_id: int) -> Any:
+    root = await command(client, "getExportVideoStatus", exportid=export_id,
+                         headers=basic("alice"))
+    return root.find("exports/export")
+
+
+async def test_a_paced_job_whose_worker_stopped_is_failed_by_the_watchdog(
+        make_client: Any, make_config: Any, api_archive: dict[str, Any],
+        tmp_path: Path) -> None:
+    client = await secure_client(make_client, make_config, stall_s=2)
+    export_id = await paced_export(client, api_archive["start_us"])
+    pid = None
+    for _ in range(300):
+        pid = writer_of(".part", tmp_path)
+        if pid:
+            break
+        await asyncio.sleep(0.02)
+    assert pid, "no worker holds the temporary file"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while (export := await status_of(client, export_id)).findtext("status") == "SYNCING":
+            assert time.monotonic() < deadline, "a paced job with a stopped worker runs on"
+            await asyncio.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    device = export.find("devices/device")
+    assert device.findtext("errorcode") == "-18"
+    assert "no progress" in (device.findtext("description") or "")
+
+
+async def test_a_paced_job_that_moves_is_not_taken_for_stalled(
+        make_client: Any, make_config: Any, api_archive: dict[str, Any]) -> None:
+    client = await secure_client(make_client, make_config, stall_s=1)
+    export_id = await paced_export(client, api_archive["start_us"])
+    sizes = []
+    for _ in range(4):  # four times the stall limit, paced all along
+        await asyncio.sleep(1.0)
+        export = await status_of(client, export_id)
+        assert export.findtext("status") == "SYNCING", etree.tostring(export).decode()
+        sizes.append(int(export.findtext("devices/device/bytes") or 0))
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+    await command(client, "exportVideo", action="remove", exportid=export_id,
+                  headers=basic("alice"))
