@@ -118,7 +118,7 @@ class ExportConfig:
     #: Unfinished live device jobs one user may have with authentication on (0: no limit).
     max_live_jobs_per_user: int = 4
     #: Cost of a rendered second of footage, a stream-copied second costing 1 (fair shares).
-    render_cost_weight: float = bounded(8.0, 1, 1000)
+    render_cost_weight: float = bounded(100.0, 1, 10_000)
     #: Least ``<bandwidth>`` an export may ask for, per device (kbit/s; 0 = unlimited).
     min_bandwidth_kbps: int = bounded(16, 1, 1_000_000)
 
