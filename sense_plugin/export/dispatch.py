@@ -196,6 +196,9 @@ class JobDispatcher:
         rendered = export.options.render is not None
         span_us = 0 if export.options.snapshot else job.end_us - job.start_us
         self._seq += 1
+        # a paced job, like a live one, keeps its worker for a time its cap decides, not the
+        # work: it never borrows a worker past its user's cap
+        holds = holds or export.bandwidth_limit_kbps > 0
         return Ticket(job.key, export.owner, job_cost(span_us, rendered, self._render_weight),
                       self._seq, holds)
 

@@ -27,7 +27,8 @@ class Ticket:
     cost: float
     #: Arrival order: among one user's jobs, and between equal shares, the first comes first.
     seq: int
-    #: Holds its worker until a live range ends (a live stream copy): never past the cap.
+    #: Holds its worker for a time the work does not decide (a live stream copy until its
+    #: range ends, a job paced by a bandwidth cap): never run past its user's cap.
     holds: bool = False
 
 
