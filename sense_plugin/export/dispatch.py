@@ -19,7 +19,14 @@ from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import SenseError
 from sense_plugin.export.book import JobBook
-from sense_plugin.export.fairness import FairQueue, Limits, Ticket, default_per_user, job_cost
+from sense_plugin.export.fairness import (
+    MIN_COST_S,
+    FairQueue,
+    Limits,
+    Ticket,
+    default_per_user,
+    job_cost,
+)
 from sense_plugin.export.model import Job, Status
 from sense_plugin.export.pool import WorkerPool, WorkerProcess
 from sense_plugin.export.runner import (
@@ -192,10 +199,13 @@ class JobDispatcher:
             await self._settle(job)
 
     def _ticket(self, job: Job, holds: bool) -> Ticket:
-        export = self._book.active_export(job.export_id)
+        self._seq += 1
+        try:
+            export = self._book.active_export(job.export_id)
+        except KeyError:  # finished meanwhile: it waits for nothing, then is skipped
+            return Ticket(job.key, "", MIN_COST_S, self._seq, holds)
         rendered = export.options.render is not None
         span_us = 0 if export.options.snapshot else job.end_us - job.start_us
-        self._seq += 1
         # a paced job, like a live one, keeps its worker for a time its cap decides, not the
         # work: it never borrows a worker past its user's cap
         holds = holds or export.bandwidth_limit_kbps > 0

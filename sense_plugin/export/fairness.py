@@ -130,9 +130,11 @@ class FairQueue:
             self._forget_idle(ticket.owner)
 
     def running_of(self, owner: str) -> int:
+        """How many workers the user holds now."""
         return sum(1 for t in self._running.values() if t.owner == owner)
 
     def served(self, owner: str) -> float:
+        """The cost started for the user since they last had nothing waiting or running."""
         return self._served.get(owner, 0.0)
 
     def _owners(self) -> set[str]:
