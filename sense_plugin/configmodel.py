@@ -116,6 +116,15 @@ class ExportConfig:
     callback_hosts: tuple[str, ...] = ()
     #: Signs per-export callbacks (X-Sense-Signature), as ``secret`` does a webhook's.
     callback_secret: str = ""
+    #: Workers one user may hold at once with authentication on (0: all but one); past it a
+    #: user's job borrows an idle worker only when nobody else waits (docs/scheduling.rst).
+    max_running_jobs_per_user: int = 0
+    #: Unfinished live device jobs one user may have with authentication on (0: no limit).
+    max_live_jobs_per_user: int = 4
+    #: Cost of a rendered second of footage, a stream-copied second costing 1 (fair shares).
+    render_cost_weight: float = bounded(100.0, 1, 10_000)
+    #: Least ``<bandwidth>`` an export may ask for, per device (kbit/s; 0 = unlimited).
+    min_bandwidth_kbps: int = bounded(16, 1, 1_000_000)
 
 
 @dataclass(frozen=True)

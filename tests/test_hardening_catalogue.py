@@ -164,6 +164,7 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("bandwidth-alpha", -22, create, export(extra="<bandwidth>fast</bandwidth>")),
         Case("bandwidth-float", -22, create, export(extra="<bandwidth>1.5</bandwidth>")),
         Case("bandwidth-huge", -22, create, export(extra=f"<bandwidth>{10**30}</bandwidth>")),
+        Case("bandwidth-below-least", -22, create, export(extra="<bandwidth>1</bandwidth>")),
         Case("limit-zero", -22, f"{status}&limit=0"),
         Case("offset-negative", -22, f"{status}&offset=-1"),
         Case("status-filter-unknown", -22, f"{status}&status=EXPLODED"),

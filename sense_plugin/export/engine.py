@@ -145,8 +145,11 @@ class ExportEngine:
         manifest and no two exports ever share a directory.
         """
         admission.check_unique_names(request, self._config)
-        admission.check_queue(self.book.pending_owners(self._jobs.pending), owner,
-                              len(request.devices), self._config)
+        admission.check_bandwidth(request, self._config)
+        live_owners = self.book.pending_owners(self._live.unfinished())
+        admission.check_live(live_owners, owner, request, self._config)
+        admission.check_queue([*self.book.pending_owners(self._jobs.pending), *live_owners],
+                              owner, len(request.devices), self._config)
         out_base = await self.run_io(resolve_export_dir, request.path, self._roots)
         admission.check_not_nested(out_base, self.book.directories())
         export = Export(
