@@ -2,7 +2,9 @@
 segments at keyframes, audio plans (copy, AAC, drop) and writing.
 
 A segment stays open :data:`LATE_AUDIO_US` after the next one started, for audio that arrives
-after the next keyframe but belongs before it.
+after the next keyframe but belongs before it. Video packets without timestamps (the first
+keyframe of an RTSP connection) are placed by their arrival; a change of picture size starts a
+new segment; video that stops while audio flows is reported as stalled (docs/cameras.rst).
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from av.audio.codeccontext import AudioCodecContext
 from av.packet import Packet
 from av.stream import Stream
 
-from sense_plugin.archive.clock import SourceClock, is_discontinuity
+from sense_plugin.archive.clock import (
+    AHEAD_BOUND_US,
+    BEHIND_BOUND_US,
+    ArrivalStamper,
+    SourceClock,
+    is_discontinuity,
+)
+from sense_plugin.archive.paramsets import SizeWatch
 from sense_plugin.archive.probe import to_us
 from sense_plugin.archive.writer import SegmentWriter, choose_format, plan_audio
 from sense_plugin.media.audio import AacTranscoder
@@ -31,7 +40,11 @@ class SessionOwner(Protocol):
     name: str
     directory: Path
     segment_us: int
+    stall_us: int
     status: str
+
+    @property
+    def recording_status(self) -> str: ...
     open_span: tuple[int, int] | None
 
     def wait(self, seconds: float) -> bool: ...
@@ -44,6 +57,8 @@ log = logging.getLogger("sense_plugin.archive.recorder")
 
 #: A segment stays open this long after the next one started, for audio that arrives late.
 LATE_AUDIO_US = 500_000
+#: Video packets without timestamps held until the next stamped one places them.
+MAX_UNSTAMPED = 8
 
 
 def describe_error(exc: BaseException) -> str:
@@ -71,7 +86,7 @@ class Session:
     """One connection's worth of recording: pacing, clock, cutting, writing."""
 
     def __init__(self, owner: SessionOwner, video: Stream, audio: Sequence[Stream], *,
-                 paced: bool) -> None:
+                 paced: bool, arrival_stamped: bool = False) -> None:
         self.owner = owner
         self.video = video
         plan = plan_audio(audio)
@@ -93,28 +108,69 @@ class Session:
         self.previous: _Open | None = None  # closed once late audio can no longer come
         self.frame_us = int(US_PER_S / (video.average_rate or 25))
         self.last_video_us: int | None = None
+        self.stamper = ArrivalStamper(video.index) if arrival_stamped else None
+        self.drift_us: int | None = None  # set: stamp by arrival from the next keyframe on
+        self.unstamped: list[tuple[Packet[Stream], int]] = []
+        self.sizes = SizeWatch(video)
+        self.video_arrival_us = now_us()
+        self.stalled = False
 
     def feed(self, packet: Packet[Stream]) -> None:
+        if packet.size == 0:
+            return
+        arrival_us = now_us()
+        is_video = packet.stream.index == self.video.index
+        if is_video:
+            self._video_arrived(arrival_us)
+        else:
+            self._check_stall(arrival_us)
+        if self.stamper is not None and not self.stamper.stamp(packet, arrival_us):
+            return
         ts = packet.dts if packet.dts is not None else packet.pts
-        if packet.size == 0 or ts is None or packet.time_base is None:
+        if ts is None or packet.time_base is None:
+            if is_video and len(self.unstamped) < MAX_UNSTAMPED:
+                self.unstamped.append((packet, arrival_us))  # placed by the next stamped one
             return
         media_us = to_us(ts, packet.time_base)
         if self.paced:
             self._pace(media_us)
-        if packet.stream.index != self.video.index:
+        if not is_video:
             self._audio(packet, media_us)
             return
+        if self.unstamped:
+            self._place_unstamped(media_us, arrival_us)
+        self._feed_video(packet, media_us, arrival_us)
+
+    def _place_unstamped(self, next_us: int, next_arrival_us: int) -> None:
+        """Stamp the held packets by arrival, before the packet that arrived after them."""
+        held, self.unstamped = self.unstamped, []
+        for i, (packet, arrival_us) in enumerate(held):
+            at_us = min(next_us - (next_arrival_us - arrival_us),
+                        next_us - (len(held) - i) * self.frame_us)
+            tb = packet.time_base
+            assert tb is not None
+            packet.pts = packet.dts = at_us * tb.denominator // (tb.numerator * US_PER_S)
+            self._feed_video(packet, to_us(packet.dts, tb), arrival_us)
+
+    def _feed_video(self, packet: Packet[Stream], media_us: int, arrival_us: int) -> None:
+        assert packet.time_base is not None
         pts_us = to_us(packet.pts, packet.time_base) if packet.pts is not None else media_us
         if self.last_video_us is not None and is_discontinuity(self.last_video_us, media_us):
             log.warning("%s: timestamp discontinuity in the source; starting a new segment",
                         self.owner.name)
-            self._close_all()
-            self.clock = SourceClock()
-            self.pace_anchor = None
+            self._restart_clock()
         self.last_video_us = media_us
-        self.clock.observe(pts_us, now_us())
+        self.clock.observe(pts_us, arrival_us)
+        self._check_drift(pts_us, arrival_us)
+        if packet.is_keyframe and self.drift_us is not None:
+            self._stamp_by_arrival(packet, arrival_us)
+            return
+        resized = self.sizes.changed(packet) if packet.is_keyframe else None
+        if resized is not None:
+            log.info("%s: picture size changed to %dx%d; starting a new segment",
+                     self.owner.name, *resized)
         current = self.current
-        if packet.is_keyframe and (current is None
+        if packet.is_keyframe and (current is None or resized is not None
                                    or media_us - current.base_us >= self.owner.segment_us):
             self._open_segment(media_us, pts_us)
         elif self.previous is not None and media_us - self.current_base() >= LATE_AUDIO_US:
@@ -123,6 +179,51 @@ class Session:
         if self.current is None:
             return  # waiting for the first keyframe
         self._video(packet, pts_us)
+
+    def _restart_clock(self) -> None:
+        self._close_all()
+        self.clock = SourceClock()
+        self.pace_anchor = None
+        self.last_video_us = None
+
+    def _check_drift(self, pts_us: int, arrival_us: int) -> None:
+        """Once calibrated: a source clock far from the wall clock is stamped by arrival."""
+        if self.stamper is not None or not self.clock.frozen or self.drift_us is not None:
+            return
+        drift_us = self.clock.drift_us(pts_us, arrival_us)
+        if drift_us < -AHEAD_BOUND_US or drift_us > BEHIND_BOUND_US:
+            self.drift_us = drift_us
+
+    def _stamp_by_arrival(self, packet: Packet[Stream], arrival_us: int) -> None:
+        """At a keyframe: close what was written on the source's clock, restamp from here."""
+        drift_us, self.drift_us = self.drift_us or 0, None
+        self.owner.warn_once("drift", "source clock %s the wall clock by %.1f s; stamping "
+                             "its packets by arrival from now on",
+                             "ran ahead of" if drift_us < 0 else "fell behind",
+                             abs(drift_us) / US_PER_S)
+        self._restart_clock()
+        self.stamper = ArrivalStamper(self.video.index)
+        self.stamper.stamp(packet, arrival_us)
+        assert packet.dts is not None and packet.time_base is not None
+        self._feed_video(packet, to_us(packet.dts, packet.time_base), arrival_us)
+
+    def _video_arrived(self, arrival_us: int) -> None:
+        if self.stalled:
+            self.stalled = False
+            log.info("%s: video is back after %.1f s without it", self.owner.name,
+                     (arrival_us - self.video_arrival_us) / US_PER_S)
+        self.video_arrival_us = arrival_us
+
+    def _check_stall(self, arrival_us: int) -> None:
+        """Other streams flow but the video does not: say so, and close what was recorded."""
+        if self.stalled or arrival_us - self.video_arrival_us < self.owner.stall_us:
+            return
+        self.stalled = True
+        stall_s = self.owner.stall_us / US_PER_S
+        self.owner.status = f"stalled: no video for {stall_s:g} s"
+        log.warning("%s: no video for %g s while other streams still arrive", self.owner.name,
+                    stall_s)
+        self._close_all()
 
     def current_base(self) -> int:
         return self.current.base_us if self.current is not None else 0
@@ -136,8 +237,8 @@ class Session:
         first = self.previous if self.previous is not None else segment
         self.owner.open_span = (self.clock.to_archive(first.min_pts_us),
                                 self.clock.to_archive(segment.end_us))
-        if self.owner.status != "recording":
-            self.owner.status = "recording"
+        if self.owner.status != self.owner.recording_status:
+            self.owner.status = self.owner.recording_status
 
     def _pace(self, media_us: int) -> None:
         wall_us = now_us()
