@@ -141,12 +141,19 @@ class Session:
             self._place_unstamped(media_us, arrival_us)
         self._feed_video(packet, media_us, arrival_us)
 
-    def _place_unstamped(self, next_us: int, next_arrival_us: int) -> None:
-        """Stamp the held packets by arrival, before the packet that arrived after them."""
+    def _place_unstamped(self, next_us: int | None, next_arrival_us: int) -> None:
+        """Stamp the held packets by arrival, before the packet that arrived after them (or,
+        with none after them, after the last stamped one)."""
         held, self.unstamped = self.unstamped, []
         for i, (packet, arrival_us) in enumerate(held):
-            at_us = min(next_us - (next_arrival_us - arrival_us),
-                        next_us - (len(held) - i) * self.frame_us)
+            if next_us is not None:
+                at_us = min(next_us - (next_arrival_us - arrival_us),
+                            next_us - (len(held) - i) * self.frame_us)
+            elif self.last_video_us is not None and self.clock.offset_us is not None:
+                at_us = max(arrival_us - self.clock.offset_us,
+                            self.last_video_us + self.frame_us)
+            else:
+                return  # nothing stamped yet: nothing to place them by
             tb = packet.time_base
             assert tb is not None
             packet.pts = packet.dts = at_us * tb.denominator // (tb.numerator * US_PER_S)
@@ -219,6 +226,7 @@ class Session:
         if self.stalled or arrival_us - self.video_arrival_us < self.owner.stall_us:
             return
         self.stalled = True
+        self._place_unstamped(None, arrival_us)
         stall_s = self.owner.stall_us / US_PER_S
         self.owner.status = f"stalled: no video for {stall_s:g} s"
         log.warning("%s: no video for %g s while other streams still arrive", self.owner.name,
@@ -333,6 +341,7 @@ class Session:
 
     def finish(self) -> None:
         """Close the open segments: everything written so far is a valid recording."""
+        self._place_unstamped(None, now_us())
         for index, transcoder in self.transcoders.items():
             try:
                 encoded = transcoder.flush()
