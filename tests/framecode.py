@@ -1,6 +1,6 @@
 """Test footage whose frames carry their own number, readable back after any codec.
 
-Each frame shows its number as 12 bits, one black or white cell each in a row across the
+Each frame shows its number as 16 bits, one black or white cell each in a row across the
 middle of the picture (cells big enough to survive H.264/MJPEG at low quality), so a test can
 decode a recording or an export and compare the numbers it finds with what the source sent.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-BITS = 12
+BITS = 16
 
 
 def picture(number: int, width: int, height: int) -> np.ndarray:
