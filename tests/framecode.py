@@ -7,6 +7,7 @@ decode a recording or an export and compare the numbers it finds with what the s
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -106,3 +107,32 @@ def numbers_in(path: Path) -> list[int]:
         for frame in container.decode(container.streams.video[0]):
             found.append((frame.pts or 0, read_number(frame)))
     return [number for _, number in sorted(found)]
+
+
+def ts_chunks(frames: int, width: int = 320, height: int = 180, *, fps: int = 25,
+              gop_frames: int = 25) -> list[bytes]:
+    """An MPEG-TS stream of numbered frames cut after each frame: what a camera sends per
+    frame (header tables included in the first chunk)."""
+    chunks: list[bytes] = []
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mpegts", options={"flush_packets": "1"}) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = gop_frames
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0",
+                          "sc_threshold": "0"}  # one chunk per frame, at once
+        taken = 0
+        for number in range(frames + 1):
+            frame = None
+            if number < frames:
+                frame = av.VideoFrame.from_ndarray(picture(number, width, height),
+                                                   format="rgb24")
+                frame.pts, frame.time_base = number, Fraction(1, fps)
+                frame.pict_type = av.video.frame.PictureType.NONE
+            out.mux(stream.encode(frame))
+            if buffer.tell() > taken:
+                chunks.append(buffer.getvalue()[taken:])
+                taken = buffer.tell()
+    if len(buffer.getvalue()) > taken:
+        chunks[-1] += buffer.getvalue()[taken:]
+    return chunks

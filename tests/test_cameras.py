@@ -184,20 +184,22 @@ async def test_first_keyframe_without_timestamps_is_kept(tmp_path: Path) -> None
     assert_consecutive(numbers)
 
 
-class MjpegCamera(http.server.ThreadingHTTPServer):
-    """An MJPEG camera: multipart/x-mixed-replace JPEGs at ``fps``; notes when each went out."""
+class HttpCamera(http.server.ThreadingHTTPServer):
+    """A camera over HTTP (the standard library's server): sends ``chunks`` (one per frame) at
+    ``fps``, as multipart JPEG parts (MJPEG) or raw bytes (MPEG-TS); notes when each went out.
+    """
 
-    def __init__(self, pictures: list[bytes], fps: float) -> None:
-        super().__init__(("127.0.0.1", 0), _MjpegHandler)
-        self.pictures, self.fps = pictures, fps
+    def __init__(self, chunks: list[bytes], fps: float, *, mjpeg: bool) -> None:
+        super().__init__(("127.0.0.1", 0), _CameraHandler)
+        self.chunks, self.fps, self.mjpeg = chunks, fps, mjpeg
         self.sent_us: dict[int, int] = {}
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/video.mjpg"
+        return f"http://127.0.0.1:{self.server_address[1]}/video"
 
-    def __enter__(self) -> MjpegCamera:
+    def __enter__(self) -> HttpCamera:
         self.thread.start()
         return self
 
@@ -207,21 +209,25 @@ class MjpegCamera(http.server.ThreadingHTTPServer):
         self.thread.join(5)
 
 
-class _MjpegHandler(http.server.BaseHTTPRequestHandler):
-    server: MjpegCamera
+class _CameraHandler(http.server.BaseHTTPRequestHandler):
+    server: HttpCamera
 
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        camera = self.server
         self.send_response(200)
-        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame"
+                         if camera.mjpeg else "video/mp2t")
         self.end_headers()
         began = time.monotonic()
         try:
-            for number, jpeg in enumerate(self.server.pictures):
-                time.sleep(max(0.0, began + number / self.server.fps - time.monotonic()))
-                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                 + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+            for number, chunk in enumerate(camera.chunks):
+                time.sleep(max(0.0, began + number / camera.fps - time.monotonic()))
+                if camera.mjpeg:
+                    chunk = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                             + str(len(chunk)).encode() + b"\r\n\r\n" + chunk + b"\r\n")
+                self.wfile.write(chunk)
                 self.wfile.flush()
-                self.server.sent_us.setdefault(number, now_us())
+                camera.sent_us.setdefault(number, now_us())
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -231,7 +237,7 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.mark.parametrize("fps", [10, 30])
 async def test_mjpeg_over_http_is_stamped_by_arrival(tmp_path: Path, fps: int) -> None:
-    with MjpegCamera(framecode.jpeg_frames(fps * 20), fps) as camera:
+    with HttpCamera(framecode.jpeg_frames(fps * 20), fps, mjpeg=True) as camera:
         async with RecorderThread(camera.url, tmp_path / "a", segment_s=2) as rec:
             await rec.wait_for(lambda: len(rec.paths) >= 3)
             stopped_us = now_us()
@@ -244,3 +250,22 @@ async def test_mjpeg_over_http_is_stamped_by_arrival(tmp_path: Path, fps: int) -
     for before, after in zip(sorted(rec.paths), sorted(rec.paths)[1:], strict=False):
         gap_us = decoded(after)[0][0] - decoded(before)[-1][0]
         assert gap_us < 3 * S // fps  # segments of one connection follow each other
+
+
+async def test_fast_source_clock_is_stamped_by_arrival(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """MPEG-TS at 25 fps by its timestamps, sent at 30 fps: its clock runs 20 % fast."""
+    with HttpCamera(framecode.ts_chunks(25 * 20), 30, mjpeg=False) as camera:
+        async with RecorderThread(camera.url, tmp_path / "a", segment_s=2) as rec:
+            await rec.wait_for(lambda: len(camera.sent_us) >= 25 * 16)
+            stopped_us = now_us()
+    frames = recorded(rec.paths)
+    numbers = [n for _, n, _ in frames]
+    assert_consecutive(numbers)
+    ahead = [(n, at_us - camera.sent_us[n]) for at_us, n, _ in frames]
+    assert all(ahead_us < 1_500_000 for _, ahead_us in ahead), ahead  # bound + one GOP at most
+    assert all(at_us <= stopped_us for at_us, _, _ in frames)
+    settled = [ahead_us for n, ahead_us in ahead if n > numbers[-1] - 100]
+    assert all(abs(ahead_us) < 300_000 for ahead_us in settled), settled
+    drifts = [r.getMessage() for r in caplog.records if "wall clock by" in r.getMessage()]
+    assert len(drifts) == 1 and "ran ahead of the wall clock by 1." in drifts[0], drifts
