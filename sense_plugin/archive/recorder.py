@@ -20,7 +20,8 @@ from pathlib import Path
 import av
 
 from sense_plugin.archive.clock import UNTIMED_FORMATS
-from sense_plugin.archive.session import LATE_AUDIO_US, Session, describe_error
+from sense_plugin.archive.session import LATE_AUDIO_US, Session
+from sense_plugin.archive.sessionparts import describe_error
 from sense_plugin.errors import MediaError
 from sense_plugin.timestamps import US_PER_S, now_us
 

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import av
-from av.audio.codeccontext import AudioCodecContext
 from av.packet import Packet
 from av.stream import Stream
 
@@ -29,29 +25,16 @@ from sense_plugin.archive.clock import (
 )
 from sense_plugin.archive.paramsets import SizeWatch
 from sense_plugin.archive.probe import to_us
+from sense_plugin.archive.sessionparts import (
+    OpenSegment,
+    SessionOwner,
+    VideoWatchdog,
+    audio_codec,
+    describe_error,
+)
 from sense_plugin.archive.writer import SegmentWriter, choose_format, plan_audio
 from sense_plugin.media.audio import AacTranscoder
 from sense_plugin.timestamps import US_PER_S, now_us
-
-
-class SessionOwner(Protocol):
-    """What a session uses of its recorder (:class:`~sense_plugin.archive.recorder.Recorder`)."""
-
-    name: str
-    directory: Path
-    segment_us: int
-    stall_us: int
-    status: str
-
-    @property
-    def recording_status(self) -> str: ...
-    open_span: tuple[int, int] | None
-
-    def wait(self, seconds: float) -> bool: ...
-
-    def warn_once(self, key: str, message: str, *args: object, level: int = ...) -> None: ...
-
-    def commit(self, path: Path) -> None: ...
 
 log = logging.getLogger("sense_plugin.archive.recorder")
 
@@ -59,27 +42,6 @@ log = logging.getLogger("sense_plugin.archive.recorder")
 LATE_AUDIO_US = 500_000
 #: Video packets without timestamps held until the next stamped one places them.
 MAX_UNSTAMPED = 8
-
-
-def describe_error(exc: BaseException) -> str:
-    """A short reason for the status line (no traceback, no long paths)."""
-    if isinstance(exc, av.FFmpegError):
-        return exc.strerror or type(exc).__name__
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc) or type(exc).__name__
-
-
-
-@dataclass
-class _Open:
-    """One segment being written and the rebasing of its packets."""
-
-    writer: SegmentWriter
-    base_us: int  # media time of the first video dts: 0 in the file
-    min_pts_us: int  # earliest video pts: names the segment
-    end_us: int  # media time past the last written video frame
-    last_dts: dict[int, int] = field(default_factory=dict)
 
 
 class Session:
@@ -95,7 +57,7 @@ class Session:
                             "the video without it", codec)
         self.templates = [video, *plan.copy]
         self.transcoders = {s.index: AacTranscoder.for_stream(s) for s in plan.transcode}
-        self.decoders = {s.index: _audio_codec(s) for s in plan.transcode}
+        self.decoders = {s.index: audio_codec(s) for s in plan.transcode}
         for stream in plan.transcode:
             owner.warn_once(f"aac:{stream.codec_context.name}", "audio codec %s is recorded "
                             "as AAC (no segment format carries it)", stream.codec_context.name,
@@ -104,16 +66,15 @@ class Session:
         self.paced = paced
         self.clock = SourceClock()
         self.pace_anchor: tuple[int, int] | None = None  # (wall µs, media µs)
-        self.current: _Open | None = None
-        self.previous: _Open | None = None  # closed once late audio can no longer come
+        self.current: OpenSegment | None = None
+        self.previous: OpenSegment | None = None  # closed once late audio can no longer come
         self.frame_us = int(US_PER_S / (video.average_rate or 25))
         self.last_video_us: int | None = None
         self.stamper = ArrivalStamper(video.index) if arrival_stamped else None
         self.drift_us: int | None = None  # set: stamp by arrival from the next keyframe on
         self.unstamped: list[tuple[Packet[Stream], int]] = []
         self.sizes = SizeWatch(video)
-        self.video_arrival_us = now_us()
-        self.stalled = False
+        self.watchdog = VideoWatchdog(owner.name, owner.stall_us)
 
     def feed(self, packet: Packet[Stream]) -> None:
         if packet.size == 0:
@@ -121,7 +82,7 @@ class Session:
         arrival_us = now_us()
         is_video = packet.stream.index == self.video.index
         if is_video:
-            self._video_arrived(arrival_us)
+            self.watchdog.video(arrival_us)
         else:
             self._check_stall(arrival_us)
         if self.stamper is not None and not self.stamper.stamp(packet, arrival_us):
@@ -214,24 +175,12 @@ class Session:
         assert packet.dts is not None and packet.time_base is not None
         self._feed_video(packet, to_us(packet.dts, packet.time_base), arrival_us)
 
-    def _video_arrived(self, arrival_us: int) -> None:
-        if self.stalled:
-            self.stalled = False
-            log.info("%s: video is back after %.1f s without it", self.owner.name,
-                     (arrival_us - self.video_arrival_us) / US_PER_S)
-        self.video_arrival_us = arrival_us
-
     def _check_stall(self, arrival_us: int) -> None:
         """Other streams flow but the video does not: say so, and close what was recorded."""
-        if self.stalled or arrival_us - self.video_arrival_us < self.owner.stall_us:
-            return
-        self.stalled = True
-        self._place_unstamped(None, arrival_us)
-        stall_s = self.owner.stall_us / US_PER_S
-        self.owner.status = f"stalled: no video for {stall_s:g} s"
-        log.warning("%s: no video for %g s while other streams still arrive", self.owner.name,
-                    stall_s)
-        self._close_all()
+        if self.watchdog.stalls(arrival_us):
+            self.owner.status = self.watchdog.status
+            self._place_unstamped(None, arrival_us)
+            self._close_all()
 
     def current_base(self) -> int:
         return self.current.base_us if self.current is not None else 0
@@ -274,7 +223,7 @@ class Session:
                                  "recording the video without it", codecs, self.fmt, exc)
             self.templates, self.transcoders = [self.video], {}
             writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates)
-        self.current = _Open(writer, dts_us, pts_us, pts_us)
+        self.current = OpenSegment(writer, dts_us, pts_us, pts_us)
 
     def _audio(self, packet: Packet[Stream], media_us: int) -> None:
         index = packet.stream.index
@@ -298,14 +247,15 @@ class Session:
             if target is not None:
                 self._write(target, pkt, index)
 
-    def _segment_at(self, media_us: int) -> _Open | None:
+    def _segment_at(self, media_us: int) -> OpenSegment | None:
         """The open segment audio at ``media_us`` belongs to: late audio goes to the previous."""
         target = self.current
         if target is not None and media_us < target.base_us:
             target = self.previous
         return None if target is None or media_us < target.base_us else target
 
-    def _write(self, segment: _Open, packet: Packet[Stream], index: int | None = None) -> None:
+    def _write(self, segment: OpenSegment, packet: Packet[Stream],
+               index: int | None = None) -> None:
         """Rebase to the segment (first video dts = 0) and mux; dts must keep increasing."""
         assert packet.time_base is not None
         tb = packet.time_base
@@ -320,7 +270,7 @@ class Session:
         segment.last_dts[index] = dts
         segment.writer.write(packet, index)
 
-    def _close(self, segment: _Open) -> None:
+    def _close(self, segment: OpenSegment) -> None:
         writer = segment.writer
         try:
             path = writer.commit(self.clock.to_archive(segment.min_pts_us))
@@ -352,10 +302,3 @@ class Session:
                 if target is not None:
                     self._write(target, pkt, index)
         self._close_all()
-
-
-
-def _audio_codec(stream: Stream) -> AudioCodecContext:
-    codec = stream.codec_context
-    assert isinstance(codec, AudioCodecContext)
-    return codec
