@@ -20,12 +20,14 @@ import av
 import corpus
 import framecode
 import pytest
-from apiclient import command
+from apiclient import command, export_body, wait_export
 from livesource import RecorderThread, RtspServer, require_gstreamer
+from lxml import etree
+from test_export_kinds import export_dir
 from test_metrics import scrape, value
 
 from sense_plugin.archive.naming import parse_segment_filename
-from sense_plugin.timestamps import now_us
+from sense_plugin.timestamps import format_timestamp, now_us
 
 S = 1_000_000
 
@@ -120,6 +122,49 @@ async def test_resolution_change_starts_a_segment(tmp_path: Path, cameras: RtspS
     starts = {decoded(p)[0][1] for p in rec.paths}
     assert 125 in starts  # a new segment begins exactly at the change
     assert "picture size changed to 160x90; starting a new segment" in caplog.text
+
+
+async def test_export_across_a_resolution_change(tmp_path: Path, cameras: RtspServer,
+                                                 archive_config: Any,
+                                                 make_client: Any) -> None:
+    """One file per run of equal parameters, in order, every frame of the range once."""
+    config = archive_config([{"name": "Resize", "source": cameras.url("resize")}],
+                            segment_seconds=2)
+    device = config.devices[0]
+    client = await make_client(config)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 40
+    while True:  # until the archive holds the change and two seconds after it
+        paths = sorted(p for p in device.archive_dir.glob("*") if parse_segment_filename(p.name))
+        frames = recorded(paths) if paths else []
+        if frames and frames[-1][1] >= 180:
+            break
+        assert loop.time() < deadline, [n for _, n, _ in frames][-3:]
+        await asyncio.sleep(0.2)
+    times = {n: at_us for at_us, n, _ in frames}
+    start_us, end_us = times[60] - 10_000, times[175] - 10_000  # frames 50 (keyframe) .. 174
+    root = await command(client, "exportVideo", body=export_body(
+        [(device.device_id, format_timestamp(start_us), format_timestamp(end_us))],
+        name="resize"))
+    export = await wait_export(client, int(root.findtext("exportid")), timeout_s=60)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export).decode()
+    elements = export.findall("devices/device/files/file")
+    folder = export_dir(config, export)
+    files = [folder / f.findtext("name") for f in elements]
+    assert [p.name.rsplit("_", 1)[1] for p in files] == ["part001.mp4", "part002.mp4"]
+    numbers, sizes = [], []
+    for path, element in zip(files, elements, strict=True):
+        found = framecode.numbers_in(path)
+        assert int(element.findtext("framecount")) == len(found)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            sizes.append((stream.codec_context.width, stream.codec_context.height))
+        numbers += found
+    assert sizes == [(320, 180), (160, 90)]
+    assert numbers == list(range(50, 175))  # every frame once, none lost at the change
+    manifest = etree.parse(str(folder / "manifest.xml")).getroot()
+    assert [f.findtext("name") for f in manifest.findall("devices/device/file")] == \
+        [p.name for p in files]
 
 
 async def test_video_that_stops_while_audio_flows(tmp_path: Path, cameras: RtspServer,
