@@ -314,3 +314,21 @@ async def test_fast_source_clock_is_stamped_by_arrival(tmp_path: Path,
     assert all(abs(ahead_us) < 300_000 for ahead_us in settled), settled
     drifts = [r.getMessage() for r in caplog.records if "wall clock by" in r.getMessage()]
     assert len(drifts) == 1 and "ran ahead of the wall clock by 1." in drifts[0], drifts
+
+
+def test_watchdog_warns_once_per_stall_and_logs_recovery(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from sense_plugin.archive.sessionparts import VideoWatchdog
+
+    caplog.set_level(logging.INFO, "sense_plugin.archive.recorder")
+    watchdog = VideoWatchdog("Gate", 2 * S)
+    watchdog.video(100 * S)
+    assert not watchdog.stalls(101 * S)  # audio, video 1 s ago
+    assert watchdog.stalls(102 * S) and watchdog.status == "stalled: no video for 2 s"
+    assert not watchdog.stalls(110 * S)  # still the same stall: no second WARNING
+    watchdog.video(111 * S + 500_000)
+    assert not watchdog.stalled
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert messages == [(logging.WARNING, "Gate: no video for 2 s while other streams still "
+                                          "arrive"),
+                        (logging.INFO, "Gate: video is back after 11.5 s without it")]
