@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -332,3 +333,15 @@ def test_watchdog_warns_once_per_stall_and_logs_recovery(
     assert messages == [(logging.WARNING, "Gate: no video for 2 s while other streams still "
                                           "arrive"),
                         (logging.INFO, "Gate: video is back after 11.5 s without it")]
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("rtsp_transport", "quic", "rtsp_transport: 'quic' is not one of auto, tcp, udp, http"),
+    ("video_stall_s", 0.1, "video_stall_s: 0.1 is outside 0.5..3600"),
+])
+def test_camera_settings_are_checked(archive_config: Any, key: str, value: object,
+                                     problem: str) -> None:
+    from sense_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        archive_config([{"name": "Gate", "source": "rtsp://cam/1", key: value}])
