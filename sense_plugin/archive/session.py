@@ -92,6 +92,10 @@ class Session:
             if is_video and len(self.unstamped) < MAX_UNSTAMPED:
                 self.unstamped.append((packet, arrival_us))  # placed by the next stamped one
             return
+        if is_video and self.unstamped and packet.dts is None \
+                and len(self.unstamped) < MAX_UNSTAMPED:
+            self.unstamped.append((packet, arrival_us))  # reordered (pts only): held too
+            return
         media_us = to_us(ts, packet.time_base)
         if self.paced:
             self._pace(media_us)
@@ -99,26 +103,37 @@ class Session:
             self._audio(packet, media_us)
             return
         if self.unstamped:
-            self._place_unstamped(media_us, arrival_us)
+            self._place_unstamped(media_us, arrival_us, to_us(packet.pts, packet.time_base)
+                                  if packet.pts is not None else media_us)
         self._feed_video(packet, media_us, arrival_us)
 
-    def _place_unstamped(self, next_us: int | None, next_arrival_us: int) -> None:
-        """Stamp the held packets by arrival, before the packet that arrived after them (or,
-        with none after them, after the last stamped one)."""
+    def _place_unstamped(self, next_us: int | None, next_arrival_us: int,
+                         next_pts_us: int | None = None) -> None:
+        """Give the held packets decode times by arrival, before the packet that arrived after
+        them (or, with none after them, after the last stamped one). A held packet without a
+        pts (the keyframe) is shown one frame before the earliest pts that follows it."""
         held, self.unstamped = self.unstamped, []
+        shown = [to_us(p.pts, p.time_base) for p, _ in held
+                 if p.pts is not None and p.time_base is not None]
+        first_pts_us = min([*shown, next_pts_us if next_pts_us is not None else 2**62]) \
+            - self.frame_us
         for i, (packet, arrival_us) in enumerate(held):
             if next_us is not None:
-                at_us = min(next_us - (next_arrival_us - arrival_us),
-                            next_us - (len(held) - i) * self.frame_us)
+                dts_us = min(next_us - (next_arrival_us - arrival_us),
+                             next_us - (len(held) - i) * self.frame_us)
             elif self.last_video_us is not None and self.clock.offset_us is not None:
-                at_us = max(arrival_us - self.clock.offset_us,
-                            self.last_video_us + self.frame_us)
+                dts_us = max(arrival_us - self.clock.offset_us,
+                             self.last_video_us + self.frame_us)
+                first_pts_us = dts_us
             else:
                 return  # nothing stamped yet: nothing to place them by
             tb = packet.time_base
             assert tb is not None
-            packet.pts = packet.dts = at_us * tb.denominator // (tb.numerator * US_PER_S)
-            self._feed_video(packet, to_us(packet.dts, tb), arrival_us)
+            if packet.pts is None:
+                packet.pts = max(dts_us, first_pts_us) * tb.denominator \
+                    // (tb.numerator * US_PER_S)
+            packet.dts = dts_us * tb.denominator // (tb.numerator * US_PER_S)
+            self._feed_video(packet, dts_us, arrival_us)
 
     def _feed_video(self, packet: Packet[Stream], media_us: int, arrival_us: int) -> None:
         assert packet.time_base is not None
