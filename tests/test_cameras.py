@@ -22,7 +22,7 @@ import corpus
 import framecode
 import pytest
 from apiclient import command, export_body, wait_export
-from livesource import RecorderThread, RtspServer, require_gstreamer
+from livesource import RecorderThread, RtspServer, free_port, require_gstreamer
 from lxml import etree
 from test_export_kinds import export_dir
 from test_metrics import scrape, value
@@ -345,3 +345,12 @@ def test_camera_settings_are_checked(archive_config: Any, key: str, value: objec
 
     with pytest.raises(ConfigError, match=re.escape(problem)):
         archive_config([{"name": "Gate", "source": "rtsp://cam/1", key: value}])
+
+
+async def test_unreachable_camera_is_not_retried_over_every_transport(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with RecorderThread(f"rtsp://127.0.0.1:{free_port()}/none", tmp_path / "a",
+                              segment_s=2, backoff_first_s=0.2) as rec:
+        await rec.wait_for(lambda: rec.recorder.status.startswith("error: "))
+    assert "error: Connection refused" in rec.statuses
+    assert "trying udp" not in caplog.text  # refused: no camera there, whatever the transport

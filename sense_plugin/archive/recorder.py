@@ -12,6 +12,7 @@ tunnelling, and keeps the first that connects (docs/cameras.rst, *RTSP transport
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable
@@ -39,6 +40,8 @@ HEALTHY_SESSION_US = 10 * US_PER_S
 BACKOFF_MAX_S = 4.0
 #: Video may stop this long while other streams flow before the device counts as stalled.
 STALL_S = 10.0
+#: Errors that say the camera cannot be reached at all (whatever the transport).
+UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 #: What ``rtsp_transport = "auto"`` tries, in order (FFmpeg's names; ``http`` tunnels RTSP
 #: and RTP through HTTP).
 RTSP_TRANSPORTS = ("tcp", "udp", "http")
@@ -172,10 +175,10 @@ class Recorder:
                 container = av.open(self.source, options={"rtsp_transport": transport},
                                     timeout=self.timeouts)
             except (av.FFmpegError, OSError) as exc:
-                if i + 1 == len(order) or self._stop.is_set():
-                    raise
-                log.warning("%s: RTSP over %s failed (%s); trying %s", self.name, transport,
-                            describe_error(exc), order[i + 1])
+                if i + 1 == len(order) or self._stop.is_set() or exc.errno in UNREACHABLE:
+                    raise  # no camera there: another transport will not find one
+                self.warn_once(f"transport:{transport}", "RTSP over %s failed (%s); trying %s",
+                               transport, describe_error(exc), order[i + 1])
                 continue
             if transport != self.transport:
                 log.info("%s: RTSP over %s", self.name, transport)
@@ -195,13 +198,28 @@ class Recorder:
                                "stamped by arrival", container.format.name, level=logging.INFO)
             session = Session(self, video, audio, paced=is_file_source(self.source),
                               arrival_stamped=untimed and not is_file_source(self.source))
+            got_video = False
             try:
                 for packet in container.demux(video, *audio):
                     if self._stop.is_set():
                         break
+                    got_video = got_video or packet.stream.index == video.index
                     session.feed(packet)
+            except (av.FFmpegError, OSError):
+                if not got_video:
+                    self._next_transport()  # e.g. UDP blocked on the way: nothing arrives
+                raise
             finally:
                 session.finish()
+
+    def _next_transport(self) -> None:
+        """With ``auto``, start the next connection with the transport after this one."""
+        if len(self.transports) > 1 and self.transport in self.transports:
+            following = self.transports[(self.transports.index(self.transport) + 1)
+                                        % len(self.transports)]
+            log.warning("%s: no video over %s; trying %s next", self.name, self.transport,
+                        following)
+            self.transport = following
 
     def warn_once(self, key: str, message: str, *args: object,
                   level: int = logging.WARNING) -> None:
