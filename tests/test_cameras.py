@@ -149,6 +149,8 @@ async def test_export_across_a_resolution_change(tmp_path: Path, cameras: RtspSe
         name="resize"))
     export = await wait_export(client, int(root.findtext("exportid")), timeout_s=60)
     assert export.findtext("status") == "COMPLETED", etree.tostring(export).decode()
+    assert export.findtext("devices/device/description") == \
+        "the video changes inside the range: one file per run (h264 320x180, h264 160x90)"
     elements = export.findall("devices/device/files/file")
     folder = export_dir(config, export)
     files = [folder / f.findtext("name") for f in elements]

@@ -40,10 +40,12 @@ def segment_params(segment: SourceSegment) -> Params | None:
         return None
 
 
-def split_runs(request: CutRequest) -> list[CutRequest]:
-    """The request as consecutive cuts over runs of segments with equal parameters."""
+def split_runs(request: CutRequest) -> list[tuple[CutRequest, Params | None]]:
+    """The request as consecutive cuts over runs of segments with equal parameters, each with
+    its parameters."""
     inside = [s for s in request.segments if s.end_us > request.start_us]
     runs: list[list[SourceSegment]] = []
+    kinds: list[Params | None] = []
     last: Params | None = None
     for segment in inside:
         params = segment_params(segment) or last
@@ -51,22 +53,25 @@ def split_runs(request: CutRequest) -> list[CutRequest]:
             runs[-1].append(segment)
         else:
             runs.append([segment])
+            kinds.append(params)
         last = params
-    runs = [run for run in runs if run[0].start_us < request.end_us or run is runs[0]]
+    keep = [i for i, run in enumerate(runs) if i == 0 or run[0].start_us < request.end_us]
+    runs, kinds = [runs[i] for i in keep], [kinds[i] for i in keep]
     requests = []
     for number, run in enumerate(runs):
         start_us = request.start_us if number == 0 else run[0].start_us
         end_us = request.end_us if number + 1 == len(runs) else runs[number + 1][0].start_us
-        requests.append(dataclasses.replace(
+        requests.append((dataclasses.replace(
             request, segments=tuple(run), start_us=start_us, end_us=min(end_us, request.end_us),
-            out_path=f"{request.out_path}.run{number:03d}"))
+            out_path=f"{request.out_path}.run{number:03d}"), kinds[number]))
     return requests
 
 
 def cut_runs(request: CutRequest, device_id: int, *,
              on_progress: Callable[[int, int], None] | None = None,
-             **options: Any) -> list[dict[str, Any]]:
-    """Cut each run into its own file; the files' facts in order (as size-split parts)."""
+             **options: Any) -> tuple[list[dict[str, Any]], str]:
+    """Cut each run into its own file: the files' facts in order (as size-split parts), and
+    a note for the job's status naming the runs."""
     done_us = done_bytes = 0
     written: list[dict[str, Any]] = []
 
@@ -76,7 +81,7 @@ def cut_runs(request: CutRequest, device_id: int, *,
 
     runs = split_runs(request)
     try:
-        for number, run in enumerate(runs, 1):
+        for number, (run, _) in enumerate(runs, 1):
             result = cut(run, on_progress=progress, **options)
             written.append(_name(run, result, request, device_id, number))
             done_us += run.end_us - run.start_us
@@ -85,9 +90,10 @@ def cut_runs(request: CutRequest, device_id: int, *,
         for facts in written:
             _unlink(os.path.join(os.path.dirname(request.out_path), facts["name"]))
         raise
-    log.info("export of %s: %d files, one per run of equal video parameters",
-             request.title or device_id, len(written))
-    return written
+    kinds = ", ".join("unknown" if p is None else f"{p[0]} {p[1]}x{p[2]}" for _, p in runs)
+    note = f"the video changes inside the range: one file per run ({kinds})"
+    log.info("export of %s: %s", request.title or device_id, note)
+    return written, note
 
 
 def _name(run: CutRequest, result: CutResult, request: CutRequest, device_id: int,

@@ -146,9 +146,9 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
                              should_stop=control.should_stop,
                              should_finish=lambda: control.finishing)
             except ParametersChangedError:  # one file per run of equal parameters
-                runs = cut_runs(request, job.device_id, on_progress=progress, throttle=throttle,
-                                should_stop=control.should_stop)
-                return Done(tuple(_facts(f, job.name) for f in runs), None, split=True)
+                runs, note = cut_runs(request, job.device_id, on_progress=progress,
+                                      throttle=throttle, should_stop=control.should_stop)
+                return Done(tuple(_facts(f, job.name) for f in runs), None, split=True, note=note)
         if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
             # rendered or with a subtitle track: cut whole, then split (two passes)
             parts = _split(request, result, job, control)
