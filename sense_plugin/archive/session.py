@@ -26,6 +26,7 @@ from sense_plugin.archive.clock import (
 from sense_plugin.archive.paramsets import SizeWatch
 from sense_plugin.archive.probe import to_us
 from sense_plugin.archive.sessionparts import (
+    HeldVideo,
     OpenSegment,
     SessionOwner,
     VideoWatchdog,
@@ -40,8 +41,6 @@ log = logging.getLogger("sense_plugin.archive.recorder")
 
 #: A segment stays open this long after the next one started, for audio that arrives late.
 LATE_AUDIO_US = 500_000
-#: Video packets without timestamps held until the next stamped one places them.
-MAX_UNSTAMPED = 8
 
 
 class Session:
@@ -72,7 +71,7 @@ class Session:
         self.last_video_us: int | None = None
         self.stamper = ArrivalStamper(video.index) if arrival_stamped else None
         self.drift_us: int | None = None  # set: stamp by arrival from the next keyframe on
-        self.unstamped: list[tuple[Packet[Stream], int]] = []
+        self.held = HeldVideo()
         self.sizes = SizeWatch(video)
         self.watchdog = VideoWatchdog(owner.name, owner.stall_us)
 
@@ -89,50 +88,34 @@ class Session:
             return
         ts = packet.dts if packet.dts is not None else packet.pts
         if ts is None or packet.time_base is None:
-            if is_video and len(self.unstamped) < MAX_UNSTAMPED:
-                self.unstamped.append((packet, arrival_us))  # placed by the next stamped one
+            if is_video:
+                self.held.hold(packet, arrival_us)  # placed by the next stamped one
             return
-        if is_video and self.unstamped and packet.dts is None \
-                and len(self.unstamped) < MAX_UNSTAMPED:
-            self.unstamped.append((packet, arrival_us))  # reordered (pts only): held too
-            return
+        if is_video and self.held and packet.dts is None and self.held.hold(packet, arrival_us):
+            return  # reordered (pts only) after a held one: held too
         media_us = to_us(ts, packet.time_base)
         if self.paced:
             self._pace(media_us)
         if not is_video:
             self._audio(packet, media_us)
             return
-        if self.unstamped:
+        if self.held:
             self._place_unstamped(media_us, arrival_us, to_us(packet.pts, packet.time_base)
                                   if packet.pts is not None else media_us)
         self._feed_video(packet, media_us, arrival_us)
 
     def _place_unstamped(self, next_us: int | None, next_arrival_us: int,
                          next_pts_us: int | None = None) -> None:
-        """Give the held packets decode times by arrival, before the packet that arrived after
-        them (or, with none after them, after the last stamped one). A held packet without a
-        pts (the keyframe) is shown one frame before the earliest pts that follows it."""
-        held, self.unstamped = self.unstamped, []
-        shown = [to_us(p.pts, p.time_base) for p, _ in held
-                 if p.pts is not None and p.time_base is not None]
-        first_pts_us = min([*shown, next_pts_us if next_pts_us is not None else 2**62]) \
-            - self.frame_us
-        for i, (packet, arrival_us) in enumerate(held):
-            if next_us is not None:
-                dts_us = min(next_us - (next_arrival_us - arrival_us),
-                             next_us - (len(held) - i) * self.frame_us)
-            elif self.last_video_us is not None and self.clock.offset_us is not None:
-                dts_us = max(arrival_us - self.clock.offset_us,
-                             self.last_video_us + self.frame_us)
-                first_pts_us = dts_us
-            else:
-                return  # nothing stamped yet: nothing to place them by
-            tb = packet.time_base
-            assert tb is not None
-            if packet.pts is None:
-                packet.pts = max(dts_us, first_pts_us) * tb.denominator \
-                    // (tb.numerator * US_PER_S)
-            packet.dts = dts_us * tb.denominator // (tb.numerator * US_PER_S)
+        """Place the held packets before the packet that arrived after them, or (none came)
+        after the last stamped one, by arrival on the recorder's clock."""
+        if next_us is not None:
+            placed = self.held.place(next_us, next_arrival_us, next_pts_us, self.frame_us)
+        elif self.last_video_us is not None and self.clock.offset_us is not None:
+            placed = self.held.place_after(self.last_video_us, self.clock.offset_us,
+                                           self.frame_us)
+        else:
+            placed = self.held.drop()  # nothing stamped yet: nothing to place them by
+        for packet, dts_us, arrival_us in placed:
             self._feed_video(packet, dts_us, arrival_us)
 
     def _feed_video(self, packet: Packet[Stream], media_us: int, arrival_us: int) -> None:

@@ -10,8 +10,10 @@ from typing import Protocol
 
 import av
 from av.audio.codeccontext import AudioCodecContext
+from av.packet import Packet
 from av.stream import Stream
 
+from sense_plugin.archive.probe import to_us
 from sense_plugin.archive.writer import SegmentWriter
 from sense_plugin.timestamps import US_PER_S, now_us
 
@@ -94,6 +96,70 @@ class VideoWatchdog:
         log.warning("%s: no video for %g s while other streams still arrive", self.name,
                     self.stall_us / US_PER_S)
         return True
+
+
+class HeldVideo:
+    """Video packets that came without a decode time (the first keyframe of an RTSP
+    connection, and the reordered packets after it that carry a pts only), held until a
+    later packet places them by their arrival (docs/cameras.rst, *Timestamps*)."""
+
+    #: At most this many are held; more are dropped.
+    LIMIT = 8
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Packet[Stream], int]] = []  # (packet, arrival µs)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def hold(self, packet: Packet[Stream], arrival_us: int) -> bool:
+        """Keep ``packet``; False when full (the caller goes on without it)."""
+        if len(self.items) >= self.LIMIT:
+            return False
+        self.items.append((packet, arrival_us))
+        return True
+
+    def drop(self) -> list[tuple[Packet[Stream], int, int]]:
+        self.items = []
+        return []
+
+    def place(self, next_us: int, next_arrival_us: int, next_pts_us: int | None,
+              frame_us: int) -> list[tuple[Packet[Stream], int, int]]:
+        """Decode times before the packet of decode time ``next_us`` that arrived after them
+        (as far before it as they arrived, at least a frame each); a packet without a pts
+        (the keyframe) is shown a frame before the earliest pts that follows it."""
+        shown = [to_us(p.pts, p.time_base) for p, _ in self.items
+                 if p.pts is not None and p.time_base is not None]
+        if next_pts_us is not None:
+            shown.append(next_pts_us)
+        first_pts_us = min(shown, default=next_us) - frame_us
+        count = len(self.items)
+        return self._stamp([(min(next_us - (next_arrival_us - arrival_us),
+                                 next_us - (count - i) * frame_us), first_pts_us)
+                            for i, (_, arrival_us) in enumerate(self.items)])
+
+    def place_after(self, last_us: int, offset_us: int,
+                    frame_us: int) -> list[tuple[Packet[Stream], int, int]]:
+        """With nothing after them: by arrival (``offset_us`` maps media to archive time),
+        each at least a frame after the one before."""
+        times = []
+        for _, arrival_us in self.items:
+            last_us = max(arrival_us - offset_us, last_us + frame_us)
+            times.append((last_us, last_us))
+        return self._stamp(times)
+
+    def _stamp(self, times: list[tuple[int, int]]) -> list[tuple[Packet[Stream], int, int]]:
+        placed = []
+        for (packet, arrival_us), (dts_us, pts_us) in zip(self.items, times, strict=True):
+            tb = packet.time_base
+            assert tb is not None
+            scale = tb.numerator * US_PER_S
+            if packet.pts is None:
+                packet.pts = max(dts_us, pts_us) * tb.denominator // scale
+            packet.dts = dts_us * tb.denominator // scale
+            placed.append((packet, dts_us, arrival_us))
+        self.items = []
+        return placed
 
 
 def audio_codec(stream: Stream) -> AudioCodecContext:
