@@ -294,7 +294,7 @@ async def test_mjpeg_over_http_is_stamped_by_arrival(tmp_path: Path, fps: int) -
     assert_consecutive(numbers)
     for at_us, number, _ in frames:  # archive time is when the camera sent the frame
         assert at_us <= stopped_us
-        assert abs(at_us - camera.sent_us[number]) < 300_000, (number, at_us)
+        assert abs(at_us - camera.sent_us[number]) < 600_000, (number, at_us)
     for before, after in zip(sorted(rec.paths), sorted(rec.paths)[1:], strict=False):
         gap_us = decoded(after)[0][0] - decoded(before)[-1][0]
         assert gap_us < 3 * S // fps  # segments of one connection follow each other
@@ -314,7 +314,7 @@ async def test_fast_source_clock_is_stamped_by_arrival(tmp_path: Path,
     assert all(ahead_us < 1_500_000 for _, ahead_us in ahead), ahead  # bound + one GOP at most
     assert all(at_us <= stopped_us for at_us, _, _ in frames)
     settled = [ahead_us for n, ahead_us in ahead if n > numbers[-1] - 100]
-    assert all(abs(ahead_us) < 300_000 for ahead_us in settled), settled
+    assert all(abs(ahead_us) < 600_000 for ahead_us in settled), settled
     drifts = [r.getMessage() for r in caplog.records if "wall clock by" in r.getMessage()]
     assert len(drifts) == 1 and "ran ahead of the wall clock by 1." in drifts[0], drifts
 
