@@ -1,7 +1,7 @@
 """Recorder capacity, G.711 → AAC transcode cost, and a recording soak.
 
-``python3 -m bench.recorder [capacity|transcode|soak|all] [--counts 1,4,16,32,64]
-[--seconds 20] [--soak-s 60]``
+``python3 -m bench.recorder [capacity|kinds|transcode|soak|all] [--counts 1,4,16,32,64]
+[--seconds 20] [--soak-s 60] [--kind-cameras 8]``
 
 - capacity: N cameras, each a GStreamer RTSP client pipeline (tests/rtsp_server.py, run by
   /usr/bin/python3) playing one ffmpeg-made clip at real time: 1280x720 25 fps H.264 at
@@ -9,6 +9,13 @@
   ``--seconds``. Figures: CPU of the recorder process per camera, CPU of the RTSP server,
   video frames recorded vs the frames the recorded span must hold (lost = the difference, and
   holes longer than 1.5 frames), audio recorded (as AAC) vs the span.
+- kinds: the cost per camera of each kind of source, ``--kind-cameras`` cameras of one kind
+  at a time for ``--seconds``: ``h264`` (the capacity clip, the reference), ``reconnect``
+  (a 6 s clip: the source ends and the recorder reconnects every ~7 s), ``resize`` (MPEG-TS
+  over RTSP whose picture changes 1280x720 ↔ 640x360 every 3 s: a segment is closed and a
+  keyframe decoded at each change) and ``mjpeg`` (1280x720 JPEGs at 10 fps over HTTP from
+  bench/mjpeg_server.py, stamped by arrival). Figures: recorder CPU per camera, the source
+  server's CPU, frames and segments recorded per camera.
 - transcode: decode G.711 µ-law and encode AAC (:class:`AacTranscoder`, what an export to any
   container does) for 10 minutes of audio; seconds per hour of audio.
 - soak: 16 cameras recording, a 10 s export (real ``cut``) of the newest footage every 10 s,
@@ -47,6 +54,7 @@ RESULTS = ROOT / "bench" / "results"
 WORK = Path(tempfile.gettempdir()) / "sense-bench-recorder"
 FPS = 25
 CLIP_S = 60
+MJPEG_FPS = 10
 
 
 def _run(args: list[str]) -> None:
@@ -75,18 +83,24 @@ def _free_port() -> int:
 
 
 class RtspServer:
-    """tests/rtsp_server.py serving ``count`` mounts of one clip."""
+    """tests/rtsp_server.py serving ``count`` mounts of one clip (``kind``: its pipeline);
+    ``kind="mjpeg"`` runs bench/mjpeg_server.py instead (one HTTP camera per URL path)."""
 
-    def __init__(self, clip: Path, count: int) -> None:
+    def __init__(self, clip: Path, count: int, kind: str = "h264-pcmu") -> None:
         self.port = _free_port()
-        mounts = [f"cam{i}=h264-pcmu:{clip}" for i in range(count)]
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(SERVER), str(self.port), *mounts],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if kind == "mjpeg":
+            args = [str(ROOT / "bench" / "mjpeg_server.py"), str(self.port), str(clip),
+                    str(MJPEG_FPS)]
+            self.urls = [f"http://127.0.0.1:{self.port}/cam{i}" for i in range(count)]
+        else:
+            args = [str(SERVER), str(self.port), *[f"cam{i}={kind}:{clip}" for i in range(count)]]
+            self.urls = [f"rtsp://127.0.0.1:{self.port}/cam{i}" for i in range(count)]
+        self.proc = subprocess.Popen(["/usr/bin/python3", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("ready"):
-            raise RuntimeError(f"RTSP server did not start: {line!r}")
-        self.urls = [f"rtsp://127.0.0.1:{self.port}/cam{i}" for i in range(count)]
+            raise RuntimeError(f"source server did not start: {line!r}")
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -123,7 +137,7 @@ class Recorders:
 
     def wait_recording(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
-        while any(r.status != "recording" for r in self.recorders):
+        while not all(r.is_recording for r in self.recorders):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not recording: {[r.status for r in self.recorders]}")
             time.sleep(0.1)
@@ -201,6 +215,80 @@ def capacity(counts: list[int], seconds: float) -> list[dict[str, float]]:
         rows.append(row)
         if row["frames_lost"] or row["holes"]:
             break  # the largest N without loss is the row before
+    return rows
+
+
+def kind_clip(kind: str) -> tuple[Path, str]:
+    """The clip of a kind of source and the server pipeline that plays it (cached)."""
+    if kind == "h264":
+        return make_clip(), "h264-pcmu"
+    WORK.mkdir(parents=True, exist_ok=True)
+    lavfi = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i"]
+    x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M", "-maxrate", "4M",
+            "-bufsize", "2M", "-g", "50", "-bf", "0"]
+    if kind == "reconnect":
+        clip = WORK / "cam-720p-4M-pcmu-6s.mkv"
+        if not clip.exists():
+            _run(["ffmpeg", "-v", "error", "-y", "-i", str(make_clip()), "-t", "6", "-c", "copy",
+                  str(clip)])
+        return clip, "h264-pcmu"
+    if kind == "resize":
+        clip = WORK / "cam-resize-3s.ts"
+        if not clip.exists():
+            parts = []
+            for size in ("1280x720", "640x360"):
+                part = WORK / f"resize-{size}.ts"
+                _run([*lavfi, f"testsrc2=size={size}:rate={FPS}", "-t", "3", *x264, str(part)])
+                parts.append(part)
+            listing = WORK / "resize.txt"
+            listing.write_text("".join(f"file '{p}'\n" for p in parts * 10))
+            _run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+                  str(listing), "-c", "copy", str(clip)])
+        return clip, "h264-ts"
+    clip = WORK / "cam-720p-10fps.mjpeg"
+    if not clip.exists():
+        _run([*lavfi, f"testsrc2=size=1280x720:rate={MJPEG_FPS}", "-t", "10", "-c:v", "mjpeg",
+              "-q:v", "5", "-f", "mjpeg", str(clip)])
+    return clip, "mjpeg"
+
+
+def kind_step(kind: str, count: int, seconds: float) -> dict[str, object]:
+    """``count`` cameras of one kind: recorder and server CPU, frames and segments."""
+    clip, pipeline = kind_clip(kind)
+    root = WORK / f"kind-{kind}"
+    shutil.rmtree(root, ignore_errors=True)
+    server = RtspServer(clip, count, pipeline)
+    try:
+        recorders = Recorders(server.urls, root, segment_s=5.0)
+        try:
+            recorders.wait_recording()
+            cpu0, srv0, wall0 = time.process_time(), server.cpu_s(), time.monotonic()
+            time.sleep(seconds)
+            cpu1, srv1, wall1 = time.process_time(), server.cpu_s(), time.monotonic()
+        finally:
+            recorders.stop()
+    finally:
+        server.close()
+    wall = wall1 - wall0
+    frames = segments = 0
+    for paths in recorders.segments:
+        segments += len(paths)
+        for path in paths:
+            with av.open(str(path)) as container:
+                frames += sum(1 for p in container.demux(video=0) if p.size)
+    return {"kind": kind, "cameras": count, "seconds": round(wall, 1),
+            "recorder_cpu_pct_per_camera": round(100 * (cpu1 - cpu0) / wall / count, 2),
+            "server_cpu_pct": round(100 * (srv1 - srv0) / wall, 1),
+            "frames_per_camera": round(frames / count, 1),
+            "segments_per_camera": round(segments / count, 1),
+            "load1": os.getloadavg()[0]}
+
+
+def kinds(count: int, seconds: float) -> list[dict[str, object]]:
+    rows = []
+    for kind in ("h264", "reconnect", "resize", "mjpeg"):
+        rows.append(kind_step(kind, count, seconds))
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -291,10 +379,11 @@ def _sweep(recorders: Recorders, max_age_s: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python3 -m bench.recorder")
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["capacity", "transcode", "soak", "all"])
+                        choices=["capacity", "kinds", "transcode", "soak", "all"])
     parser.add_argument("--counts", default="1,4,16,32,64")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--soak-s", type=float, default=60)
+    parser.add_argument("--kind-cameras", type=int, default=8)
     args = parser.parse_args()
     results: dict[str, object] = {"machine": machine()}
     if args.what in ("transcode", "all"):
@@ -302,6 +391,8 @@ def main() -> None:
         print(json.dumps(results["transcode"]), flush=True)
     if args.what in ("capacity", "all"):
         results["capacity"] = capacity([int(n) for n in args.counts.split(",")], args.seconds)
+    if args.what in ("kinds", "all"):
+        results["kinds"] = kinds(args.kind_cameras, args.seconds)
     if args.what in ("soak", "all"):
         results["soak"] = soak(args.soak_s)
         print(json.dumps(results["soak"]), flush=True)

@@ -39,6 +39,11 @@ class DeviceConfig:
     #: An imported archive (own ``archive_dir`` or pattern, no ``source``): read-only to
     #: retention unless ``[archive] manage_foreign``.
     archive_foreign: bool = False
+    #: How an rtsp:// source is asked for: auto (TCP, then UDP, then HTTP tunnelling), tcp,
+    #: udp or http (docs/cameras.rst).
+    rtsp_transport: str = "auto"
+    #: No video for this long while other streams flow: the device is ``stalled``.
+    video_stall_s: float = bounded(10.0, 0.5, 3600)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from sense_plugin.permissions import PERMISSIONS
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+#: ``rtsp_transport`` values: FFmpeg's transports, or auto (tried in that order).
+RTSP_TRANSPORT_CHOICES = ("auto", "tcp", "udp", "http")
 _TABLES = {"server", "http", "auth", "export", "archive", "evidence", "devices", "cluster",
            "webhooks"}
 
@@ -205,7 +207,8 @@ class ConfigReader(TableReader):
         if not isinstance(table, Mapping):
             raise self.fail(where, "must be a table")
         self.check_keys(table, where, {"deviceid", "name", "enabled", "archive_dir", "source",
-                                       "archive_pattern", "archive_timezone"})
+                                       "archive_pattern", "archive_timezone", "rtsp_transport",
+                                       "video_stall_s"})
         device_id = self.u64(table, where, "deviceid")
         archive_dir = table.get("archive_dir")
         source = table.get("source")
@@ -233,7 +236,17 @@ class ConfigReader(TableReader):
             archive_timezone=zone,
             archive_foreign=source is None and (archive_dir is not None
                                                 or pattern != DEFAULT_PATTERN),
+            rtsp_transport=self.transport(table, where),
+            video_stall_s=self.setting(table, where, DeviceConfig, "video_stall_s"),
         )
+
+    def transport(self, table: Mapping[str, Any], where: str) -> str:
+        """``rtsp_transport``: one of :data:`RTSP_TRANSPORT_CHOICES`."""
+        value = self.setting(table, where, DeviceConfig, "rtsp_transport")
+        if value not in RTSP_TRANSPORT_CHOICES:
+            raise self.fail(f"{where} rtsp_transport", f"{value!r} is not one of "
+                            f"{', '.join(RTSP_TRANSPORT_CHOICES)}")
+        return str(value)
 
     def naming(self, table: Mapping[str, Any], where: str) -> tuple[str, str]:
         """``archive_pattern`` and ``archive_timezone``, checked by compiling them."""

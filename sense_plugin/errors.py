@@ -171,6 +171,10 @@ class MediaError(Exception):
     """A media file could not be read or written (raised by PyAV-facing code)."""
 
 
+class ParametersChangedError(MediaError):
+    """The video codec or picture size changes inside the range of one output file."""
+
+
 class ConfigError(Exception):
     """The configuration file is invalid; the message names file, key and problem."""
 

@@ -101,6 +101,8 @@ def job_element(job: Job) -> etree._Element:
     if job.status is Status.FAILED:
         element.append(E.errorcode(str(job.errorcode)))
         element.append(E.description(job.description))
+    elif job.status is Status.COMPLETED and job.description:  # e.g. one file per run
+        element.append(E.description(job.description))
     element.append(E.stopped("true" if job.stopped else "false"))
     return element
 

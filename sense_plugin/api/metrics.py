@@ -16,7 +16,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from sense_plugin.api.keys import ARCHIVE, AUTH, ENGINE
-from sense_plugin.archive.recorder import STATUS_RECORDING
 from sense_plugin.archive.service import Archive
 from sense_plugin.export.custodystore import DeliveryStats
 from sense_plugin.export.engine import ExportEngine
@@ -78,7 +77,7 @@ class StateCollector(Collector):
                                       labels=["deviceid"])
         recorded = self.archive.recorded_bytes()
         for device_id, recorder in sorted(self.archive.recorders().items()):
-            up.add_metric([str(device_id)], 1.0 if recorder.status == STATUS_RECORDING else 0.0)
+            up.add_metric([str(device_id)], 1.0 if recorder.is_recording else 0.0)
             written.add_metric([str(device_id)], float(recorded.get(device_id, 0)))
         yield up
         yield written

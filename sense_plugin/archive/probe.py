@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 
+from sense_plugin.archive.dst import pass_by_mtime
 from sense_plugin.archive.naming import DEFAULT_PATTERN, NameTime, compiled
 from sense_plugin.errors import MediaError
 from sense_plugin.timestamps import US_PER_S, datetime_to_us
@@ -47,6 +48,9 @@ class SegmentInfo:
     keyframes: int
     packets: int
     discontinuities: int = 0
+    #: For a name in a repeated DST hour that nothing in the file settles: the start under
+    #: the other pass (``start_us`` is the first pass); the scanner decides by continuity.
+    alt_start_us: int | None = None
 
 
 def to_us(ts: int, time_base: Fraction) -> int:
@@ -92,12 +96,16 @@ def _probe_container(container: av.container.InputContainer, path: Path,
     span = _measure(container, video, path)
     meta_us = _parse_creation_time(container.metadata.get("creation_time"))
     start_us = archive_start(named, meta_us, path, span.duration_us, mtime_ns)
+    alt_us = None
+    if named is not None and named.alt_us is not None \
+            and _settle_fold(named, meta_us, span.duration_us, mtime_ns) is None:
+        alt_us = named.alt_us  # unsettled: the scanner decides by continuity
     ctx = video.codec_context
     return SegmentInfo(
         path=path, video_codec=ctx.name, width=ctx.width, height=ctx.height,
         has_audio=bool(container.streams.audio), start_us=start_us,
         end_us=start_us + span.duration_us, size_bytes=size, keyframes=span.keyframes,
-        packets=span.packets, discontinuities=span.discontinuities,
+        packets=span.packets, discontinuities=span.discontinuities, alt_start_us=alt_us,
     )
 
 
@@ -163,14 +171,16 @@ def archive_start(named: NameTime | None, meta_us: int | None, path: Path, durat
     """The segment's start: the name's, refined by ``creation_time`` where the name is coarser.
 
     A name in the repeated hour of a DST change (``named.alt_us``) is settled by the container's
-    start time, else by the file's mtime (written when the segment ended), else the first pass.
+    start time, else by the file's mtime when it lies near the end of one pass (written when
+    the segment ended), else it is the first pass for now (:mod:`dst` decides by continuity).
     """
     if named is None:
         if meta_us is not None:
             return meta_us
         raise MediaError(f"{path.name}: no archive start time (neither the file name nor "
                          f"creation_time tells when it was recorded)")
-    start_us = _settle_fold(named, meta_us, path, duration_us, mtime_ns)
+    start_us = _settle_fold(named, meta_us, duration_us, mtime_ns)
+    start_us = named.start_us if start_us is None else start_us
     if meta_us is None:
         return start_us
     if start_us <= meta_us < start_us + named.precision_us:
@@ -181,8 +191,9 @@ def archive_start(named: NameTime | None, meta_us: int | None, path: Path, durat
     return start_us
 
 
-def _settle_fold(named: NameTime, meta_us: int | None, path: Path, duration_us: int,
-                 mtime_ns: int | None) -> int:
+def _settle_fold(named: NameTime, meta_us: int | None, duration_us: int,
+                 mtime_ns: int | None) -> int | None:
+    """The start the container or the mtime settles, or None when neither does."""
     if named.alt_us is None:
         return named.start_us
     candidates = (named.start_us, named.alt_us)
@@ -191,12 +202,7 @@ def _settle_fold(named: NameTime, meta_us: int | None, path: Path, duration_us: 
         best = min(candidates, key=lambda c: abs(meta_us - c))
         if abs(meta_us - best) <= slack_us:
             return best
-    if mtime_ns is not None:
-        end_us = mtime_ns // 1000
-        return min(candidates, key=lambda c: abs(end_us - (c + duration_us)))
-    log.warning("%s: the name lies in the repeated hour of a DST change and nothing else tells "
-                "which pass it is; taking the first", path.name)
-    return named.start_us
+    return pass_by_mtime(named.start_us, named.alt_us, duration_us, mtime_ns)
 
 
 def _parse_creation_time(text: str | None) -> int | None:

@@ -5,10 +5,14 @@ time, anything FFmpeg opens), copies video (and audio) packets into segments of 
 ``segment_s`` cut at video keyframes, and hands each closed segment to ``on_segment``. When the
 source fails or ends it reconnects with exponential backoff; :attr:`Recorder.status` says
 honestly what it is doing.
+
+RTSP is asked for over the device's transport: ``auto`` tries TCP, then UDP, then HTTP
+tunnelling, and keeps the first that connects (docs/cameras.rst, *RTSP transport*).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable
@@ -16,12 +20,14 @@ from pathlib import Path
 
 import av
 
-from sense_plugin.archive.session import LATE_AUDIO_US, Session, describe_error
+from sense_plugin.archive.clock import UNTIMED_FORMATS
+from sense_plugin.archive.session import LATE_AUDIO_US, Session
+from sense_plugin.archive.sessionparts import describe_error
 from sense_plugin.errors import MediaError
 from sense_plugin.timestamps import US_PER_S, now_us
 
-__all__ = ["BACKOFF_MAX_S", "LATE_AUDIO_US", "Recorder", "describe_error", "is_file_source",
-           "with_open_range", "with_open_span"]
+__all__ = ["BACKOFF_MAX_S", "LATE_AUDIO_US", "RTSP_TRANSPORTS", "Recorder", "describe_error",
+           "is_file_source", "transports_for", "with_open_range", "with_open_span"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,20 @@ STATUS_STOPPED = "stopped"
 HEALTHY_SESSION_US = 10 * US_PER_S
 #: The longest wait between reconnection attempts: an outage costs at most this much more.
 BACKOFF_MAX_S = 4.0
+#: Video may stop this long while other streams flow before the device counts as stalled.
+STALL_S = 10.0
+#: Errors that say the camera cannot be reached at all (whatever the transport).
+UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+#: What ``rtsp_transport = "auto"`` tries, in order (FFmpeg's names; ``http`` tunnels RTSP
+#: and RTP through HTTP).
+RTSP_TRANSPORTS = ("tcp", "udp", "http")
+
+
+def transports_for(source: str, setting: str) -> tuple[str, ...]:
+    """The RTSP transports to try for ``source``: none for other schemes."""
+    if not source.startswith(("rtsp://", "rtsps://")):
+        return ()
+    return RTSP_TRANSPORTS if setting == "auto" else (setting,)
 
 
 def with_open_span(intervals: list[tuple[int, int]], span: tuple[int, int] | None,
@@ -73,7 +93,8 @@ class Recorder:
     def __init__(self, source: str, directory: Path, *, segment_s: float,
                  on_segment: Callable[[Path], None], name: str = "",
                  open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
-                 backoff_first_s: float = 1.0, backoff_max_s: float = BACKOFF_MAX_S) -> None:
+                 backoff_first_s: float = 1.0, backoff_max_s: float = BACKOFF_MAX_S,
+                 rtsp_transport: str = "auto", stall_s: float = STALL_S) -> None:
         self.source = source
         self.directory = directory
         self.segment_us = int(segment_s * US_PER_S)
@@ -81,6 +102,9 @@ class Recorder:
         self.name = name or source
         self.timeouts = (open_timeout_s, read_timeout_s)
         self.backoff = (backoff_first_s, backoff_max_s)
+        self.stall_us = int(stall_s * US_PER_S)
+        self.transports = transports_for(source, rtsp_transport)
+        self.transport: str | None = None  # the RTSP transport in use (or last used)
         self.status = STATUS_CONNECTING
         self.segments_written = 0
         #: Archive time of the first and past the last written frame of the open segment
@@ -126,21 +150,76 @@ class Recorder:
             return f"internal error ({type(exc).__name__})"
         return "source ended"
 
+    @property
+    def recording_status(self) -> str:
+        """The status while frames are written: names the RTSP transport in use."""
+        if self.transport is None:
+            return STATUS_RECORDING
+        return f"{STATUS_RECORDING} (rtsp over {self.transport})"
+
+    @property
+    def is_recording(self) -> bool:
+        """True while frames are being written (for ``sense_recorder_up``)."""
+        return self.status.startswith(STATUS_RECORDING)
+
+    def _open(self) -> av.container.InputContainer:
+        """Open the source; over RTSP try the transports in order, the last that worked first."""
+        if not self.transports:
+            return av.open(self.source, timeout=self.timeouts)
+        order = list(self.transports)
+        if self.transport in order:
+            order.remove(self.transport)
+            order.insert(0, self.transport)
+        for i, transport in enumerate(order):
+            try:
+                container = av.open(self.source, options={"rtsp_transport": transport},
+                                    timeout=self.timeouts)
+            except (av.FFmpegError, OSError) as exc:
+                if i + 1 == len(order) or self._stop.is_set() or exc.errno in UNREACHABLE:
+                    raise  # no camera there: another transport will not find one
+                self.warn_once(f"transport:{transport}", "RTSP over %s failed (%s); trying %s",
+                               transport, describe_error(exc), order[i + 1])
+                continue
+            if transport != self.transport:
+                log.info("%s: RTSP over %s", self.name, transport)
+            self.transport = transport
+            return container
+        raise AssertionError("unreachable: the last transport raises")
+
     def _session(self) -> None:
-        options = {"rtsp_transport": "tcp"} if self.source.startswith("rtsp") else {}
-        with av.open(self.source, options=options, timeout=self.timeouts) as container:
+        with self._open() as container:
             if not container.streams.video:
                 raise MediaError("source has no video stream")
             video = container.streams.video[0]
             audio = list(container.streams.audio)
-            session = Session(self, video, audio, paced=is_file_source(self.source))
+            untimed = bool(set(container.format.name.split(",")) & UNTIMED_FORMATS)
+            if untimed:
+                self.warn_once("untimed", "%s carries no timestamps of its own: frames are "
+                               "stamped by arrival", container.format.name, level=logging.INFO)
+            session = Session(self, video, audio, paced=is_file_source(self.source),
+                              arrival_stamped=untimed and not is_file_source(self.source))
+            got_video = False
             try:
                 for packet in container.demux(video, *audio):
                     if self._stop.is_set():
                         break
+                    got_video = got_video or packet.stream.index == video.index
                     session.feed(packet)
+            except (av.FFmpegError, OSError):
+                if not got_video:
+                    self._next_transport()  # e.g. UDP blocked on the way: nothing arrives
+                raise
             finally:
                 session.finish()
+
+    def _next_transport(self) -> None:
+        """With ``auto``, start the next connection with the transport after this one."""
+        if len(self.transports) > 1 and self.transport in self.transports:
+            following = self.transports[(self.transports.index(self.transport) + 1)
+                                        % len(self.transports)]
+            log.warning("%s: no video over %s; trying %s next", self.name, self.transport,
+                        following)
+            self.transport = following
 
     def warn_once(self, key: str, message: str, *args: object,
                   level: int = logging.WARNING) -> None:

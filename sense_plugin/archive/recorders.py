@@ -33,7 +33,8 @@ class Recorders:
         """Record ``source`` into the device's archive in a thread of its own."""
         recorder = Recorder(source, device.archive_dir, segment_s=segment_s,
                             on_segment=functools.partial(self._on_segment, device),
-                            name=device.name)
+                            name=device.name, rtsp_transport=device.rtsp_transport,
+                            stall_s=device.video_stall_s)
         thread = threading.Thread(target=recorder.run, daemon=True,
                                   name=f"recorder-{device.device_id}")
         self._recorders[device.device_id] = recorder

@@ -17,9 +17,10 @@ import os
 import threading
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sense_plugin.archive import dst
 from sense_plugin.archive.index import ArchiveIndex
 from sense_plugin.archive.listing import Listed, list_files, stat_files
 from sense_plugin.archive.naming import (
@@ -40,6 +41,7 @@ STALE_TEMP_S = 60.0
 #: The newest file of a device that cannot be read yet is retried (not marked bad) while it
 #: changed less than this long ago: its writer may not have flushed its index yet.
 YOUNG_S = 60.0
+HOUR_US = 3600 * 1_000_000
 
 
 @dataclass
@@ -122,6 +124,7 @@ def reconcile_device(index: ArchiveIndex, device_id: int, directory: Path, *,
     report.settling = [c.path for c in fresh if c.text not in taken]
     infos = _probe_all(index, device_id, complete, named, latest_us, pattern, report,
                        may_wait=settle_s > 0, stop=stop)
+    infos = _settle_repeated_hours(index, device_id, infos)
     # Longest first among equal starts, so a segment contained in another is the one skipped.
     infos.sort(key=lambda item: (item[1].start_us, -item[1].end_us, item[0].text))
     for candidate, info in infos:
@@ -149,6 +152,31 @@ def _probe_all(index: ArchiveIndex, device_id: int, complete: list[_Candidate],
         if info is not None:
             infos.append((candidate, info))
     return infos
+
+
+def _settle_repeated_hours(index: ArchiveIndex, device_id: int,
+                           infos: list[tuple[_Candidate, SegmentInfo]]
+                           ) -> list[tuple[_Candidate, SegmentInfo]]:
+    """Names in a repeated DST hour that nothing in the file settled: by continuity."""
+    pending = [dst.Unsettled(c.text, i.start_us, i.alt_start_us, i.end_us - i.start_us)
+               for c, i in infos if i.alt_start_us is not None]
+    if not pending:
+        return infos
+    low = min(p.first_us for p in pending) - 2 * HOUR_US
+    high = max(p.second_us + p.duration_us for p in pending) + 2 * HOUR_US
+    spans = index.intervals(device_id, low, high, join_tolerance_us=0)
+    spans += [(i.start_us, i.end_us) for _, i in infos if i.alt_start_us is None]
+    chosen, ambiguous = dst.settle(pending, spans)
+    for text in ambiguous:
+        dst.warn_ambiguous(text)
+    settled = []
+    for candidate, info in infos:
+        start_us = chosen.get(candidate.text)
+        if start_us is not None:
+            info = replace(info, start_us=start_us,
+                           end_us=start_us + info.end_us - info.start_us)
+        settled.append((candidate, info))
+    return settled
 
 
 def _complete(fresh: list[_Candidate], named: dict[str, NameTime | None],

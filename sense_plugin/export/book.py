@@ -223,9 +223,10 @@ class JobBook:
         await self._set(self.active_export(job.export_id), job, Status.PENDING)
 
     async def complete(self, job: Job, files: tuple[FileInfo, ...], stopped_us: int | None,
-                       split: bool, bandwidth_kbps: int) -> None:
+                       split: bool, bandwidth_kbps: int, note: str = "") -> None:
         """COMPLETED with its file (or parts); ``stopped_us``: a stop ended its range there."""
         job.parts = files if split else ()
+        job.description = note
         job.file = files[0]
         if stopped_us is not None:
             job.stopped, job.end_us = True, stopped_us

@@ -275,7 +275,8 @@ class JobDispatcher:
             match outcome:
                 case Completed():
                     await self._book.complete(job, outcome.files, outcome.stopped_us,
-                                              outcome.split, outcome.bandwidth_kbps)
+                                              outcome.split, outcome.bandwidth_kbps,
+                                              outcome.note)
                 case JobFailed():
                     await self._book.fail(job, outcome.code, outcome.description)
                 case Interrupted():

@@ -40,6 +40,7 @@ class Completed:
     stopped_us: int | None
     split: bool
     bandwidth_kbps: int
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ class JobRunner:
         log.info("export %s device %s completed: %s, %d bytes in %.1f s (%d kbit/s), sha256 %s",
                  job.export_id, job.device_id, infos[0].name, infos[0].size_bytes,
                  time.monotonic() - tracker.started, kbps, infos[0].sha256)
-        return Completed(infos, done.stopped_us, done.split, kbps)
+        return Completed(infos, done.stopped_us, done.split, kbps, done.note)
 
 
 class StalledError(GeneralError):

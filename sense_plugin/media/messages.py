@@ -95,6 +95,8 @@ class Done:
     stopped_us: int | None = None
     #: More than one file: the parts of a ``maxfilesize`` split.
     split: bool = False
+    #: Said in the job's status (``description``) when it completed: why it has several files.
+    note: str = ""
 
 
 @dataclass(frozen=True)

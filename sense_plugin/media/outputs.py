@@ -10,7 +10,7 @@ import os
 
 import av
 
-from sense_plugin.errors import MediaError
+from sense_plugin.errors import ParametersChangedError
 from sense_plugin.evidence.subtitles import TimestampTrack
 from sense_plugin.media import bitstream as bs
 from sense_plugin.media.audio import AacTranscoder, can_copy
@@ -56,8 +56,8 @@ class Outputs:
             self.video_prefixed = bs.length_prefixed(vin)
             self.video_params = bs.params(vin)
             return ain
-        if bs.params(vin) != self.video_params:
-            raise MediaError(
+        if bs.params(vin) != self.video_params:  # media/runs.py cuts one file per run
+            raise ParametersChangedError(
                 f"{os.path.basename(source.name)}: video %s %dx%d differs from %s %dx%d earlier "
                 "in the range" % (bs.params(vin) + self.video_params)
             )

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sense_plugin.errors import MediaError, ResultCode, SenseError, new_incident
+from sense_plugin.errors import (
+    MediaError,
+    ParametersChangedError,
+    ResultCode,
+    SenseError,
+    new_incident,
+)
 from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.evidence.render import RenderRequest
 from sense_plugin.evidence.run import render
@@ -36,6 +42,7 @@ from sense_plugin.media.messages import (
 )
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, cut
+from sense_plugin.media.runs import cut_runs
 from sense_plugin.media.split import split_file
 from sense_plugin.media.still import write_snapshot
 from sense_plugin.media.throttle import TokenBucket
@@ -142,8 +149,14 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
                             split=True)
             return Done((_written(result, job.name),), result.stopped_us)
         else:
-            result = cut(request, throttle=throttle, on_progress=progress,
-                         should_stop=control.should_stop, should_finish=lambda: control.finishing)
+            try:
+                result = cut(request, throttle=throttle, on_progress=progress,
+                             should_stop=control.should_stop,
+                             should_finish=lambda: control.finishing)
+            except ParametersChangedError:  # one file per run of equal parameters
+                runs, note = cut_runs(request, job.device_id, on_progress=progress,
+                                      throttle=throttle, should_stop=control.should_stop)
+                return Done(tuple(_facts(f, job.name) for f in runs), None, split=True, note=note)
         if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
             # rendered or with a subtitle track: cut whole, then split (two passes)
             parts = _split(request, result, job, control)
