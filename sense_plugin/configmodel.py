@@ -89,6 +89,11 @@ class AuthConfig:
     max_pending_hashes: int = bounded(8, 1, 10_000)
     #: Sessions per user; the oldest is revoked past this.
     max_sessions_per_user: int = bounded(20, 1)
+    #: Failure counters kept at most; a counter that still holds failures is never dropped
+    #: to make room (a full table refuses new names instead, -1006).
+    max_login_keys: int = bounded(100_000, 16, 10_000_000)
+    #: User names one client address may have failures counted for at once.
+    max_names_per_address: int = bounded(100, 1, 1_000_000)
 
 
 @dataclass(frozen=True)
