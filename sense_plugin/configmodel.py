@@ -70,6 +70,9 @@ class HttpConfig:
     idle_timeout_s: float = bounded(15.0, 0.1, 86400)
     #: A request body that does not arrive within this time is refused.
     body_timeout_s: float = bounded(30.0, 0.1, 86400)
+    #: Host names (or origins, ``https://name[:port]``) this server answers to besides
+    #: ``host``, ``localhost`` and the loopback addresses (DNS rebinding defence).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
