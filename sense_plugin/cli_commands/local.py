@@ -24,9 +24,10 @@ def load(args: argparse.Namespace, **overrides: object) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from sense_plugin.api.app import create_app
     from sense_plugin.api.serving import BindError, run_server
-    from sense_plugin.startup import base_url, startup_lines
+    from sense_plugin.startup import base_url, keep_data_private, startup_lines
 
     config = load(args, **{"http.host": args.host, "http.port": args.port})
+    keep_data_private(config)
     ssl_context = None
     if config.http.tls_cert and config.http.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
