@@ -73,6 +73,11 @@ class HttpConfig:
     #: Host names (or origins, ``https://name[:port]``) this server answers to besides
     #: ``host``, ``localhost`` and the loopback addresses (DNS rebinding defence).
     allowed_hosts: tuple[str, ...] = ()
+    #: getSnapshot decodes on its own threads; snapshots running or waiting at most, in all
+    #: and per user (more: -1006, HTTP 503).
+    snapshot_threads: int = bounded(2, 1, 64)
+    max_pending_snapshots: int = bounded(8, 1, 10_000)
+    max_snapshots_per_user: int = bounded(2, 1, 10_000)
 
 
 @dataclass(frozen=True)
