@@ -17,7 +17,7 @@ PRIVATE_UMASK = 0o027
 
 def keep_data_private(config: Config) -> None:
     """Create every file 0640 and directory 0750 (or stricter) whatever the inherited umask,
-    and close an existing ``data_dir`` to other accounts.
+    and close an existing ``data_dir`` to other accounts (blocking, before the loop runs).
 
     The umask is the one place that covers every writer, worker processes and their ffmpeg
     children included (they inherit it). Closing ``data_dir`` itself (0750) also shuts out what
@@ -25,11 +25,12 @@ def keep_data_private(config: Config) -> None:
     only through it. See docs/security.rst, "File modes".
     """
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # keep a stricter umask stricter
-    data_dir = config.server.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    mode = data_dir.stat().st_mode & 0o7777
+    try:  # made later (under this umask) when missing: a failed start leaves nothing behind
+        mode = config.server.data_dir.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return
     if mode & PRIVATE_UMASK:
-        data_dir.chmod(mode & ~PRIVATE_UMASK)
+        config.server.data_dir.chmod(mode & ~PRIVATE_UMASK)
 
 
 def base_url(config: Config) -> str:
