@@ -28,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.server import export_body, free_port, fmt_ts
+from bench.server import export_body, fmt_ts, free_port
 from sense_plugin.passwords import hash_password
 
 RESULTS = Path(__file__).resolve().parent / "results" / "snapshot-flood.txt"

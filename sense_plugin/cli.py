@@ -1,4 +1,7 @@
-"""Command line (SPEC §9): the only place that parses argv and sets up logging."""
+"""Command line: the only place that parses argv and sets up logging.
+
+Every command, its options and the one exit-code rule they share: ``docs/cli.rst``.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sense-plugin", description="Video export server for the VDG Sense HTTP/XML API.")
+        prog="sense-plugin", description="Video export server for the VDG Sense HTTP/XML API.",
+        epilog="Exit codes: 0 done; 1 what was followed or checked did not complete or pass; "
+               "2 nothing was done (the command line, a file, the configuration, or the "
+               "server refused the request); 3 no answer from the server; 130 interrupted.")
     parser.add_argument("--version", action="version", version=f"sense-plugin {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -104,32 +110,50 @@ def _add_tool_commands(sub: _Subparsers) -> None:
 
 
 def _add_client_commands(sub: _Subparsers) -> None:
-    """export, snapshot, status: HTTP clients of a running server."""
+    """export, snapshot, status, stop, remove: HTTP clients of a running server."""
     from sense_plugin.client.kindargs import add_export_kind_args, add_snapshot_parser
 
-    export = sub.add_parser("export", help="create an export on a server (HTTP client)")
+    export = sub.add_parser(
+        "export", help="create an export on a server (HTTP client)",
+        description="Create an export of one or more cameras' recordings on a running server. "
+                    "With --wait, follow its progress and download its files, manifest and "
+                    "signature; Ctrl-C then stops following, not the export.")
     _client_args(export)
     export.add_argument("--device", action="append", metavar="ID|NAME",
                         help="device id or name (repeat for several devices)")
     export.add_argument("--from", dest="start", metavar="T",
                         help="UTC 'YYYY-MM-DD HH:MM:SS', 'now', or 'now-10m', 'now-90s', 'now-1h'")
     export.add_argument("--to", dest="end", metavar="T", help="as --from (--live: optional)")
-    export.add_argument("--path", help="export path on the server")
-    export.add_argument("--format", choices=("mp4", "mkv", "ts"))
+    export.add_argument("--path", help="folder on the server the export is written to")
+    export.add_argument("--format", choices=("mp4", "mkv", "ts"),
+                        help="container of the video files (default mp4)")
     add_export_kind_args(export)
     export.add_argument("--name", help="a label for the export")
-    export.add_argument("--bandwidth", type=int, metavar="KBPS", help="write rate cap")
+    export.add_argument("--bandwidth", type=int, metavar="KBPS",
+                        help="write rate cap in kbit/s (default: none)")
     export.add_argument("--wait", action="store_true",
                         help="follow progress, then download the files and manifest")
-    export.add_argument("--out", type=Path, default=Path("."), help="download directory")
+    export.add_argument("--out", type=Path, default=Path("."),
+                        help="download directory for --wait (default: the current one)")
     export.set_defaults(func=remote.cmd_export)
+
+    for name, verb, func in (("stop", "stop an export now, keeping what it wrote",
+                              remote.cmd_stop),
+                             ("remove", "cancel an export, or delete a finished one's files",
+                              remote.cmd_remove)):
+        action = sub.add_parser(name, help=f"{verb} (HTTP client)", description=verb[0].upper()
+                                + verb[1:] + ".")
+        _client_args(action)
+        action.add_argument("export_id", type=int, metavar="ID", help="the export's id")
+        action.set_defaults(func=func)
 
     add_snapshot_parser(sub, _client_args).set_defaults(func=remote.cmd_snapshot)
 
     status = sub.add_parser("status", help="show exports on a server (HTTP client)")
     _client_args(status)
     status.add_argument("--export", type=int, metavar="N", help="one export")
-    status.add_argument("--watch", action="store_true", help="follow until finished")
+    status.add_argument("--watch", action="store_true",
+                        help="follow until finished; exit 1 when one did not complete")
     status.set_defaults(func=remote.cmd_status)
 
 
@@ -137,7 +161,9 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", metavar="URL",
                         default=os.environ.get("SENSE_SERVER") or DEFAULT_SERVER,
                         help=f"server URL (default $SENSE_SERVER, else {DEFAULT_SERVER})")
-    parser.add_argument("--user", help="user name (password from SENSE_PASSWORD or a prompt)")
+    parser.add_argument("--user", default=os.environ.get("SENSE_USER") or None,
+                        help="user name (default $SENSE_USER; password from $SENSE_PASSWORD "
+                             "or a prompt)")
     parser.add_argument("--interval", type=float, default=0.5, help="poll interval in seconds")
 
 

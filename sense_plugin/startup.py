@@ -9,7 +9,6 @@ from urllib.parse import urlsplit, urlunsplit
 from sense_plugin import __version__
 from sense_plugin.configmodel import Config, DeviceConfig
 
-
 #: Bits no file or directory the server creates grants: write for its group, anything for
 #: other accounts (files 0640, directories 0750).
 PRIVATE_UMASK = 0o027

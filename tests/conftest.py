@@ -27,6 +27,28 @@ def _print_tasks_of_a_hanging_test() -> Iterator[None]:
     timer.cancel()
 
 
+#: Test modules by the real service they start (their tests carry that marker too).
+BROWSER_MODULES = {"test_web_browser", "test_web_playback", "test_mp4_chromium",
+                   "test_subtitles_chromium"}
+SITE_PREFIXES = ("test_cluster_", "test_pg_")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by where a test lives: ``tests/unit/`` is ``unit``, everything else
+    ``integration``, plus ``browser`` or ``site`` for the modules that start Chromium or
+    PostgreSQL (``pytest -m unit`` runs in seconds; ``-m "not browser"`` skips Chromium)."""
+    for item in items:
+        module = item.path.stem
+        if "unit" in item.path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.unit)
+            continue
+        item.add_marker(pytest.mark.integration)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+        if module.startswith(SITE_PREFIXES):
+            item.add_marker(pytest.mark.site)
+
+
 def _print_tasks() -> None:
     print(f"\n+++ asyncio tasks after {HANG_DUMP_S} s +++", file=sys.stderr)
     for task in list(asyncio.tasks._all_tasks):

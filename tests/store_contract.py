@@ -221,3 +221,25 @@ async def test_new_ids_unique_and_growing_under_concurrency(store: JobStore) -> 
     ids = await asyncio.gather(*(store.new_id() for _ in range(40)))
     assert len(set(ids)) == 40 and min(ids) > 0
     assert await store.new_id() > max(ids)
+
+
+async def test_claim_finish_once_every_job_is_terminal(store: JobStore) -> None:
+    """The finisher is claimed only when every job has ended and nobody finished it yet."""
+    export = await insert(store)
+    first, second = export.jobs
+    first.status, first.finished_us = Status.COMPLETED, T0 + 5_000_000
+    await store.save_job(export, first)
+    assert not await store.claim_finish(export)  # the second still waits
+    second.status, second.finished_us = Status.FAILED, T0 + 6_000_000
+    await store.save_job(export, second)
+    assert await store.claim_finish(export)
+    export.finished_us, export.expires_us = T0 + 7_000_000, T0 + 86_400_000_000
+    await store.save_export(export)
+    assert not await store.claim_finish(export)  # finished: never claimed again
+
+
+async def test_claim_finish_of_removed_jobs(store: JobStore) -> None:
+    export = await insert(store, jobs=1)
+    export.jobs[0].status, export.jobs[0].finished_us = Status.REMOVED, T0 + 1_000_000
+    await store.save_job(export, export.jobs[0])
+    assert await store.claim_finish(export)

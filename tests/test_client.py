@@ -82,7 +82,8 @@ async def test_client_errors_are_named(server: str, api_archive: dict[str, Any],
     monkeypatch.setenv("SENSE_PASSWORD", "wrong")
     assert await cli("status", "--server", server, "--user", "alice") == 2
     assert "errorcode -1001" in capsys.readouterr().err
-    assert await cli("status", "--server", "http://127.0.0.1:9") == 2
+    # no answer is not a refusal (docs/cli.rst): exit 3
+    assert await cli("status", "--server", "http://127.0.0.1:9") == 3
     assert "cannot reach" in capsys.readouterr().err
 
 

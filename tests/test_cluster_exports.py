@@ -120,6 +120,14 @@ def file_of(device: etree._Element) -> tuple[str, str]:
     return (device.findtext("files/file/name") or "", device.findtext("files/file/sha256") or "")
 
 
+def checked_file(site: Site, holder: int, export_id: str, device: etree._Element) -> Path:
+    """The device's file on its holder, its SHA-256 equal to the status answer's."""
+    name, sha = file_of(device)
+    on_disk = site.roots[holder] / "unnamed" / export_id / name
+    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    return on_disk
+
+
 def comparable(export: etree._Element) -> bytes:
     for tag in CHANGING:
         for element in export.iter(tag):
@@ -138,11 +146,8 @@ def test_an_export_made_on_a_third_server_runs_where_the_devices_are(site: Site)
     assert answers[A_ID] == answers[B_ID] == answers[C_ID]
     devices = {int(d.findtext("deviceid") or 0): d for d in export.iter("device")}
     for device_id, holder in ((STEADY_ID, A_ID), (BIG_ID, B_ID)):
-        name, shown_sha = file_of(devices[device_id])
-        on_disk = site.roots[holder] / "unnamed" / export_id / name
-        data = on_disk.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        assert sha == shown_sha
+        on_disk = checked_file(site, holder, export_id, devices[device_id])
+        name, sha = file_of(devices[device_id])
         assert decoded_frames(on_disk) > 0
         others = [i for i in (A_ID, B_ID, C_ID) if i != holder]
         assert not any((site.roots[i] / "unnamed" / export_id / name).exists() for i in others)
@@ -178,9 +183,7 @@ def test_a_server_killed_mid_export_runs_its_job_again_when_it_is_back(site: Sit
     assert export.findtext("status") == "COMPLETED", etree.tostring(export)
     device = export.find("devices/device")
     assert device is not None
-    name, sha = file_of(device)
-    on_disk = site.roots[B_ID] / "unnamed" / export_id / name
-    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    on_disk = checked_file(site, B_ID, export_id, device)
     assert decoded_frames(on_disk) == 12 * 25
     assert not list(on_disk.parent.glob("*.part"))
 
@@ -211,9 +214,7 @@ def test_stop_and_remove_on_a_server_that_does_not_run_the_job(site: Site) -> No
     assert export.findtext("status") == "COMPLETED", etree.tostring(export)
     device = export.find("devices/device")
     assert device is not None and device.findtext("stopped") == "true"
-    name, sha = file_of(device)
-    on_disk = site.roots[B_ID] / "unnamed" / stopped / name
-    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    on_disk = checked_file(site, B_ID, stopped, device)
     assert 0 < decoded_frames(on_disk) < 12 * 25  # what was written until the stop
 
     removed = create(c, big, bandwidth=4000)
@@ -248,9 +249,7 @@ def test_the_database_away_is_a_coded_error_and_a_restart_loses_nothing(site: Si
     assert export.findtext("status") == "COMPLETED", etree.tostring(export)
     device = export.find("devices/device")
     assert device is not None
-    name, sha = file_of(device)
-    on_disk = site.roots[B_ID] / "unnamed" / running / name
-    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    on_disk = checked_file(site, B_ID, running, device)
     assert decoded_frames(on_disk) == 12 * 25
 
 
@@ -345,7 +344,5 @@ def test_keepalive_counts_the_requests_of_every_server(site: Site) -> None:
     assert export.findtext("status") == "COMPLETED", etree.tostring(export)
     device = export.find("devices/device")
     assert device is not None and device.findtext("stopped") == "true"
-    name, sha = file_of(device)
-    on_disk = site.roots[B_ID] / "unnamed" / export_id / name
-    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == sha
+    on_disk = checked_file(site, B_ID, export_id, device)
     assert 0 < decoded_frames(on_disk) < 12 * 25

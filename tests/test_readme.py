@@ -89,8 +89,10 @@ def run_blocks(blocks: list[tuple[list[str], list[str]]], server: ServerProcess,
     for number, (commands, _) in enumerate(blocks):
         script.append(f"echo; echo '@@block {number}@@'")  # curl prints no final newline
         script.extend(line.replace(DEFAULT_URL, server.url) for line in commands)
+    scratch = cwd / "scratch"  # where the walkthrough's mktemp -d makes its directory
+    scratch.mkdir(exist_ok=True)
     env = {**os.environ, "SENSE_SERVER": server.url, "LC_ALL": "C.UTF-8",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "TMPDIR": str(scratch)}
     done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.stderr == "", done.stderr
@@ -102,10 +104,13 @@ def test_readme_walkthrough_runs_as_printed(tmp_path: Path) -> None:
     blocks = walkthrough_blocks(README.read_text())
     assert len(blocks) >= 6 and all(commands for commands, _ in blocks)
     server = start_server(tmp_path)
+    before = {p.name for p in tmp_path.iterdir()} | {"scratch"}
     try:
         outputs = run_blocks(blocks, server, tmp_path)
     finally:
         assert server.stop() == 0
+    # the checkout (here: the directory the walkthrough runs in) keeps nothing it wrote
+    assert {p.name for p in tmp_path.iterdir()} == before
     assert len(outputs) == len(blocks)
     for (commands, printed), output in zip(blocks, outputs, strict=True):
         print(f"\n$ {commands[-1]}\n" + "".join(f"# {line}\n" for line in output.splitlines()))

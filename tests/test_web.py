@@ -15,7 +15,7 @@ from sense_plugin.passwords import hash_password
 JS = "text/javascript; charset=utf-8"
 PAGE_FILES = {"index.html": "text/html; charset=utf-8", "app.css": "text/css; charset=utf-8",
               "api.js": JS, "timeutil.js": JS, "timeline.js": JS, "preview.js": JS,
-              "history.js": JS, "masks.js": JS, "form.js": JS,
+              "history.js": JS, "masks.js": JS, "form.js": JS, "player.js": JS,
               "exports.js": JS, "app.js": JS}
 
 
@@ -76,3 +76,35 @@ async def test_the_preview_may_show_fetched_snapshots(client: Any) -> None:
     response = await client.get("/web/")
     policy = response.headers["Content-Security-Policy"]
     assert "img-src 'self' data: blob:" in policy and "script-src" not in policy
+
+
+async def test_a_reinstall_under_a_running_server_changes_nothing_it_serves(
+        make_client: Callable[..., Any], make_config: Callable[..., Any], tmp_path: Any,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The page's files are gone (a reinstall moved them) while the server runs: it still
+    answers what it started with, and the access log says what the client got."""
+    import logging
+    import shutil
+
+    from sense_plugin.api import web as web_module
+
+    copy = tmp_path / "installed-web"
+    shutil.copytree(WEB_DIR, copy)
+    monkeypatch.setattr(web_module, "WEB_DIR", copy)
+    client = await make_client(make_config())
+    shutil.rmtree(copy)
+    with caplog.at_level(logging.INFO, logger="sense_plugin.access"):
+        for name in ("", "app.js"):
+            response = await client.get(f"/web/{name}")
+            assert response.status == 200
+            assert await response.read() == (WEB_DIR / (name or "index.html")).read_bytes()
+    lines = [r.getMessage() for r in caplog.records if r.name == "sense_plugin.access"]
+    assert len(lines) == 2 and all('" 200 ' in line for line in lines), lines
+
+
+def test_a_missing_page_stops_the_start(tmp_path: Any) -> None:
+    from sense_plugin.api.web import read_page_files
+
+    (tmp_path / "app.js").write_text("")
+    with pytest.raises(RuntimeError, match="index.html is missing"):
+        read_page_files(tmp_path)

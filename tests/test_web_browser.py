@@ -266,6 +266,9 @@ def log_in(driver: WebDriver, server: ThreadServer) -> None:
     shots(driver, "1-login")
     element(driver, "#login-password").send_keys(PASSWORD + "\n")
     wait(driver, lambda d: element(d, "#export-view").is_displayed(), "export page")
+    # The fields take local time by default; this story types and reads UTC.
+    js(driver, "const z = document.getElementById('zone'); z.value = 'utc';"
+               " z.dispatchEvent(new Event('change'));")
 
 
 def pick_cameras(driver: WebDriver, api_archive: dict[str, Any]) -> None:
@@ -396,11 +399,12 @@ def options_become_spec_elements(driver: WebDriver) -> None:
     assert len(driver.find_elements(By.CSS_SELECTOR, "#mask-list li")) == 1
     shots(driver, "2c-mask")
     doc = etree.fromstring(js(driver, "return new XMLSerializer().serializeToString("
-                                      "ExportForm.build(['1'], state.masks.masks))"))
-    x, y, w, h = (float(doc.findtext(f"render/mask/{k}")) for k in "xywh")
+                                      "ExportForm.build(['1'],"
+                                      " new Map([['1', state.masks.masks]])))"))
+    x, y, w, h = (float(doc.findtext(f"devices/device/render/mask/{k}")) for k in "xywh")
     assert abs(x - 0.25) < 0.02 and abs(y - 0.25) < 0.02, (x, y)
     assert abs(w - 1 / 3) < 0.02 and abs(h - 0.2) < 0.02, (w, h)
-    assert doc.findtext("render/mask/style") == "solid"
+    assert doc.findtext("devices/device/render/mask/style") == "solid"
     element(driver, "#mask-list button").click()
     assert not driver.find_elements(By.CSS_SELECTOR, "#mask-list li")
 
@@ -555,10 +559,14 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     assert row_status(driver, slow_id) == "SYNCING"
     click(driver, f"#history-rows button[data-key='cancel-{slow_id}']", "Cancel")
     click(driver, f"#history-rows button[data-key='confirm-{slow_id}']", "Yes, cancel")
-    wait(driver, lambda d: row_status(d, slow_id) == "REMOVED", "slow export cancelled")
+    wait(driver, lambda d: row_status(d, slow_id) == "", "a cancelled export leaves the list")
 
-    # Retry says where it came from; Delete of the completed export (confirmed) removes files.
+    # Retry (among the deleted and cancelled) says where it came from; Delete of the completed
+    # export (confirmed) removes its files and its row.
+    set_filter(driver, "filter-status", "REMOVED")
+    wait(driver, lambda d: row_status(d, slow_id) == "REMOVED", "cancelled, when asked for")
     click(driver, f"#history-rows button[data-key='retry-{slow_id}']", "Retry")
+    set_filter(driver, "filter-status", "")
     wait(driver, lambda d: f"retried from #{slow_id}" in history_rows(d)[0]["text"],
          "retried from #N")
     retry_id = history_rows(driver)[0]["id"]
@@ -566,22 +574,29 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     click(driver, f"#history-rows button[data-key='confirm-{retry_id}']", "Yes, cancel the retry")
     click(driver, f"#history-rows button[data-key='delete-{export_id}']", "Delete")
     click(driver, f"#history-rows button[data-key='confirm-{export_id}']", "Yes, delete")
-    wait(driver, lambda d: row_status(d, export_id) == "REMOVED", "completed export deleted")
-    wait(driver, lambda d: row_status(d, retry_id) == "REMOVED", "retry cancelled")
+    wait(driver, lambda d: row_status(d, export_id) == "", "completed export deleted")
+    wait(driver, lambda d: row_status(d, retry_id) == "", "retry cancelled")
     shots(driver, "8-history-final")
 
-    # 12 exports: page 1 shows the newest 10, page 2 the oldest 2 (the completed one last).
-    for _ in range(9):
-        server.command("exportVideo", slow_export_body(API_DEVICES["Gappy"], start, end))
+    # 12 exports made elsewhere (the page polls nothing once all it shows has finished: it
+    # sees them when opened again): page 1 shows the newest 10, page 2 the oldest 2.
+    made = [server.command("exportVideo", slow_export_body(API_DEVICES["Gappy"], start, end))
+            .findtext("exportid") for _ in range(12)]
+    driver.refresh()
     wait(driver, lambda d: len(history_rows(d)) == 10, "a full first page")
     assert not element(driver, "#page-prev").is_enabled()
     click(driver, "#page-next", "Older page")
     wait(driver, lambda d: element(d, "#page-label").text == "Page 2", "page 2")
-    wait(driver, lambda d: [r["id"] for r in history_rows(d)][-1:] == [export_id]
-         and len(history_rows(d)) == 2, "the two oldest on page 2")
+    wait(driver, lambda d: [r["id"] for r in history_rows(d)] == made[1::-1],
+         "the two oldest on page 2")
     assert not element(driver, "#page-next").is_enabled()
     click(driver, "#page-prev", "Newer page")
     wait(driver, lambda d: element(d, "#page-label").text == "Page 1", "back to page 1")
+
+
+def set_filter(driver: WebDriver, field: str, value: str) -> None:
+    js(driver, "const f = document.getElementById(arguments[0]); f.value = arguments[1];"
+               " f.dispatchEvent(new Event('input'));", field, value)
 
 
 def _downloaded(directory: Path, name: str) -> bool:

@@ -1,5 +1,11 @@
 """The access log and request metrics: one INFO line and two metric updates per request.
 
+Polls are the exception: a page (or script) that follows its exports asks for their status
+every second, and one INFO line per poll would bury everything else. Successful answers to
+the polling commands (:data:`POLL_COMMANDS`) are DEBUG lines, counted into one INFO summary
+line a minute at most (:class:`PollSummary`); their errors stay INFO lines. See
+``docs/page.rst``, "Quiet".
+
 The middleware sits outside the error middleware, so it sees every final answer with its
 result code. Credentials never reach the log: Basic credentials and cookies are headers (not
 logged), ``/webservice`` passwords are in the body (not logged), and query values whose name
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
@@ -25,6 +32,36 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SECRET = re.compile(r"pass|key|token|secret|auth", re.IGNORECASE)
 _ERRORCODE = re.compile(rb'<result errorcode="(-?\d+)"')
 _PATH_LABELS = {"/info": "info", "/webservice": "webservice", "/metrics": "metrics"}
+#: Read-only commands that pages and scripts repeat to follow exports and recordings.
+POLL_COMMANDS = frozenset({"getExportVideoStatus", "getRecordings", "getServerStatus"})
+SUMMARY_INTERVAL_S = 60.0
+
+
+class PollSummary:
+    """Counts successful polls; hands out one summary line per interval at most."""
+
+    def __init__(self, interval_s: float = SUMMARY_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s, self.clock = interval_s, clock
+        self.counts: Counter[str] = Counter()
+        self.since = clock()
+
+    def count(self, label: str) -> str | None:
+        """Count a poll; the summary text once the interval is over, else None."""
+        self.counts[label] += 1
+        now = self.clock()
+        if now - self.since < self.interval_s:
+            return None
+        total = sum(self.counts.values())
+        parts = ", ".join(f"{name} {n}" for name, n in sorted(self.counts.items()))
+        seconds = now - self.since
+        self.counts.clear()
+        self.since = now
+        return f"{total} polls in the last {seconds:.0f} s ({parts})"
+
+
+#: The process's poll counter (one log, one summary); tests may swap it.
+POLL_SUMMARY = PollSummary()
 
 
 def command_label(request: web.Request) -> str:
@@ -87,6 +124,17 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         metrics = request.app[METRICS]
         metrics.http_requests.labels(label, code).inc()
         metrics.http_seconds.labels(label).observe(seconds)
-        log.info('%s "%s %s" %d errorcode=%s %s B %.1f ms', request.remote or "-",
-                 request.method, logged_target(request), status, code, size,
-                 seconds * 1000)
+        _log_line(label, code, '%s "%s %s" %d errorcode=%s %s B %.1f ms',
+                  request.remote or "-", request.method, logged_target(request), status, code,
+                  size, seconds * 1000)
+
+
+def _log_line(label: str, code: str, message: str, *args: object) -> None:
+    """An INFO access line, or for a successful poll a DEBUG one and now and then a summary."""
+    if label not in POLL_COMMANDS or code != "0":
+        log.info(message, *args)
+        return
+    log.debug(message, *args)
+    summary = POLL_SUMMARY.count(label)
+    if summary is not None:
+        log.info(summary)

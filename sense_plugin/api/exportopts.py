@@ -13,7 +13,7 @@ from sense_plugin.api.renderxml import parse_render
 from sense_plugin.api.xmlin import child_text
 from sense_plugin.config import Config
 from sense_plugin.errors import OutOfRangeError, quote_input
-from sense_plugin.evidence.options import validate_request
+from sense_plugin.evidence.options import RenderOptions, validate_request
 from sense_plugin.export.options import (
     MODES,
     OUTPUTS,
@@ -46,11 +46,8 @@ def parse_options(document: etree._Element, config: Config) -> tuple[ExportOptio
         if keepalive_text is None else parse_int(keepalive_text, "keepalive", 0,
                                                  MAX_KEEPALIVE_S)
     render_el = document.find("render")
-    if snapshot and render_el is not None:  # issue 15: a still has no frame rate or encoder
-        for tag in ("fps", "codec", "quality"):
-            if render_el.find(tag) is not None:
-                raise OutOfRangeError(f"render/{tag} does not apply to a snapshot (timestamp, "
-                                      "comment, mask, crop and width do)")
+    if snapshot and render_el is not None:
+        _check_snapshot_render(render_el)
     timestamps = "none"
     if child_text(document, "timestamps") is not None:
         timestamps = _choice(document, "timestamps", ("subtitle",), "subtitle")
@@ -62,8 +59,31 @@ def parse_options(document: etree._Element, config: Config) -> tuple[ExportOptio
     options = ExportOptions(
         mode=mode, output=output, audio=_audio(document), maxfilesize_mb=maxfilesize,
         keepalive_s=keepalive, render=render, timestamps=timestamps,
+        device_renders=_device_renders(document, snapshot),
     )
     return options, fmt
+
+
+def _device_renders(document: etree._Element, snapshot: bool) -> tuple[
+        tuple[int, RenderOptions], ...]:
+    """``<devices><device><render>``: per position, replacing the export's ``<render>``."""
+    found = []
+    for index, device in enumerate(document.findall("devices/device")):
+        element = device.find("render")
+        if element is None:
+            continue
+        if snapshot:
+            _check_snapshot_render(element)
+        found.append((index, validate_request(parse_render(element))))
+    return tuple(found)
+
+
+def _check_snapshot_render(render_el: etree._Element) -> None:
+    """A still has no frame rate or encoder."""
+    for tag in ("fps", "codec", "quality"):
+        if render_el.find(tag) is not None:
+            raise OutOfRangeError(f"render/{tag} does not apply to a snapshot (timestamp, "
+                                  "comment, mask, crop and width do)")
 
 
 def keepalive_given(document: etree._Element) -> bool:

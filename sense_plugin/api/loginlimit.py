@@ -18,9 +18,9 @@ that would need a new counter (-1006) until failures leave the window.
 from __future__ import annotations
 
 import time
-from itertools import islice
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from itertools import islice
 
 from sense_plugin.api.passcheck import ServiceBusyError
 from sense_plugin.configmodel import AuthConfig

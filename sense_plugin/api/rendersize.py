@@ -1,4 +1,4 @@
-"""Admission check of ``<render>`` against the recorded picture (SPEC §11).
+"""Admission check of ``<render>`` against the recorded picture.
 
 What cannot be rendered is refused before anything is queued, not by an incident later: a
 width larger than the (cropped) source, a crop or mask edge under 2 px of the recorded
@@ -26,10 +26,10 @@ RunIo = Callable[..., Awaitable[Any]]
 
 async def check_render_width(request: ExportRequest, archive: Archive, run_io: RunIo) -> None:
     """-22 naming the device and the element when a known source cannot be rendered so."""
-    render = request.options.render
-    if render is None:
-        return
-    for device in request.devices:
+    for index, device in enumerate(request.devices):
+        render = request.options.for_device(index).render  # a camera's own, else the export's
+        if render is None:
+            continue
         end_us = max(device.end_us, device.start_us + 1)
         segments = await archive.segments(device.device_id, device.start_us, end_us)
         if not segments:

@@ -102,12 +102,12 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
             print("sense-plugin: passwords differ", file=sys.stderr)
-            return 1
+            return 2
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         print("sense-plugin: empty password", file=sys.stderr)
-        return 1
+        return 2
     print(hash_password(password))
     return 0
 

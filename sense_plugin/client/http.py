@@ -27,6 +27,10 @@ class ClientError(Exception):
         self.description = description
 
 
+class UnreachableError(ClientError):
+    """No answer from a Sense server: no connection, an HTTP failure, or not XML."""
+
+
 class SenseClient:
     """Sends ``/command`` requests to ``server`` and returns the parsed ``<result>``."""
 
@@ -52,10 +56,10 @@ class SenseClient:
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 413, 416):
                 raise _error_from(exc.read(), f"HTTP {exc.code}") from None
-            raise ClientError(0, f"HTTP {exc.code} from {self.server}") from None
+            raise UnreachableError(0, f"HTTP {exc.code} from {self.server}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ClientError(0, f"cannot reach {self.server}: {reason}") from None
+            raise UnreachableError(0, f"cannot reach {self.server}: {reason}") from None
 
     def command(self, name: str, body: bytes | None = None, **params: Any) -> etree._Element:
         """Run a command; raise :class:`ClientError` for a negative errorcode."""
@@ -90,7 +94,7 @@ def _parse(data: bytes) -> etree._Element:
     try:
         return etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError:
-        raise ClientError(0, "the server's answer is not XML") from None
+        raise UnreachableError(0, "the server's answer is not XML") from None
 
 
 def _checked(data: bytes) -> etree._Element:
@@ -105,5 +109,5 @@ def _error_from(data: bytes, fallback: str) -> ClientError:
     try:
         root = _parse(data)
     except ClientError:
-        return ClientError(0, fallback)
+        return UnreachableError(0, fallback)
     return ClientError(int(root.get("errorcode", "0")), root.findtext("description") or fallback)

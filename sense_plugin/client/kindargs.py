@@ -24,10 +24,11 @@ def add_snapshot_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         client_args: ClientArgs) -> argparse.ArgumentParser:
     snap = sub.add_parser("snapshot", help="save the frame shown at an instant (HTTP client)")
     client_args(snap)
-    snap.add_argument("--device", action="append", required=True, metavar="ID|NAME")
+    snap.add_argument("--device", action="append", required=True, metavar="ID|NAME",
+                      help="device id or name (repeat for several devices)")
     snap.add_argument("--at", metavar="T", help="instant as --from of export (default: "
                       "the newest frame)")
-    snap.add_argument("--format", choices=("jpg", "png"))
+    snap.add_argument("--format", choices=("jpg", "png"), help="image format (default jpg)")
     snap.add_argument("--path", help="export path on the server")
     snap.add_argument("--out", type=Path, default=Path("."), help="download directory")
     return snap

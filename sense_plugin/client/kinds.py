@@ -12,6 +12,7 @@ from lxml.builder import E
 from sense_plugin.client.http import ClientError, SenseClient
 from sense_plugin.client.run import (
     Kind,
+    create,
     download_all,
     follow,
     kind_elements,
@@ -19,10 +20,17 @@ from sense_plugin.client.run import (
     resolve_time,
 )
 
+#: What ``stop`` and ``remove`` did, by the export's status afterwards.
+OUTCOMES = {"COMPLETED": " (what it wrote is kept)", "REMOVED": " (nothing is kept)"}
 
-def run_stop(client: SenseClient, export_id: int, out: TextIO) -> int:
-    root = client.command("exportVideo", action="stop", exportid=export_id)
-    print(f"export {export_id} stopped: {root.findtext('status')}", file=out)
+
+def run_action(client: SenseClient, action: str, export_id: int, out: TextIO) -> int:
+    """``stop`` or ``remove`` one export."""
+    root = client.command("exportVideo", action=action, exportid=export_id)
+    status = root.findtext("status") or ""
+    done = "stopped" if action == "stop" else "removed"
+    print(f"export {export_id} {done}: {status}{OUTCOMES.get(status, '')}".rstrip(": "),
+          file=out)
     return 0
 
 
@@ -30,6 +38,7 @@ def run_snapshot(client: SenseClient, devices: list[str], at: str | None, fmt: s
                  path: str | None, out_dir: Path, interval_s: float, out: TextIO) -> int:
     """One snapshot export of the devices; waits and downloads the images."""
     ids = [resolve_device(client, d) for d in devices]
+    typed = dict(zip(ids, devices, strict=True))
     instant = None if at is None else resolve_time(at, client.server_time())
     items = [E.device(E.deviceid(d), *([] if instant is None else [E.starttime(instant)]))
              for d in ids]
@@ -39,7 +48,7 @@ def run_snapshot(client: SenseClient, devices: list[str], at: str | None, fmt: s
         if value is not None:
             root.append(E(tag, value))
     body: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-    created = client.command("exportVideo", body=body)
+    created = create(client, body, typed)
     export_id = int(created.findtext("exportid") or 0)
     if export_id == 0:
         raise ClientError(-1, "the server answered no export id")

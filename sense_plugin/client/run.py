@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -99,19 +100,44 @@ def export_document(device_ids: list[str], start: str, end: str, opts: ExportOpt
     return document
 
 
+def create(client: SenseClient, body: bytes, typed: dict[str, str]) -> etree._Element:
+    """``exportVideo`` with ``body``; a refusal names the devices as they were typed
+    (``typed``: device id → the name given on the command line)."""
+    try:
+        return client.command("exportVideo", body=body)
+    except ClientError as exc:
+        text = exc.description
+        for device_id, name in typed.items():
+            if name != device_id:
+                text = text.replace(device_id, f"'{name}' ({device_id})")
+        raise type(exc)(exc.code, text) from None
+
+
 def run_export(client: SenseClient, opts: ExportOptions, out: TextIO) -> int:
     """Create an export; with ``wait``, follow it and download its files and manifest."""
     server_now = client.server_time()
     device_ids = [resolve_device(client, d) for d in opts.devices]
     start = resolve_time(opts.start, server_now)
     end = resolve_time(opts.end, server_now) if opts.end else ""
-    root = client.command("exportVideo", body=export_document(device_ids, start, end, opts))
+    root = create(client, export_document(device_ids, start, end, opts),
+                  dict(zip(device_ids, opts.devices, strict=True)))
     export_id = int(root.findtext("exportid") or 0)
     print(f"export {export_id} created ({start} .. {end})", file=out, flush=True)
     if not opts.wait:
         return 0
-    export = follow(client, export_id, out, opts.interval_s)
+    try:
+        export = follow(client, export_id, out, opts.interval_s)
+    except KeyboardInterrupt:
+        print(going_on(export_id), file=sys.stderr, flush=True)
+        raise
     return download_all(client, export, opts.out_dir, out)
+
+
+def going_on(export_id: int) -> str:
+    """What Ctrl-C on a followed export leaves behind, and how to act on it."""
+    return (f"\nsense-plugin: export {export_id} goes on on the server. Watch it: "
+            f"sense-plugin status --export {export_id} --watch; stop it, keeping what it "
+            f"wrote: sense-plugin stop {export_id}; delete it: sense-plugin remove {export_id}")
 
 
 def follow(client: SenseClient, export_id: int, out: TextIO, interval_s: float) -> Any:
@@ -129,7 +155,16 @@ def follow(client: SenseClient, export_id: int, out: TextIO, interval_s: float) 
     finally:
         view.close()
     print(outcome(export), file=out, flush=True)
+    for line in failures(export):
+        print(line, file=out, flush=True)
     return export
+
+
+def failures(export: Any) -> list[str]:
+    """One line per failed device of an export: its result code and description."""
+    return [f"export {export.findtext('exportid')} {d.findtext('name')}: FAILED "
+            f"{d.findtext('errorcode')} {d.findtext('description')}"
+            for d in export.iterfind("devices/device") if d.findtext("status") == "FAILED"]
 
 
 def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -> int:
@@ -137,10 +172,6 @@ def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -
     COMPLETED."""
     export_id = int(export.findtext("exportid"))
     status = export.findtext("status")
-    for device in export.iterfind("devices/device"):
-        if device.findtext("status") == "FAILED":
-            print(f"export {export_id} {device.findtext('name')}: FAILED "
-                  f"{device.findtext('errorcode')} {device.findtext('description')}", file=out)
     if status not in ("COMPLETED", "FAILED"):
         print(f"export {export_id} is {status}: nothing to download", file=out)
         return 1
@@ -167,16 +198,26 @@ def download_all(client: SenseClient, export: Any, out_dir: Path, out: TextIO) -
 
 def run_status(client: SenseClient, export_id: int | None, watch: bool, interval_s: float,
                out: TextIO) -> int:
-    """Print one export (or every visible one); with ``watch``, follow the unfinished ones."""
-    if export_id is not None and watch:
-        follow(client, export_id, out, interval_s)
-        return 0
+    """Print one export (or every visible one); with ``watch``, follow the unfinished ones
+    (1 when one of them did not complete)."""
+    if watch:
+        try:
+            return _watch(client, export_id, interval_s, out)
+        except KeyboardInterrupt:
+            print("\nsense-plugin: stopped watching; the exports go on on the server",
+                  file=sys.stderr, flush=True)
+            raise
     params: dict[str, Any] = {} if export_id is None else {"exportid": export_id}
-    exports = client.command("getExportVideoStatus", **params).findall("exports/export")
-    if not watch:
-        for export in exports:
-            print(summary(export), file=out)
-        return 0
+    for export in client.command("getExportVideoStatus", **params).findall("exports/export"):
+        print(summary(export), file=out)
+    return 0
+
+
+def _watch(client: SenseClient, export_id: int | None, interval_s: float, out: TextIO) -> int:
+    if export_id is not None:
+        export = follow(client, export_id, out, interval_s)
+        return 0 if export.findtext("status") == "COMPLETED" else 1
+    exports = client.command("getExportVideoStatus").findall("exports/export")
     ids = [int(e.findtext("exportid") or 0) for e in exports
            if e.findtext("status") not in TERMINAL]
     if not ids:
@@ -199,10 +240,14 @@ def watch_exports(client: SenseClient, export_ids: list[int], out: TextIO,
             time.sleep(interval_s)
     finally:
         view.close()
+    completed = True
     for export in exports:  # the outcome, in device order (changes came in arrival order)
         if export is not None:
             print(outcome(export), file=out, flush=True)
-    return 0
+            for line in failures(export):
+                print(line, file=out, flush=True)
+            completed = completed and export.findtext("status") == "COMPLETED"
+    return 0 if completed else 1
 
 
 def outcome(export: Any) -> str:

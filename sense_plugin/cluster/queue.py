@@ -6,7 +6,7 @@ worker heartbeats in ``procrastinate_workers``; a job left ``doing`` by a worker
 heartbeating (a killed server) is put back to ``todo`` on its own queue by ``recover_stalled``
 when that server is back, so it restarts from the beginning. Today one task is registered:
 ``sense.probe``, which records when it started on which server (``sense_probes``) and proves
-the mechanics; the export engine's device jobs come next (README "Site of several servers").
+the mechanics; the export engine's device jobs come next (docs/site.rst).
 """
 
 from __future__ import annotations

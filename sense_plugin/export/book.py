@@ -34,8 +34,11 @@ class JobBook:
 
     def __init__(self, store: JobStore, finalize: Finalizer, retention_us: int, *,
                  site_server: int | None = None,
-                 localize: Callable[[Export], None] | None = None) -> None:
+                 localize: Callable[[Export], None] | None = None,
+                 clock: Callable[[], int] = now_us) -> None:
         self.store = store
+        #: Wall clock in µs since the epoch (unit tests pass a fake one).
+        self.clock = clock
         #: On a site: this server's id. Exports are then always read from the store (other
         #: servers change them); only this server's running jobs are live objects here.
         self.site_server = site_server
@@ -133,7 +136,7 @@ class JobBook:
         try:
             if not await self.store.claim_finish(export):
                 return
-            finished_us = now_us()
+            finished_us = self.clock()
             final = combine_statuses([j.status for j in export.jobs])
             before = export.status
             if final in (Status.COMPLETED, Status.FAILED):
@@ -190,7 +193,7 @@ class JobBook:
 
         ``resumed``: a live job continuing into its cut keeps its start time and progress.
         """
-        job.started_us = job.started_us if resumed and job.started_us else now_us()
+        job.started_us = job.started_us if resumed and job.started_us else self.clock()
         if not resumed:
             job.progress = 0
         await self._set(self.active_export(job.export_id), job, Status.SYNCING)
@@ -241,13 +244,13 @@ class JobBook:
         """``action=remove``: every job not REMOVED yet becomes REMOVED (none may run)."""
         for job in export.jobs:
             if job.status is not Status.REMOVED:
-                job.finished_us = job.finished_us or now_us()
+                job.finished_us = job.finished_us or self.clock()
                 await self._set(export, job, Status.REMOVED)
         await self.finish_if_done(export)
 
     async def _end(self, job: Job, status: Status, export: Export | None = None) -> None:
         export = export or self.active_export(job.export_id)
-        job.finished_us = now_us()
+        job.finished_us = self.clock()
         try:
             await self._set(export, job, status)
         finally:  # even when the store failed: the export's state in memory is right

@@ -44,7 +44,7 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         *(E(tag, value) for tag, value in export.options.describe()),
         rendering_element(export.options),
         *render_elements(export.options),
-        E.devices(*(_device(job) for job in export.jobs)),
+        E.devices(*(_device(job, export.options) for job in export.jobs)),
         version=MANIFEST_VERSION,
     )
     body: bytes = etree.tostring(root, xml_declaration=False, encoding="UTF-8",
@@ -78,7 +78,8 @@ def rendering_element(options: ExportOptions) -> etree._Element:
     return element
 
 
-def _device(job: Job) -> etree._Element:
+def _device(job: Job, options: ExportOptions) -> etree._Element:
+    """One device; with a ``<render>`` of its own, how its files were made (``<rendering>``)."""
     element = E.device(
         E.serverid(str(job.server_id)),
         E.deviceid(str(job.device_id)),
@@ -94,6 +95,8 @@ def _device(job: Job) -> etree._Element:
         element.append(E.description(job.description))
     if job.stopped:
         element.append(E.stopped("true"))
+    if job.index in dict(options.device_renders):
+        element.append(rendering_element(options.for_device(job.index)))
     return element
 
 

@@ -8,7 +8,7 @@ and in the payload a worker process receives.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Timestamp
@@ -32,6 +32,16 @@ class ExportOptions:
     keepalive_s: int = 0
     render: RenderOptions | None = None
     timestamps: str = "none"
+    #: ``<device><render>``: (position of the device in the request, from 0, its options),
+    #: each replacing ``render`` for that device's job.
+    device_renders: tuple[tuple[int, RenderOptions], ...] = ()
+
+    def for_device(self, index: int) -> ExportOptions:
+        """The options of the job of the request's ``index``-th device (from 0)."""
+        own = dict(self.device_renders).get(index)
+        if own is None and not self.device_renders:
+            return self
+        return replace(self, render=own if own is not None else self.render, device_renders=())
 
     @property
     def live(self) -> bool:
@@ -50,6 +60,7 @@ class ExportOptions:
         data = asdict(self)
         if self.render is not None:
             data["render"] = render_to_json(self.render)
+        data["device_renders"] = [[i, render_to_json(r)] for i, r in self.device_renders]
         return data
 
     @classmethod
@@ -65,6 +76,8 @@ class ExportOptions:
             keepalive_s=int(data.get("keepalive_s", 0)),
             render=None if render is None else render_from_json(render),
             timestamps=str(data.get("timestamps", "none")),
+            device_renders=tuple((int(i), render_from_json(r))
+                                 for i, r in data.get("device_renders", ())),
         )
 
     def dumps(self) -> str:

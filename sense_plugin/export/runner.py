@@ -238,7 +238,7 @@ class JobRunner:
             start_us=start_us, end_us=end_us, fmt=export.fmt, out_path=out_path, name=name,
             bandwidth_kbps=self._share_kbps(export, extra=1), device_id=job.device_id,
             title=job.device_name, comment=f"export {export.export_id} {export.name}".rstrip(),
-            options=export.options,
+            options=export.options.for_device(job.index),
         )
         return cut_job, recorded_us, dir_fd
 

@@ -34,6 +34,9 @@ class OutputTimeline:
         self.offset_us = 0  # shift of the current segment that keeps dts increasing
         self.frame_us = 40_000
         self.last_dts = -(1 << 62)
+        #: Archive dts of the first packet written: a muxer without edit lists (fragmented
+        #: MP4) starts the file's time there when it precedes the keyframe (B-frames).
+        self.first_dts_us: int | None = None
         self.last_audio_out = -(1 << 62)  # of the output audio
         self.audio_decoder: AudioCodecContext | None = None
         #: A real gap before the current segment, recorded with the next frame written.
@@ -63,6 +66,8 @@ class OutputTimeline:
             gap, self.join_gap = self.join_gap, None
             self.gaps.append(gap)
             self.gap_total_us += gap.end_us - gap.start_us
+        if self.first_dts_us is None:
+            self.first_dts_us = dts_a
         dts = dts_a - self.zero_us + self.offset_us
         if dts <= self.last_dts:  # overlap or jitter at a join: continue one frame later
             self.offset_us += self.last_dts + self.frame_us - dts

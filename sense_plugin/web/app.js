@@ -6,7 +6,8 @@ const LANES_REFRESH_MS = 10000;
 /** The server's default export.max_span_s, until getServerOptions says otherwise. */
 const DEFAULT_MAX_SPAN_S = 86400;
 const USER_KEY = "sense.user";
-const { parseUtc, formatUtc, formatLocal, formatSpan } = TimeUtil;
+const ZONE_KEY = "sense.zone";
+const { parseUtc, formatUtc, formatField, parseField, otherZone, formatSpan } = TimeUtil;
 const el = ExportView.el;
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +15,7 @@ const state = {
   devices: [], maxSpanS: DEFAULT_MAX_SPAN_S, started: false,
   pollTimer: null, recordedTimer: null, lanesTimer: null, lanesRefresh: null,
   lastMoved: "start", previewId: "", timeline: null, preview: null, masks: null,
+  rangePlayer: null, filePlayer: null,
 };
 
 function say(id, text) {
@@ -33,7 +35,10 @@ function show(view) {
   document.title = { login: "Log in", export: "New export", history: "Export history" }[view]
     + " – Video export";
   if (view === "history") Exports.refreshHistory(true);
-  if (view === "export" && state.timeline) state.timeline.render();
+  if (view === "export" && state.timeline) {
+    state.timeline.render();
+    Exports.refreshCurrent();
+  }
 }
 
 function route() {
@@ -41,12 +46,16 @@ function route() {
   show(location.hash === "#history" ? "history" : "export");
 }
 
-function needLogin(message) {
+function needLogin(message, calm = false) {
   state.started = false;
   stopPolling();
+  state.rangePlayer.stop();
+  state.filePlayer.close();
   sessionStorage.removeItem(USER_KEY);
   say("whoami", "");
+  $("sign-out").hidden = true;
   say("login-error", message || "");
+  $("login-error").classList.toggle("calm", calm);
   show("login");
   $("login-user").focus();
 }
@@ -79,8 +88,23 @@ async function boot() {
   state.started = true;
   const user = sessionStorage.getItem(USER_KEY);
   say("whoami", user ? `Signed in as ${user}` : "");
+  $("sign-out").hidden = !user;  // with authentication off nobody signs in
   startPolling();
   route();
+}
+
+/** Sign out: the server ends the session (and clears its cookie); back to the login form. */
+async function onSignOut() {
+  $("sign-out").disabled = true;
+  try {
+    await Api.command("logout");
+    needLogin("You have signed out.", true);
+  } catch (err) {
+    if (err instanceof Api.ApiError && err.authRequired) needLogin("You have signed out.", true);
+    else say("whoami", `Signing out failed: ${err.message}`);
+  } finally {
+    $("sign-out").disabled = false;
+  }
 }
 
 async function onLogin(event) {
@@ -118,6 +142,7 @@ async function loadDevices() {
              ...(ranges.get(id) || { first: NaN, last: NaN }) };
   });
   renderCameras();
+  Exports.setCameras(state.devices);
   setPlaceholders();
   state.timeline.setMaxSpan(state.maxSpanS * 1000);
 }
@@ -164,7 +189,7 @@ function renderCameraInfo() {
 
 /** "2026-12-02 03:54:04 – 03:55:04" (the date once when both ends share it). */
 function recordedText(first, last) {
-  const [a, b] = [formatUtc(first).slice(0, 19), formatUtc(last).slice(0, 19)];
+  const [a, b] = [formatField(first).slice(0, 19), formatField(last).slice(0, 19)];
   return `${a} – ${a.slice(0, 10) === b.slice(0, 10) ? b.slice(11) : b}`;
 }
 
@@ -173,8 +198,8 @@ function setPlaceholders() {
   const lasts = state.devices.filter((d) => Number.isFinite(d.last)).map((d) => d.last);
   if (!lasts.length) return;
   const end = Math.max(...lasts);
-  $("start").placeholder = formatUtc(end - 60000);
-  $("end").placeholder = formatUtc(end);
+  $("start").placeholder = formatField(end - 60000);
+  $("end").placeholder = formatField(end);
 }
 
 function selectedIds() {
@@ -207,8 +232,8 @@ function onSelectionChange() {
 /* ---- the range: text fields, timeline handles, quick buttons ---- */
 
 function currentRange() {
-  const start = parseUtc($("start").value);
-  const end = parseUtc($("end").value);
+  const start = parseField($("start").value);
+  const end = parseField($("end").value);
   return start < end ? { start, end } : null;
 }
 
@@ -234,8 +259,8 @@ async function fillLastRecorded(seconds) {
 }
 
 function setRange(start, end) {
-  $("start").value = formatUtc(start);
-  $("end").value = formatUtc(end);
+  $("start").value = formatField(start);
+  $("end").value = formatField(end);
   onTimeInput(null);
 }
 
@@ -243,9 +268,9 @@ function setRange(start, end) {
 function onTimeInput(event) {
   for (const id of ["start", "end"]) {
     if (!event) $(id).removeAttribute("aria-invalid");
-    const ms = parseUtc($(id).value);
-    $(`${id}-local`).textContent = Number.isNaN(ms) ? ($(id).value ? "not a valid time" : "")
-      : `local: ${formatLocal(ms)}`;
+    const ms = parseField($(id).value);
+    $(`${id}-other`).textContent = Number.isNaN(ms) ? ($(id).value ? "not a valid time" : "")
+      : otherZone(ms);
   }
   const range = currentRange();
   showSpan(range);
@@ -271,11 +296,11 @@ function showSpan(range) {
 
 /** A handle moved on the timeline: the text fields and the preview follow. */
 function onHandleMove(start, end, which, done) {
-  $("start").value = formatUtc(start);
-  $("end").value = formatUtc(end);
+  $("start").value = formatField(start);
+  $("end").value = formatField(end);
   for (const id of ["start", "end"]) {
     $(id).removeAttribute("aria-invalid");
-    $(`${id}-local`).textContent = `local: ${formatLocal(parseUtc($(id).value))}`;
+    $(`${id}-other`).textContent = otherZone(parseField($(id).value));
   }
   showSpan({ start, end });
   state.lastMoved = which;
@@ -286,6 +311,9 @@ function onHandleMove(start, end, which, done) {
 function updatePreview() {
   const device = state.devices.find((d) => d.id === state.previewId);
   const range = currentRange();
+  state.rangePlayer.stop();
+  state.masks.setCamera(device ? device.id : "", device ? device.name : "");
+  $("play").disabled = !device || !range;
   if (!device || !range) {
     state.preview.show("", "", NaN, "");
     return;
@@ -304,7 +332,8 @@ function onLane(id) {
 
 function onView(from, to) {
   $("timeline").dataset.view = `${from}-${to}`;
-  $("view-label").textContent = `${formatUtc(from).slice(0, 16)} – ${formatUtc(to).slice(0, 16)}`;
+  $("view-label").textContent = `${formatField(from).slice(0, 16)} – `
+    + `${formatField(to).slice(0, 16)}`;
   scheduleLanes(200);
 }
 
@@ -329,11 +358,39 @@ async function loadLanes() {
   $("timeline").dataset.loaded = `${from}-${to}`;
 }
 
+/** The last hour or day, up to now (never beyond: nothing is recorded in the future). */
 function zoomLast(spanMs) {
-  const lasts = selectedDevices().concat(state.devices).map((d) => d.last)
-    .filter(Number.isFinite);
-  const end = Math.max(Date.now(), ...lasts);
-  state.timeline.setView(end - spanMs, end + spanMs / 60);
+  const end = Date.now();
+  state.timeline.setView(end - spanMs, end);
+}
+
+/** Play the chosen range of the camera whose picture is shown (its name clicked last). */
+function onPlay() {
+  const device = state.devices.find((d) => d.id === state.previewId);
+  const range = currentRange();
+  if (device && range) state.rangePlayer.play(device, range);
+}
+
+/** The fields' zone changed: the same instants, written in the other zone. */
+function onZone() {
+  const range = currentRange();
+  TimeUtil.setZone($("zone").value);
+  localStorage.setItem(ZONE_KEY, TimeUtil.getZone());
+  showZone();
+  setPlaceholders();
+  renderCameraInfo();
+  if (range) setRange(range.start, range.end);
+  state.timeline.render();
+  onView(state.timeline.from, state.timeline.to);
+}
+
+function showZone() {
+  const utc = TimeUtil.getZone() === "utc";
+  $("zone").value = TimeUtil.getZone();
+  $("start-label").textContent = utc ? "Start (UTC)" : "Start (local time)";
+  $("end-label").textContent = utc ? "End (UTC)" : "End (local time)";
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  $("zone-name").textContent = utc ? "" : name;
 }
 
 function scheduleRecorded() {
@@ -376,7 +433,7 @@ async function onStartExport(event) {
   $("start-export").disabled = true;
   try {
     const root = await guarded(Api.command("exportVideo", {},
-      ExportForm.build(selectedIds(), state.masks.masks)));
+      ExportForm.build(selectedIds(), state.masks.byCamera())));
     const exportId = Api.textOf(root, "exportid");
     Exports.remember(exportId);
     say("export-message", `Export #${exportId} started; its progress is shown below.`);
@@ -412,8 +469,14 @@ function wireTimeline() {
   state.timeline = new Timeline.Timeline($("timeline"),
     { onMove: onHandleMove, onView, onLane });
   state.preview = new Preview.Preview($("preview-img"), $("preview-caption"), $("preview-note"));
-  state.masks = new Masks.Masks(document.querySelector(".preview-frame"), $("preview-img"),
-                                $("mask-list"), $("mask-draw"), $("mask-style"));
+  const frame = document.querySelector(".preview-frame");
+  state.masks = new Masks.Masks(frame, $("preview-img"), $("mask-list"), $("mask-draw"),
+                                $("mask-style"), $("mask-camera"));
+  state.rangePlayer = new Player.RangePlayer(frame, $("preview-img"), $("preview-video"),
+                                             $("play-time"), $("play-stop"));
+  state.filePlayer = new Player.FilePlayer($("player"), $("player-title"), $("player-video"),
+                                           $("player-time"), $("player-close"));
+  $("play").addEventListener("click", onPlay);
   const tl = state.timeline;
   $("zoom-hour").addEventListener("click", () => zoomLast(Timeline.HOUR));
   $("zoom-day").addEventListener("click", () => zoomLast(Timeline.DAY));
@@ -426,8 +489,13 @@ function wireTimeline() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  Exports.init({ guarded, say, showing: (view) => state.started && !$(`${view}-view`).hidden });
+  TimeUtil.setZone(localStorage.getItem(ZONE_KEY) || "local");
+  Exports.init({ guarded, say, showing: (view) => state.started && !$(`${view}-view`).hidden,
+                 play: (file) => state.filePlayer.open(file) });
   wireTimeline();
+  showZone();
+  $("zone").addEventListener("change", onZone);
+  $("sign-out").addEventListener("click", onSignOut);
   $("login-form").addEventListener("submit", onLogin);
   $("export-form").addEventListener("submit", onStartExport);
   $("start").addEventListener("input", onTimeInput);

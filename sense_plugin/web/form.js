@@ -2,7 +2,7 @@
 "use strict";
 
 const ExportForm = (() => {
-  const { parseUtc, formatUtc, formatSpan } = TimeUtil;
+  const { formatUtc, formatField, parseField, formatSpan } = TimeUtil;
   const el = ExportView.el;
   const $ = (id) => document.getElementById(id);
 
@@ -16,15 +16,16 @@ const ExportForm = (() => {
   function check(ids, maxSpanS) {
     const problems = [];
     const add = (field, message) => problems.push({ field, message });
-    const start = parseUtc($("start").value);
-    const end = parseUtc($("end").value);
+    const start = parseField($("start").value);
+    const end = parseField($("end").value);
     const live = $("mode").value === "live";
     const snapshot = $("output").value === "snapshot";
     if (!ids.length) add("cameras", "Select at least one camera.");
-    const like = (id, agoMs) => $(id).placeholder || formatUtc(Date.now() - agoMs);
-    if (Number.isNaN(start)) add("start", `Start is not a UTC time like ${like("start", 60000)}.`);
+    const like = (id, agoMs) => $(id).placeholder || formatField(Date.now() - agoMs);
+    const zone = TimeUtil.getZone() === "utc" ? "a UTC time" : "a local time";
+    if (Number.isNaN(start)) add("start", `Start is not ${zone} like ${like("start", 60000)}.`);
     if (!live && !snapshot) {
-      if (Number.isNaN(end)) add("end", `End is not a UTC time like ${like("end", 0)}.`);
+      if (Number.isNaN(end)) add("end", `End is not ${zone} like ${like("end", 0)}.`);
       else if (end <= start) add("end", "End must be after Start.");
       else if ((end - start) / 1000 > maxSpanS) {
         add("end", `The range is ${formatSpan((end - start) / 1000)}; one export may span at `
@@ -54,8 +55,9 @@ const ExportForm = (() => {
       ? [el("ul", {}, ...problems.map((p) => el("li", { text: p.message })))] : []));
   }
 
-  /** The request for cameras ``ids``; ``masks`` as drawn on the preview (relative 0..1). */
-  function build(ids, masks = []) {
+  /** The request for cameras ``ids``; ``masks``: camera id → its masks as drawn on its
+      picture (relative 0..1), sent in that camera's own <render>. */
+  function build(ids, masks = new Map()) {
     const doc = Api.xmlDocument("export");
     const root = doc.documentElement;
     const add = (parent, name, value) => Api.appendText(parent, name, value);
@@ -65,9 +67,12 @@ const ExportForm = (() => {
     for (const id of ids) {
       const device = add(devices, "device", "");
       add(device, "deviceid", id);
-      add(device, "starttime", formatUtc(parseUtc($("start").value)));
-      const end = parseUtc($("end").value);
+      add(device, "starttime", formatUtc(parseField($("start").value)));
+      const end = parseField($("end").value);
       if (!snapshot && !live && Number.isFinite(end)) add(device, "endtime", formatUtc(end));
+      const own = masks.get(id) || [];
+      // A camera's <render> replaces the export's: it repeats the shared options.
+      if (own.length) addRender(device, own);
     }
     add(root, "format", $("format").value);
     for (const field of ["path", "name"]) {
@@ -76,35 +81,42 @@ const ExportForm = (() => {
     }
     const bandwidth = wholeNumber("bandwidth", 0);
     if (bandwidth) add(root, "bandwidth", bandwidth);
-    addOptions(root, live, snapshot, masks);
+    addOptions(root, live, snapshot);
     return doc;
   }
 
-  /** SPEC §10/§11 elements, each only when it differs from the default. */
-  function addOptions(root, live, snapshot, masks) {
+  /** The export's options, each only when it differs from the default. */
+  function addOptions(root, live, snapshot) {
     const add = (parent, name, value) => Api.appendText(parent, name, value);
     if (live) add(root, "mode", "live");
     if (snapshot) add(root, "output", "snapshot");
     const parts = wholeNumber("maxfilesize", 0);
     if (parts && !snapshot) add(root, "maxfilesize", parts);
     if (!$("audio").checked && !snapshot) add(root, "audio", "false");
+    addRender(root, []);
+    if ($("subtitle-time").checked && !snapshot) add(root, "timestamps", "subtitle");
+  }
+
+  /** ``<render>`` under ``parent`` (the export, or one camera with its ``masks``), when any
+      rendering option is chosen. */
+  function addRender(parent, masks) {
+    const add = (at, name, value) => Api.appendText(at, name, value);
     const comment = $("comment").value.trim();
     const width = wholeNumber("width", 16);
-    if ($("burn-time").checked || comment || width || masks.length) {
-      const render = add(root, "render", "");
-      if ($("burn-time").checked) {
-        const stamp = add(render, "timestamp", "");
-        add(stamp, "format", "%Y-%m-%d %H:%M:%S.%f");
-        add(stamp, "position", "top-left");
-      }
-      if (comment) add(add(render, "comment", ""), "text", comment);
-      for (const m of masks) {
-        const mask = add(render, "mask", "");
-        for (const key of ["x", "y", "w", "h", "style"]) add(mask, key, m[key]);
-      }
-      if (width) add(render, "width", width);
+    if (!$("burn-time").checked && !comment && !width && !masks.length) return;
+    const render = add(parent, "render", "");
+    if ($("burn-time").checked) {
+      const stamp = add(render, "timestamp", "");
+      add(stamp, "format", "%Y-%m-%d %H:%M:%S.%f");
+      add(stamp, "position", $("time-position").value);
+      add(stamp, "size", $("time-size").value);
     }
-    if ($("subtitle-time").checked && !snapshot) add(root, "timestamps", "subtitle");
+    if (comment) add(add(render, "comment", ""), "text", comment);
+    for (const m of masks) {
+      const mask = add(render, "mask", "");
+      for (const key of ["x", "y", "w", "h", "style"]) add(mask, key, m[key]);
+    }
+    if (width) add(render, "width", width);
   }
 
   const FORMATS = {

@@ -1,9 +1,15 @@
 /* How an export is shown: a history row, or the progress card under the form. Pure rendering
-   from a getExportVideoStatus <export> element; actions go through ``ctx.act(id, action)``. */
+   from a getExportVideoStatus <export> element; actions go through ``ctx.act(id, action)``,
+   playing a file through ``ctx.play(file)``. Status words are plain language; the API's word
+   stays in ``data-status``. */
 "use strict";
 
 const ExportView = (() => {
   const FINAL = new Set(["COMPLETED", "FAILED", "REMOVED", "EXPIRED"]);
+  const WORDS = { PENDING: "Waiting", SYNCING: "Exporting", COMPLETED: "Done", FAILED: "Failed",
+                  REMOVED: "Deleted", EXPIRED: "Expired" };
+  /** Files a browser plays in a <video> element. */
+  const PLAYABLE = new Set(["video/mp4", "video/x-matroska"]);
   const t = TimeUtil;
 
   function el(tag, attrs = {}, ...kids) {
@@ -34,7 +40,15 @@ const ExportView = (() => {
   }
 
   function statusBadge(status) {
-    return el("span", { className: `status status-${status.toLowerCase()}`, text: status });
+    return el("span", { className: `status status-${status.toLowerCase()}`,
+                        text: WORDS[status] || status, title: status });
+  }
+
+  /** How long a live export has run: "running 1 min 5 s" (its progress is of the maximum). */
+  function elapsedText(exp) {
+    const created = t.parseUtc(Api.textOf(exp, "created"));
+    return Number.isFinite(created)
+      ? `running ${t.formatSpan(Math.max(0, Date.now() - created) / 1000)}` : "running";
   }
 
   function info(exp) {
@@ -43,24 +57,26 @@ const ExportView = (() => {
     const devices = Api.findAll(exp, "devices/device");
     const manifest = Api.find(exp, "manifest");
     return { id, status, devices, exp, name: Api.textOf(exp, "name"),
+             live: Api.textOf(exp, "mode") === "live",
              signature: manifest ? Api.textOf(manifest, "signature") : "" };
   }
 
   /** One camera of an export: status, progress, size, rate, ETA or error, and its files. */
-  function deviceBlock(x, d) {
+  function deviceBlock(x, d, ctx) {
     const status = Api.textOf(d, "status");
     const progress = Number(Api.textOf(d, "progress")) || 0;
     const bytes = Number(Api.textOf(d, "bytes")) || 0;
     const kbps = Number(Api.textOf(d, "bandwidth")) || 0;
     const name = Api.textOf(d, "name") || Api.textOf(d, "deviceid");
     const facts = [];
+    const live = x.live && status === "SYNCING";
     if (status === "SYNCING" || status === "PENDING") {
-      facts.push(`${progress} %`, t.formatBytes(bytes));
+      facts.push(live ? elapsedText(x.exp) : `${progress} %`, t.formatBytes(bytes));
       if (kbps) facts.push(t.formatRate(kbps));
       const eta = t.etaSeconds(bytes, progress, kbps);
-      if (Number.isFinite(eta)) facts.push(`about ${t.formatSpan(eta)} left`);
+      if (Number.isFinite(eta) && !live) facts.push(`about ${t.formatSpan(eta)} left`);
     }
-    const files = Api.findAll(d, "files/file").map((f) => fileLine(x, f));
+    const files = Api.findAll(d, "files/file").map((f) => fileLine(x, f, ctx));
     if (!facts.length && bytes && !files.length) {
       const gone = status === "REMOVED" || status === "EXPIRED";
       facts.push(`${t.formatBytes(bytes)} written${gone ? ", deleted" : ""}`);
@@ -71,7 +87,7 @@ const ExportView = (() => {
                        "data-status": status, "data-progress": String(progress) },
       el("div", { className: "dev-head" },
         el("span", { className: "dev-name", text: name }), statusBadge(status),
-        status === "SYNCING" || status === "PENDING"
+        (status === "SYNCING" || status === "PENDING") && !live
           ? el("progress", { max: "100", value: String(progress),
                              "aria-label": `Progress of ${name} in export ${x.id}` }) : null),
       facts.length ? el("div", { className: "muted dev-facts", text: facts.join(" · ") }) : null,
@@ -80,23 +96,42 @@ const ExportView = (() => {
       ...files);
   }
 
-  function fileLine(x, f) {
+  function fileLine(x, f, ctx) {
     const name = Api.textOf(f, "name");
     const size = t.formatBytes(Api.textOf(f, "size"));
-    const body = x.status === "COMPLETED"
+    const done = x.status === "COMPLETED";
+    const body = done
       ? el("a", { href: Api.downloadUrl(x.id, name), download: name, "data-file": name,
                   "data-key": `file-${x.id}-${name}`, title: `Download ${name}` }, breakable(name))
       : breakable(name);
-    return el("div", { className: "file" }, body, el("span", { className: "muted", text: ` ${size}` }));
+    const type = Api.textOf(f, "mimetype") || (/\.mp4$/i.test(name) ? "video/mp4" : "");
+    const play = done && PLAYABLE.has(type)
+      ? el("a", { href: Api.downloadUrl(x.id, name), className: "play-link", role: "button",
+                  "data-play": name, "data-key": `play-${x.id}-${name}`,
+                  "aria-label": `Play ${name}`, text: "Play",
+                  onclick: (event) => {
+                    event.preventDefault();
+                    ctx.play({ exportId: x.id, name, url: Api.downloadUrl(x.id, name),
+                               firstMs: t.parseUtc(Api.textOf(f, "starttime")) });
+                  } })
+      : null;
+    return el("div", { className: "file" }, body,
+              el("span", { className: "muted", text: ` ${size}` }), play ? " " : null, play);
   }
 
-  /** manifest.xml (and manifest.sig when the status lists one) of a COMPLETED export. */
+  /** "Download all" (one ZIP of every file, the manifest, its signature and the key), then
+      manifest.xml (and manifest.sig when the status lists one) of a COMPLETED export. */
   function manifestLinks(x) {
     if (x.status !== "COMPLETED") return [];
     const names = ["manifest.xml", ...(x.signature ? [x.signature] : [])];
-    return [el("div", { className: "manifest" }, ...names.map((n) =>
-      el("a", { href: Api.downloadUrl(x.id, n), download: `${x.id}-${n}`, "data-file": n,
-                "data-key": `file-${x.id}-${n}` }, n)))];
+    return [el("div", { className: "manifest" },
+      el("a", { href: Api.downloadUrl(x.id, "bundle.zip"), download: `export-${x.id}.zip`,
+                "data-file": "bundle.zip", "data-key": `all-${x.id}`, className: "download-all",
+                title: "Every file, the manifest, its signature and the server's key, in one ZIP" },
+         "Download all"),
+      ...names.map((n) =>
+        el("a", { href: Api.downloadUrl(x.id, n), download: `${x.id}-${n}`, "data-file": n,
+                  "data-key": `file-${x.id}-${n}` }, n)))];
   }
 
   function summary(x) {
@@ -157,13 +192,15 @@ const ExportView = (() => {
 
   function row(exp, ctx) {
     const x = info(exp);
+    const folder = Api.textOf(exp, "path");
     return el("tr", { "data-exportid": x.id, "data-status": x.status },
       el("td", { "data-label": "Export", className: "summary" }, ...summary(x)),
+      el("td", { "data-label": "Folder", className: "folder", text: folder || "–" }),
       el("td", { "data-label": "Cameras and files", className: "devs" },
-        ...x.devices.map((d) => deviceBlock(x, d)), ...manifestLinks(x)),
+        ...x.devices.map((d) => deviceBlock(x, d, ctx)), ...manifestLinks(x)),
       el("td", { "data-label": "Status" }, statusBadge(x.status),
          x.status === "SYNCING" ? el("div", { className: "muted",
-           text: `${Api.textOf(exp, "progress") || 0} %` }) : null),
+           text: x.live ? elapsedText(exp) : `${Api.textOf(exp, "progress") || 0} %` }) : null),
       el("td", { "data-label": "Actions", className: "actions" }, ...actions(x, ctx)));
   }
 
@@ -175,10 +212,12 @@ const ExportView = (() => {
       el("div", { className: "current-head" },
         el("h3", { text: `Export #${x.id}${x.name ? ` ${x.name}` : ""}` }), statusBadge(x.status),
         el("span", { className: "actions" }, ...actions(x, ctx))),
-      el("div", { className: "devs" }, ...x.devices.map((d) => deviceBlock(x, d))),
+      el("div", { className: "devs" }, ...x.devices.map((d) => deviceBlock(x, d, ctx))),
       ...manifestLinks(x),
       done && x.status === "COMPLETED"
-        ? el("p", { className: "muted", text: "Click each file to download it." }) : null);
+        ? el("p", { className: "muted",
+                    text: "Click a file to download it, Play to watch it here, or Download all."
+          }) : null);
     // Keys stay unique on the page: the same export may also be a history row.
     for (const keyed of node.querySelectorAll("[data-key]")) {
       keyed.dataset.key = `card-${keyed.dataset.key}`;
@@ -186,5 +225,5 @@ const ExportView = (() => {
     return node;
   }
 
-  return { row, card, FINAL, el, breakable };
+  return { row, card, FINAL, WORDS, el, breakable };
 })();

@@ -1,5 +1,6 @@
 /* Privacy masks drawn on the preview by dragging rectangles; coordinates relative 0..1 of the
-   picture (SPEC §11 <mask>), kept for the export request. */
+   picture (<mask> of the export request). Each camera shows its own view, so masks belong to
+   the camera they were drawn on (its <device><render>). */
 "use strict";
 
 const Masks = (() => {
@@ -16,9 +17,11 @@ const Masks = (() => {
   class Masks {
     /** ``frame``: the preview's box; ``img`` its picture; ``list`` where masks are listed;
         ``toggle`` the draw button (aria-pressed); ``style`` the solid/pixelate select. */
-    constructor(frame, img, list, toggle, style) {
-      Object.assign(this, { frame, img, list, toggle, style });
-      this.items = [];
+    constructor(frame, img, list, toggle, style, cameraLabel) {
+      Object.assign(this, { frame, img, list, toggle, style, cameraLabel });
+      this.byId = new Map();
+      this.camera = "";
+      this.cameraName = "";
       this.draft = null;
       this.layer = document.createElement("div");
       this.layer.className = "mask-layer";
@@ -43,9 +46,30 @@ const Masks = (() => {
       this.layer.classList.toggle("drawing", on);
     }
 
-    /** The masks to send: ``[{x, y, w, h, style}]``. */
+    /** The shown camera's masks (drawn on its picture). */
+    get items() {
+      if (!this.byId.has(this.camera)) this.byId.set(this.camera, []);
+      return this.byId.get(this.camera);
+    }
+
+    /** The masks of the shown camera: ``[{x, y, w, h, style}]``. */
     get masks() {
       return this.items.map((m) => ({ ...m }));
+    }
+
+    /** Camera id → its masks, for every camera that has any. */
+    byCamera() {
+      return new Map([...this.byId].filter(([id, list]) => id && list.length)
+        .map(([id, list]) => [id, list.map((m) => ({ ...m }))]));
+    }
+
+    /** The preview shows another camera: its masks are the ones shown and drawn. */
+    setCamera(id, name) {
+      if (id === this.camera && name === this.cameraName) return;
+      this.camera = id;
+      this.cameraName = name;
+      this.draft = null;
+      this.render();
     }
 
     /** Lay the mask layer exactly over the picture (object-fit: contain leaves bars). */
@@ -106,6 +130,9 @@ const Masks = (() => {
     }
 
     render() {
+      this.cameraLabel.textContent = this.camera
+        ? `Masks on ${this.cameraName}: ${this.items.length || "none"}` : "";
+      this.toggle.disabled = !this.camera;
       const rects = this.items.map((m, i) => this.rect(m, `mask ${m.style}`, `${i + 1}`));
       if (this.draft) rects.push(this.rect(this.box(this.draft), "mask draft", ""));
       this.layer.replaceChildren(...rects);

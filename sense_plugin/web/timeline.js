@@ -154,11 +154,12 @@ const Timeline = (() => {
       return which === "start" ? this.start : this.end;
     }
 
+    /** Arrows: 1 s, Page Up/Down: 1 min, Home/End: the handle's lowest/highest value. */
     onKey(event, which) {
-      const step = KEY_STEPS[event.key];
-      if (step === undefined || !(this.start < this.end)) return;
+      const target = this.keyTarget(event.key, which);
+      if (target === undefined || !(this.start < this.end)) return;
       event.preventDefault();
-      const value = this.move(which, (which === "start" ? this.start : this.end) + step);
+      const value = this.move(which, target);
       if (value < this.from || value > this.to) {
         const span = this.to - this.from;
         this.setView(value - span / 2, value + span / 2);
@@ -166,6 +167,14 @@ const Timeline = (() => {
         this.renderRange();
       }
       this.hooks.onMove(this.start, this.end, which, true);
+    }
+
+    keyTarget(key, which) {
+      const now = which === "start" ? this.start : this.end;
+      if (key === "Home") return which === "start" ? this.from : this.start + MIN_GAP_MS;
+      if (key === "End") return which === "start" ? this.end - MIN_GAP_MS : this.to;
+      const step = KEY_STEPS[key];
+      return step === undefined ? undefined : now + step;
     }
 
     timeAt(clientX) {

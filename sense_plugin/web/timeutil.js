@@ -1,25 +1,69 @@
-/* Times and sizes as the page shows them; the wire form is UTC "YYYY-MM-DD HH:MM:SS.zzz". */
+/* Times and sizes as the page shows them; the wire form is UTC "YYYY-MM-DD HH:MM:SS.zzz".
+   The time fields take local time or UTC (``setZone``), in the same "YYYY-MM-DD HH:MM:SS.zzz"
+   form; the other zone is shown beside them. */
 "use strict";
 
 const TimeUtil = (() => {
   const TIME_RE =
     /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,6})?)?(Z|\+00:00)?$/;
 
+  let zone = "local";
+
   /** Epoch milliseconds of a UTC wire time (fraction kept to the millisecond), NaN if invalid. */
   function parseUtc(text) {
+    return parseIn(text, true);
+  }
+
+  function parseIn(text, utc) {
     const m = TIME_RE.exec(String(text || "").trim());
     if (!m) return NaN;
+    if (m[8] && !utc) return NaN;  // "Z" in a local time field
     const [y, mo, d, h, mi, s] = m.slice(1, 7).map((v) => parseInt(v || "0", 10));
     // Truncated, never rounded up: the server's .zzz output is itself truncated microseconds.
     const frac = m[7] ? Math.floor(parseFloat(`0${m[7]}`) * 1000 + 1e-6) : 0;
-    const ms = Date.UTC(y, mo - 1, d, h, mi, s) + frac;
+    const ms = utc ? Date.UTC(y, mo - 1, d, h, mi, s) + frac
+      : new Date(y, mo - 1, d, h, mi, s, frac).getTime();
     const check = new Date(ms);
-    // Date.UTC rolls impossible dates over (Feb 30 → Mar 2): refuse them like the server does.
-    if (check.getUTCDate() !== d || check.getUTCMonth() !== mo - 1 || h > 23 || mi > 59
-        || s > 59) {
+    const parts = utc ? [check.getUTCDate(), check.getUTCMonth(), check.getUTCHours(),
+                         check.getUTCMinutes()]
+      : [check.getDate(), check.getMonth(), check.getHours(), check.getMinutes()];
+    // Dates roll over (Feb 30 → Mar 2), and a local time skipped by a clock change does not
+    // exist: refuse them like the server does.
+    if (parts[0] !== d || parts[1] !== mo - 1 || parts[2] !== h || parts[3] !== mi || s > 59) {
       return NaN;
     }
     return ms;
+  }
+
+  /** The zone of the time fields: "local" or "utc". */
+  function setZone(value) {
+    zone = value === "utc" ? "utc" : "local";
+  }
+
+  function getZone() {
+    return zone;
+  }
+
+  /** A time field's text in its zone; ``parseField`` reads it back. */
+  function formatField(ms) {
+    return zone === "utc" ? formatUtc(ms) : formatLocalField(ms);
+  }
+
+  function parseField(text) {
+    return parseIn(text, zone === "utc");
+  }
+
+  /** What a time field's value means in the other zone, for beside the field. */
+  function otherZone(ms) {
+    return zone === "utc" ? `local: ${formatLocal(ms)}` : `UTC: ${formatUtc(ms)}`;
+  }
+
+  function formatLocalField(ms) {
+    const t = new Date(ms);
+    const two = (n) => String(n).padStart(2, "0");
+    return `${t.getFullYear()}-${two(t.getMonth() + 1)}-${two(t.getDate())} `
+      + `${two(t.getHours())}:${two(t.getMinutes())}:${two(t.getSeconds())}.`
+      + String(t.getMilliseconds()).padStart(3, "0");
   }
 
   /** The wire form with milliseconds: "2026-11-20 10:00:00.000". */
@@ -34,9 +78,9 @@ const TimeUtil = (() => {
     });
   }
 
-  /** "HH:MM" or "HH:MM:SS" (UTC) for axis labels; with the date when ``withDate``. */
+  /** "HH:MM" or "HH:MM:SS" (in the fields' zone) for axis labels; with the date when ``withDate``. */
   function formatAxis(ms, withSeconds, withDate) {
-    const iso = new Date(ms).toISOString();
+    const iso = zone === "utc" ? new Date(ms).toISOString() : formatLocalField(ms);
     const time = withSeconds ? iso.slice(11, 19) : iso.slice(11, 16);
     return withDate ? `${iso.slice(5, 10)} ${time}` : time;
   }
@@ -69,5 +113,5 @@ const TimeUtil = (() => {
   }
 
   return { parseUtc, formatUtc, formatLocal, formatAxis, formatSpan, formatBytes, formatRate,
-           etaSeconds };
+           etaSeconds, setZone, getZone, formatField, parseField, otherZone };
 })();
