@@ -58,8 +58,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_demo_archive(args: argparse.Namespace) -> int:
     from sense_plugin.archive.demo_archive import build_demo_archive
+    from sense_plugin.startup import keep_data_private
 
     config = load(args)
+    keep_data_private(config)  # the recordings and the index, like serve's
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
