@@ -1,4 +1,4 @@
-"""A site's trust between servers (SPEC §13): a proof is accepted only by the server it names,
+"""A site's trust between servers: a proof is accepted only by the server it names,
 every server signs with the one site key, and a manifest is served at every moment after
 COMPLETED, even before this server has written its copy.
 
