@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sense_plugin import __version__
 from sense_plugin.archive import demo_defaults
-from sense_plugin.cli_commands import local, remote
+from sense_plugin.cli_commands import audit, local, remote
 from sense_plugin.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -106,7 +106,14 @@ def _add_tool_commands(sub: _Subparsers) -> None:
     verify.add_argument("--key", type=Path, metavar="PEM",
                         help="the server's public signing key (getServerOptions <signingkey>): "
                              "also check manifest.sig")
+    verify.add_argument("--audit", type=Path, metavar="FILE",
+                        help="a saved getAuditLog answer: check its chain holds this "
+                             "export's records")
     verify.set_defaults(func=local.cmd_verify)
+    audit_verify = sub.add_parser("audit-verify",
+                                  help="recompute the hash chain of a saved getAuditLog answer")
+    audit_verify.add_argument("file", type=Path, metavar="FILE")
+    audit_verify.set_defaults(func=audit.cmd_audit_verify)
 
 
 def _add_client_commands(sub: _Subparsers) -> None:

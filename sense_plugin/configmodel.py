@@ -125,6 +125,19 @@ class ExportConfig:
     max_live_s: int = bounded(3600, 1, 7 * 86400)
     #: Default keepalive of live exports: stopped when nobody polls or downloads this long.
     live_keepalive_s: int = bounded(300, 0, 7 * 86400)
+    #: Hosts an export's own ``<callback>`` URL may name (none: per-export callbacks refused).
+    callback_hosts: tuple[str, ...] = ()
+    #: Signs per-export callbacks (X-Sense-Signature), as ``secret`` does a webhook's.
+    callback_secret: str = ""
+    #: Workers one user may hold at once with authentication on (0: all but one); past it a
+    #: user's job borrows an idle worker only when nobody else waits (docs/scheduling.rst).
+    max_running_jobs_per_user: int = 0
+    #: Unfinished live device jobs one user may have with authentication on (0: no limit).
+    max_live_jobs_per_user: int = 4
+    #: Cost of a rendered second of footage, a stream-copied second costing 1 (fair shares).
+    render_cost_weight: float = bounded(100.0, 1, 10_000)
+    #: Least ``<bandwidth>`` an export may ask for, per device (kbit/s; 0 = unlimited).
+    min_bandwidth_kbps: int = bounded(16, 1, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,19 @@ class EvidenceConfig:
     #: The Ed25519 key that signs every manifest; None: ``<data_dir>/signing-key.pem``,
     #: created on first start.
     signing_key: Path | None = None
+
+
+#: The events a webhook may ask for (docs/custody.rst).
+WEBHOOK_EVENTS = frozenset({"completed", "failed", "removed", "expired", "held"})
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """``[[webhooks]]``: where export events are POSTed, signed with ``secret``."""
+
+    url: str
+    secret: str
+    events: frozenset[str] = WEBHOOK_EVENTS
 
 
 @dataclass(frozen=True)
@@ -179,6 +205,7 @@ class Config:
     devices: tuple[DeviceConfig, ...] = ()
     #: None: a single server on SQLite (no PostgreSQL).
     cluster: ClusterConfig | None = None
+    webhooks: tuple[WebhookConfig, ...] = ()
     #: True when ``devices`` are the three demo devices added for a config without any.
     demo_devices_added: bool = False
 

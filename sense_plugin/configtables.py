@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sense_plugin.archive.demo_defaults import DEMO_DEVICES
 from sense_plugin.archive.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE, PatternError, compiled
+from sense_plugin.configcustody import read_callback_hosts, read_webhooks
 from sense_plugin.configmodel import (
     DEFAULT_DATA_DIR,
     ArchiveConfig,
@@ -31,7 +32,8 @@ from sense_plugin.permissions import PERMISSIONS
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-_TABLES = {"server", "http", "auth", "export", "archive", "evidence", "devices", "cluster"}
+_TABLES = {"server", "http", "auth", "export", "archive", "evidence", "devices", "cluster",
+           "webhooks"}
 
 
 def keys_of(cls: type[DataclassInstance]) -> set[str]:
@@ -66,14 +68,19 @@ class ConfigReader(TableReader):
             server=server,
             http=http,
             auth=auth,
-            export=self.settings(self.table(data, "export", keys_of(ExportConfig)), "[export]",
-                                 ExportConfig),
+            export=self.export(self.table(data, "export", keys_of(ExportConfig))),
             archive=archive,
             evidence=self.evidence(self.table(data, "evidence", keys_of(EvidenceConfig))),
             devices=devices,
             cluster=self.cluster(data),
             demo_devices_added=added,
+            webhooks=read_webhooks(self, data.get("webhooks", [])),
         )
+
+    def export(self, table: Mapping[str, Any]) -> ExportConfig:
+        return self.settings(table, "[export]", ExportConfig,
+                             callback_hosts=read_callback_hosts(self, table),
+                             callback_secret=str(table.get("callback_secret", "")))
 
     def server(self, table: Mapping[str, Any]) -> ServerConfig:
         where = "[server]"

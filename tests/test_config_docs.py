@@ -67,6 +67,8 @@ def commented_keys(block: str) -> dict[str, set[str]]:
 def same(documented: Any, default: Any) -> bool:
     if isinstance(default, bool) or isinstance(documented, bool):
         return documented is default
+    if isinstance(default, tuple | list):
+        return isinstance(documented, tuple | list) and list(documented) == list(default)
     if isinstance(default, int | float):
         return isinstance(documented, int | float) and float(documented) == float(default)
     return bool(documented == default)

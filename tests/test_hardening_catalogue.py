@@ -164,6 +164,7 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("bandwidth-alpha", -22, create, export(extra="<bandwidth>fast</bandwidth>")),
         Case("bandwidth-float", -22, create, export(extra="<bandwidth>1.5</bandwidth>")),
         Case("bandwidth-huge", -22, create, export(extra=f"<bandwidth>{10**30}</bandwidth>")),
+        Case("bandwidth-below-least", -22, create, export(extra="<bandwidth>1</bandwidth>")),
         Case("limit-zero", -22, f"{status}&limit=0"),
         Case("offset-negative", -22, f"{status}&offset=-1"),
         Case("status-filter-unknown", -22, f"{status}&status=EXPLODED"),
@@ -230,6 +231,30 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
                  " ", "+")),
         *kind_cases(archive, export, device_xml, create),
         *render_cases(archive, export, device_xml, create),
+        *custody_cases(archive, export, device_xml, create),
+    ]
+
+
+def custody_cases(archive: dict[str, Any], export: Callable[..., bytes],
+                  device: Callable[..., str], create: str) -> list[Case]:
+    """The chain of custody's bad input (docs/custody.rst); export 1 is still running."""
+    start, end = span(archive, 0, 5)
+    ok = device(STEADY, start, end)
+    act = "command=exportVideo&action={}&exportid={}"
+    return [
+        Case("callback-host-not-allowed", -22, create,
+             export(ok, "<callback>http://evil.example/hook</callback>")),
+        Case("callback-not-http", -22, create,
+             export(ok, "<callback>file:///etc/passwd</callback>")),
+        Case("format-pdf-for-stream", -22, create, export(ok, "<format>pdf</format>")),
+        Case("hold-unknown-export", -57, act.format("hold", 987654)),
+        Case("hold-running-export", -22, act.format("hold", 1)),
+        Case("release-not-held", -22, act.format("release", 1)),
+        Case("bundle-of-unfinished-export", -1006,
+             "command=downloadExportVideo&exportid=1&file=bundle.zip"),
+        Case("audit-log-limit-zero", -22, "command=getAuditLog&limit=0"),
+        Case("audit-log-time-garbage", -4, "command=getAuditLog&starttime=yesterday"),
+        Case("audit-log-exportid-alpha", -57, "command=getAuditLog&exportid=abc"),
     ]
 
 

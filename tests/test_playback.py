@@ -147,6 +147,11 @@ async def test_head_names_the_first_frame_without_playing(
     assert head.status == 200 and head.headers["Content-Type"] == "video/mp4"
     assert head.headers["X-First-Frame-Time"] == got.headers["X-First-Frame-Time"]
     assert sum(r.name == "sense_plugin.audit.play" for r in caplog.records) == 1
+    audit = await command(client, "getAuditLog")  # the GET is in the audit trail, HEAD not
+    plays = [r for r in audit.iter("record") if r.findtext("action") == "play"]
+    assert len(plays) == 1 and plays[0].findtext("exportid") in (None, "")
+    assert plays[0].findtext("detail") == (
+        f"deviceid={STEADY} start={params['starttime']} end={params['endtime']}")
 
 
 def _sources(paths: list[Any], segment_s: float) -> tuple[Any, ...]:

@@ -117,3 +117,24 @@ def test_rate_can_change_from_another_thread() -> None:
     bucket.consume(100_000)
     timer.join()
     assert time.monotonic() - start < 5
+
+
+def test_a_paced_consume_reports_a_heartbeat_with_the_bytes_let_through() -> None:
+    """A job paced to a low cap shows that it moves (the stall watchdog counts on it)."""
+    from sense_plugin.media.throttle import HEARTBEAT_S
+
+    clock = FakeClock()
+    bucket = make(16, clock)  # 2000 bytes/s
+    beats: list[tuple[float, int]] = []
+    bucket.on_paced = lambda passed: beats.append((clock.now, passed))
+    for _ in range(20):
+        bucket.consume(512)
+    assert clock.now - 100.0 == pytest.approx(20 * 512 / 2000 - 0.1, abs=0.05)
+    gaps = [b[0] - a[0] for a, b in zip(beats, beats[1:], strict=False)]
+    assert beats and all(HEARTBEAT_S <= g < HEARTBEAT_S + MAX_SLEEP_S + 0.3 for g in gaps)
+    assert [p for _, p in beats] == sorted(p for _, p in beats)
+    assert bucket.passed_bytes == 20 * 512 and beats[-1][1] <= bucket.passed_bytes
+    unlimited = make(0, clock)
+    unlimited.on_paced = lambda passed: beats.append((clock.now, -1))
+    unlimited.consume(10_000_000)
+    assert beats[-1][1] != -1  # nothing paced, no heartbeat

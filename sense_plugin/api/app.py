@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from sense_plugin import __version__
 from sense_plugin.api import exportxml, render
 from sense_plugin.api.accesslog import access_middleware
 from sense_plugin.api.auth import SESSION_COOKIE, Authenticator
+from sense_plugin.api.callbacksend import audit_login_failure, callbacks_ctx, status_body
 from sense_plugin.api.commands import all_commands
 from sense_plugin.api.connections import mark_busy
 from sense_plugin.api.headers import add_security_headers
@@ -38,6 +40,7 @@ from sense_plugin.errors import (
     OutOfRangeError,
     PermissionDeniedError,
 )
+from sense_plugin.export.audit import CURRENT_ACTOR, Actor
 from sense_plugin.export.engine import ExportEngine
 from sense_plugin.timestamps import now_us
 
@@ -64,7 +67,7 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(add_security_headers)
     setup_metrics(app)  # GET /metrics
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx, metrics_ctx,
-                            snapshot_pool_ctx])
+                            callbacks_ctx, snapshot_pool_ctx])
     if config.cluster is not None:  # a site of several servers (SPEC §13): PostgreSQL
         from sense_plugin.cluster.ctx import setup_cluster
 
@@ -110,6 +113,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     site_store = app.get(SITE_STORE)  # a site of several servers: the shared job store
     engine = ExportEngine(app[CONFIG], app[ARCHIVE], app[EXECUTOR], site_store)
     app[ENGINE] = engine
+    engine.custody.callbacks.status_body = status_body  # the XML is this layer's
+    app[AUTH].on_failure = partial(audit_login_failure, engine)
     await engine.start()
     yield
     await engine.close()
@@ -169,6 +174,7 @@ async def command(request: web.Request) -> web.StreamResponse:
         body = b""
     params = Params(items)
     user = await request.app[AUTH].authenticate(request)
+    CURRENT_ACTOR.set(Actor(user.name, request.remote or ""))  # for the audit trail
     name = params.text("command", required=True) or ""
     entry = request.app[REGISTRY].get(name)
     if entry is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -31,6 +32,8 @@ class Authenticator:
         self.sessions = SessionTable(config.session_idle_s, config.max_sessions_per_user)
         self._limiter = LoginLimiter(config)
         self._checker = PasswordChecker(config)
+        #: Awaited with (user name, address) of each failed login (the audit trail).
+        self.on_failure: Callable[[str, str], Awaitable[object]] | None = None
 
     def close(self) -> None:
         self._checker.close()
@@ -85,6 +88,8 @@ class Authenticator:
                 self._limiter.release(reservation, success=True)
         if ok and config is not None:
             return User(config.name, config.permissions)
+        if self.on_failure is not None:
+            await self.on_failure(username, remote)
         raise AuthRequiredError("invalid user name or password")
 
     def sweep(self) -> None:

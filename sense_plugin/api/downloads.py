@@ -14,8 +14,11 @@ answers -17.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiohttp import web
 
+from sense_plugin.api.bundle import BUNDLE_NAME, serve_bundle
 from sense_plugin.api.commands.exports import parse_export_id
 from sense_plugin.api.fileserve import (
     allowed_file,
@@ -49,14 +52,30 @@ async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
     export = await engine.get(export_id, ctx.user.name, ctx.user.is_admin)
     name = params.text("file", required=True) or ""
     check_file_name(name)
+    if name == BUNDLE_NAME:  # the case bundle (api/bundle.py)
+        return await audited(ctx, export_id, name, serve_bundle(ctx.request, export))
     expected = allowed_file(export, name)
     chunking = chunk_params(params)
     holder = await manifest_holder(ctx, export, name, holding_server(export, name, own_id))
     if holder != own_id:  # the job ran on another server of the site
         wanted = Elsewhere(holder, export_id, name, ctx.user, chunking, export, expected)
-        return await download_elsewhere(ctx.request, wanted)
-    return await serve_export_file(ctx.request, export.directory, engine.roots, name, expected,
-                                   engine.download_stop(export_id), chunking)
+        return await audited(ctx, export_id, name, download_elsewhere(ctx.request, wanted))
+    return await audited(ctx, export_id, name, serve_export_file(
+        ctx.request, export.directory, engine.roots, name, expected,
+        engine.download_stop(export_id), chunking))
+
+
+async def audited(ctx: CommandContext, export_id: int, name: str,
+                  serving: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+    """Serve, then record a download in the audit trail when bytes of the file were sent
+    (a GET answered 200 or 206; not HEAD, 304 or 416)."""
+    response = await serving
+    if ctx.request.method == "GET" and response.status in (200, 206):
+        detail = f"file={name}"
+        if response.status == 206:
+            detail += f" range={ctx.request.headers.get('Range', '')[:100]}"
+        await ctx.app[ENGINE].custody.record("download", export_id, detail)
+    return response
 
 
 async def manifest_holder(ctx: CommandContext, export: Export, name: str, holder: int) -> int:

@@ -14,6 +14,7 @@ from sense_plugin.api.xmlin import child_text
 from sense_plugin.config import Config
 from sense_plugin.errors import OutOfRangeError, quote_input
 from sense_plugin.evidence.options import RenderOptions, validate_request
+from sense_plugin.export.callbacks import check_callback
 from sense_plugin.export.options import (
     MODES,
     OUTPUTS,
@@ -60,6 +61,7 @@ def parse_options(document: etree._Element, config: Config) -> tuple[ExportOptio
         mode=mode, output=output, audio=_audio(document), maxfilesize_mb=maxfilesize,
         keepalive_s=keepalive, render=render, timestamps=timestamps,
         device_renders=_device_renders(document, snapshot),
+        callback=_callback(document, config),
     )
     return options, fmt
 
@@ -84,6 +86,12 @@ def _check_snapshot_render(render_el: etree._Element) -> None:
         if render_el.find(tag) is not None:
             raise OutOfRangeError(f"render/{tag} does not apply to a snapshot (timestamp, "
                                   "comment, mask, crop and width do)")
+
+
+def _callback(document: etree._Element, config: Config) -> str:
+    """``<callback>``: a URL to an allowed host (-22 otherwise), or ""."""
+    url = child_text(document, "callback")
+    return "" if url is None else check_callback(url, config)
 
 
 def keepalive_given(document: etree._Element) -> bool:

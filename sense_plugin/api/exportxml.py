@@ -8,6 +8,7 @@ from lxml.builder import E
 from sense_plugin.api import results as r
 from sense_plugin.api.render import render, ts
 from sense_plugin.evidence.signing import SIGNATURE_NAME
+from sense_plugin.export.filetypes import mime_type
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, FileInfo, Job, Status
 
@@ -43,7 +44,7 @@ def export_bytes(export: Export) -> bytes:
     if export.finished_us is None:
         live: bytes = etree.tostring(export_element(export), encoding="utf-8")
         return live
-    key = (export.status, export.finished_us, export.expires_us,
+    key = (export.status, export.finished_us, export.expires_us, export.held,
            tuple((j.status, j.stopped) for j in export.jobs))
     cached = _FINISHED_CACHE.get(export.export_id)
     if cached is not None and cached[0] == key:
@@ -73,11 +74,13 @@ def export_element(export: Export) -> etree._Element:
     if export.retried_from is not None:
         element.append(E.retriedfrom(str(export.retried_from)))
     if export.expires_us is not None and export.status is Status.COMPLETED:
-        element.append(E.expires(ts(export.expires_us)))
+        element.append(E.expires("" if export.held else ts(export.expires_us)))
     for tag, value in export.options.describe():
         element.append(E(tag, value))
     if export.status in (Status.COMPLETED, Status.FAILED):  # finalised: manifest written
         element.append(E.manifest(E.name(MANIFEST_NAME), E.signature(SIGNATURE_NAME)))
+    if export.held:
+        element.append(E.hold("true"))
     return element
 
 
@@ -110,4 +113,5 @@ def file_element(info: FileInfo) -> etree._Element:
         E.gaps(*(E.gap(E.starttime(ts(g.start_us)), E.endtime(ts(g.end_us))) for g in info.gaps),
                count=str(len(info.gaps))),
         *([E.oversize("true")] if info.oversize else []),
+        E.mimetype(mime_type(info.name)),
     )

@@ -38,13 +38,12 @@ from sense_plugin.errors import (
 )
 from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export import safefs
+from sense_plugin.export.filetypes import mime_type
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Status
 
 READ_BYTES = 256 * 1024
 MAX_CHUNK_KB = 64 * 1024
-CONTENT_TYPES = {".mp4": "video/mp4", ".mkv": "video/x-matroska", ".ts": "video/mp2t",
-                 ".xml": "application/xml", ".sig": "application/octet-stream"}
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 #: (chunk_size_kb, start_from_chunk_index) of the chunked form, or (None, None).
 Chunking = tuple[int | None, int | None]
@@ -178,9 +177,8 @@ def if_range_matches(value: str, opened: OpenFile) -> bool:
 
 
 def _headers(opened: OpenFile) -> dict[str, str]:
-    extension = os.path.splitext(opened.name)[1].lower()
     return {
-        "Content-Type": CONTENT_TYPES.get(extension, "application/octet-stream"),
+        "Content-Type": mime_type(opened.name),
         "Content-Disposition": f'attachment; filename="{opened.name}"',
         "ETag": opened.etag, "Accept-Ranges": "bytes",
         "Last-Modified": formatdate(opened.mtime_s, usegmt=True),

@@ -18,8 +18,10 @@ from prometheus_client.registry import Collector
 from sense_plugin.api.keys import ARCHIVE, AUTH, ENGINE
 from sense_plugin.archive.recorder import STATUS_RECORDING
 from sense_plugin.archive.service import Archive
+from sense_plugin.export.custodystore import DeliveryStats
 from sense_plugin.export.engine import ExportEngine
 from sense_plugin.export.model import Job, Status
+from sense_plugin.timestamps import now_us
 
 #: Export jobs last from well under a second (small demo exports) to hours (capped, long).
 JOB_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -80,9 +82,24 @@ class StateCollector(Collector):
             written.add_metric([str(device_id)], float(recorded.get(device_id, 0)))
         yield up
         yield written
+        yield from callback_metrics(self.engine.custody.callbacks.stats)
 
 
 METRICS = web.AppKey("metrics", Metrics)
+
+
+def callback_metrics(stats: DeliveryStats) -> Iterator[Metric]:
+    """Completion callbacks: delivered, failed attempts, waiting and the oldest's age."""
+    yield CounterMetricFamily("sense_callback_deliveries", "Callbacks delivered (2xx)",
+                              value=float(stats.delivered))
+    yield CounterMetricFamily("sense_callback_failures", "Callback attempts that failed",
+                              value=float(stats.failures))
+    yield GaugeMetricFamily("sense_callback_pending", "Callbacks not delivered yet",
+                            value=float(stats.pending))
+    oldest_s = 0.0 if stats.oldest_created_us is None \
+        else max(0, now_us() - stats.oldest_created_us) / 1_000_000
+    yield GaugeMetricFamily("sense_callback_oldest_undelivered_seconds",
+                            "Age of the oldest callback not delivered yet", value=oldest_s)
 
 
 def _by_status(name: str, documentation: str, counts: Mapping[Status, int]) \
@@ -97,6 +114,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     """``GET /metrics``: authenticated like ``/command``; the Prometheus text format."""
     await request.app[AUTH].authenticate(request)
     registry = request.app[METRICS].registry
+    await request.app[ENGINE].custody.callbacks.refresh_stats()
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -112,6 +112,14 @@ def _(result: r.ServerStatus) -> etree._Element:
     )
 
 
+def _held(start_us: int, end_us: int, held: tuple[tuple[int, int], ...]
+          ) -> list[etree._Element]:
+    """``<held>true</held>`` for an interval an evidence hold keeps out of retention."""
+    if any(s < end_us and start_us < e for s, e in held):
+        return [E.held("true")]
+    return []
+
+
 @render.register
 def _(result: r.Recordings) -> etree._Element:
     gaps = []
@@ -125,7 +133,8 @@ def _(result: r.Recordings) -> etree._Element:
     return E.recordings(
         E.serverid(str(result.server_id)), E.deviceid(str(result.device_id)),
         E.starttime(ts(result.start_us)), E.endtime(ts(result.end_us)),
-        E.intervals(*(E.interval(E.starttime(ts(s)), E.endtime(ts(e)))
+        E.intervals(*(E.interval(E.starttime(ts(s)), E.endtime(ts(e)),
+                                 *_held(s, e, result.held))
                       for s, e in result.intervals), count=str(len(result.intervals))),
         E.gaps(*(E.gap(E.starttime(ts(s)), E.endtime(ts(e))) for s, e in gaps),
                count=str(len(gaps))),

@@ -81,6 +81,8 @@ class Recordings:
     start_us: int
     end_us: int
     intervals: tuple[tuple[int, int], ...]
+    #: Archive ranges held exports were cut from (their intervals show ``<held>``).
+    held: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

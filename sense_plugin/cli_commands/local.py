@@ -135,5 +135,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = verify_directory(args.directory, key)
     for line in report.lines():
         print(line)
-    print(f"verify: {'PASSED' if report.ok else 'FAILED'} ({len(report.checked)} files listed)")
-    return 0 if report.ok else 1
+    ok = report.ok
+    if args.audit is not None:
+        from sense_plugin.cli_commands.audit import verify_audit
+
+        ok = verify_audit(args.directory, args.audit) and ok
+    print(f"verify: {'PASSED' if ok else 'FAILED'} ({len(report.checked)} files listed)")
+    return 0 if ok else 1

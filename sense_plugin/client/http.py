@@ -81,7 +81,7 @@ class SenseClient:
         url = self._url("/command", {"command": "downloadExportVideo", "exportid": export_id,
                                      "file": name})
         with self._open(url, headers=headers) as response:
-            if response.headers.get("Content-Type", "").startswith("text/xml"):
+            if "Content-Disposition" not in response.headers:  # files come as attachments
                 _checked(response.read())  # an error document instead of the file
             mode = "ab" if response.status == 206 else "wb"
             with open(part, mode) as handle:

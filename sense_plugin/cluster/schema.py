@@ -7,7 +7,7 @@ Migration 2 is procrastinate's own schema (``procrastinate.schema.SchemaManager`
 queue's tables live in the same database and are versioned with ours. Migration 3 is the
 export job store (``cluster.store.PgJobStore``): exports, their device jobs, one id sequence.
 Migration 4 adds what servers ask of each other's jobs, 5 which servers hold files of an
-export and when any server last saw a request for it (keepalive).
+export and when any server last saw a request for it (keepalive), 6 the chain of custody.
 """
 
 from __future__ import annotations
@@ -126,6 +126,41 @@ CREATE TABLE sense_holdings (
 ALTER TABLE sense_exports ADD COLUMN seen_us bigint;
 """
 
+#: The chain of custody (cluster/custodypg.py): the site-wide audit chain, evidence holds and
+#: completion callbacks waiting to be delivered. None of it is touched by export retention.
+CUSTODY_SQL = """
+CREATE TABLE sense_audit (
+    seq        bigint PRIMARY KEY,
+    time_us    bigint NOT NULL,
+    username   text NOT NULL,
+    address    text NOT NULL,
+    action     text NOT NULL,
+    export_id  bigint,
+    detail     text NOT NULL,
+    hash       text NOT NULL
+);
+CREATE INDEX sense_audit_export ON sense_audit (export_id, seq);
+CREATE TABLE sense_export_holds (
+    export_id  bigint PRIMARY KEY,
+    username   text NOT NULL,
+    since_us   bigint NOT NULL
+);
+CREATE TABLE sense_deliveries (
+    n            bigserial PRIMARY KEY,
+    delivery_id  text NOT NULL UNIQUE,
+    export_id    bigint NOT NULL,
+    event        text NOT NULL,
+    url          text NOT NULL,
+    body         bytea NOT NULL,
+    created_us   bigint NOT NULL,
+    attempts     integer NOT NULL DEFAULT 0,
+    next_try_us  bigint NOT NULL DEFAULT 0,
+    state        text NOT NULL DEFAULT 'pending'
+);
+CREATE INDEX sense_deliveries_pending ON sense_deliveries (export_id, n)
+    WHERE state = 'pending';
+"""
+
 MIGRATIONS = (
     Migration(1, "nodes, their devices, queue probes", lambda: NODES_SQL),
     Migration(2, f"procrastinate {procrastinate.__version__} schema", SchemaManager.get_schema),
@@ -135,6 +170,8 @@ MIGRATIONS = (
               lambda: SITE_JOBS_SQL),
     Migration(5, "holdings: the servers with files of an export; keepalive across servers",
               lambda: HOLDINGS_SQL),
+    Migration(6, "chain of custody: audit trail, evidence holds, callback deliveries",
+              lambda: CUSTODY_SQL),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -158,7 +195,19 @@ async def current_version(conn: AsyncConnection) -> int:
 
 
 async def upgrade(conn: AsyncConnection) -> list[int]:
-    """Apply the missing migrations (each in its own transaction); the versions applied."""
+    """Apply the missing migrations (each in its own transaction); the versions applied.
+
+    A session-level advisory lock is held across all of them, so of several servers starting
+    at once one applies every missing migration and the others find them applied.
+    """
+    await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    try:
+        return await _apply_missing(conn)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+async def _apply_missing(conn: AsyncConnection) -> list[int]:
     applied: list[int] = []
     for migration in MIGRATIONS:
         async with conn.transaction():

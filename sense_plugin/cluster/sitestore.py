@@ -22,9 +22,11 @@ from typing import Any
 import procrastinate
 from psycopg import AsyncConnection
 
+from sense_plugin.cluster.custodypg import PgCustodyStore
 from sense_plugin.cluster.queue import DEVICE_TASK, queue_name
 from sense_plugin.cluster.store import PgJobStore
 from sense_plugin.cluster.storerows import LOCK_EXPORT
+from sense_plugin.export.custodystore import CustodyStore
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.timestamps import now_us
 
@@ -75,6 +77,10 @@ class SiteJobStore(PgJobStore):
                 for job in export.jobs]
         await self.queue.job_manager.batch_defer_jobs_async(jobs, connection=conn)
         await conn.execute(HOLD, (self.server_id, export.export_id))  # its directory is here
+
+    def custody_store(self) -> CustodyStore:
+        """The site-wide audit chain, holds and callbacks (cluster/custodypg.py)."""
+        return PgCustodyStore(self._db)
 
     async def hold(self, export_id: int) -> None:
         """This server is about to write into the export's directory (job files, manifest)."""

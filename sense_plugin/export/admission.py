@@ -1,7 +1,9 @@
 """Admission checks of a new export that need the engine's state (SPEC §6, SECURITY.rst).
 
 Pure functions over the request and the exports in memory: output names unique within the
-export, the queue limits (global and per user), and no export directory inside another one.
+export, a bandwidth a worker can live with, the queue limits (global and per user, live
+jobs counted like queued ones, ``docs/scheduling.rst``), and no export directory inside
+another one.
 """
 
 from __future__ import annotations
@@ -32,10 +34,37 @@ def check_unique_names(request: ExportRequest, config: Config) -> None:
         seen[name] = number
 
 
+def check_bandwidth(request: ExportRequest, config: Config) -> None:
+    """-22 for a ``<bandwidth>`` whose share per device lies under ``min_bandwidth_kbps``: such
+    a job would hold its worker for hours while writing next to nothing."""
+    least = config.export.min_bandwidth_kbps
+    devices = max(len(request.devices), 1)
+    if 0 < request.bandwidth_kbps < least * devices:
+        raise OutOfRangeError(
+            f"bandwidth {request.bandwidth_kbps} kbit/s is below {least} kbit/s per device "
+            f"(min_bandwidth_kbps) for {devices} device(s); ask for at least "
+            f"{least * devices} or 0 (unlimited)")
+
+
+def check_live(live_owners: Iterable[str], owner: str, request: ExportRequest,
+               config: Config) -> None:
+    """-1005 (authentication on) when the user would have more than
+    ``max_live_jobs_per_user`` unfinished live device jobs."""
+    limit = config.export.max_live_jobs_per_user
+    if not request.options.live or not config.auth.enabled or limit <= 0:
+        return
+    mine = sum(1 for o in live_owners if o == owner)
+    if mine + len(request.devices) > limit:
+        raise QueueFullError(
+            f"you have {mine} live device jobs unfinished; one user may have at most {limit} "
+            "(max_live_jobs_per_user): stop or remove one first")
+
+
 def check_queue(pending_owners: Iterable[str], owner: str, new_jobs: int,
                 config: Config) -> None:
     """-1005 past ``max_queued_jobs``, or (authentication on) past the user's share
-    ``max_queued_jobs_per_user``."""
+    ``max_queued_jobs_per_user``. ``pending_owners`` has one entry per device job waiting,
+    live jobs not finished yet included (they wait for their recording, or hold a worker)."""
     counts = Counter(pending_owners)
     total = sum(counts.values())
     limit = config.export.max_queued_jobs

@@ -56,6 +56,8 @@ class JobBook:
         self.job_counts: Counter[Status] = Counter()
         #: Bumped by every state change written to the store (the status list cache's key).
         self.version = 0
+        #: Awaited with each export once its finish is stored (callbacks).
+        self.on_finished: list[Callable[[Export], Awaitable[None]]] = []
 
     # -- opening ---------------------------------------------------------------------------
     async def open(self) -> list[Export]:
@@ -156,6 +158,8 @@ class JobBook:
             self._held.finished(export)
         finally:
             self._finishing.discard(export.export_id)
+        for observer in self.on_finished:
+            await observer(export)
 
     async def save_unsaved(self) -> None:
         """Write again what a failing store refused (a site's database restarted): the

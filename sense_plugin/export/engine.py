@@ -25,10 +25,12 @@ from sense_plugin.evidence import signing
 from sense_plugin.evidence.signing import KEY_FILE
 from sense_plugin.export import admission, files, safefs
 from sense_plugin.export.book import JobBook
+from sense_plugin.export.custody import Custody
+from sense_plugin.export.custodydb import SqliteCustodyStore
 from sense_plugin.export.dispatch import JobDispatcher
 from sense_plugin.export.keepalive import KeepAlive
 from sense_plugin.export.live import LiveFollower
-from sense_plugin.export.localstore import LocalJobStore
+from sense_plugin.export.localstore import STORE_FILE, LocalJobStore
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status
 from sense_plugin.export.paths import resolve_export_dir
@@ -65,8 +67,13 @@ class ExportEngine:
         self.site_role = None if site_store is None else SiteRole(
             config, self.book, site_store, self._jobs, self.run_io, self._write_manifest,
             self.stop_downloads, self._keepalive)
+        #: Audit trail, holds and callbacks (docs/custody.rst).
+        self.custody = Custody(config, site_store.custody_store() if site_store is not None
+                               else SqliteCustodyStore(config.server.data_dir / STORE_FILE),
+                               archive.pins)
+        self.book.on_finished.append(self.custody.finished)
         self._retention = ExportRetention(self.book, self, config.export.retention_sweep_s,
-                                          config.export.history_days)
+                                          config.export.history_days, self.custody)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
         self._live = LiveFollower(config, archive, self.book, self._jobs.run_now,
@@ -76,7 +83,7 @@ class ExportEngine:
     @property
     def version(self) -> int:
         """Bumped by every persisted state change (the status list cache's key)."""
-        return self.book.version
+        return self.book.version + self.custody.holds.version
 
     @property
     def roots(self) -> tuple[Path, ...]:
@@ -102,6 +109,7 @@ class ExportEngine:
             self.signer = await self.run_io(signing.load_or_create,
                                             key_path or data_dir / KEY_FILE, key_path is None)
         unfinished = await self.book.open()
+        await self.custody.open(self.book.get)
         if self.site_role is not None:
             await self.site_role.resume_jobs()
         for export in unfinished:
@@ -128,6 +136,7 @@ class ExportEngine:
         self._jobs.stop_starting()
         await self._live.close()
         await self._jobs.close()
+        await self.custody.close()
         await self.book.close()
 
     # -- commands --------------------------------------------------------------------------
@@ -139,8 +148,11 @@ class ExportEngine:
         manifest and no two exports ever share a directory.
         """
         admission.check_unique_names(request, self._config)
-        admission.check_queue(self.book.pending_owners(self._jobs.pending), owner,
-                              len(request.devices), self._config)
+        admission.check_bandwidth(request, self._config)
+        live_owners = self.book.pending_owners(self._live.unfinished())
+        admission.check_live(live_owners, owner, request, self._config)
+        admission.check_queue([*self.book.pending_owners(self._jobs.pending), *live_owners],
+                              owner, len(request.devices), self._config)
         out_base = await self.run_io(resolve_export_dir, request.path, self._roots)
         admission.check_not_nested(out_base, self.book.directories())
         export = Export(
@@ -164,6 +176,7 @@ class ExportEngine:
         except BaseException:
             await self.run_io(safefs.remove_empty_dirs, export.directory, self._roots)
             raise
+        await self.custody.created(export)
         for job in export.jobs:
             self._enqueue(export, job)
         log.info("export %s created by %s: %s into %s%s", export.export_id, owner or "-",
@@ -175,6 +188,7 @@ class ExportEngine:
     async def remove(self, export_id: int, user_name: str, is_admin: bool) -> Export:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
         export = await self.get(export_id, user_name, is_admin)
+        was_finished = await self.custody.removing(export)  # -22 while held
         for job in export.jobs:
             self._jobs.forget(job)
             if self._live.follows(job):
@@ -184,6 +198,7 @@ class ExportEngine:
         await self.book.remove_all(export)
         self.stop_downloads(export_id)
         await self.run_io(files.remove_export_files, export, self._roots)
+        await self.custody.removed(export, was_finished)
         log.info("export %s removed by %s", export_id, user_name or "-")
         return export
 
@@ -199,6 +214,7 @@ class ExportEngine:
         if export.stopping:
             raise OutOfRangeError(f"export {export_id} is being stopped already")
         export.stopping = True
+        await self.custody.record("stop", export_id)
         for job in export.jobs:
             if job.status is Status.PENDING and not self._live.follows(job):
                 self._jobs.forget(job)
@@ -229,6 +245,7 @@ class ExportEngine:
             done, _ = await self.book.page(ExportQuery(retried_from=export_id, limit=1))
             new = done[0] if done else await self.create(old.request(), old.owner,
                                                          retried_from=export_id)
+            await self.custody.record("retry", export_id, f"retried as {new.export_id}")
         except BaseException as exc:
             del self._retries[export_id]  # a refused retry (queue full) may be asked again
             future.set_exception(exc)
@@ -253,7 +270,7 @@ class ExportEngine:
         if export is None or not (is_admin or export.owner == user_name):
             raise InvalidExportIdError(f"exportid {export_id} is not known")
         self._keepalive.touch(export)  # status by id, downloads, actions
-        return export
+        return self.custody.holds.mark(export)
 
     async def page(self, user_name: str, is_admin: bool, query: ExportQuery) \
             -> tuple[list[Export], int]:
@@ -265,6 +282,7 @@ class ExportEngine:
                         limit=query.limit))
         for export in exports:
             self._keepalive.touch(export)
+            self.custody.holds.mark(export)
         return exports, total
 
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
@@ -285,8 +303,9 @@ class ExportEngine:
             # on a site, a server that ran none of the export's jobs finishes it too
             if self.site_role is not None:
                 await self.site_role.hold_directory(export)
+            records = await self.custody.audit_of(export.export_id)
             await self.run_io(write_manifest, export, final, finished_us, self._roots,
-                              self.signer)
+                              self.signer, records)
         except (OSError, SenseError) as exc:
             log.error("export %s: cannot write %s: %s", export.export_id, MANIFEST_NAME,
                       getattr(exc, "description", exc))

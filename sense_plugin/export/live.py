@@ -1,7 +1,8 @@
 """Live exports (SPEC §10): follow the recording until it passes ``endtime``.
 
 A live device job is SYNCING from the start. A stream copy (no ``<render>``, no subtitle
-track) is cut while the recording grows: it takes a worker at once, and this module hands
+track) is cut while the recording grows: it takes a worker as soon as the fair queue gives
+it one (``docs/scheduling.rst``; stopped before that, it ends REMOVED), and this module hands
 that worker every newly indexed segment of the device (``media/follow.py``), so the job's
 temporary file ``<final name>.part`` in the export directory grows with the recording and
 is readable all along; it ends when the recording passes the end, at ``action=stop`` /
@@ -40,7 +41,7 @@ class LiveFollower:
     """Live device jobs: fed to their worker while they grow, or waited for, then cut."""
 
     def __init__(self, config: Config, archive: Archive, book: JobBook,
-                 run_now: Callable[[Job], Awaitable[None]],
+                 run_now: Callable[[Job, bool], Awaitable[None]],
                  worker_of: Callable[[Job], WorkerProcess | None]) -> None:
         self._config, self._archive, self._book = config, archive, book
         self._run_now, self._worker_of = run_now, worker_of
@@ -51,6 +52,10 @@ class LiveFollower:
     def follows(self, job: Job) -> bool:
         """True while the job waits for the recording (not once its cut runs)."""
         return job.key in self._tasks and job.key not in self._cutting
+
+    def unfinished(self) -> set[tuple[int, int]]:
+        """Keys of the live jobs not finished yet (waiting, or cut as they record)."""
+        return set(self._tasks)
 
     def start(self, job: Job) -> None:
         self._stop[job.key] = asyncio.Event()
@@ -95,7 +100,7 @@ class LiveFollower:
                 return
             self._cutting.add(job.key)
             await self._book.hand_over(job)
-            await self._run_now(job)
+            await self._run_now(job, False)
         except SenseError as exc:  # the store failed: the job stays as it is in memory
             log.error("export %s device %s: %s", job.export_id, job.device_id, exc.description)
         finally:
@@ -105,10 +110,10 @@ class LiveFollower:
 
     async def _grow(self, job: Job) -> None:
         """Cut on a worker now, fed the recording's segments as they are indexed."""
-        self._cutting.add(job.key)  # SYNCING all along: it takes a worker at once
+        self._cutting.add(job.key)  # SYNCING all along: it waits in the fair queue for a worker
         feeder = asyncio.create_task(self._feed(job), name=f"export-feed-{job.export_id}")
         try:
-            await self._run_now(job)
+            await self._run_now(job, True)  # it holds the worker until the range ends
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)

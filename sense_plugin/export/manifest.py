@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from lxml.builder import E
 
 from sense_plugin.evidence.signing import SIGNATURE_NAME, Signer
 from sense_plugin.export import safefs
+from sense_plugin.export.auditxml import audit_element
+from sense_plugin.export.custodystore import AuditRecord
+from sense_plugin.export.filetypes import mime_type
 from sense_plugin.export.model import Export, FileInfo, Job, Status
 from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.renderdoc import render_elements
@@ -28,8 +32,10 @@ class ListedFile:
     sha256: str
 
 
-def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
-    """The manifest document of a finished export (schemas/manifest.xsd)."""
+def build_manifest(export: Export, status: Status, finished_us: int,
+                   audit: Sequence[AuditRecord] = ()) -> bytes:
+    """The manifest document of a finished export (schemas/manifest.xsd); ``audit``: its
+    audit records up to now (``<audit>``)."""
     root = E.manifest(
         E.exportid(str(export.export_id)),
         E.owner(export.owner),
@@ -45,6 +51,7 @@ def build_manifest(export: Export, status: Status, finished_us: int) -> bytes:
         rendering_element(export.options),
         *render_elements(export.options),
         E.devices(*(_device(job, export.options) for job in export.jobs)),
+        *([audit_element(audit)] if audit else []),
         version=MANIFEST_VERSION,
     )
     body: bytes = etree.tostring(root, xml_declaration=False, encoding="UTF-8",
@@ -112,6 +119,7 @@ def _file(info: FileInfo) -> etree._Element:
                        E.endtime(format_timestamp(g.end_us))) for g in info.gaps),
                count=str(len(info.gaps))),
         *([E.oversize("true")] if info.oversize else []),
+        E.mimetype(mime_type(info.name)),
     )
 
 
@@ -154,14 +162,15 @@ def device_failures(data: bytes) -> tuple[str, int, list[str]]:
 
 
 def write_manifest(export: Export, status: Status, finished_us: int,
-                   roots: tuple[Path, ...], signer: Signer | None = None) -> Path:
+                   roots: tuple[Path, ...], signer: Signer | None = None,
+                   audit: Sequence[AuditRecord] = ()) -> Path:
     """Write ``manifest.xml`` (and its signature ``manifest.sig``) into the export directory.
 
     Blocking. The directory is reached from its root without following symlinks and each file
     is created exclusively under a temporary name, fsynced and renamed (:mod:`safefs`). The
     signature is written first, so a manifest on disk always has its signature beside it.
     """
-    data = build_manifest(export, status, finished_us)
+    data = build_manifest(export, status, finished_us, audit)
     with safefs.opened_dir(export.directory, roots) as fd:
         if signer is not None:
             safefs.write_atomic(fd, SIGNATURE_NAME, signer.sign(data))

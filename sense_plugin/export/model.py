@@ -19,7 +19,8 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.REMOVED, Status.FAILED, Status.EXPIRED})
-FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts", "jpg": ".jpg", "png": ".png"}
+FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts", "jpg": ".jpg", "png": ".png",
+           "pdf": ".pdf"}
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,8 @@ class Export:
     options: ExportOptions = ExportOptions()
     #: ``action=stop`` (or keepalive) is under way (not stored: a restart runs it again).
     stopping: bool = False
+    #: Under an evidence hold (kept in the job store's holds, set when read: export/holds.py).
+    held: bool = False
 
     @property
     def directory(self) -> Path:

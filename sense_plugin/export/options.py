@@ -16,7 +16,7 @@ from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Ti
 MODES = ("archive", "live")
 OUTPUTS = ("stream", "snapshot")
 STREAM_FORMATS = ("mp4", "mkv", "ts")
-SNAPSHOT_FORMATS = ("jpg", "png")
+SNAPSHOT_FORMATS = ("jpg", "png", "pdf")
 TIMESTAMPS = ("none", "subtitle")
 MB = 1_000_000
 
@@ -32,6 +32,8 @@ class ExportOptions:
     keepalive_s: int = 0
     render: RenderOptions | None = None
     timestamps: str = "none"
+    #: An export's own completion callback URL (``docs/custody.rst``); "" = none.
+    callback: str = ""
     #: ``<device><render>``: (position of the device in the request, from 0, its options),
     #: each replacing ``render`` for that device's job.
     device_renders: tuple[tuple[int, RenderOptions], ...] = ()
@@ -78,6 +80,7 @@ class ExportOptions:
             timestamps=str(data.get("timestamps", "none")),
             device_renders=tuple((int(i), render_from_json(r))
                                  for i, r in data.get("device_renders", ())),
+            callback=str(data.get("callback", "")),
         )
 
     def dumps(self) -> str:

@@ -191,15 +191,26 @@ class WorkerPool:
             self._all.append(proc)
             self._idle.put_nowait(proc)
 
-    async def acquire(self) -> WorkerProcess:
-        """Wait for an idle worker (a dead one is replaced first)."""
-        proc = await self._idle.get()
-        if not proc.alive:
+    @property
+    def idle_count(self) -> int:
+        """Workers free now."""
+        return self._idle.qsize()
+
+    def take(self) -> WorkerProcess:
+        """A free worker (the caller checked :attr:`idle_count`); give it to :meth:`renew`
+        before use and back with :meth:`release`."""
+        return self._idle.get_nowait()
+
+    async def renew(self, proc: WorkerProcess) -> WorkerProcess:
+        """``proc`` if it is alive, else a new worker in its place."""
+        if proc.alive:
+            return proc
+        if proc in self._all:
             self._all.remove(proc)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, proc.close)
-            proc = await loop.run_in_executor(None, WorkerProcess, self._context)
-            self._all.append(proc)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, proc.close)
+        proc = await loop.run_in_executor(None, WorkerProcess, self._context)
+        self._all.append(proc)
         return proc
 
     def release(self, proc: WorkerProcess) -> None:

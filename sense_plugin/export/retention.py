@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from sense_plugin.export import files
 from sense_plugin.export.book import JobBook
+from sense_plugin.export.custody import Custody
 from sense_plugin.export.model import Export
 from sense_plugin.timestamps import now_us
 
@@ -38,8 +39,10 @@ class ExportRetention:
     """
 
     def __init__(self, book: JobBook, files_of: Files, interval_s: float,
-                 history_days: float) -> None:
+                 history_days: float, custody: Custody | None = None) -> None:
+        """``custody``: held exports are neither expired nor purged; expiries are audited."""
         self._book = book
+        self._custody = custody
         self._files = files_of
         self._interval_s = interval_s
         self._history_us = int(history_days * _DAY_US)
@@ -66,10 +69,14 @@ class ExportRetention:
     async def sweep(self, at_us: int) -> tuple[list[int], list[int]]:
         """One pass at time ``at_us``; returns (expired ids, purged ids)."""
         expired = []
+        held = set() if self._custody is None else await self._custody.refresh_holds()
         for export in await self._book.expiring(at_us):
+            if export.export_id in held:
+                continue  # an evidence hold keeps the files past the deadline
             await self._expire(export)
             expired.append(export.export_id)
-        old = await self._book.finished_before(at_us - self._history_us)
+        old = [e for e in await self._book.finished_before(at_us - self._history_us)
+               if e.export_id not in held]
         for export in old:
             await self._remove_files(export)
         purged = [e.export_id for e in old]
@@ -84,6 +91,8 @@ class ExportRetention:
         log.info("export %s expired: its files are deleted", export.export_id)
         await self._remove_files(export)
         await self._book.expire(export)
+        if self._custody is not None:
+            await self._custody.expired(export)
 
     async def _remove_files(self, export: Export) -> None:
         await self._files.run_io(files.remove_export_files, export, self._files.roots)

@@ -146,8 +146,9 @@ class JobRunner:
                      tracker: _Tracker) -> None:
         """Bandwidth 0 once the worker stops reporting; after ``stall_s`` kill it (FAILED).
 
-        A capped job reports only between muxer buffers (``BUFFER_BYTES``, paced at its
-        share of the cap), so the time to write two of them is allowed on top.
+        A capped job reports progress while it waits for its bandwidth too (the throttle's
+        heartbeat), so a paced job is judged like any other: at most ``stall_s`` more is
+        allowed for the time between its muxer buffers (``docs/scheduling.rst``).
         """
         stall_s = self._config.export.stall_s
         while True:
@@ -155,9 +156,9 @@ class JobRunner:
             share = self._share_kbps(export)
             paced_s = 2 * BUFFER_BYTES * 8 / 1000 / share if share > 0 else 0.0
             idle = time.monotonic() - tracker.last_progress
-            if idle >= 2 * RATE_WINDOW_S + paced_s:
+            if idle >= 2 * RATE_WINDOW_S + min(paced_s, stall_s):
                 self._book.report_rate(job, 0)
-            if idle >= stall_s + paced_s:
+            if idle >= stall_s + min(paced_s, stall_s):
                 log.warning("export %s device %s: no progress for %.0f s; stopping its worker",
                             job.export_id, job.device_id, idle)
                 self._stalled.add(job.key)
@@ -238,7 +239,7 @@ class JobRunner:
             start_us=start_us, end_us=end_us, fmt=export.fmt, out_path=out_path, name=name,
             bandwidth_kbps=self._share_kbps(export, extra=1), device_id=job.device_id,
             title=job.device_name, comment=f"export {export.export_id} {export.name}".rstrip(),
-            options=export.options.for_device(job.index),
+            options=export.options.for_device(job.index), export_id=export.export_id,
         )
         return cut_job, recorded_us, dir_fd
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sense_plugin.export.custodystore import CustodyStore
 from sense_plugin.export.model import Export, Job, Status
 
 
@@ -108,6 +109,9 @@ class SiteStore(JobStore, Protocol):
 
     async def let_go(self, export_ids: Sequence[int]) -> None:
         """This server's files of these exports are deleted."""
+
+    def custody_store(self) -> CustodyStore:
+        """The site's audit trail, holds and callbacks (in the same database)."""
 
     async def seen(self, touched: Mapping[int, int], export_ids: Sequence[int]
                    ) -> dict[int, int]:

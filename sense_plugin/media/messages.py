@@ -40,6 +40,8 @@ class CutJob:
     title: str
     comment: str
     options: ExportOptions
+    #: The export this job belongs to (a PDF snapshot report names it).
+    export_id: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 MAX_SLEEP_S = 0.05
 #: Shortest sleep: waking for less only burns CPU.
 MIN_SLEEP_S = 0.001
+#: While ``consume`` paces, ``on_paced`` is called at most this often.
+HEARTBEAT_S = 0.5
 
 
 class TokenBucket:
@@ -20,6 +22,10 @@ class TokenBucket:
     burst the rate over any 5 s window stays within 2% of the cap, leaving room for scheduling
     jitter inside the 5% the product promises. A rate of 0 means unlimited. ``set_rate`` may be
     called from another thread; a sleeping ``consume`` notices within ``MAX_SLEEP_S``.
+
+    ``on_paced(passed_bytes)`` is a heartbeat: called every ``HEARTBEAT_S`` while ``consume``
+    sleeps, with the bytes let through so far, so a job paced to a low cap still shows that it
+    moves (a stall watchdog tells it from a worker that stopped; ``docs/scheduling.rst``).
     """
 
     def __init__(
@@ -42,6 +48,11 @@ class TokenBucket:
         self._tokens = self._capacity()
         #: Total seconds spent sleeping in ``consume`` (for measurements).
         self.slept_s = 0.0
+        #: Bytes let through so far (taken by ``consume``).
+        self.passed_bytes = 0
+        #: Heartbeat while pacing (see the class docstring); None: none.
+        self.on_paced: Callable[[int], None] | None = None
+        self._beat = clock()
 
     @property
     def rate_kbps(self) -> float:
@@ -68,6 +79,7 @@ class TokenBucket:
         with self._lock:
             self._refill()
             self._tokens -= nbytes
+            self.passed_bytes += nbytes
         while True:
             with self._lock:
                 self._refill()
@@ -79,6 +91,12 @@ class TokenBucket:
             pause = min(max(debt / rate, MIN_SLEEP_S), MAX_SLEEP_S)
             self._sleep(pause)
             self.slept_s += pause
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        if self.on_paced is not None and self._clock() - self._beat >= HEARTBEAT_S:
+            self._beat = self._clock()
+            self.on_paced(self.passed_bytes)
 
     def _capacity(self) -> float:
         return self._rate_bps * self._burst_s

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from sense_plugin.api import downloads
-from sense_plugin.api.commands import devices, exports, playback, session, snapshots
+from sense_plugin.api.commands import custody, devices, exports, playback, session, snapshots
 from sense_plugin.api.registry import Command
 
 
 def all_commands() -> list[Command]:
     """Every command the server answers."""
     return [*devices.COMMANDS, *exports.COMMANDS, *snapshots.COMMANDS, *playback.COMMANDS,
-            *downloads.COMMANDS, *session.COMMANDS]
+            *downloads.COMMANDS, *session.COMMANDS, *custody.COMMANDS]

@@ -99,8 +99,9 @@ async def get_recordings(ctx: CommandContext) -> r.Recordings:
     if start_us >= end_us:
         raise OutOfRangeError("starttime must be before endtime")
     intervals = await archive.intervals(device.device_id, start_us, end_us)
+    held = tuple(ctx.app[ENGINE].custody.holds.held_ranges(device.device_id))
     return r.Recordings(
-        config.server.server_id, device.device_id, start_us, end_us, tuple(intervals)
+        config.server.server_id, device.device_id, start_us, end_us, tuple(intervals), held
     )
 
 

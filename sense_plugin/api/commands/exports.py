@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from sense_plugin.api.commands.custody import hold_or_release
 from sense_plugin.api.commands.devices import check_server, find_device
 from sense_plugin.api.exportopts import keepalive_given, parse_options
 from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 MAX_BANDWIDTH_KBPS = 100_000_000
 MAX_NAME_CHARS = 200
 MAX_PAGE = 1000
-ACTIONS = ("remove", "retry", "stop")
+ACTIONS = ("remove", "retry", "stop", "hold", "release")
 
 
 async def export_video(ctx: CommandContext) -> ExportCreated | ExportChanged:
@@ -97,6 +98,8 @@ async def _act(
         case "stop":
             export = await engine.stop(export_id, user.name, user.is_admin)
             return ExportChanged(export.export_id, export.status)
+        case "hold" | "release":  # evidence holds (api/commands/custody.py)
+            return await hold_or_release(ctx, action.lower(), export_id)
     raise OutOfRangeError(f"action '{action[:40]}' is not one of {', '.join(ACTIONS)}")
 
 

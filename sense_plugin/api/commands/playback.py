@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sense_plugin.api.commands.devices import check_server, find_device
-from sense_plugin.api.keys import ARCHIVE, CONFIG
+from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
 from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.streaming import disconnect, write_block
 from sense_plugin.api.users import VIEW
@@ -65,11 +65,14 @@ class Ended:
     error: BaseException | None = None
 
 
-def record_play(user: str, address: str, device_id: int, start_us: int, end_us: int) -> None:
-    """The one place a playback is recorded: ``play`` by ``user`` of a device's range."""
-    audit_log.info("play user=%s address=%s deviceid=%d start=%s end=%s", user or "-",
-                   address or "-", device_id, format_timestamp(start_us),
-                   format_timestamp(end_us))
+async def record_play(ctx: CommandContext, device_id: int, start_us: int, end_us: int) -> None:
+    """The one place a playback is recorded: a ``play`` audit record (no export id) naming
+    the device and range, by the caller; and one INFO line."""
+    detail = (f"deviceid={device_id} start={format_timestamp(start_us)} "
+              f"end={format_timestamp(end_us)}")
+    audit_log.info("play user=%s address=%s %s", ctx.user.name or "-",
+                   ctx.request.remote or "-", detail)
+    await ctx.app[ENGINE].custody.record("play", None, detail)
 
 
 async def get_playback(ctx: CommandContext) -> web.StreamResponse:
@@ -106,8 +109,7 @@ async def get_playback(ctx: CommandContext) -> web.StreamResponse:
                    "X-First-Frame-Time": format_timestamp(first.first_frame_us)}
         if ctx.request.method == "HEAD":  # where the video's time 0 lies, without the video
             return web.Response(headers=headers)
-        record_play(ctx.user.name, ctx.request.remote or "", device.device_id, start_us,
-                    end_us)
+        await record_play(ctx, device.device_id, start_us, end_us)
         return await _send(ctx.request, web.StreamResponse(headers=headers), feed, first,
                            config.export.download_write_timeout_s)
     finally:
