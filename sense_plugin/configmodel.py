@@ -75,6 +75,14 @@ class HttpConfig:
     idle_timeout_s: float = bounded(15.0, 0.1, 86400)
     #: A request body that does not arrive within this time is refused.
     body_timeout_s: float = bounded(30.0, 0.1, 86400)
+    #: Host names (or origins, ``https://name[:port]``) this server answers to besides
+    #: ``host``, ``localhost`` and the loopback addresses (DNS rebinding defence).
+    allowed_hosts: tuple[str, ...] = ()
+    #: getSnapshot decodes on its own threads; snapshots running or waiting at most, in all
+    #: and per user (more: -1006, HTTP 503).
+    snapshot_threads: int = bounded(2, 1, 64)
+    max_pending_snapshots: int = bounded(8, 1, 10_000)
+    max_snapshots_per_user: int = bounded(2, 1, 10_000)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,11 @@ class AuthConfig:
     max_pending_hashes: int = bounded(8, 1, 10_000)
     #: Sessions per user; the oldest is revoked past this.
     max_sessions_per_user: int = bounded(20, 1)
+    #: Failure counters kept at most; a counter that still holds failures is never dropped
+    #: to make room (a full table refuses new names instead, -1006).
+    max_login_keys: int = bounded(100_000, 16, 10_000_000)
+    #: User names one client address may have failures counted for at once.
+    max_names_per_address: int = bounded(100, 1, 1_000_000)
 
 
 @dataclass(frozen=True)

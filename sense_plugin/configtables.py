@@ -106,7 +106,18 @@ class ConfigReader(TableReader):
             table, where, HttpConfig,
             tls_cert=None if cert is None else self.path(cert, f"{where} tls_cert"),
             tls_key=None if key is None else self.path(key, f"{where} tls_key"),
+            allowed_hosts=self.host_names(table.get("allowed_hosts", []), f"{where} allowed_hosts"),
         )
+
+    def host_names(self, value: Any, where: str) -> tuple[str, ...]:
+        """Host names, or origins ``http(s)://name[:port]``, as a list of strings."""
+        if not isinstance(value, list):
+            raise self.fail(where, f"expected a list of host names, got {value!r}")
+        for name in value:
+            if not isinstance(name, str) or not re.fullmatch(
+                    r"(https?://)?[A-Za-z0-9._:\[\]-]+/?", name):
+                raise self.fail(where, f"{name!r} is not a host name or http(s)://name[:port]")
+        return tuple(value)
 
     def auth(self, table: Mapping[str, Any]) -> AuthConfig:
         where = "[auth]"

@@ -1,11 +1,35 @@
-"""What ``serve`` logs as it starts: where to point a browser, which files, which devices."""
+"""What ``serve`` sets up and logs as it starts: private file modes, where to point a browser,
+which files, which devices."""
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit, urlunsplit
 
 from sense_plugin import __version__
 from sense_plugin.configmodel import Config, DeviceConfig
+
+#: Bits no file or directory the server creates grants: write for its group, anything for
+#: other accounts (files 0640, directories 0750).
+PRIVATE_UMASK = 0o027
+
+
+def keep_data_private(config: Config) -> None:
+    """Create every file 0640 and directory 0750 (or stricter) whatever the inherited umask,
+    and close an existing ``data_dir`` to other accounts (blocking, before the loop runs).
+
+    The umask is the one place that covers every writer, worker processes and their ffmpeg
+    children included (they inherit it). Closing ``data_dir`` itself (0750) also shuts out what
+    an earlier, looser run left beneath it: the recordings, stores and keys under it are reached
+    only through it. See docs/security.rst, "File modes".
+    """
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)  # keep a stricter umask stricter
+    try:  # made later (under this umask) when missing: a failed start leaves nothing behind
+        mode = config.server.data_dir.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return
+    if mode & PRIVATE_UMASK:
+        config.server.data_dir.chmod(mode & ~PRIVATE_UMASK)
 
 
 def base_url(config: Config) -> str:

@@ -285,7 +285,7 @@ def stalled(server: ServerProcess, site: Site, name: str) -> socket.socket:
     token = base64.b64encode(b"alice:alice-pw").decode()
     query = urlencode({"command": "downloadExportVideo", "exportid": site.export_id,
                        "file": name, "serverid": A_ID})
-    sock.sendall(f"GET /command?{query} HTTP/1.1\r\nHost: t\r\n"
+    sock.sendall(f"GET /command?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  f"Authorization: Basic {token}\r\n\r\n".encode())
     assert sock.recv(1000)
     return sock

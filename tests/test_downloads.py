@@ -186,7 +186,7 @@ async def stalled_download(client: Any, export_id: int | str, name: str) -> sock
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", client.server.port))
     path = f"/command?command=downloadExportVideo&exportid={export_id}&file={name}"
-    await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return sock
 
 

@@ -217,6 +217,12 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("csrf-unknown-command-still-unknown", -1, "command=rmRf",
              headers={"Sec-Fetch-Site": "cross-site"}),
         Case("cross-origin-read-allowed", 0, status, headers={"Origin": "http://evil.example"}),
+        # -- DNS rebinding: a page whose name now resolves to this server, same-origin to it --
+        Case("rebound-host-create", -1002, create, export(), http=421,
+             headers={"Host": "rebind.attacker.example", "Origin": "http://rebind.attacker.example",
+                      "Sec-Fetch-Site": "same-origin", "X-Requested-With": "x"}),
+        Case("rebound-host-read", -1002, status, http=421,
+             headers={"Host": "rebind.attacker.example:8080"}),
         Case("logout-scope-unknown", -22, "command=logout&scope=universe"),
         Case("logout-with-body", -22, "command=logout", b"<logout/>"),
         Case("logout-without-session", 0, "command=logout"),
@@ -303,7 +309,13 @@ def render_cases(archive: dict[str, Any], export: Callable[..., bytes],
            "width-tiny": "<width>15</width>", "codec": "<codec>vp9</codec>",
            "quality": "<quality>best</quality>",
            "strftime-invalid": "<timestamp><format>%Q</format></timestamp>",
-           "strftime-too-long": f"<timestamp><format>{'%H' * 51}</format></timestamp>"}
+           "strftime-too-long": f"<timestamp><format>{'%H' * 51}</format></timestamp>",
+           # what cannot be rendered: refused at admission, never an incident later
+           "crop-under-2px-anywhere": "<crop><x>1</x><y>0</y><w>1e-9</w><h>1</h></crop>",
+           "crop-under-2px-here": "<crop><x>0</x><y>0</y><w>0.02</w><h>1</h></crop>",
+           "mask-under-2px-here": mask.format("0.5", "0.01"),
+           "fps-denormal": "<fps>4.9e-324</fps>", "fps-below-one": "<fps>0.5</fps>",
+           "h265-under-16px": "<codec>h265</codec><crop><x>0</x><y>0</y><w>1</w><h>0.2</h></crop>"}
     cases = [Case(f"render-{name}", -22, create,
                   export(device(STEADY, start, end), f"<render>{xml}</render>"))
              for name, xml in bad.items()]

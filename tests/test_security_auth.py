@@ -79,6 +79,9 @@ def outcome(status: int, root: Any) -> str:
     if "being checked at once" in text:
         assert (status, root.get("errorcode")) == (503, "-1006")
         return "busy"
+    if "login failures are being counted" in text:
+        assert (status, root.get("errorcode")) == (503, "-1006")
+        return "full"
     assert text == "invalid user name or password", text
     return "checked"
 
@@ -250,3 +253,37 @@ def test_dummy_hash_follows_the_users_parameters() -> None:
     assert hash_params(dummy_hash((4096, 8, 1))) == (4096, 8, 1)
     assert hash_params(dummy_hash((3, 8, 1))) == (2**14, 8, 1)  # refused by scrypt: default
     assert hash_params("plain-text") is None
+
+
+async def test_a_flood_of_new_names_cannot_push_a_victims_failures_out(secure_with: Any) -> None:
+    # A small table stands for the default one; the attack is the same at any size.
+    client = await secure_with(max_login_keys=32, max_pending_hashes=1)
+    for i in range(10):
+        await login(client, "alice", f"wrong-{i}")
+    # Never hashed (busy): these must leave no counter behind.
+    flood = await asyncio.gather(*(login(client, f"nobody-{i}", "x") for i in range(300)))
+    outcomes = Counter(outcome(*r) for r in flood)
+    assert outcomes["busy"] >= 200, outcomes
+    # Hashed failures fill the table with live counters: new names are refused, nothing evicted.
+    results = [outcome(*await login(client, f"filler-{i}", "x")) for i in range(40)]
+    assert outcomes["checked"] + results.count("checked") == 15, (outcomes, results)
+    assert results[-1] == "full", results
+    status, root = await login(client, "new-name", "x")
+    assert (status, root.get("errorcode")) == (503, "-1006")
+    assert "login failures are being counted" in root.findtext("description")
+    status, root = await login(client, "alice", PASSWORDS["alice"])  # still locked out
+    assert (status, outcome(status, root)) == (401, "throttled")
+
+
+async def test_one_address_has_failures_counted_for_a_bounded_number_of_names(
+        secure_with: Any, sessions: Any) -> None:
+    client = await secure_with(max_names_per_address=5)
+    sprayer = sessions("127.0.0.2")
+    for i in range(5):
+        assert outcome(*await login(client, f"name-{i}", "x", sprayer)) == "checked"
+    status, root = await login(client, "name-5", "x", sprayer)
+    assert (status, root.get("errorcode")) == (401, "-1001")
+    assert "too many user names tried from this address" in root.findtext("description")
+    assert outcome(*await login(client, "name-0", "y", sprayer)) == "checked"  # a known name
+    status, root = await login(client, "bob", PASSWORDS["bob"], sessions("127.0.0.3"))
+    assert outcome(status, root) == "ok"  # other addresses are not held back

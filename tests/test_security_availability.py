@@ -132,7 +132,7 @@ def test_idle_and_slow_clients_are_disconnected(server: LimitedServer) -> None:
         started = time.monotonic()
         assert sock.recv(1024) == b""  # closed by the server (idle timeout 2 s), no answer
         assert time.monotonic() - started < 8
-    body_start = (b"POST /webservice HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+    body_start = (b"POST /webservice HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
                   b"Content-Length: 100\r\n\r\n<AuthenticateUser>")
     answer = raw(server, body_start)  # the body never completes
     assert b'errorcode="-22"' in answer and b"did not arrive within 2 s" in answer

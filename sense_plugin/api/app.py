@@ -27,6 +27,7 @@ from sense_plugin.api.origin import check_same_origin
 from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
 from sense_plugin.api.results import ApiInfo, SessionKey
+from sense_plugin.api.snapshotpool import snapshot_pool_ctx
 from sense_plugin.api.statuscache import STATUS_CACHE, StatusListCache, with_status_cache
 from sense_plugin.api.web import setup_web
 from sense_plugin.api.xmlin import child_text, parse_body
@@ -66,7 +67,7 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(add_security_headers)
     setup_metrics(app)  # GET /metrics
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx, metrics_ctx,
-                            callbacks_ctx])
+                            callbacks_ctx, snapshot_pool_ctx])
     if config.cluster is not None:  # a site of several servers (SPEC §13): PostgreSQL
         from sense_plugin.cluster.ctx import setup_cluster
 

@@ -29,8 +29,12 @@ from sense_plugin.api.fileserve import (
 from sense_plugin.api.keys import CONFIG, ENGINE
 from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.users import VIEW
+from sense_plugin.cluster.keys import SITE_STORE
 from sense_plugin.cluster.relay import Elsewhere, download_elsewhere, holding_server
 from sense_plugin.errors import NoServerError
+from sense_plugin.evidence.signing import SIGNATURE_NAME
+from sense_plugin.export.manifest import MANIFEST_NAME
+from sense_plugin.export.model import Export
 
 
 async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
@@ -52,7 +56,7 @@ async def download_export_video(ctx: CommandContext) -> web.StreamResponse:
         return await audited(ctx, export_id, name, serve_bundle(ctx.request, export))
     expected = allowed_file(export, name)
     chunking = chunk_params(params)
-    holder = holding_server(export, name, own_id)
+    holder = await manifest_holder(ctx, export, name, holding_server(export, name, own_id))
     if holder != own_id:  # the job ran on another server of the site
         wanted = Elsewhere(holder, export_id, name, ctx.user, chunking, export, expected)
         return await audited(ctx, export_id, name, download_elsewhere(ctx.request, wanted))
@@ -72,6 +76,20 @@ async def audited(ctx: CommandContext, export_id: int, name: str,
             detail += f" range={ctx.request.headers.get('Range', '')[:100]}"
         await ctx.app[ENGINE].custody.record("download", export_id, detail)
     return response
+
+
+async def manifest_holder(ctx: CommandContext, export: Export, name: str, holder: int) -> int:
+    """``holder``, or for the manifest (and its signature) of an export another server of the
+    site finished, that server while this one has not written its copy yet (it does within a
+    second of COMPLETED; until then the finisher's own is served, never a -1006)."""
+    site_store = ctx.app.get(SITE_STORE)
+    own_id = ctx.app[CONFIG].server.server_id
+    if holder != own_id or site_store is None or name not in (MANIFEST_NAME, SIGNATURE_NAME):
+        return holder
+    if await ctx.app[ENGINE].run_io((export.directory / name).exists):
+        return holder
+    finisher = await site_store.finisher(export.export_id)
+    return holder if finisher is None else finisher
 
 
 COMMANDS = (Command("downloadExportVideo", download_export_video, VIEW, read_only=True),)

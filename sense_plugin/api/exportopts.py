@@ -13,7 +13,7 @@ from sense_plugin.api.renderxml import parse_render
 from sense_plugin.api.xmlin import child_text
 from sense_plugin.config import Config
 from sense_plugin.errors import OutOfRangeError, quote_input
-from sense_plugin.evidence.options import RenderOptions
+from sense_plugin.evidence.options import RenderOptions, validate_request
 from sense_plugin.export.callbacks import check_callback
 from sense_plugin.export.options import (
     MODES,
@@ -56,10 +56,11 @@ def parse_options(document: etree._Element, config: Config) -> tuple[ExportOptio
             raise OutOfRangeError(
                 "timestamps subtitle needs an mp4 or mkv stream "
                 f"({'a snapshot has no subtitle track' if snapshot else 'format ts has none'})")
+    render = None if render_el is None else validate_request(parse_render(render_el))
     options = ExportOptions(
         mode=mode, output=output, audio=_audio(document), maxfilesize_mb=maxfilesize,
-        keepalive_s=keepalive, render=None if render_el is None else parse_render(render_el),
-        timestamps=timestamps, device_renders=_device_renders(document, snapshot),
+        keepalive_s=keepalive, render=render, timestamps=timestamps,
+        device_renders=_device_renders(document, snapshot),
         callback=_callback(document, config),
     )
     return options, fmt
@@ -75,7 +76,7 @@ def _device_renders(document: etree._Element, snapshot: bool) -> tuple[
             continue
         if snapshot:
             _check_snapshot_render(element)
-        found.append((index, parse_render(element)))
+        found.append((index, validate_request(parse_render(element))))
     return tuple(found)
 
 

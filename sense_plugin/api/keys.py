@@ -12,6 +12,7 @@ from sense_plugin.api.registry import CommandRegistry
 from sense_plugin.config import Config
 
 if TYPE_CHECKING:
+    from sense_plugin.api.snapshotpool import SnapshotPool
     from sense_plugin.archive.service import Archive
     from sense_plugin.export.engine import ExportEngine
 
@@ -21,3 +22,4 @@ EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 AUTH = web.AppKey("auth", Authenticator)
 ARCHIVE: web.AppKey[Archive] = web.AppKey("archive")
 ENGINE: web.AppKey[ExportEngine] = web.AppKey("engine")
+SNAPSHOT_POOL: web.AppKey[SnapshotPool] = web.AppKey("snapshot_pool")

@@ -1,4 +1,8 @@
-"""The one error middleware: coded errors become XML documents, the unexpected becomes -18."""
+"""The one error middleware: coded errors become XML documents, the unexpected becomes -18.
+
+It also refuses, before any handler runs, a request for a host name this server does not answer
+to (DNS rebinding, :func:`sense_plugin.api.origin.check_host`), so no route can forget to.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sense_plugin.api import render
+from sense_plugin.api.origin import check_host
 from sense_plugin.errors import ResultCode, SenseError, incident_error, quote_input
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ def error_response(exc: SenseError) -> web.Response:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map :class:`SenseError` to its XML document and anything unexpected to -18."""
     try:
+        check_host(request)
         return await handler(request)
     except SenseError as exc:
         return error_response(exc)

@@ -1,10 +1,13 @@
-"""Admission check of ``<render><width>`` against the recorded picture (SPEC §11).
+"""Admission check of ``<render>`` against the recorded picture.
 
-A width larger than the (cropped) source cannot be honoured: the renderer refuses it when the
-job runs. Where the archive already holds the device's recording for the range, the size of
-its first segment there is read (header only, off the event loop) and such a request is -22
-naming ``render/width`` before anything is queued. Where nothing is recorded yet (a live
-export starting now) the job-time check stays the only one.
+What cannot be rendered is refused before anything is queued, not by an incident later: a
+width larger than the (cropped) source, a crop or mask edge under 2 px of the recorded
+picture, an output smaller than the codec encodes (libx265: 16x16). Where the archive already
+holds the device's recording for the range, the size of its first segment there is read
+(header only, off the event loop) and such a request is -22 naming the element. Where nothing
+is recorded yet (a live export starting now) the same check runs when the job starts and
+fails it with the same -22 (:func:`sense_plugin.evidence.filters.output_size`).
+See docs/security.rst, "Render admission".
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ RunIo = Callable[..., Awaitable[Any]]
 
 
 async def check_render_width(request: ExportRequest, archive: Archive, run_io: RunIo) -> None:
-    """-22 naming the device and ``render/width`` when it exceeds a known source width."""
+    """-22 naming the device and the element when a known source cannot be rendered so."""
     for index, device in enumerate(request.devices):
         render = request.options.for_device(index).render  # a camera's own, else the export's
-        if render is None or render.width is None:
+        if render is None:
             continue
         end_us = max(device.end_us, device.start_us + 1)
         segments = await archive.segments(device.device_id, device.start_us, end_us)

@@ -24,9 +24,10 @@ def load(args: argparse.Namespace, **overrides: object) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from sense_plugin.api.app import create_app
     from sense_plugin.api.serving import BindError, run_server
-    from sense_plugin.startup import base_url, startup_lines
+    from sense_plugin.startup import base_url, keep_data_private, startup_lines
 
     config = load(args, **{"http.host": args.host, "http.port": args.port})
+    keep_data_private(config)
     ssl_context = None
     if config.http.tls_cert and config.http.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -57,8 +58,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_demo_archive(args: argparse.Namespace) -> int:
     from sense_plugin.archive.demo_archive import build_demo_archive
+    from sense_plugin.startup import keep_data_private
 
     config = load(args)
+    keep_data_private(config)  # the recordings and the index, like serve's
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:

@@ -2,10 +2,15 @@
 
 Every request there must carry a valid ``X-Sense-Proof`` (``signing``): a missing or wrong
 one is answered 401 with an XML error document (the authentication result code), before any handler.
+A proof is checked against this server's own address, the authority of ``[cluster] node_url``
+(how the other servers reach it, and what they sign), never against the request's ``Host``: a
+proof made for another server of the site is refused here even when its Host is sent along.
 ``GET /cluster/ping`` answers this server's id and time: the end-to-end proof of signing.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from lxml.builder import E
@@ -31,9 +36,11 @@ async def proof_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not request.path.startswith(PREFIX):
         return await handler(request)
     body = await request.read()
+    cluster = request.app[CONFIG].cluster
+    own = urlsplit(cluster.node_url).netloc if cluster is not None else request.host
     try:
-        request.app[VERIFIER].verify(request.headers.get(HEADER), request.method,
-                                     request.host, request.path_qs, body)
+        request.app[VERIFIER].verify(request.headers.get(HEADER), request.method, own,
+                                     request.path_qs, body)
     except ProofError as exc:
         raise ClusterProofError(f"server-to-server call refused: {exc}") from None
     return await handler(request)

@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from sense_plugin.errors import OutOfRangeError
-from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions
+from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions, check_picture
 from sense_plugin.evidence.overlay import (
     Plane,
     TextPainter,
@@ -24,7 +24,15 @@ from sense_plugin.evidence.overlay import (
 
 
 def output_size(options: RenderOptions, width: int, height: int) -> tuple[int, int]:
-    """The picture size after crop and scale for a ``width``×``height`` source (even)."""
+    """The picture size after crop and scale for a ``width``×``height`` source (even);
+    -22 for what cannot be rendered (:func:`check_picture`)."""
+    source = width, height
+    size = _scaled_size(options, width, height)
+    check_picture(options, source, size)
+    return size
+
+
+def _scaled_size(options: RenderOptions, width: int, height: int) -> tuple[int, int]:
     width, height = width // 2 * 2, height // 2 * 2
     if options.crop is not None:
         _, _, width, height = options.crop.pixels(width, height)

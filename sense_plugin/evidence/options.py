@@ -19,6 +19,14 @@ CODECS = {"h264": "libx264", "h265": "libx265"}
 QUALITY_CRF = {"high": 18, "medium": 23, "low": 28}
 MAX_FORMAT_CHARS = 100
 MIN_WIDTH = 16
+#: Frames per second at least: one frame a second is the slowest rendered rate.
+MIN_FPS = 1.0
+#: A crop or mask edge is at least this many pixels (chroma planes are half size).
+MIN_EDGE_PX = 2
+#: The widest picture a render may start from; an edge under 2 px even there is a typo.
+MAX_SOURCE_WIDTH = 7680
+#: The smallest picture each encoder opens for (libx265 refuses anything under 16 px).
+CODEC_MIN_SIZE = {"h264": (2, 2), "h265": (16, 16)}
 DEFAULT_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -33,10 +41,11 @@ class Rect:
 
     def pixels(self, width: int, height: int, align: int = 2) -> tuple[int, int, int, int]:
         """``(x0, y0, w, h)`` in pixels, aligned to ``align`` (chroma planes are half size)."""
-        x0 = int(self.x * width) // align * align
-        y0 = int(self.y * height) // align * align
+        x0 = min(int(self.x * width) // align * align, width - align)
+        y0 = min(int(self.y * height) // align * align, height - align)
         x1 = min(width, -(-round((self.x + self.w) * width) // align) * align)
         y1 = min(height, -(-round((self.y + self.h) * height) // align) * align)
+        # Never outside the picture, never empty: an edge at x=1 is the last column pair.
         return x0, y0, max(align, x1 - x0), max(align, y1 - y0)
 
 
@@ -178,6 +187,42 @@ def validate_rect(rect: Rect, name: str) -> Rect:
             f"{name} x={rect.x:g} y={rect.y:g} w={rect.w:g} h={rect.h:g} does not lie inside "
             "the frame (0..1, w and h > 0, x+w and y+h at most 1)")
     return rect
+
+
+def validate_request(options: RenderOptions) -> RenderOptions:
+    """What a new request must also meet (not checked again on options read back from a
+    manifest): ``fps`` at least :data:`MIN_FPS`, crop and mask edges of 2 px or more even on
+    an 8K picture (smaller ones are typos or denormals)."""
+    if options.fps is not None and not options.fps >= MIN_FPS:
+        raise OutOfRangeError(f"render/fps {options.fps:g} is below the minimum of "
+                              f"{MIN_FPS:g} frames per second")
+    areas = [("render/crop", options.crop)] if options.crop is not None else []
+    areas += [(f"render/mask[{n}]", m.area) for n, m in enumerate(options.masks, 1)]
+    for name, rect in areas:
+        if min(rect.w, rect.h) * MAX_SOURCE_WIDTH < MIN_EDGE_PX:
+            raise OutOfRangeError(f"{name} w={rect.w:g} h={rect.h:g} is smaller than "
+                                  f"{MIN_EDGE_PX} pixels on any picture")
+    return options
+
+
+def check_picture(options: RenderOptions, source: tuple[int, int],
+                  output: tuple[int, int]) -> None:
+    """-22 unless every crop and mask edge is 2 px or more on the ``source`` picture and
+    the ``output`` picture is one the codec can encode (docs/security.rst, "Render admission")."""
+    width, height = source
+    areas = [("render/crop", options.crop)] if options.crop is not None else []
+    areas += [(f"render/mask[{n}]", m.area) for n, m in enumerate(options.masks, 1)]
+    for name, area in areas:
+        edge_w, edge_h = area.w * width, area.h * height
+        if min(edge_w, edge_h) < MIN_EDGE_PX:
+            raise OutOfRangeError(
+                f"{name} is {edge_w:.3g}x{edge_h:.3g} pixels on the {width}x{height} picture; "
+                f"each edge must be at least {MIN_EDGE_PX} pixels")
+    min_w, min_h = CODEC_MIN_SIZE.get(options.codec, (2, 2))
+    if output[0] < min_w or output[1] < min_h:
+        raise OutOfRangeError(
+            f"render/codec {options.codec} encodes pictures of at least {min_w}x{min_h}; this "
+            f"render makes {output[0]}x{output[1]} (crop less or ask for a larger width)")
 
 
 def validate_choice(value: str, name: str, choices: tuple[str, ...] | list[str]) -> str:

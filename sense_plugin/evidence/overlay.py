@@ -107,11 +107,15 @@ class TextPainter:
     def paint(self, planes: Planes, text: str) -> None:
         """Blend ``text`` on its darkened box into ``planes`` (in place), clipped to the frame."""
         alpha = self.mask(text)
-        h = min(alpha.shape[0], self.height) // 2 * 2
-        w = min(alpha.shape[1], self.width) // 2 * 2
+        margin = self.pad // 2 * 2
+        if 2 * margin >= min(self.width, self.height):  # a tiny picture: no room for margins
+            margin = 0
+        # Clipped to what fits inside the margin: longer text is cut at the picture's edge.
+        h = min(alpha.shape[0], self.height - margin) // 2 * 2
+        w = min(alpha.shape[1], self.width - margin) // 2 * 2
         if h <= 0 or w <= 0:
             return
-        x0, y0 = self._origin(w, h)
+        x0, y0 = self._origin(w, h, margin)
         a = alpha[:h, :w].astype(np.float32) * (1 / 255)
         ty, tu, tv = self.yuv
         box = planes.y[y0:y0 + h, x0:x0 + w].astype(np.float32)
@@ -124,8 +128,7 @@ class TextPainter:
             plane[y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2] = (
                 part + (target - part) * ca).astype(np.uint8)
 
-    def _origin(self, w: int, h: int) -> tuple[int, int]:
-        margin = self.pad // 2 * 2
+    def _origin(self, w: int, h: int, margin: int) -> tuple[int, int]:
         right = self.style.position.endswith("right")
         bottom = self.style.position.startswith("bottom")
         x0 = self.width - w - margin if right else margin

@@ -3,6 +3,10 @@
 A signature is the raw 64-byte Ed25519 signature over the exact bytes of ``manifest.xml``,
 so anyone can check a copy with ``openssl pkeyutl -verify -pubin -inkey key.pem -rawin
 -in manifest.xml -sigfile manifest.sig`` without this program.
+
+A site of several servers signs with one key (:func:`site_signer`), derived from the site
+secret every server of it holds, so the key any one server publishes checks the manifests of
+all of them (docs/security.rst, "One signing key per site").
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_FILE = "signing-key.pem"
+#: Salt of the site key's derivation (a new version makes a new key).
+SITE_KEY_SALT = b"sense_plugin site manifest signing key v1"
 SIGNATURE_NAME = "manifest.sig"
 SIGNATURE_BYTES = 64
 
@@ -76,6 +82,17 @@ def load_or_create(path: Path, create: bool = True) -> Signer:
     if not isinstance(loaded, Ed25519PrivateKey):
         raise SigningKeyError(f"{path} holds a {type(loaded).__name__}, not an Ed25519 key")
     return Signer(loaded)
+
+
+def site_signer(site_secret: str) -> Signer:
+    """The one signing key of a site: the same on every server that holds ``site_secret``.
+
+    scrypt (slow on purpose) derives the 32-byte Ed25519 seed, so the published public key is
+    no shortcut to guessing the secret. Blocking (about 0.1 s): run it off the event loop.
+    """
+    seed = hashlib.scrypt(site_secret.encode(), salt=SITE_KEY_SALT, n=2**14, r=8, p=1,
+                          dklen=32)
+    return Signer(Ed25519PrivateKey.from_private_bytes(seed))
 
 
 def public_pem(key: Ed25519PublicKey) -> str:

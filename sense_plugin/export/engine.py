@@ -102,9 +102,12 @@ class ExportEngine:
         the server stopped starts again from the beginning.
         """
         data_dir = self._config.server.data_dir
-        key_path = self._config.evidence.signing_key
-        self.signer = await self.run_io(signing.load_or_create, key_path or data_dir / KEY_FILE,
-                                        key_path is None)
+        key_path, cluster = self._config.evidence.signing_key, self._config.cluster
+        if key_path is None and cluster is not None:  # one key for the whole site
+            self.signer = await self.run_io(signing.site_signer, cluster.site_secret)
+        else:
+            self.signer = await self.run_io(signing.load_or_create,
+                                            key_path or data_dir / KEY_FILE, key_path is None)
         unfinished = await self.book.open()
         await self.custody.open(self.book.get)
         if self.site_role is not None:

@@ -15,7 +15,7 @@ from lxml import etree
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export import ids
-from sense_plugin.export.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
+from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
 from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.renderdoc import read_render
@@ -47,13 +47,31 @@ def recover(store: ExportStore, roots: tuple[Path, ...], data_dir: Path,
 
 
 def export_from_manifest(directory: Path, retention_hours: float) -> Export:
-    """The :class:`Export` a manifest describes; StoreDamagedError naming it if unreadable."""
+    """The :class:`Export` a manifest describes; StoreDamagedError naming it if unreadable.
+
+    The manifest is this server's own and has no size limit: a split day of many devices runs
+    to hundreds of MiB (docs/security.rst, "Manifest size"). It is read as a stream, one
+    ``<device>`` at a time, so only the export being rebuilt is held, not the whole tree.
+    """
     path = directory / MANIFEST_NAME
     try:
-        data = path.read_bytes()[: MAX_MANIFEST_BYTES + 1]
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-        root = etree.fromstring(data, parser)
-        return _export(root, directory, retention_hours)
+        export: Export | None = None
+        for _, device in etree.iterparse(str(path), events=("end",), tag="device",
+                                         resolve_entities=False, no_network=True,
+                                         load_dtd=False):
+            devices = device.getparent()
+            if devices is None or devices.tag != "devices":
+                continue
+            if export is None:
+                export = _export(devices.getparent(), directory, retention_hours)
+            export.jobs.append(_job(export.export_id, len(export.jobs), device,
+                                    export.finished_us or 0))
+            device.clear()
+            while device.getprevious() is not None:  # the devices already read
+                del devices[0]
+        if export is None:
+            raise ValueError("it lists no device")
+        return export
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SenseError,
             etree.XMLSyntaxError) as exc:
         raise StoreDamagedError(f"the job store lost export {directory.name} and its manifest "
@@ -73,7 +91,7 @@ def _export(root: etree._Element, directory: Path, retention_hours: float) -> Ex
         raise ValueError(f"it names export {export_id}")
     finished_us = parse_timestamp(_text(root, "finished"))
     retried = root.findtext("retriedfrom")
-    export = Export(
+    return Export(
         export_id=export_id, owner=_text(root, "owner"),
         created_us=parse_timestamp(_text(root, "created")), path=root.findtext("path") or "",
         out_base=str(directory.parent), fmt=_text(root, "format"), name=root.findtext("name")
@@ -82,11 +100,6 @@ def _export(root: etree._Element, directory: Path, retention_hours: float) -> Ex
         expires_us=finished_us + int(retention_hours * 3600 * 1_000_000),
         options=_options(root),
     )
-    for index, device in enumerate(root.iterfind("devices/device")):
-        export.jobs.append(_job(export_id, index, device, finished_us))
-    if not export.jobs:
-        raise ValueError("it lists no device")
-    return export
 
 
 def _options(root: etree._Element) -> ExportOptions:
