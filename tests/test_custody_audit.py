@@ -93,7 +93,7 @@ async def mixed_work(client: Any, archive: dict[str, Any]) -> tuple[int, int, in
                   headers=basic("operator"))
     base = archive["start_us"]
     slow = export_body([(STEADY, format_timestamp(base), format_timestamp(base + 50_000_000))],
-                       bandwidth=8)
+                       bandwidth=16)
     fourth = int((await command(client, "exportVideo", body=slow, headers=basic("operator"))
                   ).findtext("exportid"))
     await command(client, "exportVideo", action="stop", exportid=fourth,
