@@ -27,9 +27,10 @@ KINDS: dict[str, list[str]] = {
 
 
 def segment_archive(root: Path, kind: str, start_us: int, seconds: int, segment_s: int,
-                    ext: str = "mp4") -> list[Path]:
+                    ext: str = "mp4", holes_us: tuple[int, ...] = ()) -> list[Path]:
     """``seconds`` of ``kind`` footage cut every ``segment_s`` by the segment muxer and named
-    after consecutive ``segment_s`` steps from ``start_us`` (:data:`PATTERN`)."""
+    after consecutive ``segment_s`` steps from ``start_us`` (:data:`PATTERN`); ``holes_us``:
+    a hole this long before segment 1, 2, ... (the names move, the footage is the same)."""
     work = root.parent / f"{root.name}-ffmpeg"
     work.mkdir(parents=True, exist_ok=True)
     muxer = {"mp4": "mp4", "mkv": "matroska", "ts": "mpegts"}[ext]
@@ -41,7 +42,7 @@ def segment_archive(root: Path, kind: str, start_us: int, seconds: int, segment_
     pattern = NamePattern(PATTERN, "UTC")
     placed = []
     for i, segment in enumerate(sorted(work.glob(f"seg*.{ext}"))):
-        target = root / pattern.format(start_us + i * segment_s * S, ext)
+        target = root / pattern.format(start_us + i * segment_s * S + sum(holes_us[:i]), ext)
         target.parent.mkdir(parents=True, exist_ok=True)
         placed.append(segment.replace(target))
     return placed

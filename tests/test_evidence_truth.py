@@ -68,3 +68,22 @@ async def test_claims_match_what_the_file_shows(case: str, source_ext: str, fmt:
     client = await make_client(server_config(tmp_path, root))
     status = await export_range(client, T0 + start, T0 + end, format=fmt)
     check_export(tmp_path / "data", status, requested=(T0 + start, T0 + end), source=truth)
+
+
+async def test_one_gap_tolerance_for_recordings_status_and_manifest(
+        tmp_path: Path, make_client: Callable[..., Any]) -> None:
+    """Holes of 0.7 s and 0.3 s: getRecordings, the status, the manifest and ffprobe agree on
+    which is a gap (the 0.7 s one)."""
+    root = tmp_path / "archive"
+    segment_archive(root, "h264-bframes", T0, 6, 2, holes_us=(700_000, 300_000))
+    client = await make_client(server_config(tmp_path, root))
+    start, end = T0 + S, T0 + 6 * S
+    rec = await command(client, "getRecordings", deviceid=DEV, starttime=format_timestamp(start),
+                        endtime=format_timestamp(end))
+    listed = [(g.findtext("starttime"), g.findtext("endtime"))
+              for g in rec.iterfind("recordings/gaps/gap")]
+    status = await export_range(client, start, end)
+    (verdict,) = check_export(tmp_path / "data", status, requested=(start, end))
+    assert len(verdict.claim.gaps) == 1
+    claimed = [(format_timestamp(s), format_timestamp(e)) for s, e in verdict.claim.gaps]
+    assert listed == claimed == [(format_timestamp(T0 + 2 * S), format_timestamp(T0 + 2_700_000))]

@@ -21,7 +21,7 @@ from sense_plugin.evidence.filters import FrameFilter
 from sense_plugin.evidence.options import CODECS, QUALITY_CRF, RenderOptions
 from sense_plugin.evidence.subtitles import TimestampTrack, supported
 from sense_plugin.media.cutspec import (
-    GAP_FRAMES,
+    GAP_TOLERANCE_US,
     SEEK_MARGIN_US,
     CutCancelled,
     CutResult,
@@ -180,7 +180,7 @@ class Renderer:
         """Gaps, the decimation clock and the first/last frame times."""
         if self.first_us is None:
             self.first_us = archive_us
-        elif archive_us - self.last_us > (GAP_FRAMES + 1) * self.frame_us:
+        elif archive_us - (self.last_us + self.frame_us) > GAP_TOLERANCE_US:
             gap = Gap(self.last_us + self.frame_us, archive_us)
             self.gaps.append(gap)
             self.gap_total_us += gap.end_us - gap.start_us

@@ -13,7 +13,7 @@ import av
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.media import bitstream as bs
 from sense_plugin.media.cutspec import (
-    GAP_FRAMES,
+    GAP_TOLERANCE_US,
     SEEK_MARGIN_US,
     CutCancelled,
     CutRequest,
@@ -191,7 +191,7 @@ class Cutter:
         timeline = self.timeline
         timeline.enter(bs.frame_us(vin), ain.codec_context if ain is not None else None)
         prev, timeline.join_gap = self.prev_end_us, None
-        if prev is not None and segment.start_us - prev > GAP_FRAMES * timeline.frame_us:
+        if prev is not None and segment.start_us - prev > GAP_TOLERANCE_US:
             timeline.join_gap = Gap(prev, segment.start_us)
         self.sought = seek and not self.started and self.t0 - segment.start_us > SEEK_MARGIN_US
         if self.sought:  # t0 is well inside this segment: earlier GOPs do not matter
