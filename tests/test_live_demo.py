@@ -87,9 +87,13 @@ def test_live_demo_without_devices(tmp_path: Path) -> None:
         assert began_us < end_us < now_us()  # the back-fill ends when the recording starts
         wait_for(lambda: all(recordings(server, d) and recordings(server, d)[-1][1]
                              > end_us + 8 * US_PER_S for d in IDS), 60, "live segments")
-        for device in IDS:
+        # each device's back-fill ends where its live recording begins
+        marker = tmp_path / "data" / MARKER_NAME
+        wait_for(lambda: json.loads(marker.read_text())["done"], 60, "the back-fill")
+        ends_us = json.loads(marker.read_text())["ends_us"]
+        for device, live_us in zip(IDS, ends_us, strict=True):
             (first, last), = recordings(server, device)  # back-fill and live join: one interval
-            assert first == (end_us - 30 * US_PER_S) // 1000 * 1000
+            assert first == (live_us - 30 * US_PER_S) // 1000 * 1000
             assert last > end_us + 8 * US_PER_S
         assert all(d.findtext("status") == "recording"
                    for d in server.command("getDeviceList").findall("devices/device"))

@@ -6,6 +6,10 @@ start that is interrupted (a port already in use, a stop, a crash) leaves the pl
 next start writes only the segments still missing, so a partial demo archive is always
 completed. Segment files appear atomically (temporary name, rename), so an existing final name
 is a complete segment.
+
+The back-fill of each device ends exactly where its live recording begins: a new plan waits
+(at most :data:`JOIN_WAIT_S`) for the device's first recorded segment, whose start is known only
+once the recorder's clock has settled, and ends there; those ends are kept in the marker.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -25,6 +30,10 @@ from sense_plugin.timestamps import format_timestamp
 log = logging.getLogger(__name__)
 
 MARKER_NAME = "demo-backfill.json"
+#: How long a new back-fill waits for the live recording's first segment (a live segment is
+#: 10 s; the recorder may take a few seconds to connect) before it ends at the plan's end.
+JOIN_WAIT_S = 40.0
+_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Backfill:
     minutes: float
     device_ids: tuple[int, ...]
     done: bool = False
+    #: Per device (in ``device_ids`` order): where its live recording began; () not yet known.
+    ends_us: tuple[int, ...] = ()
 
 
 def marker_path(data_dir: Path) -> Path:
@@ -47,7 +58,8 @@ def load(data_dir: Path) -> Backfill | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         return Backfill(int(raw["end_us"]), float(raw["minutes"]),
-                        tuple(int(d) for d in raw["device_ids"]), bool(raw["done"]))
+                        tuple(int(d) for d in raw["device_ids"]), bool(raw["done"]),
+                        tuple(int(e) for e in raw.get("ends_us", ())))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -90,8 +102,17 @@ def run(data_dir: Path, index: ArchiveIndex, targets: list[DeviceConfig], spec: 
         backfill: Backfill, stop: threading.Event) -> int:
     """Write the plan's missing segments; mark it done unless stopped. Returns segments written."""
     devices = [d for d in targets if d.device_id in backfill.device_ids]
-    tasks = [t for t in plan(devices, replace(spec, minutes=backfill.minutes), backfill.end_us)
-             if not t.path.exists()]
+    if not backfill.ends_us:
+        ends_us = live_starts(index, backfill, stop)
+        if stop.is_set():
+            return 0
+        backfill = replace(backfill, ends_us=ends_us)
+        save(data_dir, backfill)
+    ends = dict(zip(backfill.device_ids, backfill.ends_us, strict=False))
+    minutes = replace(spec, minutes=backfill.minutes)
+    tasks = sorted((t for d in devices
+                    for t in plan([d], minutes, ends.get(d.device_id, backfill.end_us))
+                    if not t.path.exists()), key=lambda t: t.start_us)
     if tasks:
         log.info("demo back-fill: writing %d segments (%.1f min before %s) for %d devices",
                  len(tasks), backfill.minutes, format_timestamp(backfill.end_us), len(devices))
@@ -100,3 +121,26 @@ def run(data_dir: Path, index: ArchiveIndex, targets: list[DeviceConfig], spec: 
         save(data_dir, replace(backfill, done=True))
     return written
 
+
+
+def live_starts(index: ArchiveIndex, backfill: Backfill, stop: threading.Event) -> tuple[int, ...]:
+    """Per device of ``backfill``: the start of its first recorded (live) segment, waited for
+    up to :data:`JOIN_WAIT_S`; the plan's end for a device that recorded nothing by then.
+
+    The archive was empty when the plan was made, so any segment of the device is live.
+    """
+    deadline = time.monotonic() + JOIN_WAIT_S
+    found: dict[int, int] = {}
+    while not stop.is_set():
+        for device_id in backfill.device_ids:
+            span = found.get(device_id) is None and index.recorded_range(device_id)
+            if span:
+                found[device_id] = span[0]
+        if len(found) == len(backfill.device_ids) or time.monotonic() >= deadline:
+            break
+        stop.wait(_POLL_S)
+    missing = [str(d) for d in backfill.device_ids if d not in found]
+    if missing:
+        log.info("demo back-fill: no live recording yet for %s; it ends at %s", ", ".join(missing),
+                 format_timestamp(backfill.end_us))
+    return tuple(found.get(d, backfill.end_us) for d in backfill.device_ids)

@@ -98,6 +98,9 @@ class Cutter:
         timeline.flush_audio()
         if not self.started or timeline.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
+        recorded_end_us = self.prev_end_us or timeline.first_us
+        if self.t1 - recorded_end_us > GAP_TOLERANCE_US:  # the recording stops short
+            timeline.gaps.append(Gap(recorded_end_us, self.t1))
         timeline.close(min(self.prev_end_us or timeline.first_us, self.t1))
 
     def result(self, size_bytes: int, sha256: str) -> CutResult:
