@@ -12,8 +12,8 @@ import json
 import shutil
 import subprocess
 from dataclasses import dataclass
-from fractions import Fraction
 from datetime import datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 

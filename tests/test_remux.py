@@ -13,8 +13,8 @@ from fsfull import file_size_limit
 
 from sense_plugin.archive import naming
 from sense_plugin.errors import MediaError, NoRecordError, StorageError
-from sense_plugin.timestamps import GAP_TOLERANCE_US
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, Gap, SourceSegment, cut
+from sense_plugin.timestamps import GAP_TOLERANCE_US
 
 MakeSegments = Callable[..., list[Path]]
 S = 1_000_000
