@@ -68,7 +68,15 @@ async def test_claims_match_what_the_file_shows(case: str, source_ext: str, fmt:
              source_frames([(path, T0 + i * segment_s * S) for i, path in enumerate(made)]))
     client = await make_client(server_config(tmp_path, root))
     status = await export_range(client, T0 + start, T0 + end, format=fmt)
-    check_export(tmp_path / "data", status, requested=(T0 + start, T0 + end), source=truth)
+    (verdict,) = check_export(tmp_path / "data", status, requested=(T0 + start, T0 + end),
+                              source=truth)
+    # the footage's own grid: a keyframe every GOP_S, frames every 1/fps from T0
+    gop_us = 10 * S if kind == "h264-long-gop" else S
+    assert verdict.frames_us[0] == T0 + start // gop_us * gop_us
+    fps = 30 if kind.startswith("hevc") else 25
+    off_grid = [t for t in verdict.frames_us
+                if abs((t - T0) * fps - round((t - T0) * fps / S) * S) > fps * 1_000]
+    assert off_grid == []
 
 
 async def test_one_gap_tolerance_for_recordings_status_and_manifest(
