@@ -4,15 +4,18 @@ range, HEVC open GOPs at its start, long GOPs, segment joins."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from apiclient import command, export_body, wait_export
 from footage import PATTERN, S, segment_archive
 from lxml import etree
 from oracle import check_export, source_frames
+from PIL import Image
 
 from sense_plugin.config import config_from_dict
 from sense_plugin.timestamps import format_timestamp
@@ -96,3 +99,39 @@ async def test_one_gap_tolerance_for_recordings_status_and_manifest(
     assert len(verdict.claim.gaps) == 1
     claimed = [(format_timestamp(s), format_timestamp(e)) for s, e in verdict.claim.gaps]
     assert listed == claimed == [(format_timestamp(T0 + 2 * S), format_timestamp(T0 + 2_700_000))]
+
+
+@pytest.mark.parametrize("source_ext", ["mp4", "mkv", "ts"])
+@pytest.mark.parametrize("kind", ["h264-bframes", "hevc-open-gop"])
+async def test_snapshot_shows_and_labels_the_frame_of_the_instant(
+        kind: str, source_ext: str, tmp_path: Path, make_client: Callable[..., Any]) -> None:
+    """At a keyframe, just after one, mid-GOP and just before a join: the label is the archive
+    time of the last frame recorded at or before the instant (the footage's grid)."""
+    root = tmp_path / "archive"
+    made = segment_archive(root, kind, T0, 6, 2, source_ext)
+    truth_rgb = {}
+    for i, path in enumerate(made):  # each segment decoded from its top: archive µs → RGB
+        with av.open(str(path)) as container:
+            frames = list(container.decode(video=0))
+        first = frames[0].pts
+        for frame in frames:
+            assert frame.pts is not None and frame.time_base is not None and first is not None
+            at_us = T0 + i * 2 * S + round((frame.pts - first) * frame.time_base * S)
+            truth_rgb[at_us] = frame.to_ndarray(format="rgb24").tobytes()
+    client = await make_client(server_config(tmp_path, root))
+    fps = 30 if kind.startswith("hevc") else 25
+    for offset_us in (2_000_000, 2_010_000, 2_500_000, 3_990_000, 4_000_000):
+        response = await client.get("/command", params={
+            "command": "getSnapshot", "deviceid": str(DEV),
+            "time": format_timestamp(T0 + offset_us), "format": "PNG"})
+        assert response.content_type == "image/png", (offset_us, await response.text())
+        frame = offset_us * fps // S
+        if kind.startswith("hevc") and frame % fps == fps - 1:
+            # the leading picture before an open-GOP join is stored after the join and
+            # decodes only with the GOP before it: the frame before it is shown, and so named
+            frame -= 1
+        shown_us = T0 + frame * S // fps
+        assert response.headers["X-Frame-Time"] == format_timestamp(shown_us), offset_us
+        if not kind.startswith("hevc"):  # the picture is the recording's frame of that time
+            picture = Image.open(io.BytesIO(await response.read())).convert("RGB")
+            assert picture.tobytes() == truth_rgb[shown_us], offset_us

@@ -12,7 +12,8 @@ from sense_plugin.errors import NoRecordError
 from sense_plugin.export.model import Job
 from sense_plugin.export.nearest import nothing_at
 from sense_plugin.export.newest import open_segment
-from sense_plugin.timestamps import format_timestamp, now_us
+from sense_plugin.media.snapshot import segment_at
+from sense_plugin.timestamps import GAP_TOLERANCE_US, format_timestamp, now_us
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,12 @@ async def snapshot_source(archive: Archive, job: Job, newest: bool) -> tuple[lis
     instant = now_us() if newest else job.start_us
     if newest:
         return await newest_sources(archive, job.device_id, instant)
-    covering = [s for s in await archive.segments(job.device_id, instant, instant + 1)
-                if s.start_us <= instant < s.end_us]
-    if not covering:
+    # a hole shorter than the gap tolerance is no gap: its instants show the frame before
+    near = await archive.segments(job.device_id, instant - GAP_TOLERANCE_US,
+                                  instant + GAP_TOLERANCE_US + 1)
+    if segment_at(near, instant) is None:
         raise NoRecordError(await nothing_at(archive, job.device_id, instant))
-    return covering, instant
+    return near, instant
 
 
 async def newest_sources(archive: Archive, device_id: int,
