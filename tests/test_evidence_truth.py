@@ -135,3 +135,26 @@ async def test_snapshot_shows_and_labels_the_frame_of_the_instant(
         if not kind.startswith("hevc"):  # the picture is the recording's frame of that time
             picture = Image.open(io.BytesIO(await response.read())).convert("RGB")
             assert picture.tobytes() == truth_rgb[shown_us], offset_us
+
+
+@pytest.mark.parametrize("render", ["<width>160</width>", "<fps>2</fps>"])
+@pytest.mark.parametrize("kind", ["h264-bframes", "hevc-open-gop"])
+async def test_rendered_export_claims_match_the_file(kind: str, render: str, tmp_path: Path,
+                                                     make_client: Callable[..., Any]) -> None:
+    """A re-encoded export: its first frame is the first recorded at or after the start,
+    every frame is at its recorded time, none at or after the end; a range running past the
+    recording ends with a trailing gap."""
+    root = tmp_path / "archive"
+    segment_archive(root, kind, T0, 6, 2, "ts")
+    client = await make_client(server_config(tmp_path, root))
+    start, end = T0 + 1_990_000, T0 + 7_000_000  # the recording ends at 6 s
+    body = export_body([(DEV, format_timestamp(start), format_timestamp(end))]).replace(
+        "</export>", f"<render>{render}</render></export>")
+    export_id = int((await command(client, "exportVideo", body=body)).findtext("exportid"))
+    status = await wait_export(client, export_id, timeout_s=90)
+    assert status.findtext("status") == "COMPLETED", etree.tostring(status).decode()
+    (verdict,) = check_export(tmp_path / "data", status, requested=(start, end))
+    fps = 30 if kind.startswith("hevc") else 25
+    first_frame = -(-(start - T0) * fps // S)  # the first frame at or after the start
+    assert verdict.frames_us[0] == T0 + first_frame * S // fps
+    assert len(verdict.claim.gaps) == 1 and verdict.claim.gaps[0][1] == end
