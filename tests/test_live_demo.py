@@ -140,9 +140,10 @@ def test_interrupted_backfill_is_completed_by_the_next_start(tmp_path: Path) -> 
     try:
         wait_for(lambda: json.loads((tmp_path / "data" / MARKER_NAME).read_text())["done"],
                  120, "the back-fill to complete")
-        for device in IDS:
+        ends_us = json.loads(marker_path.read_text())["ends_us"]  # where each live one began
+        for device, live_us in zip(IDS, ends_us, strict=True):
             (first, last), *_ = recordings(server, device)  # wire times are milliseconds
-            assert first == (end_us - 600 * US_PER_S) // 1000 * 1000
+            assert first == (live_us - 600 * US_PER_S) // 1000 * 1000
             assert last >= end_us // 1000 * 1000
     finally:
         assert server.stop() == 0

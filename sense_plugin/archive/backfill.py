@@ -33,6 +33,9 @@ MARKER_NAME = "demo-backfill.json"
 #: How long a new back-fill waits for the live recording's first segment (a live segment is
 #: 10 s; the recorder may take a few seconds to connect) before it ends at the plan's end.
 JOIN_WAIT_S = 40.0
+#: A live recording's first frame may be stamped a little before the plan was made (the
+#: recorder's clock takes the earliest arrival); back-fill segments start 10 s or more before.
+LIVE_LEAD_US = 5_000_000
 _POLL_S = 0.25
 
 
@@ -99,11 +102,14 @@ def decide(data_dir: Path, index: ArchiveIndex, targets: list[DeviceConfig],
 
 
 def run(data_dir: Path, index: ArchiveIndex, targets: list[DeviceConfig], spec: DemoSpec,
-        backfill: Backfill, stop: threading.Event) -> int:
-    """Write the plan's missing segments; mark it done unless stopped. Returns segments written."""
+        backfill: Backfill, stop: threading.Event, join_wait_s: float = JOIN_WAIT_S) -> int:
+    """Write the plan's missing segments; mark it done unless stopped. Returns segments written.
+
+    ``join_wait_s``: how long a new plan waits for the live recordings (:func:`live_starts`).
+    """
     devices = [d for d in targets if d.device_id in backfill.device_ids]
     if not backfill.ends_us:
-        ends_us = live_starts(index, backfill, stop)
+        ends_us = live_starts(index, backfill, stop, join_wait_s)
         if stop.is_set():
             return 0
         backfill = replace(backfill, ends_us=ends_us)
@@ -123,19 +129,22 @@ def run(data_dir: Path, index: ArchiveIndex, targets: list[DeviceConfig], spec: 
 
 
 
-def live_starts(index: ArchiveIndex, backfill: Backfill, stop: threading.Event) -> tuple[int, ...]:
-    """Per device of ``backfill``: the start of its first recorded (live) segment, waited for
-    up to :data:`JOIN_WAIT_S`; the plan's end for a device that recorded nothing by then.
-
-    The archive was empty when the plan was made, so any segment of the device is live.
-    """
-    deadline = time.monotonic() + JOIN_WAIT_S
+def live_starts(index: ArchiveIndex, backfill: Backfill, stop: threading.Event,
+                wait_s: float) -> tuple[int, ...]:
+    """Per device of ``backfill``: the start of its first live segment (one starting at most
+    :data:`LIVE_LEAD_US` before the plan's end: the back-fill's own end a segment or more
+    earlier), waited for up to ``wait_s``; the plan's end for a device without one by then."""
+    deadline = time.monotonic() + wait_s
     found: dict[int, int] = {}
     while not stop.is_set():
         for device_id in backfill.device_ids:
-            span = found.get(device_id) is None and index.recorded_range(device_id)
-            if span:
-                found[device_id] = span[0]
+            if device_id in found:
+                continue
+            live = [s.start_us for s in index.segments(device_id, backfill.end_us - LIVE_LEAD_US,
+                                                       1 << 62)
+                    if s.start_us >= backfill.end_us - LIVE_LEAD_US]
+            if live:
+                found[device_id] = min(live)
         if len(found) == len(backfill.device_ids) or time.monotonic() >= deadline:
             break
         stop.wait(_POLL_S)

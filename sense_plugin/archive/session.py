@@ -62,7 +62,9 @@ class _Open:
 
     writer: SegmentWriter
     base_us: int  # media time of the first video dts: 0 in the file
-    min_pts_us: int  # earliest video pts: names the segment
+    #: pts of its keyframe, its first shown frame: names the segment. Leading pictures stored
+    #: after it but shown before it (HEVC RASL) belong to the time of the segment before.
+    min_pts_us: int
     end_us: int  # media time past the last written video frame
     last_dts: dict[int, int] = field(default_factory=dict)
 
@@ -130,7 +132,6 @@ class Session:
     def _video(self, packet: Packet[Stream], pts_us: int) -> None:
         segment = self.current
         assert segment is not None
-        segment.min_pts_us = min(segment.min_pts_us, pts_us)
         segment.end_us = max(segment.end_us, pts_us + self.frame_us)
         self._write(segment, packet)
         first = self.previous if self.previous is not None else segment
