@@ -13,6 +13,10 @@ from datetime import UTC, datetime, timedelta
 from sense_plugin.errors import InvalidTimestampError, quote_input
 
 US_PER_S = 1_000_000
+#: A hole in a recording is a gap when more than this is missing between the end of one frame
+#: and the next frame: the one tolerance of the cut, the manifest, the status, getRecordings
+#: and the page (docs/evidence.rst, "Gaps"). Below it: jitter, and a B-run left out at the end.
+GAP_TOLERANCE_US = 500_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _PATTERN = re.compile(

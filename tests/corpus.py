@@ -209,7 +209,7 @@ class Truth:
     """What the archive segments hold for a range, in archive µs."""
 
     start_key_us: int  # the last keyframe at or before the range start
-    frames_us: tuple[int, ...]  # every frame with pts in [start key, end), sorted
+    frames_us: tuple[int, ...]  # every frame shown from the start key up to the end, sorted
     audio_us: int  # audio duration whose pts lies in [start key, end)
     audio_first_us: int
     audio_last_end_us: int
@@ -236,7 +236,13 @@ def truth(segments: list[Path], start_us: int, end_us: int) -> Truth:
     """The archive's frames and audio for ``[start_us, end_us)`` (archive µs), from ffprobe."""
     video = archive_packets(segments, "v")
     key = max(t for t, p in video if p.keyframe and t <= start_us)
-    frames = sorted({t for t, _ in video if key <= t < end_us})
+    shown = []
+    for t, p in video:  # decoding order: the first frame shown (or decoded) at or after the
+        dts = t if p.dts_us is None else t - p.pts_us + p.dts_us  # (dts <= pts)
+        if t >= end_us or dts >= end_us:  # end ends the video, with
+            break  # the B-run it anchors (docs/evidence.rst)
+        shown.append(t)
+    frames = sorted({t for t in shown if t >= key})
     audio = sorted({t: p.duration_us for t, p in archive_packets(segments, "a")}.items())
     inside = [(t, d) for t, d in audio if key <= t < end_us]
     return Truth(key, tuple(frames), sum(d for _, d in inside), inside[0][0],

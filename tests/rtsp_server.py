@@ -2,8 +2,9 @@
 
 Run by Debian's ``/usr/bin/python3`` (``python3-gi``, ``gir1.2-gst-rtsp-server-1.0``), not the
 project's interpreter: ``rtsp_server.py PORT NAME=KIND:FILE ...`` where KIND is one of
-``h264-pcmu`` (Matroska), ``h264-aac`` (MP4), ``h265`` (MP4), ``h264-ts`` (MPEG-TS, video
-only: a resolution change inside the file goes out as new parameter sets) or ``h264-aac-mkv``
+``h264-pcmu`` (Matroska), ``h264-aac`` (MP4), ``h264`` or ``h265`` (MP4, video only),
+``h264-ts`` (MPEG-TS, video only: a resolution change inside the file goes out as new
+parameter sets) or ``h264-aac-mkv``
 (Matroska; its video may end before its audio). A ``udp+`` before KIND makes that mount
 refuse RTSP over TCP (SETUP answers 461), as UDP-only cameras do. Every client gets its own
 pipeline (``set_shared(False)``), like a camera. Prints ``ready PORT`` once listening.
@@ -31,6 +32,8 @@ PIPELINES = {
                      "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 "
                      "config-interval=-1 "
                      "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97"),
+    "h264": ("filesrc location={file} ! qtdemux name=d "
+             "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1"),
     "h265": ("filesrc location={file} ! qtdemux name=d "
              "d.video_0 ! queue ! h265parse ! rtph265pay name=pay0 pt=96 config-interval=1"),
 }

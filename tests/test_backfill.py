@@ -33,14 +33,16 @@ def test_interrupted_backfill_resumes_with_the_missing_segments(
     assert plan is not None and not plan.done
     stop = threading.Event()
     stop.set()  # stopped before anything is written: the plan stays open
-    assert backfill.run(data_dir, index, targets, SPEC, plan, stop) == 0
+    assert backfill.run(data_dir, index, targets, SPEC, plan, stop, join_wait_s=0) == 0
     again = backfill.decide(data_dir, index, targets, SPEC.minutes, END_US + 60 * S)
     assert again == plan  # the same range, not a new one ending later
     assert not list(data_dir.glob("archive/*/*.mp4"))
-    assert backfill.run(data_dir, index, targets, SPEC, again, threading.Event()) == 6
+    assert backfill.run(data_dir, index, targets, SPEC, again, threading.Event(),
+                        join_wait_s=0) == 6
+    # no live recording: each device's back-fill ends at the plan's end
     assert backfill.load(data_dir) == backfill.Backfill(END_US, 0.5,
                                                        tuple(d.device_id for d in targets),
-                                                       done=True)
+                                                       done=True, ends_us=(END_US, END_US))
     for device in targets:
         assert index.intervals(device.device_id, 0, END_US * 2) == [(END_US - 30 * S, END_US)]
     # Half the files lost before the plan was marked done: only those are written again.
@@ -49,7 +51,8 @@ def test_interrupted_backfill_resumes_with_the_missing_segments(
     backfill.save(data_dir, backfill.Backfill(END_US, 0.5, plan.device_ids))
     resumed = backfill.decide(data_dir, index, targets, SPEC.minutes, END_US)
     assert resumed is not None
-    assert backfill.run(data_dir, index, targets, SPEC, resumed, threading.Event()) == 1
+    assert backfill.run(data_dir, index, targets, SPEC, resumed, threading.Event(),
+                        join_wait_s=0) == 1
     assert backfill.decide(data_dir, index, targets, SPEC.minutes, END_US) is None  # done
     index.close()
 

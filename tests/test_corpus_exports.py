@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import corpus
 import pytest
+from oracle import Claim, check_file
 
 from sense_plugin.media.remux import CutRequest, CutResult, SourceSegment, cut
 
@@ -102,6 +103,7 @@ def test_export_holds_every_frame_and_all_audio(
     truth = item.truth
     out = tmp_path / f"out.{fmt}"
     result = export(item, out, fmt)
+    check_file(out, Claim.of_result(result), requested=(START_US, END_US))
     got = decode_all(out)
     assert got.errors == 0
     # video: exactly the archive's frames in [start keyframe, endtime), all decodable

@@ -12,6 +12,7 @@ import numpy as np
 from apiclient import command, export_body, schema, wait_export
 from conftest import API_DEVICES
 from lxml import etree
+from oracle import check_file
 from PIL import Image
 
 from sense_plugin.archive.naming import parse_segment_filename
@@ -153,6 +154,7 @@ async def test_stop_keeps_what_was_written_and_removes_the_queued(
     path = export_dir(config, export) / file_el.findtext("name")
     times = decoded_times(path)
     assert len(times) == int(file_el.findtext("framecount")) > 0
+    check_file(path, file_el, requested=(base, stopped_end))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == file_el.findtext("sha256")
     manifest = etree.parse(str(path.parent / "manifest.xml")).getroot()
     assert schema("manifest").validate(manifest), schema("manifest").error_log
@@ -233,6 +235,7 @@ async def test_split_parts_are_under_the_limit_and_concatenate_to_the_whole(
                                                          for n in range(1, len(parts) + 1)]
     files = export.findall("devices/device/files/file")
     for path, file_el in zip(parts, files, strict=True):
+        check_file(path, file_el, requested=(t0, t1) if path == parts[-1] else None)
         data = path.read_bytes()
         assert len(data) <= 1_000_000 and file_el.findtext("oversize") is None
         assert hashlib.sha256(data).hexdigest() == file_el.findtext("sha256")

@@ -16,6 +16,7 @@ import pytest
 from apiclient import command, export_body, wait_export
 from ffmpegtools import ENCODE, ffmpeg, ffmpeg_segments, frame_digests
 from lxml import etree
+from oracle import check_export, source_frames
 
 from sense_plugin.api.keys import ARCHIVE
 from sense_plugin.archive.naming import NamePattern
@@ -81,6 +82,8 @@ async def test_layout_is_indexed_and_exported(layout: str, tmp_path: Path,
     export_id = int((await command(client, "exportVideo", body=body)).findtext("exportid"))
     status = await wait_export(client, export_id)
     assert status.findtext("status") == "COMPLETED"
+    check_export(tmp_path / "data", status, requested=(T0 + S + S // 2, T0 + 3 * S + S // 2),
+                 source=source_frames([(p, T0 + i * S) for i, p in enumerate(sources)]))
     file = status.find("devices/device/files/file")
     assert file.findtext("starttime") == format_timestamp(T0 + S)  # keyframe at or before
     (out,) = glob.glob(str(tmp_path / "data" / "exports" / "**" / file.findtext("name")),

@@ -87,9 +87,13 @@ def test_live_demo_without_devices(tmp_path: Path) -> None:
         assert began_us < end_us < now_us()  # the back-fill ends when the recording starts
         wait_for(lambda: all(recordings(server, d) and recordings(server, d)[-1][1]
                              > end_us + 8 * US_PER_S for d in IDS), 60, "live segments")
-        for device in IDS:
+        # each device's back-fill ends where its live recording begins
+        marker = tmp_path / "data" / MARKER_NAME
+        wait_for(lambda: json.loads(marker.read_text())["done"], 60, "the back-fill")
+        ends_us = json.loads(marker.read_text())["ends_us"]
+        for device, live_us in zip(IDS, ends_us, strict=True):
             (first, last), = recordings(server, device)  # back-fill and live join: one interval
-            assert first == (end_us - 30 * US_PER_S) // 1000 * 1000
+            assert first == (live_us - 30 * US_PER_S) // 1000 * 1000
             assert last > end_us + 8 * US_PER_S
         assert all(d.findtext("status") == "recording"
                    for d in server.command("getDeviceList").findall("devices/device"))
@@ -136,9 +140,10 @@ def test_interrupted_backfill_is_completed_by_the_next_start(tmp_path: Path) -> 
     try:
         wait_for(lambda: json.loads((tmp_path / "data" / MARKER_NAME).read_text())["done"],
                  120, "the back-fill to complete")
-        for device in IDS:
+        ends_us = json.loads(marker_path.read_text())["ends_us"]  # where each live one began
+        for device, live_us in zip(IDS, ends_us, strict=True):
             (first, last), *_ = recordings(server, device)  # wire times are milliseconds
-            assert first == (end_us - 600 * US_PER_S) // 1000 * 1000
+            assert first == (live_us - 600 * US_PER_S) // 1000 * 1000
             assert last >= end_us // 1000 * 1000
     finally:
         assert server.stop() == 0

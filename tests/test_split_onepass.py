@@ -9,6 +9,7 @@ from typing import Any
 import av
 import pytest
 from conftest import MEDIA_T0_US
+from oracle import Claim, check_file
 
 from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.media.cutspec import CutRequest, SourceSegment
@@ -50,6 +51,7 @@ def test_parts_written_in_one_pass_equal_the_whole(tmp_path: Path, source: Any, 
     out = tmp_path / "parts" / f"cam.{fmt}"
     result, parts = cut_parts(CutRequest(source, t0, t1, str(out), fmt, title="Cam"), LIMIT,
                               device_id=7, fsync=False, overhead=overhead)
+    check_file(tmp_path / f"whole.{fmt}", Claim.of_result(whole), requested=(t0, t1))
     assert result.first_frame_us == whole.first_frame_us
     assert result.last_frame_us == whole.last_frame_us
     assert len(parts) >= 3 and whole.size_bytes > 2 * LIMIT
@@ -62,6 +64,11 @@ def test_parts_written_in_one_pass_equal_the_whole(tmp_path: Path, source: Any, 
         assert part["name"].endswith(f"_part{number:03d}.{fmt}")
         assert len(data) == part["size_bytes"] <= LIMIT and not part["oversize"]
         assert hashlib.sha256(data).hexdigest() == part["sha256"]
+        check_file(path, Claim(part["name"], part["size_bytes"], part["sha256"],
+                               part["first_frame_us"], part["last_frame_us"],
+                               part["frame_count"],
+                               tuple((g["start_us"], g["end_us"]) for g in part["gaps"])),
+                   requested=(t0, t1) if number == len(parts) else None)
         frames = digests(path)
         assert len(frames) == part["frame_count"]
         joined += frames

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sense_plugin.archive.segment import STATE_COMPLETE, FileRecord, Segment
+from sense_plugin.timestamps import GAP_TOLERANCE_US
 
 if TYPE_CHECKING:
     from sense_plugin.configmodel import Config
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 #: The index's file in ``[server] data_dir``.
 INDEX_FILENAME = "archive.sqlite3"
 
-#: Recorded intervals closer than this are reported as one (no visible gap).
-DEFAULT_JOIN_TOLERANCE_US = 1_000_000
+#: Recorded intervals closer than this are reported as one: the gap tolerance of every
+#: export too (docs/evidence.rst, "Gaps").
+DEFAULT_JOIN_TOLERANCE_US = GAP_TOLERANCE_US
 SCHEMA_VERSION = 2
 
 _SCHEMA = """

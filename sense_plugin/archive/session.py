@@ -186,7 +186,6 @@ class Session:
     def _video(self, packet: Packet[Stream], pts_us: int) -> None:
         segment = self.current
         assert segment is not None
-        segment.min_pts_us = min(segment.min_pts_us, pts_us)
         segment.end_us = max(segment.end_us, pts_us + self.frame_us)
         self._write(segment, packet)
         first = self.previous if self.previous is not None else segment

@@ -57,7 +57,9 @@ class OpenSegment:
 
     writer: SegmentWriter
     base_us: int  # media time of the first video dts: 0 in the file
-    min_pts_us: int  # earliest video pts: names the segment
+    #: pts of its keyframe, its first shown frame: names the segment. Leading pictures stored
+    #: after it but shown before it (HEVC RASL) belong to the time of the segment before.
+    min_pts_us: int
     end_us: int  # media time past the last written video frame
     last_dts: dict[int, int] = field(default_factory=dict)
 

@@ -42,6 +42,9 @@ MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moo
 MKV_OPTIONS = {"flush_packets": "1"}
 _MP4_VIDEO = {"h264", "hevc"}
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "opus", "alac"}
+#: Where a segment's header (and its creation_time) lies: well within its first bytes.
+_HEADER_BYTES = 64 * 1024
+_MKV_EPOCH_US = 978_307_200 * 1_000_000  # 2001-01-01T00:00:00Z
 _PARTIAL_RE = re.compile(r"\.(?P<final>.+)" + re.escape(PARTIAL_SUFFIX))
 
 
@@ -132,6 +135,7 @@ class SegmentWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.fmt = fmt
+        self.first_us = first_us  # the start estimated at the open (creation_time)
         self.tmp_path = directory / partial_name(segment_filename(first_us, fmt))
         self._container = _open_output(self.tmp_path, fmt, first_us)
         try:
@@ -163,8 +167,16 @@ class SegmentWriter:
         return source_index in self._streams
 
     def commit(self, start_us: int) -> Path:
-        """Close the file and rename it to its final name for archive start ``start_us``."""
+        """Close the file and rename it to its final name for archive start ``start_us``.
+
+        The start known at the open was a first estimate (the source clock settles while the
+        first segment is recorded): the ``creation_time`` written then is corrected in place
+        to ``start_us``, so the file states the time of its own first frame.
+        """
         self._container.close()
+        if start_us != self.first_us and not patch_creation_time(
+                self.tmp_path, self.fmt, self.first_us, start_us):
+            log.info("%s: creation_time left at the first estimate", self.tmp_path.name)
         final = self.directory / segment_filename(start_us, self.fmt)
         os.replace(self.tmp_path, final)
         return final
@@ -176,6 +188,34 @@ class SegmentWriter:
         except (av.FFmpegError, OSError) as exc:
             log.debug("closing aborted segment %s: %s", self.tmp_path.name, exc)
         self.tmp_path.unlink(missing_ok=True)
+
+
+def patch_creation_time(path: Path, fmt: str, old_us: int, new_us: int) -> bool:
+    """Rewrite the ``creation_time`` the muxer wrote for ``old_us`` as ``new_us``, in place.
+
+    Both encodings have a fixed length: fragmented MP4 with ``use_metadata_tags`` holds the
+    ISO text once (an ``mdta`` key), Matroska an 8-byte ``DateUTC`` (ns since 2001-01-01).
+    False when it is not found exactly once in the header.
+    """
+    if fmt == "mp4":
+        old, new = creation_time_text(old_us).encode(), creation_time_text(new_us).encode()
+    elif fmt == "mkv":
+        old, new = _mkv_date_utc(old_us), _mkv_date_utc(new_us)
+    else:
+        return False
+    with open(path, "r+b") as handle:
+        head = handle.read(_HEADER_BYTES)
+        at = head.find(old)
+        if at < 0 or head.find(old, at + 1) >= 0:
+            return False
+        handle.seek(at)
+        handle.write(new)
+    return True
+
+
+def _mkv_date_utc(at_us: int) -> bytes:
+    """The Matroska ``DateUTC`` element (ID 0x4461, 8 bytes) for archive time ``at_us``."""
+    return b"\x44\x61\x88" + ((at_us - _MKV_EPOCH_US) * 1000).to_bytes(8, "big", signed=True)
 
 
 def recover_partial(part: Path) -> Path | None:

@@ -21,13 +21,14 @@ from sense_plugin.evidence.filters import FrameFilter
 from sense_plugin.evidence.options import CODECS, QUALITY_CRF, RenderOptions
 from sense_plugin.evidence.subtitles import TimestampTrack, supported
 from sense_plugin.media.cutspec import (
-    GAP_FRAMES,
+    GAP_TOLERANCE_US,
     SEEK_MARGIN_US,
     CutCancelled,
     CutResult,
     Gap,
     SourceSegment,
 )
+from sense_plugin.timestamps import creation_time_text
 
 US = 1_000_000
 #: Output video time base: 90 kHz, as in MPEG-TS, exact for every common frame rate.
@@ -96,6 +97,9 @@ class Renderer:
             pass
         if self.vout is None or self.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
+        recorded_end_us = self.last_us + self._step_us()
+        if request.end_us - recorded_end_us > GAP_TOLERANCE_US:  # the recording stops short
+            self.gaps.append(Gap(recorded_end_us, request.end_us))
         for packet in self.vout.encode(None):
             self.output.mux(packet)
         if self.aout is not None:
@@ -164,6 +168,8 @@ class Renderer:
             return
         if self.vout is None:
             self._open_video(frame)
+            # before the first packet: the header states the first frame's archive time
+            self.output.metadata["creation_time"] = creation_time_text(archive_us)
         self._track(archive_us)
         assert self.first_us is not None and self.vout is not None and self.filter is not None
         out = self.filter.apply(frame, archive_us)
@@ -180,8 +186,8 @@ class Renderer:
         """Gaps, the decimation clock and the first/last frame times."""
         if self.first_us is None:
             self.first_us = archive_us
-        elif archive_us - self.last_us > (GAP_FRAMES + 1) * self.frame_us:
-            gap = Gap(self.last_us + self.frame_us, archive_us)
+        elif archive_us - (self.last_us + self._step_us()) > GAP_TOLERANCE_US:
+            gap = Gap(self.last_us + self._step_us(), archive_us)
             self.gaps.append(gap)
             self.gap_total_us += gap.end_us - gap.start_us
         if self.options.fps:
@@ -189,6 +195,11 @@ class Renderer:
             self.next_keep_us = (archive_us + period if not self.next_keep_us
                                  else max(self.next_keep_us + period, archive_us + period // 2))
         self.last_us = archive_us
+
+    def _step_us(self) -> int:
+        """How long a written frame lasts: a source frame, or the period of ``<fps>``."""
+        fps = self.options.fps
+        return max(self.frame_us, int(US / fps)) if fps else self.frame_us
 
     def _open_video(self, frame: av.VideoFrame) -> None:
         """Create the filter and the encoder from the first frame's size and the options."""

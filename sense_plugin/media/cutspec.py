@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sense_plugin import timestamps
 from sense_plugin.export.model import Gap  # one Gap type from the cut to the manifest
 
-__all__ = ["GAP_FRAMES", "SEEK_MARGIN_US", "CutCancelled", "CutRequest", "CutResult", "Gap",
+__all__ = ["GAP_TOLERANCE_US", "SEEK_MARGIN_US", "CutCancelled", "CutRequest", "CutResult", "Gap",
            "SourceSegment"]
 
 #: Seek this far before the start so the keyframe at or before it is read (cut and render).
 SEEK_MARGIN_US = 5_000_000
-#: A join counts as a gap when more than this many frame durations are missing.
-GAP_FRAMES = 2
+#: A join is a gap when more than this is missing (one tolerance everywhere).
+GAP_TOLERANCE_US = timestamps.GAP_TOLERANCE_US
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import av
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
 from sense_plugin.media import bitstream as bs
 from sense_plugin.media.cutspec import (
-    GAP_FRAMES,
+    GAP_TOLERANCE_US,
     SEEK_MARGIN_US,
     CutCancelled,
     CutRequest,
@@ -62,9 +62,8 @@ class Cutter:
         self.pending_audio: list[tuple[bs.Packet, int, int]] = []
         self.pending_end_us = 0
         self.last_audio_dts = -(1 << 62)  # of the input audio (archive µs): drops overlaps
-        self.video_done = False  # a video packet with dts >= the end was read
+        self.video_done = False  # a video packet shown or decoded at or after the end was read
         self.audio_done = False  # an audio packet with pts >= the end was read
-        self.tail: list[tuple[bs.Packet, int, int]] = []  # frames shown after the end, held
         self.prev_end_us: int | None = None  # end of the recording read so far
         self.should_finish = should_finish
         self.stopped_us: int | None = None
@@ -99,6 +98,9 @@ class Cutter:
         timeline.flush_audio()
         if not self.started or timeline.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
+        recorded_end_us = self.prev_end_us or timeline.first_us
+        if self.t1 - recorded_end_us > GAP_TOLERANCE_US:  # the recording stops short
+            timeline.gaps.append(Gap(recorded_end_us, self.t1))
         timeline.close(min(self.prev_end_us or timeline.first_us, self.t1))
 
     def result(self, size_bytes: int, sha256: str) -> CutResult:
@@ -192,7 +194,7 @@ class Cutter:
         timeline = self.timeline
         timeline.enter(bs.frame_us(vin), ain.codec_context if ain is not None else None)
         prev, timeline.join_gap = self.prev_end_us, None
-        if prev is not None and segment.start_us - prev > GAP_FRAMES * timeline.frame_us:
+        if prev is not None and segment.start_us - prev > GAP_TOLERANCE_US:
             timeline.join_gap = Gap(prev, segment.start_us)
         self.sought = seek and not self.started and self.t0 - segment.start_us > SEEK_MARGIN_US
         if self.sought:  # t0 is well inside this segment: earlier GOPs do not matter
@@ -247,24 +249,21 @@ class Cutter:
             self._start(pkt, pts_a, dts_a)
 
     def _video_in_range(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
-        """The cut by presentation time, once started.
+        """The cut by presentation time, once started (docs/evidence.rst, "The end").
 
-        A frame shown at or after the end is held back and written only if a frame shown
-        before the end follows it in decoding order (it is then a reference of that frame);
-        leading pictures shown before the first keyframe (HEVC RASL after a CRA) cannot decode
-        and are dropped. Reading stops once a dts reaches the end: every later frame is shown
-        after it.
+        The first frame read whose pts or dts is at or after the end ends the video: it is
+        shown after the end, and the frames that follow it in decoding order are either shown
+        after it too or belong to the B-run it anchors (they reference it), so they go with
+        it. No frame after the end is ever in the file; a B-run cut by the end is left out
+        whole (at most the reorder depth before the end, less than the gap tolerance).
+        Leading pictures shown before the first keyframe (HEVC RASL after a CRA) cannot
+        decode and are dropped.
         """
-        if dts_a >= self.t1:
-            self.video_done, self.tail = True, []
+        if dts_a >= self.t1 or pts_a >= self.t1:
+            self.video_done = True
             if self._audio_finished():
                 raise _Stop()
-        elif pts_a >= self.t1:
-            self.tail.append((pkt, pts_a, dts_a))
         elif pts_a >= self.timeline.first_us:
-            for held in self.tail:
-                self.timeline.video(*held, counted=False)
-            self.tail.clear()
             self.timeline.video(pkt, pts_a, dts_a)
 
     def _start(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import av
 from PIL import Image
@@ -19,7 +21,7 @@ from sense_plugin.errors import MediaError, NoRecordError
 from sense_plugin.evidence.filters import FrameFilter, output_size
 from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.media.cutspec import SourceSegment
-from sense_plugin.timestamps import format_timestamp
+from sense_plugin.timestamps import GAP_TOLERANCE_US, format_timestamp
 
 US = 1_000_000
 IMAGE_FORMATS = {"jpg": ("JPEG", "image/jpeg", ".jpg"), "png": ("PNG", "image/png", ".png")}
@@ -41,14 +43,41 @@ def grab(segments: tuple[SourceSegment, ...], instant_us: int, fmt: str = "jpg",
          options: RenderOptions | None = None) -> Snapshot:
     """The frame shown at ``instant_us`` from ``segments`` as ``fmt`` (jpg|png).
 
-    Raises :class:`NoRecordError` when no frame at or before the instant lies in the segment
-    that covers it (the instant is in a gap), :class:`MediaError` for unreadable files.
+    An instant in a hole shorter than the gap tolerance (not a gap: docs/evidence.rst) shows
+    the last frame before it. Raises :class:`NoRecordError` when no frame at or before the
+    instant lies in the segment that covers it (the instant is in a gap), :class:`MediaError`
+    for unreadable files.
     """
-    covering = [s for s in segments if s.start_us <= instant_us < s.end_us]
-    if not covering:
+    segment = segment_at(segments, instant_us)
+    if segment is None:
         raise NoRecordError(f"nothing is recorded at {format_timestamp(instant_us)}")
-    segment = max(covering, key=lambda s: s.start_us)
     return _encode(*_read(segment, instant_us, growing=False), fmt, options)
+
+
+class _Span(Protocol):
+    @property
+    def start_us(self) -> int: ...
+    @property
+    def end_us(self) -> int: ...
+
+
+_S = TypeVar("_S", bound=_Span)
+
+
+def segment_at(segments: Sequence[_S], instant_us: int) -> _S | None:
+    """The segment showing ``instant_us``: the latest-starting one that covers it, or, in a
+    hole shorter than the gap tolerance (no gap: docs/evidence.rst), the one before the hole
+    (its last frame is shown there). None in a gap. ``segments`` must include those starting
+    up to :data:`GAP_TOLERANCE_US` after the instant."""
+    covering = [s for s in segments if s.start_us <= instant_us < s.end_us]
+    if covering:
+        return max(covering, key=lambda s: s.start_us)
+    before = [s for s in segments if s.start_us <= instant_us]
+    after = [s.start_us for s in segments if s.start_us > instant_us]
+    if not before or not after:
+        return None
+    last = max(before, key=lambda s: s.end_us)
+    return last if min(after) - last.end_us <= GAP_TOLERANCE_US else None
 
 
 def grab_newest(segments: tuple[SourceSegment, ...], fmt: str = "jpg",
@@ -96,23 +125,26 @@ def _encode(frame: av.VideoFrame, frame_us: int, fmt: str,
 
 def _frame_at(segment: SourceSegment, instant_us: int,
               growing: bool = False) -> tuple[av.VideoFrame, int]:
-    with av.open(segment.path) as source:
-        if not source.streams.video:
-            raise NoRecordError(f"{os.path.basename(segment.path)} holds no video")
-        video = source.streams.video[0]
-        video.thread_type = "AUTO"
-        tb = video.time_base
-        if tb is None:
-            raise MediaError(f"{os.path.basename(segment.path)}: video without a time base")
-        base_us = segment.start_us - int((video.start_time or 0) * tb * US)
-        # seek to the keyframe before the instant; if that lands after it, read from the top
-        for target in (int((instant_us - base_us) / (tb * US)), video.start_time or 0):
-            source.seek(target, stream=video, backward=True)
+    """Seek to the keyframe before the instant; where that lands after it (MPEG-TS seeks by
+    dts, and a keyframe's dts lies before its pts), read the file from its top instead."""
+    for seek in (True, False):
+        with av.open(segment.path) as source:
+            if not source.streams.video:
+                raise NoRecordError(f"{os.path.basename(segment.path)} holds no video")
+            video = source.streams.video[0]
+            video.thread_type = "AUTO"
+            tb = video.time_base
+            if tb is None:
+                raise MediaError(f"{os.path.basename(segment.path)}: video without a time base")
+            base_us = segment.start_us - int((video.start_time or 0) * tb * US)
+            if seek:
+                source.seek(int((instant_us - base_us) / (tb * US)), stream=video,
+                            backward=True)
             shown = _last_frame_until(source, video, base_us, instant_us, growing)
             if shown is not None:
                 return shown
-        raise NoRecordError(f"no frame at or before {format_timestamp(instant_us)} in "
-                            f"{os.path.basename(segment.path)}")
+    raise NoRecordError(f"no frame at or before {format_timestamp(instant_us)} in "
+                        f"{os.path.basename(segment.path)}")
 
 
 def _last_frame_until(source: av.container.InputContainer, video: av.VideoStream,

@@ -60,8 +60,8 @@ class OutputTimeline:
         # video is delayed by the reorder depth together with the audio instead of alone.
         self.zero_us = key_pts
 
-    def video(self, pkt: bs.Packet, pts_a: int, dts_a: int, *, counted: bool = True) -> None:
-        """Write a video packet; ``counted=False``: a reference shown after the end."""
+    def video(self, pkt: bs.Packet, pts_a: int, dts_a: int) -> None:
+        """Write a video packet of the range (shown before its end)."""
         if self.join_gap is not None:
             gap, self.join_gap = self.join_gap, None
             self.gaps.append(gap)
@@ -77,8 +77,6 @@ class OutputTimeline:
         out_pts = pkt.pts  # µs; mux_one rescales the packet to the stream's time base
         self.output.mux_one(pkt)
         self.last_dts = dts
-        if not counted:
-            return  # a reference shown after the end: in the file, not in the range
         self.frames += 1
         if self.outputs.timestamps is not None:
             self.outputs.timestamps.frame(pts_a, out_pts)

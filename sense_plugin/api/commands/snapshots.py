@@ -32,8 +32,8 @@ from sense_plugin.export.nearest import nothing_at
 from sense_plugin.export.newest import open_segment
 from sense_plugin.export.planning import newest_sources
 from sense_plugin.media.cutspec import SourceSegment
-from sense_plugin.media.snapshot import IMAGE_FORMATS, Snapshot, grab, grab_newest
-from sense_plugin.timestamps import format_timestamp, now_us
+from sense_plugin.media.snapshot import IMAGE_FORMATS, Snapshot, grab, grab_newest, segment_at
+from sense_plugin.timestamps import GAP_TOLERANCE_US, format_timestamp, now_us
 
 MAX_WIDTH = 7680
 FORMAT_ALIASES = {"jpg": "jpg", "jpeg": "jpg", "png": "png"}
@@ -73,7 +73,11 @@ async def get_snapshot(ctx: CommandContext) -> web.StreamResponse:
         etag, snap = await pool.run(user, _newest_unless_unchanged, sources, fmt, options,
                                     wanted, matches)
     else:
-        segments = await archive.segments(device.device_id, instant_us, instant_us + 1)
+        # a hole under the gap tolerance is no gap: the frame before it (media/snapshot.py)
+        segments = await archive.segments(device.device_id, instant_us - GAP_TOLERANCE_US,
+                                          instant_us + GAP_TOLERANCE_US + 1)
+        if segment_at(segments, instant_us) is None:
+            segments = []
         if not segments:
             raise NoRecordError(await nothing_at(archive, device.device_id, instant_us))
         sources = tuple(SourceSegment(s.path_text, s.start_us, s.end_us) for s in segments)
