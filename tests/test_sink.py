@@ -11,7 +11,10 @@ import av
 import pytest
 from fsfull import file_size_limit
 
+from sense_plugin.archive import naming
 from sense_plugin.errors import StorageError
+from sense_plugin.media import sink as sink_module
+from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.media.sink import HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
 
@@ -130,3 +133,82 @@ def test_which_muxers_seek(
         sink.close()
     assert sink.rewrote is seeks
     assert sink.sha256 == file_sha256(path)
+
+
+# -- the digest is of the bytes written through the sink's own descriptor -------------------------
+
+
+def _swap_after_last_write(monkeypatch: pytest.MonkeyPatch, path: Path, stash: Path) -> None:
+    """An adversary who, once the muxer has written its last byte, moves the file away and puts
+    a forged one under its name: done from the sink's own step that follows the last write."""
+    finish = sink_module._HashThread.finish
+
+    def swap_then_finish(self: sink_module._HashThread):  # type: ignore[no-untyped-def]
+        if path.exists() and not stash.exists():
+            os.rename(path, stash)
+            path.write_bytes(b"forged" * 1000)
+        return finish(self)
+
+    monkeypatch.setattr(sink_module._HashThread, "finish", swap_then_finish)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "live", "header_room"),
+    [
+        ("matroska", {}, False, False),
+        ("mp4", {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+                             "+skip_trailer"}, True, True),
+        ("mpegts", {}, True, False),
+    ],
+    ids=["matroska", "fragmented-mp4", "mpegts"],
+)
+def test_a_file_swapped_after_the_last_write_is_not_what_is_hashed(
+    tmp_path: Path, make_segments: MakeSegments, monkeypatch: pytest.MonkeyPatch,
+    fmt: str, options: dict[str, str], live: bool, header_room: bool,
+) -> None:
+    """The file put back before the rename holds the bytes the digest names, and only those."""
+    source = make_segments()[0]
+    path, stash = tmp_path / "out.part", tmp_path / "moved-away"
+    _swap_after_last_write(monkeypatch, path, stash)
+    with HashingSink(path, hash_while_writing=live, mp4_header_room=header_room) as sink:
+        with av.open(str(source)) as src, av.open(sink, "w", format=fmt, options=options) as out:
+            stream = out.add_stream_from_template(src.streams.video[0])
+            for packet in src.demux(src.streams.video[0]):
+                if packet.size:
+                    packet.stream = stream
+                    out.mux(packet)
+        if header_room:
+            sink.finish_mp4_header()
+        sink.close()
+    assert stash.exists(), "the swap did not happen"
+    assert sink.sha256 != file_sha256(path)  # the forged file is not what was signed
+    os.replace(stash, path)  # put back before the rename
+    assert sink.sha256 == file_sha256(path)
+    st = path.stat()
+    assert sink.identity == (st.st_dev, st.st_ino)
+    assert sink.size_bytes == st.st_size
+
+
+@pytest.mark.parametrize("fmt", ["mkv", "mp4", "ts"])
+def test_a_cut_swapped_before_its_rename_names_the_file_it_wrote(
+    tmp_path: Path, make_segments: MakeSegments, monkeypatch: pytest.MonkeyPatch, fmt: str,
+) -> None:
+    """Through the whole cut: digest and identity are those of the file written, so the swapped
+    file now under the final name matches neither (the export's identity check refuses it)."""
+    segments = make_segments()
+    sources = []
+    for path in segments:
+        start_us = naming.parse_segment_filename(path.name)
+        assert start_us is not None
+        sources.append(SourceSegment(str(path), start_us, start_us + 2_000_000))
+    out = tmp_path / f"out.{fmt}"
+    stash = tmp_path / "moved-away"
+    _swap_after_last_write(monkeypatch, Path(f"{out}.part"), stash)
+    result = cut(CutRequest(tuple(sources), sources[0].start_us, sources[-1].end_us, str(out),
+                            fmt))
+    assert stash.exists(), "the swap did not happen"
+    written, forged = stash.stat(), out.stat()
+    assert result.sha256 == file_sha256(stash) != file_sha256(out)
+    assert (result.file_dev, result.file_ino) == (written.st_dev, written.st_ino)
+    assert result.file_ino != forged.st_ino
+    assert result.size_bytes == written.st_size

@@ -1,4 +1,9 @@
-"""The file object an export muxes into: paced writes, byte count and SHA-256 in one pass."""
+"""The file object an export muxes into: paced writes, byte count and SHA-256 in one pass.
+
+The digest is always of the bytes written through this object's own descriptor: hashed as they
+are written, or (when the muxer went back and patched them) read back through that descriptor
+with ``pread`` before it is closed, never through the path (docs/performance.rst).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ import hashlib
 import os
 import queue
 import threading
+from concurrent.futures import Future
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 from sense_plugin.errors import StorageError
-from sense_plugin.hashing import sha256_of_path
+from sense_plugin.hashing import sha256_of_fd
 from sense_plugin.media.mp4header import RESERVE_BYTES, HeaderReserve, finish, free_box
 from sense_plugin.media.throttle import TokenBucket
 
@@ -23,7 +29,8 @@ _HASH_READ = 1024 * 1024
 #: Chunks waiting for the hashing thread (1 MiB each from the muxer): bounds the memory held.
 _HASH_QUEUE_CHUNKS = 16
 _T = TypeVar("_T")
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Read and write: a rewritten file is hashed back through the descriptor that wrote it.
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _HashThread:
@@ -68,8 +75,9 @@ class HashingSink:
     read. Muxers that only append (fragmented MP4, MPEG-TS) never seek. A muxer that seeks
     back and overwrites (Matroska rewrites its header, cues and duration at the end; plain
     MP4 patches ``mdat`` size) makes the running hash stale: the sink notices the overwrite and
-    only then, in :meth:`close`, hashes the finished file again from disk. For a muxer known
-    to do that, ``hash_while_writing=False`` skips the wasted first hash.
+    only then, in :meth:`close`, hashes the finished file again, read back through the same
+    descriptor (while ``fsync`` runs on another thread). For a muxer known to do that,
+    ``hash_while_writing=False`` skips the wasted first hash.
 
     ``OSError`` for a full disk, quota or file size limit becomes :class:`StorageError`.
     """
@@ -97,7 +105,7 @@ class HashingSink:
         self.bytes_written = 0
         self.seeks = 0
         # created exclusively, never through a symlink (the export integrity rules, SECURITY)
-        self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "wb"))
+        self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "r+b"))
         #: (st_dev, st_ino) of the descriptor written and hashed; set by close().
         self.identity = (0, 0)
         self._hasher = _HashThread()  # started last: nothing to stop if the open fails
@@ -185,28 +193,39 @@ class HashingSink:
         if not self._shift:
             return False
         _storage(self._file.flush)
-        with open(self.path, "r+b") as handle:
-            done = _storage(lambda: finish(handle))
+        end = self._file.tell()
+        done = _storage(lambda: finish(self._file))  # the descriptor written, not the path
+        _storage(lambda: self._file.seek(end))
         self.rewrote = True
         return done
 
     def close(self) -> None:
-        """Flush, optionally fsync, close, and fix the digest if the file was rewritten."""
+        """Flush, fsync, hash if the file was rewritten, and close; the digest is then known.
+
+        A rewritten file is read back through this descriptor, so the digest is of the bytes
+        written here even if another file took the path meanwhile; the read overlaps the
+        ``fsync`` (both release the GIL), so it adds little to the wall time.
+        """
         if self._file.closed:
             return
+        synced: Future[None] | None = None
         try:
             if self._reserve is not None:  # moov never completed: the bytes as written
                 self._write_raw(self._take_header(None))
             _storage(self._file.flush)
-            if self._fsync:
-                _storage(lambda: os.fsync(self._file.fileno()))
-            st = os.fstat(self._file.fileno())
+            fd = self._file.fileno()
+            synced = _fsync_in_background(fd) if self._fsync else None
+            digest = self._hasher.finish()
+            if self.rewrote or not self._live:
+                digest = _storage(lambda: sha256_of_fd(fd, read_bytes=_HASH_READ))
+            st = os.fstat(fd)
             self.identity = (st.st_dev, st.st_ino)
         finally:
-            self._file.close()
-        digest = self._hasher.finish()
-        if self.rewrote or not self._live:
-            digest = _hash_file(self.path)
+            try:
+                if synced is not None:  # the descriptor stays open until fsync returned
+                    _storage(synced.result)
+            finally:
+                self._file.close()
         self._digest = digest.hexdigest()
 
     def __enter__(self) -> HashingSink:
@@ -271,5 +290,17 @@ def _raise_storage(exc: OSError) -> None:
         raise StorageError(f"export storage is full: {os.strerror(exc.errno or 0)}") from exc
 
 
-def _hash_file(path: Path) -> hashlib._Hash:
-    return sha256_of_path(path, read_bytes=_HASH_READ)
+def _fsync_in_background(fd: int) -> Future[None]:
+    """``os.fsync(fd)`` on a thread of its own; the future settles when it returns."""
+    synced: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            os.fsync(fd)
+        except BaseException as exc:  # handed to the caller, which raises it
+            synced.set_exception(exc)
+        else:
+            synced.set_result(None)
+
+    threading.Thread(target=run, name="sink-fsync", daemon=True).start()
+    return synced
