@@ -12,8 +12,8 @@ import hashlib
 import os
 import queue
 import threading
-from concurrent.futures import Future
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
