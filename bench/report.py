@@ -72,6 +72,11 @@ def _b1_rows(res: dict) -> list[str]:
             lines.append(f"| B1 {b1['range_s'] // 60} min 1080p | {label}, median (min–max) | "
                          f"{r['median']:.3f} s ({r['min']:.3f}–{r['max']:.3f}); "
                          f"{r['mb_per_s']:.0f} MB/s | | |")
+        if "cpu_s" in b1:
+            cpu = b1["cpu_s"]
+            lines.append(f"| B1 | CPU seconds per run, median: sense (server + worker) / floor / "
+                         f"peer | {cpu['sense']['median']:.2f} / {cpu['floor']['median']:.2f} / "
+                         f"{cpu['peer']['median']:.2f} s | | |")
         t = list(b1["targets"].values())
         for (other, target), ok in zip((("floor", "≤ 1.25"), ("peer", "≤ 0.5")), t, strict=True):
             r = b1[f"sense_over_{other}"]
@@ -83,9 +88,12 @@ def _b1_rows(res: dict) -> list[str]:
             target, verdict = "", ""
             if count == "2":
                 target, verdict = "≤ 1.25", _yes(r["over_one"]["median"] <= 1.25)
-            lines.append(f"| jobs | {count} exports at once / one, pairwise median (min–max) | "
+            cpu = jobs["cpu_s_per_export"]
+            lines.append(f"| jobs | {count} exports at once / one, pairwise median (min–max); "
+                         f"CPU s per export (one alone) | "
                          f"{r['over_one']['median']:.2f} ({r['over_one']['min']:.2f}–"
-                         f"{r['over_one']['max']:.2f}) | {target} | {verdict} |")
+                         f"{r['over_one']['max']:.2f}); {cpu[count]['median']:.2f} "
+                         f"({cpu['1']['median']:.2f}) | {target} | {verdict} |")
     return lines
 
 

@@ -35,6 +35,21 @@ def export_body(ranges: list[tuple[int, int, int]], fmt: str = "mp4") -> str:
     return f"<export><devices>{devices}</devices><format>{fmt}</format></export>"
 
 
+def session_cpu_s(session_id: int) -> float:
+    """User + system CPU seconds of the live processes of a session (the server started with
+    ``start_new_session`` and its workers): what the work cost, however busy the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[3]) == session_id:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 class Client:
     """One keep-alive HTTP connection to the server."""
 

@@ -18,15 +18,17 @@ process of its own and reports the time of its pass (interpreter start-up exclud
 from __future__ import annotations
 
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.archive import CACHE_DIR, LONG_ID, Archive
-from bench.server import Server
+from bench.server import Server, session_cpu_s
 from sense_plugin.media.worker import WORKER_NICE
 
 OUT_DIR = CACHE_DIR / "out"
@@ -61,15 +63,18 @@ def run_b1(archive: Archive, rounds: int, log=print) -> dict:
     offset_s = (lo - segments[0][1]) / 1e6
 
     times: dict[str, list[float]] = {"sense": [], "floor": [], "peer": []}
+    sense_cpu_s: list[float] = []
     sizes: dict[str, int] = {}
     with Server(archive.config, archive.data_dir, "server-b1") as server:
         client = server.client()
 
         def sense() -> tuple[float, int]:
+            cpu_before = session_cpu_s(server.pid)
             t0 = time.perf_counter()
             export_id = client.create([(LONG_ID, lo, hi)])
             root = client.wait(export_id, poll_s=0.002)
             wall = time.perf_counter() - t0
+            sense_cpu_s.append(session_cpu_s(server.pid) - cpu_before)
             size = sum(int(s) for s in root.xpath("//file/size/text()"))
             client.remove(export_id)
             return wall, size
@@ -98,7 +103,22 @@ def run_b1(archive: Archive, rounds: int, log=print) -> dict:
             out.unlink()
             return wall, size
 
-        runners = {"sense": sense, "floor": floor, "peer": peer}
+        def children_cpu_s() -> float:
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return usage.ru_utime + usage.ru_stime
+
+        def with_cpu(name: str, func: Callable[[], tuple[float, int]]
+                     ) -> Callable[[], tuple[float, int]]:
+            def run() -> tuple[float, int]:
+                before = children_cpu_s()
+                measured = func()
+                cpu_s[name].append(children_cpu_s() - before)
+                return measured
+            return run
+
+        cpu_s: dict[str, list[float]] = {"floor": [], "peer": []}
+        runners = {"sense": sense, "floor": with_cpu("floor", floor),
+                   "peer": with_cpu("peer", peer)}
         for func in runners.values():  # warm-up: page cache, worker processes, ffmpeg
             func()
         for i in range(rounds):
@@ -112,7 +132,10 @@ def run_b1(archive: Archive, rounds: int, log=print) -> dict:
 
     result: dict = {"range_s": RANGE_S, "segments": len(segments), "source_bytes": source_bytes,
                     "rounds": rounds, "raw_s": times, "output_bytes": sizes,
-                    "load_average_after": os.getloadavg()}
+                    "load_average_after": os.getloadavg(),
+                    # server + worker CPU per export (status polls included): load-independent
+                    "cpu_s": {"sense": _summary(sense_cpu_s[1:]),
+                              **{k: _summary(v[1:]) for k, v in cpu_s.items()}}}
     for name, walls in times.items():
         result[name] = {**_summary(walls),
                         "x_realtime": RANGE_S / statistics.median(walls),
