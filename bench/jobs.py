@@ -42,7 +42,7 @@ def run_jobs(archive: Archive, rounds: int, log=print) -> dict:
             t0 = time.perf_counter()
             ids = [client.create([r]) for r in ranges[:count]]
             for export_id in ids:
-                client.wait(export_id, poll_s=0.002)
+                client.wait(export_id, poll_s=0.002, coarse_poll_s=0.02)
             wall = time.perf_counter() - t0
             for export_id in ids:
                 client.remove(export_id)
