@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from fsfull import file_size_limit
 
 from sense_plugin.archive import naming
 from sense_plugin.errors import StorageError
-from sense_plugin.media import sink as sink_module
+from sense_plugin.media import sinkwork
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.media.sink import HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
@@ -141,15 +142,15 @@ def test_which_muxers_seek(
 def _swap_after_last_write(monkeypatch: pytest.MonkeyPatch, path: Path, stash: Path) -> None:
     """An adversary who, once the muxer has written its last byte, moves the file away and puts
     a forged one under its name: done from the sink's own step that follows the last write."""
-    finish = sink_module._HashThread.finish
+    finish = sinkwork.HashThread.finish
 
-    def swap_then_finish(self: sink_module._HashThread):  # type: ignore[no-untyped-def]
+    def swap_then_finish(self: sinkwork.HashThread):  # type: ignore[no-untyped-def]
         if path.exists() and not stash.exists():
             os.rename(path, stash)
             path.write_bytes(b"forged" * 1000)
         return finish(self)
 
-    monkeypatch.setattr(sink_module._HashThread, "finish", swap_then_finish)
+    monkeypatch.setattr(sinkwork.HashThread, "finish", swap_then_finish)
 
 
 @pytest.mark.parametrize(
@@ -212,3 +213,15 @@ def test_a_cut_swapped_before_its_rename_names_the_file_it_wrote(
     assert (result.file_dev, result.file_ino) == (written.st_dev, written.st_ino)
     assert result.file_ino != forged.st_ino
     assert result.size_bytes == written.st_size
+
+
+def test_a_large_file_is_written_back_while_written_and_the_thread_ends(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    block = os.urandom(1024 * 1024)
+    sink = HashingSink(path)
+    for _ in range(sinkwork.WRITEBACK_BYTES // len(block) * 2 + 3):
+        sink.write(block)
+    sink.close()
+    assert sink.sha256 == file_sha256(path)
+    assert sink.size_bytes == path.stat().st_size
+    assert not [t for t in threading.enumerate() if t.name == "sink-writeback"]

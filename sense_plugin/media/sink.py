@@ -7,11 +7,9 @@ with ``pread`` before it is closed, never through the path (docs/performance.rst
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import hashlib
 import os
-import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,46 +19,15 @@ from typing import TypeVar
 from sense_plugin.errors import StorageError
 from sense_plugin.hashing import sha256_of_fd
 from sense_plugin.media.mp4header import RESERVE_BYTES, HeaderReserve, finish, free_box
+from sense_plugin.media.sinkwork import HashThread, Writeback, fsync_in_background
 from sense_plugin.media.throttle import TokenBucket
 
 #: errno values that mean "the disk (or quota, or file size limit) is full".
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _HASH_READ = 1024 * 1024
-#: Chunks waiting for the hashing thread (1 MiB each from the muxer): bounds the memory held.
-_HASH_QUEUE_CHUNKS = 16
 _T = TypeVar("_T")
 #: Read and write: a rewritten file is hashed back through the descriptor that wrote it.
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _HashThread:
-    """SHA-256 on a second thread, overlapped with demuxing and muxing.
-
-    ``hashlib`` releases the GIL for inputs above 2 KiB, so on CPUs without SHA extensions
-    (about 200-400 MB/s) the hash no longer adds to the export's wall time (bench B1).
-    """
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_HASH_QUEUE_CHUNKS)
-        self._thread = threading.Thread(target=self._run, name="sink-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self.hash.update(chunk)
-
-    def update(self, data: bytes) -> None:
-        """Queue ``data`` for hashing (blocks while the queue is full)."""
-        # keep a private copy unless the caller gave immutable bytes (PyAV does)
-        self._queue.put(data if type(data) is bytes else bytes(data))
-
-    def finish(self) -> hashlib._Hash:
-        """Wait for the queued chunks; returns the hash object."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        return self.hash
 
 
 class WriteCancelled(Exception):
@@ -108,7 +75,9 @@ class HashingSink:
         self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "r+b"))
         #: (st_dev, st_ino) of the descriptor written and hashed; set by close().
         self.identity = (0, 0)
-        self._hasher = _HashThread()  # started last: nothing to stop if the open fails
+        # with fsync on, the disk writes the file while it is made (sinkwork.Writeback)
+        self._writeback = Writeback(self._file.fileno()) if fsync else None
+        self._hasher = HashThread()  # started last: nothing to stop if the open fails
         # Off for muxers known to rewrite (Matroska): the digest then comes from the file only.
         self._live = hash_while_writing and not mp4_header_room
         # Fragmented MP4: a free box goes after moov, for the durations written at the end.
@@ -214,7 +183,9 @@ class HashingSink:
                 self._write_raw(self._take_header(None))
             _storage(self._file.flush)
             fd = self._file.fileno()
-            synced = _fsync_in_background(fd) if self._fsync else None
+            if self._writeback is not None:
+                _storage(self._writeback.finish)
+            synced = fsync_in_background(fd) if self._fsync else None
             digest = self._hasher.finish()
             if self.rewrote or not self._live:
                 digest = _storage(lambda: sha256_of_fd(fd, read_bytes=_HASH_READ))
@@ -236,6 +207,9 @@ class HashingSink:
     ) -> None:
         """Close the file without a digest (use :meth:`close` for a finished file)."""
         self._hasher.finish()
+        if self._writeback is not None:  # joined before the descriptor it syncs is closed
+            with contextlib.suppress(OSError):  # the file is being given up anyway
+                self._writeback.finish()
         try:
             self._file.close()
         except OSError as error:
@@ -273,6 +247,8 @@ class HashingSink:
         except OSError as exc:
             _raise_storage(exc)
             raise
+        if self._writeback is not None:
+            self._writeback.wrote(len(data))
 
 
 def _storage(action: Callable[[], _T]) -> _T:
@@ -288,19 +264,3 @@ def _raise_storage(exc: OSError) -> None:
     """Raise :class:`StorageError` from ``exc`` if it means the storage is full."""
     if exc.errno in STORAGE_ERRNOS:
         raise StorageError(f"export storage is full: {os.strerror(exc.errno or 0)}") from exc
-
-
-def _fsync_in_background(fd: int) -> Future[None]:
-    """``os.fsync(fd)`` on a thread of its own; the future settles when it returns."""
-    synced: Future[None] = Future()
-
-    def run() -> None:
-        try:
-            os.fsync(fd)
-        except BaseException as exc:  # handed to the caller, which raises it
-            synced.set_exception(exc)
-        else:
-            synced.set_result(None)
-
-    threading.Thread(target=run, name="sink-fsync", daemon=True).start()
-    return synced
