@@ -193,6 +193,9 @@ class HashingSink:
             self.identity = (st.st_dev, st.st_ino)
         finally:
             try:
+                if self._writeback is not None:  # ended already unless the close failed
+                    with contextlib.suppress(OSError):
+                        self._writeback.finish()
                 if synced is not None:  # the descriptor stays open until fsync returned
                     _storage(synced.result)
             finally:
