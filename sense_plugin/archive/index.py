@@ -317,4 +317,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    conn.execute("VACUUM")
+    try:  # the rewrite is done; giving the space back is a bonus (it needs as much again free)
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:
+        log.warning("archive index: rewritten, but not compacted (%s)", exc)
