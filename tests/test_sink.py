@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -225,3 +226,23 @@ def test_a_large_file_is_written_back_while_written_and_the_thread_ends(tmp_path
     assert sink.sha256 == file_sha256(path)
     assert sink.size_bytes == path.stat().st_size
     assert not [t for t in threading.enumerate() if t.name == "sink-writeback"]
+
+
+@pytest.mark.parametrize(("code", "raised"), [(errno.EIO, OSError), (errno.ENOSPC, StorageError)])
+def test_a_failed_background_write_back_fails_the_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, raised: type[Exception]
+) -> None:
+    """The kernel reports a write-back error to one sync call per descriptor: the one the
+    background thread made must not be lost, or a file never durable would get a digest."""
+
+    def failing_fdatasync(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(sinkwork.os, "fdatasync", failing_fdatasync)
+    sink = HashingSink(tmp_path / "out.bin")
+    for _ in range(sinkwork.WRITEBACK_BYTES // (1024 * 1024) + 1):
+        sink.write(b"x" * 1024 * 1024)
+    with pytest.raises(raised):
+        sink.close()
+    with pytest.raises(RuntimeError):
+        _ = sink.sha256  # no digest for a file that may not be on disk
