@@ -238,7 +238,7 @@ def test_a_failed_background_write_back_fails_the_close(
     def failing_fdatasync(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(sinkwork.os, "fdatasync", failing_fdatasync)
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
     sink = HashingSink(tmp_path / "out.bin")
     for _ in range(sinkwork.WRITEBACK_BYTES // (1024 * 1024) + 1):
         sink.write(b"x" * 1024 * 1024)
