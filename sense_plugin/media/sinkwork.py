@@ -86,16 +86,17 @@ class Writeback:
         while True:
             self._wake.wait()
             self._wake.clear()
+            if not self._idle.is_set():  # a sync was asked for: done even when stopping
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    self._error = self._error or exc
+                self._idle.set()
             if self._stop:
                 return
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                self._error = self._error or exc
-            self._idle.set()
 
     def finish(self) -> None:
-        """Stop the thread (after the sync in progress); raise the first error it met."""
+        """Stop the thread (after the sync asked for, if any); raise the first error it met."""
         if self._thread is not None:
             self._stop = True
             self._wake.set()
