@@ -1,6 +1,6 @@
 """``python -m bench``: run B1–B4 against a real server and write bench/results/latest.*.
 
-Options: ``--only b1,b3``, ``--rounds N`` (B1, default 5), ``--duration S`` (B2, default 20),
+Options: ``--only b1,jobs,b3``, ``--rounds N`` (B1, default 5), ``--duration S`` (B2, default 20),
 ``--archive full|tiled``, ``--unique-minutes M`` (tiled mode). See bench/run for the set-up.
 """
 
@@ -30,7 +30,7 @@ def reset_exports() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", default="b1,b2,b3,b4")
+    parser.add_argument("--only", default="b1,jobs,b2,b3,b4")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--archive", choices=("full", "tiled"), default="tiled")
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if "b1" in only:
         from bench.throughput import run_b1
         res["b1"] = run_b1(archive, args.rounds, log=log)
+    if "jobs" in only:
+        from bench.jobs import run_jobs
+        res["jobs"] = run_jobs(archive, max(3, args.rounds // 2), log=log)
     if "b2" in only:
         from bench.load import run_b2
         res["b2"] = run_b2(archive, args.duration, log=log)

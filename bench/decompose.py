@@ -1,8 +1,15 @@
-"""``python -m bench.decompose``: where the B1 sense time goes, without the server.
+"""``python -m bench.decompose``: where the B1 export time goes, without the server.
 
-Runs ``remux.cut()`` in this process on the B1 range (fsync on and off, and with the hash in the
-writing thread as before 4f733ff), times a single-thread SHA-256 of the output and ``os.fsync``
-of a copy; 5 times each after a warm-up, interleaved; prints medians.
+On the B1 range, in this process, interleaved, 6 rounds (the first warms the page cache):
+
+- ``cut()`` with fsync and without (the worker's whole job: open, demux, mux, write, hash);
+- the floor's pass (bench/floor.py: read + write + SHA-256 + fsync);
+- opening every source segment alone (``av.open``: the demuxer reads the header and FFmpeg's
+  stream probing decodes a first frame), and demuxing every packet without muxing;
+- SHA-256 of the output alone (from memory), and write + fsync of it alone.
+
+Prints medians (min, max) and saves them to ``bench/results/decompose.txt``. Run it with the
+workers' nice level on a shared machine: ``nice -n 10 python -m bench.decompose``.
 """
 
 from __future__ import annotations
@@ -11,64 +18,90 @@ import hashlib
 import os
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
 
 from bench.archive import LONG_ID, ensure_archive
+from bench.floor import copy_hash_sync
+from bench.report import sha_support
 from bench.throughput import OUT_DIR, RANGE_S, segments_for
-from sense_plugin.media import sink
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 
+RESULTS = Path(__file__).resolve().parent / "results" / "decompose.txt"
 
-class _InlineHash:
-    """The sink's hashing before 4f733ff: in the writing thread (for an A/B of that change)."""
 
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
+def _open_all(paths: list[str]) -> None:
+    for path in paths:
+        with av.open(path) as source:
+            _ = source.streams.video[0]
 
-    def update(self, data: bytes) -> None:
-        self.hash.update(data)
 
-    def finish(self):  # noqa: ANN201
-        return self.hash
+def _demux_all(paths: list[str]) -> None:
+    for path in paths:
+        with av.open(path) as source:
+            for _packet in source.demux(source.streams.video[0]):
+                pass
 
 
 def main() -> None:
     archive = ensure_archive()
     lo = archive.ranges_us[LONG_ID][0]
     hi = lo + RANGE_S * 1_000_000
-    segs = tuple(SourceSegment(str(p), s, e) for p, s, e in segments_for(archive, LONG_ID, lo, hi))
+    rows = segments_for(archive, LONG_ID, lo, hi)
+    segs = tuple(SourceSegment(str(p), s, e) for p, s, e in rows)
+    paths = [str(p) for p, _, _ in rows]
+    rows_paths = [Path(p) for p in paths]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    out = str(OUT_DIR / "cut.mp4")
-    times: dict[str, list[float]] = {"cut, fsync": [], "cut, no fsync": [],
-                                     "cut, fsync, inline hash": [], "sha256 alone": [],
-                                     "write+fsync alone": []}
-    threaded = sink._HashThread
-    for _ in range(6):
-        for name, fsync, hasher in (("cut, fsync", True, threaded),
-                                    ("cut, no fsync", False, threaded),
-                                    ("cut, fsync, inline hash", True, _InlineHash)):
-            sink._HashThread = hasher
-            os.sync()
-            t0 = time.perf_counter()
-            cut(CutRequest(segs, lo, hi, out), fsync=fsync)
-            times[name].append(time.perf_counter() - t0)
-        sink._HashThread = threaded
-        data = open(out, "rb").read()  # noqa: SIM115
-        t0 = time.perf_counter()
-        hashlib.sha256(data).hexdigest()
-        times["sha256 alone"].append(time.perf_counter() - t0)
-        os.sync()
-        t0 = time.perf_counter()
-        with open(out + ".copy", "wb") as handle:
+    out = OUT_DIR / "cut.mp4"
+    data = b""
+
+    def cut_with(fsync: bool) -> Callable[[], object]:
+        def run() -> None:
+            cut(CutRequest(segs, lo, hi, str(out)), fsync=fsync)
+            out.unlink()
+        return run
+
+    def floor() -> None:
+        copy_hash_sync(rows_paths, OUT_DIR / "f.bin")
+        (OUT_DIR / "f.bin").unlink()
+
+    def write_fsync() -> None:
+        with open(OUT_DIR / "copy.bin", "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        times["write+fsync alone"].append(time.perf_counter() - t0)
-        os.unlink(out + ".copy")
-    os.unlink(out)
+        (OUT_DIR / "copy.bin").unlink()
+
+    steps: dict[str, Callable[[], object]] = {
+        "cut, fsync": cut_with(True),
+        "cut, no fsync": cut_with(False),
+        "floor (read+write+sha256+fsync)": floor,
+        "av.open of every segment": lambda: _open_all(paths),
+        "demux every packet, no mux": lambda: _demux_all(paths),
+        "sha256 of the output alone": lambda: hashlib.sha256(data).hexdigest(),
+        "write+fsync of the output alone": write_fsync,
+    }
+    cut(CutRequest(segs, lo, hi, str(out)))
+    data = out.read_bytes()
+    out.unlink()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(6):
+        for name, step in steps.items():
+            os.sync()
+            began = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - began)
+    lines = [f"bench.decompose: {len(segs)} segments, {len(data)} B output; {sha_support()}; "
+             f"load average {os.getloadavg()}"]
     for name, values in times.items():
-        values = values[1:]  # first round warms the page cache
-        print(f"{name:24}: median {statistics.median(values):.3f} s "
-              f"(min {min(values):.3f}, max {max(values):.3f})")
+        values = values[1:]  # the first round warms the page cache
+        lines.append(f"{name:34}: median {statistics.median(values):.3f} s "
+                     f"(min {min(values):.3f}, max {max(values):.3f})")
+    text = "\n".join(lines)
+    RESULTS.write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

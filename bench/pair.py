@@ -25,7 +25,8 @@ RESULTS = HERE / "bench" / "results"
 #: (label, path in latest.json, higher is better)
 FIGURES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("B1 sense wall median s", ("b1", "sense", "median"), False),
-    ("B1 sense/ffmpeg time", ("b1", "sense_over_ffmpeg_time", "median"), False),
+    ("B1 sense/floor time", ("b1", "sense_over_floor", "median"), False),
+    ("B1 sense/peer time", ("b1", "sense_over_peer", "median"), False),
     ("B2 by_id idle req/s", ("b2", "cases", "by_id / idle", "req_per_s"), True),
     ("B2 by_id idle p99 ms", ("b2", "cases", "by_id / idle", "p99_ms"), False),
     ("B2 list idle req/s", ("b2", "cases", "list / idle", "req_per_s"), True),

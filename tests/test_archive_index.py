@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,8 +120,9 @@ def test_many_segments_use_the_index(index: ArchiveIndex) -> None:
         " FROM device_stats WHERE device_id = ?1) AND start_us < ?3 AND end_us > ?2",
         (str(DEV), 0, 1),
     )
-    assert any("USING INDEX segments_by_start" in str(row) and "start_us>?" in str(row)
-               for row in plan)
+    # a search of a range of the table's key, never a scan of the device's rows
+    assert any("SEARCH segments USING PRIMARY KEY" in str(row) and "start_us>?" in str(row)
+               and "start_us<?" in str(row) for row in plan)
 
 
 def test_concurrent_threads(index: ArchiveIndex) -> None:
@@ -135,3 +137,69 @@ def test_concurrent_threads(index: ArchiveIndex) -> None:
     for thread in threads:
         thread.join()
     assert index.count(DEV) == 200
+
+
+#: The segment table as indexes of schema 2 (and before) have it on disk: keyed by path.
+_SCHEMA_2 = """
+CREATE TABLE segments (
+    path TEXT PRIMARY KEY, device_id TEXT NOT NULL, start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL, size_bytes INTEGER NOT NULL, mtime_ns INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'complete', reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX segments_by_start ON segments (device_id, state, start_us);
+CREATE INDEX segments_by_end ON segments (device_id, state, end_us);
+CREATE TABLE device_stats (device_id TEXT PRIMARY KEY, max_duration_us INTEGER NOT NULL);
+PRAGMA user_version=2;
+"""
+
+
+def _indexed_columns(db: Path) -> set[str]:
+    """Every column that an index of the segment table holds besides the table's own rows
+    (the key's index of a rowid table included; a WITHOUT ROWID table is its key's b-tree)."""
+    conn = sqlite3.connect(db)
+    try:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'segments'").fetchone()[0]
+        clustered = "WITHOUT ROWID" in sql.upper()
+        names = [row[1] for row in conn.execute("PRAGMA index_list(segments)")
+                 if not (clustered and row[3] == "pk")]
+        return {str(col[2]) for name in names
+                for col in conn.execute(f"PRAGMA index_xinfo('{name}')") if col[2]}
+    finally:
+        conn.close()
+
+
+def test_paths_are_stored_once(tmp_path: Path) -> None:
+    db = tmp_path / "archive.sqlite3"
+    ArchiveIndex(db).close()
+    assert "path" not in _indexed_columns(db)
+
+
+def test_an_index_of_the_earlier_schema_is_rewritten_with_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "archive.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.executescript(_SCHEMA_2)
+    rows = [(str(seg(i * 10, i * 10 + 10).path), str(DEV), T0 + i * 10 * S, T0 + (i + 1) * 10 * S,
+             1000 + i, 7, "complete", "") for i in range(5)]
+    rows.append(("/archive/x/bad.mp4", str(DEV), 0, 0, 3, 9, "bad", "cannot be decoded"))
+    conn.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute("INSERT INTO device_stats VALUES (?, ?)", (str(DEV), 10 * S))
+    conn.commit()
+    conn.close()
+    assert "path" in _indexed_columns(db)  # the key's own index held every path again
+
+    index = ArchiveIndex(db)
+    try:
+        assert [s.start_us for s in index.segments(DEV, T0, T0 + 50 * S)] == \
+            [T0 + i * 10 * S for i in range(5)]
+        assert index.recorded_range(DEV) == (T0, T0 + 50 * S)
+        assert index.device_bytes(DEV) == sum(1000 + i for i in range(5))
+        assert index.skipped(DEV) == (1, [(Path("/archive/x/bad.mp4"), "cannot be decoded")])
+        first = seg(0, 10).path
+        assert index.file_stats(DEV, [first, Path("/nope.mp4")]) == {str(first): (1000, 7)}
+        index.remove(first)
+        assert index.count(DEV) == 4
+        index.add(seg(0, 10))  # re-indexed by its path: one row, not two
+        index.add(seg(0, 10))
+        assert index.count(DEV) == 5
+    finally:
+        index.close()
+    assert "path" not in _indexed_columns(db)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +13,10 @@ import av
 import pytest
 from fsfull import file_size_limit
 
+from sense_plugin.archive import naming
 from sense_plugin.errors import StorageError
+from sense_plugin.media import sinkwork
+from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.media.sink import HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
 
@@ -130,3 +135,114 @@ def test_which_muxers_seek(
         sink.close()
     assert sink.rewrote is seeks
     assert sink.sha256 == file_sha256(path)
+
+
+# -- the digest is of the bytes written through the sink's own descriptor -------------------------
+
+
+def _swap_after_last_write(monkeypatch: pytest.MonkeyPatch, path: Path, stash: Path) -> None:
+    """An adversary who, once the muxer has written its last byte, moves the file away and puts
+    a forged one under its name: done from the sink's own step that follows the last write."""
+    finish = sinkwork.HashThread.finish
+
+    def swap_then_finish(self: sinkwork.HashThread):  # type: ignore[no-untyped-def]
+        if path.exists() and not stash.exists():
+            os.rename(path, stash)
+            path.write_bytes(b"forged" * 1000)
+        return finish(self)
+
+    monkeypatch.setattr(sinkwork.HashThread, "finish", swap_then_finish)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "live", "header_room"),
+    [
+        ("matroska", {}, False, False),
+        ("mp4", {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+                             "+skip_trailer"}, True, True),
+        ("mpegts", {}, True, False),
+    ],
+    ids=["matroska", "fragmented-mp4", "mpegts"],
+)
+def test_a_file_swapped_after_the_last_write_is_not_what_is_hashed(
+    tmp_path: Path, make_segments: MakeSegments, monkeypatch: pytest.MonkeyPatch,
+    fmt: str, options: dict[str, str], live: bool, header_room: bool,
+) -> None:
+    """The file put back before the rename holds the bytes the digest names, and only those."""
+    source = make_segments()[0]
+    path, stash = tmp_path / "out.part", tmp_path / "moved-away"
+    _swap_after_last_write(monkeypatch, path, stash)
+    with HashingSink(path, hash_while_writing=live, mp4_header_room=header_room) as sink:
+        with av.open(str(source)) as src, av.open(sink, "w", format=fmt, options=options) as out:
+            stream = out.add_stream_from_template(src.streams.video[0])
+            for packet in src.demux(src.streams.video[0]):
+                if packet.size:
+                    packet.stream = stream
+                    out.mux(packet)
+        if header_room:
+            sink.finish_mp4_header()
+        sink.close()
+    assert stash.exists(), "the swap did not happen"
+    assert sink.sha256 != file_sha256(path)  # the forged file is not what was signed
+    os.replace(stash, path)  # put back before the rename
+    assert sink.sha256 == file_sha256(path)
+    st = path.stat()
+    assert sink.identity == (st.st_dev, st.st_ino)
+    assert sink.size_bytes == st.st_size
+
+
+@pytest.mark.parametrize("fmt", ["mkv", "mp4", "ts"])
+def test_a_cut_swapped_before_its_rename_names_the_file_it_wrote(
+    tmp_path: Path, make_segments: MakeSegments, monkeypatch: pytest.MonkeyPatch, fmt: str,
+) -> None:
+    """Through the whole cut: digest and identity are those of the file written, so the swapped
+    file now under the final name matches neither (the export's identity check refuses it)."""
+    segments = make_segments()
+    sources = []
+    for path in segments:
+        start_us = naming.parse_segment_filename(path.name)
+        assert start_us is not None
+        sources.append(SourceSegment(str(path), start_us, start_us + 2_000_000))
+    out = tmp_path / f"out.{fmt}"
+    stash = tmp_path / "moved-away"
+    _swap_after_last_write(monkeypatch, Path(f"{out}.part"), stash)
+    result = cut(CutRequest(tuple(sources), sources[0].start_us, sources[-1].end_us, str(out),
+                            fmt))
+    assert stash.exists(), "the swap did not happen"
+    written, forged = stash.stat(), out.stat()
+    assert result.sha256 == file_sha256(stash) != file_sha256(out)
+    assert (result.file_dev, result.file_ino) == (written.st_dev, written.st_ino)
+    assert result.file_ino != forged.st_ino
+    assert result.size_bytes == written.st_size
+
+
+def test_a_large_file_is_written_back_while_written_and_the_thread_ends(tmp_path: Path) -> None:
+    path = tmp_path / "out.bin"
+    block = os.urandom(1024 * 1024)
+    sink = HashingSink(path)
+    for _ in range(sinkwork.WRITEBACK_BYTES // len(block) * 2 + 3):
+        sink.write(block)
+    sink.close()
+    assert sink.sha256 == file_sha256(path)
+    assert sink.size_bytes == path.stat().st_size
+    assert not [t for t in threading.enumerate() if t.name == "sink-writeback"]
+
+
+@pytest.mark.parametrize(("code", "raised"), [(errno.EIO, OSError), (errno.ENOSPC, StorageError)])
+def test_a_failed_background_write_back_fails_the_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, raised: type[Exception]
+) -> None:
+    """The kernel reports a write-back error to one sync call per descriptor: the one the
+    background thread made must not be lost, or a file never durable would get a digest."""
+
+    def failing_fdatasync(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    sink = HashingSink(tmp_path / "out.bin")
+    for _ in range(sinkwork.WRITEBACK_BYTES // (1024 * 1024) + 1):
+        sink.write(b"x" * 1024 * 1024)
+    with pytest.raises(raised):
+        sink.close()
+    with pytest.raises(RuntimeError):
+        _ = sink.sha256  # no digest for a file that may not be on disk

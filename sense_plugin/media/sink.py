@@ -1,59 +1,33 @@
-"""The file object an export muxes into: paced writes, byte count and SHA-256 in one pass."""
+"""The file object an export muxes into: paced writes, byte count and SHA-256 in one pass.
+
+The digest is always of the bytes written through this object's own descriptor: hashed as they
+are written, or (when the muxer went back and patched them) read back through that descriptor
+with ``pread`` before it is closed, never through the path (docs/performance.rst).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import hashlib
 import os
-import queue
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 from sense_plugin.errors import StorageError
-from sense_plugin.hashing import sha256_of_path
+from sense_plugin.hashing import sha256_of_fd
 from sense_plugin.media.mp4header import RESERVE_BYTES, HeaderReserve, finish, free_box
+from sense_plugin.media.sinkwork import HashThread, Writeback, fsync_in_background
 from sense_plugin.media.throttle import TokenBucket
 
 #: errno values that mean "the disk (or quota, or file size limit) is full".
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _HASH_READ = 1024 * 1024
-#: Chunks waiting for the hashing thread (1 MiB each from the muxer): bounds the memory held.
-_HASH_QUEUE_CHUNKS = 16
 _T = TypeVar("_T")
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _HashThread:
-    """SHA-256 on a second thread, overlapped with demuxing and muxing.
-
-    ``hashlib`` releases the GIL for inputs above 2 KiB, so on CPUs without SHA extensions
-    (about 200-400 MB/s) the hash no longer adds to the export's wall time (bench B1).
-    """
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_HASH_QUEUE_CHUNKS)
-        self._thread = threading.Thread(target=self._run, name="sink-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self.hash.update(chunk)
-
-    def update(self, data: bytes) -> None:
-        """Queue ``data`` for hashing (blocks while the queue is full)."""
-        # keep a private copy unless the caller gave immutable bytes (PyAV does)
-        self._queue.put(data if type(data) is bytes else bytes(data))
-
-    def finish(self) -> hashlib._Hash:
-        """Wait for the queued chunks; returns the hash object."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        return self.hash
+#: Read and write: a rewritten file is hashed back through the descriptor that wrote it.
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class WriteCancelled(Exception):
@@ -68,8 +42,9 @@ class HashingSink:
     read. Muxers that only append (fragmented MP4, MPEG-TS) never seek. A muxer that seeks
     back and overwrites (Matroska rewrites its header, cues and duration at the end; plain
     MP4 patches ``mdat`` size) makes the running hash stale: the sink notices the overwrite and
-    only then, in :meth:`close`, hashes the finished file again from disk. For a muxer known
-    to do that, ``hash_while_writing=False`` skips the wasted first hash.
+    only then, in :meth:`close`, hashes the finished file again, read back through the same
+    descriptor (while ``fsync`` runs on another thread). For a muxer known to do that,
+    ``hash_while_writing=False`` skips the wasted first hash.
 
     ``OSError`` for a full disk, quota or file size limit becomes :class:`StorageError`.
     """
@@ -97,10 +72,12 @@ class HashingSink:
         self.bytes_written = 0
         self.seeks = 0
         # created exclusively, never through a symlink (the export integrity rules, SECURITY)
-        self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "wb"))
+        self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "r+b"))
         #: (st_dev, st_ino) of the descriptor written and hashed; set by close().
         self.identity = (0, 0)
-        self._hasher = _HashThread()  # started last: nothing to stop if the open fails
+        # with fsync on, the disk writes the file while it is made (sinkwork.Writeback)
+        self._writeback = Writeback(self._file.fileno()) if fsync else None
+        self._hasher = HashThread()  # started last: nothing to stop if the open fails
         # Off for muxers known to rewrite (Matroska): the digest then comes from the file only.
         self._live = hash_while_writing and not mp4_header_room
         # Fragmented MP4: a free box goes after moov, for the durations written at the end.
@@ -185,28 +162,44 @@ class HashingSink:
         if not self._shift:
             return False
         _storage(self._file.flush)
-        with open(self.path, "r+b") as handle:
-            done = _storage(lambda: finish(handle))
+        end = self._file.tell()
+        done = _storage(lambda: finish(self._file))  # the descriptor written, not the path
+        _storage(lambda: self._file.seek(end))
         self.rewrote = True
         return done
 
     def close(self) -> None:
-        """Flush, optionally fsync, close, and fix the digest if the file was rewritten."""
+        """Flush, fsync, hash if the file was rewritten, and close; the digest is then known.
+
+        A rewritten file is read back through this descriptor, so the digest is of the bytes
+        written here even if another file took the path meanwhile; the read overlaps the
+        ``fsync`` (both release the GIL), so it adds little to the wall time.
+        """
         if self._file.closed:
             return
+        synced: Future[None] | None = None
         try:
             if self._reserve is not None:  # moov never completed: the bytes as written
                 self._write_raw(self._take_header(None))
             _storage(self._file.flush)
-            if self._fsync:
-                _storage(lambda: os.fsync(self._file.fileno()))
-            st = os.fstat(self._file.fileno())
+            fd = self._file.fileno()
+            if self._writeback is not None:
+                _storage(self._writeback.finish)
+            synced = fsync_in_background(fd) if self._fsync else None
+            digest = self._hasher.finish()
+            if self.rewrote or not self._live:
+                digest = _storage(lambda: sha256_of_fd(fd, read_bytes=_HASH_READ))
+            st = os.fstat(fd)
             self.identity = (st.st_dev, st.st_ino)
         finally:
-            self._file.close()
-        digest = self._hasher.finish()
-        if self.rewrote or not self._live:
-            digest = _hash_file(self.path)
+            try:
+                if self._writeback is not None:  # ended already unless the close failed
+                    with contextlib.suppress(OSError):
+                        self._writeback.finish()
+                if synced is not None:  # the descriptor stays open until fsync returned
+                    _storage(synced.result)
+            finally:
+                self._file.close()
         self._digest = digest.hexdigest()
 
     def __enter__(self) -> HashingSink:
@@ -217,6 +210,9 @@ class HashingSink:
     ) -> None:
         """Close the file without a digest (use :meth:`close` for a finished file)."""
         self._hasher.finish()
+        if self._writeback is not None:  # joined before the descriptor it syncs is closed
+            with contextlib.suppress(OSError):  # the file is being given up anyway
+                self._writeback.finish()
         try:
             self._file.close()
         except OSError as error:
@@ -254,6 +250,8 @@ class HashingSink:
         except OSError as exc:
             _raise_storage(exc)
             raise
+        if self._writeback is not None:
+            self._writeback.wrote(len(data))
 
 
 def _storage(action: Callable[[], _T]) -> _T:
@@ -269,7 +267,3 @@ def _raise_storage(exc: OSError) -> None:
     """Raise :class:`StorageError` from ``exc`` if it means the storage is full."""
     if exc.errno in STORAGE_ERRNOS:
         raise StorageError(f"export storage is full: {os.strerror(exc.errno or 0)}") from exc
-
-
-def _hash_file(path: Path) -> hashlib._Hash:
-    return sha256_of_path(path, read_bytes=_HASH_READ)
