@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sense_plugin.archive.demo_defaults import DEMO_DEVICES, FPS, size_text
+from sense_plugin.demo_defaults import DEMO_DEVICES, FPS, size_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "democpu.json"
 CONFIG = """[server]

@@ -27,7 +27,7 @@ RESULTS = HERE / "bench" / "results"
 _BUILD = """
 import sys, time
 from pathlib import Path
-from sense_plugin.archive import naming
+from sense_plugin import naming
 from sense_plugin.archive.index import ArchiveIndex, Segment
 db, cameras, per_camera = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 T0, MIN, DEV = 1_764_547_200_000_000, 60_000_000, 9_000_000_000_000_000_000

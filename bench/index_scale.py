@@ -31,11 +31,12 @@ from pathlib import Path
 from bench.archive import CACHE_DIR
 from bench.report import machine
 from bench.server import Client, fmt_ts, free_port
-from sense_plugin.archive import demo, naming
+from sense_plugin import naming
+from sense_plugin.archive import demo
 from sense_plugin.archive.index import ArchiveIndex, Segment
-from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.scan import reconcile_device
+from sense_plugin.naming import compiled
 
 ROOT = CACHE_DIR / "index-scale"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from sense_plugin.export.manifest import MANIFEST_NAME, build_manifest, parse_manifest
-from sense_plugin.export.model import Export, FileInfo, Job, Status
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.rebuild import export_from_manifest
+from sense_plugin.filemodel import FileInfo
+from sense_plugin.media.exportoptions import ExportOptions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 T0_US = 1_700_000_000_000_000

@@ -36,9 +36,10 @@ import psycopg
 from bench.report import machine
 from bench.timing import summary
 from sense_plugin.cluster.store import PgJobStore
-from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.storage import ExportQuery
+from sense_plugin.filemodel import FileInfo, Gap
+from sense_plugin.media.exportoptions import ExportOptions
 from tests.pgserver import PgServer
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -43,10 +43,10 @@ from pathlib import Path
 import av
 
 from bench.report import machine
-from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.media.audio import AacTranscoder
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
+from sense_plugin.naming import parse_segment_filename
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "tests" / "rtsp_server.py"

@@ -79,10 +79,10 @@ def run_ours(source: Path, out: Path, seconds: int) -> dict[str, float]:
 
 
 def _render_child(source: str, out: str, seconds: str) -> None:
-    from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Timestamp
-    from sense_plugin.evidence.render import RenderRequest
-    from sense_plugin.evidence.run import render
     from sense_plugin.media.cutspec import SourceSegment
+    from sense_plugin.media.rendering import RenderRequest
+    from sense_plugin.media.renderoptions import Comment, Mask, Rect, RenderOptions, Timestamp
+    from sense_plugin.media.renderrun import render
 
     end_us = T0_US + int(seconds) * 1_000_000
     options = RenderOptions(

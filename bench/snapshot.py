@@ -15,8 +15,8 @@ import statistics
 import time
 
 from bench.render import RESULTS, T0_US, log, make_source
-from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.renderoptions import RenderOptions
 from sense_plugin.media.snapshot import grab
 
 

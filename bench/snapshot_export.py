@@ -24,8 +24,8 @@ from lxml import etree
 
 from bench.render import RESULTS, T0_US, log, make_source
 from sense_plugin.api.app import create_app
-from sense_plugin.archive.naming import segment_filename
 from sense_plugin.config import config_from_dict
+from sense_plugin.naming import segment_filename
 from sense_plugin.timestamps import format_timestamp
 
 DEVICE = 4711

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sense_plugin.archive import demo
-from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.media.cutspec import CutRequest, SourceSegment
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import cut
 from sense_plugin.media.split import split_file
+from sense_plugin.naming import parse_segment_filename
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

@@ -15,8 +15,8 @@ from pathlib import Path
 import av
 
 from sense_plugin.archive.index import ArchiveIndex, Segment
-from sense_plugin.archive.naming import segment_filename
 from sense_plugin.archive.probe import probe_segment
+from sense_plugin.naming import segment_filename
 from sense_plugin.timestamps import creation_time_text
 
 

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sense_plugin import __version__
-from sense_plugin.archive import demo_defaults
+from sense_plugin import __version__, demo_defaults
 from sense_plugin.cli_commands import audit, local, remote
 from sense_plugin.errors import ConfigError
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sense_plugin.archive import demo_defaults
-from sense_plugin.archive.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE
+from sense_plugin import demo_defaults
+from sense_plugin.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE
 from sense_plugin.permissions import VIEW
 
 #: Metadata key of a field's ``(minimum, maximum)``.

@@ -9,8 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sense_plugin.archive.demo_defaults import DEMO_DEVICES
-from sense_plugin.archive.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE, PatternError, compiled
+from sense_plugin import signing
 from sense_plugin.configcustody import read_callback_hosts, read_webhooks
 from sense_plugin.configmodel import (
     DEFAULT_DATA_DIR,
@@ -26,7 +25,8 @@ from sense_plugin.configmodel import (
     UserConfig,
 )
 from sense_plugin.configread import TableReader, default_of
-from sense_plugin.evidence import signing
+from sense_plugin.demo_defaults import DEMO_DEVICES
+from sense_plugin.naming import DEFAULT_PATTERN, DEFAULT_TIMEZONE, PatternError, compiled
 from sense_plugin.permissions import PERMISSIONS
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from sense_plugin.archive import demo, naming
+from sense_plugin import naming
+from sense_plugin.archive import demo
 
 #: Before pytest-timeout's limit (pyproject.toml): a test still running then prints its tasks.
 HANG_DUMP_S = 100

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sense_plugin.archive.naming import segment_filename
+from sense_plugin.naming import segment_filename
 
 S = 1_000_000
 #: 2026-11-20 10:00:00 UTC: archive time of every clip's first frame.
@@ -221,7 +221,7 @@ def archive_packets(segments: list[Path], kind: str) -> list[tuple[int, Pkt]]:
     A segment's archive time is its name, the time of its video start (its first shown
     frame); its packets are placed relative to that, as a player of the segment shows them.
     """
-    from sense_plugin.archive.naming import parse_segment_filename
+    from sense_plugin.naming import parse_segment_filename
 
     result = []
     for path in segments:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ffmpegtools import ffmpeg
 
-from sense_plugin.archive.naming import NamePattern
+from sense_plugin.naming import NamePattern
 
 #: The archive's file names: the UTC time of each segment's first frame.
 PATTERN = "%Y%m%dT%H%M%S.%fZ.{ext}"

@@ -13,10 +13,11 @@ import dataclasses
 import pytest
 
 from sense_plugin.errors import SenseError
-from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Timestamp
-from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.storage import ExportQuery, JobStore
+from sense_plugin.filemodel import FileInfo, Gap
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.media.renderoptions import Comment, Mask, Rect, RenderOptions, Timestamp
 
 T0 = 1_795_168_800_000_000
 PLAIN = ExportOptions()

@@ -15,10 +15,10 @@ import pytest
 from apiclient import command, export_body, wait_export
 from ffmpegtools import ffmpeg_segments
 
-from sense_plugin.archive.naming import NamePattern
 from sense_plugin.archive.service import Archive
 from sense_plugin.cli import main
 from sense_plugin.config import config_from_dict
+from sense_plugin.naming import NamePattern
 from sense_plugin.timestamps import format_timestamp, now_us
 
 DEV = 9890179877273119875

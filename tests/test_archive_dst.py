@@ -17,9 +17,9 @@ import pytest
 
 from sense_plugin.archive.check import check_archive
 from sense_plugin.archive.index import ArchiveIndex, index_path
-from sense_plugin.archive.naming import NamePattern
 from sense_plugin.archive.scan import reconcile_device
 from sense_plugin.config import config_from_dict
+from sense_plugin.naming import NamePattern
 from sense_plugin.timestamps import datetime_to_us
 
 DEV = 9890179877273119875

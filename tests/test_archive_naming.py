@@ -11,14 +11,14 @@ import pytest
 from ffmpegtools import ffmpeg_segments, set_creation_time
 
 from sense_plugin.archive.index import ArchiveIndex
-from sense_plugin.archive.naming import (
+from sense_plugin.archive.scan import reconcile_device
+from sense_plugin.naming import (
     DEFAULT_PATTERN,
     NamePattern,
     PatternError,
     parse_segment_filename,
     segment_filename,
 )
-from sense_plugin.archive.scan import reconcile_device
 from sense_plugin.timestamps import datetime_to_us
 
 DEV = 9890179877273119875

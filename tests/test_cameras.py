@@ -27,7 +27,7 @@ from lxml import etree
 from test_export_kinds import export_dir
 from test_metrics import scrape, value
 
-from sense_plugin.archive.naming import parse_segment_filename
+from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp, now_us
 
 S = 1_000_000

@@ -20,8 +20,8 @@ import pytest
 from lxml import etree
 
 from sense_plugin.cluster.signing import HEADER, sign
-from sense_plugin.evidence.signing import load_public_key
 from sense_plugin.export.verify import verify_directory
+from sense_plugin.signing import load_public_key
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body
 from tests.clustersite import SECRET, start_server, stop_site

@@ -27,9 +27,10 @@ from urllib.parse import quote, urlencode
 import pytest
 from lxml import etree
 
-from sense_plugin.cluster.relay import holding_server
+from sense_plugin.api.site.relay import holding_server
 from sense_plugin.cluster.signing import HEADER, sign
-from sense_plugin.export.model import Export, FileInfo, Job, Status
+from sense_plugin.export.model import Export, Job, Status
+from sense_plugin.filemodel import FileInfo
 from sense_plugin.passwords import hash_password
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body

@@ -36,7 +36,7 @@ class Footage:
 @pytest.fixture(scope="session")
 def footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Footage]:
     """Case name → its archive segments and truth, made once per session."""
-    from sense_plugin.archive.naming import parse_segment_filename
+    from sense_plugin.naming import parse_segment_filename
 
     corpus.require_ffmpeg()
     made: dict[str, Footage] = {}

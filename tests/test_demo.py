@@ -8,7 +8,8 @@ from pathlib import Path
 import av
 import pytest
 
-from sense_plugin.archive import demo, naming
+from sense_plugin import naming
+from sense_plugin.archive import demo
 from sense_plugin.timestamps import parse_timestamp
 
 T0_US = parse_timestamp("2026-11-20 10:00:00")

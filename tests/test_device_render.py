@@ -10,8 +10,8 @@ from apiclient import command, schema, wait_export
 from conftest import API_DEVICES
 from lxml import etree
 
-from sense_plugin.evidence.options import Mask, Rect, RenderOptions
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.media.renderoptions import Mask, Rect, RenderOptions
 from sense_plugin.timestamps import format_timestamp
 
 US = 1_000_000

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from lxml import etree
 
-from sense_plugin.api.renderxml import parse_render
 from sense_plugin.errors import SenseError
-from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Timestamp
-from sense_plugin.evidence.overlay import TextPainter, split_planes
-from sense_plugin.evidence.render import RenderRequest
-from sense_plugin.evidence.run import render
+from sense_plugin.export.renderxml import parse_render
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.overlay import TextPainter, split_planes
+from sense_plugin.media.rendering import RenderRequest
+from sense_plugin.media.renderoptions import Comment, Mask, Rect, RenderOptions, Timestamp
+from sense_plugin.media.renderrun import render
 from tests.conftest import MEDIA_T0_US, MakeSegments
 
 US = 1_000_000

@@ -18,9 +18,9 @@ from apiclient import command, export_body, schema, wait_export
 from conftest import API_DEVICES
 from lxml import etree
 
-from sense_plugin.evidence.options import Rect, Timestamp
-from sense_plugin.evidence.overlay import TextPainter, split_planes
 from sense_plugin.export.verify import verify_directory
+from sense_plugin.media.overlay import TextPainter, split_planes
+from sense_plugin.media.renderoptions import Rect, Timestamp
 from sense_plugin.timestamps import format_timestamp, parse_timestamp
 
 STEADY = API_DEVICES["Steady"]

@@ -15,7 +15,7 @@ from lxml import etree
 from oracle import check_file
 from PIL import Image
 
-from sense_plugin.archive.naming import parse_segment_filename
+from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_compact, format_timestamp, parse_timestamp
 
 STEADY, GAPPY = API_DEVICES["Steady"], API_DEVICES["Gappy"]

@@ -13,11 +13,11 @@ from lxml import etree
 
 from sense_plugin.api.commands.exports import parse_export
 from sense_plugin.errors import SenseError
-from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Timestamp
 from sense_plugin.export.model import Export, Job, Status
-from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.rebuild import export_from_manifest
 from sense_plugin.export.store import ExportStore
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.media.renderoptions import Comment, Mask, Rect, RenderOptions, Timestamp
 from sense_plugin.timestamps import format_timestamp, now_us
 
 STEADY = API_DEVICES["Steady"]

@@ -7,7 +7,8 @@ from lxml import etree
 
 from sense_plugin.api import exportxml, render
 from sense_plugin.api.results import ExportStatusList
-from sense_plugin.export.model import Export, FileInfo, Job, Status
+from sense_plugin.export.model import Export, Job, Status
+from sense_plugin.filemodel import FileInfo
 
 
 def finished_export(export_id: int) -> Export:

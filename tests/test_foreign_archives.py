@@ -19,9 +19,9 @@ from lxml import etree
 from oracle import check_export, source_frames
 
 from sense_plugin.api.keys import ARCHIVE
-from sense_plugin.archive.naming import NamePattern
 from sense_plugin.archive.watch import ArchiveWatcher
 from sense_plugin.config import config_from_dict
+from sense_plugin.naming import NamePattern
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 DEV = 9890179877273119875

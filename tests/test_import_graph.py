@@ -1,6 +1,10 @@
-"""The package's import graph has no cycle (issue 13): every module of ``sense_plugin`` is read,
-every import of another of its modules (also those under ``TYPE_CHECKING`` and inside
-functions) is an edge, and no set of modules may reach each other."""
+"""The package's import graph: no cycle, and packages that point one way.
+
+Every module of ``sense_plugin`` is read, every import of another of its modules (also those
+under ``TYPE_CHECKING`` and inside functions) is an edge. No set of modules may reach each
+other, and a package imports only packages of its own layer or below (the layers are listed
+in ``LAYERS`` and drawn in the README's architecture).
+"""
 
 from __future__ import annotations
 
@@ -73,6 +77,41 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+#: Lowest first. Modules directly in ``sense_plugin/`` are the base layer; ``__main__`` is the
+#: entry point, the one module that imports ``cli``.
+LAYERS = ("base", "media", "archive", "export", "cluster", "api", "client", "cli_commands",
+          "cli")
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if module == "sense_plugin.__main__":
+        return "cli"
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS):
+        return parts[1]
+    return "base"
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """The edges that point from a lower layer to a higher one."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return sorted(f"{source} -> {target}" for source, targets in graph.items()
+                  for target in targets if rank[_layer(target)] > rank[_layer(source)])
+
+
+def test_packages_import_only_their_own_layer_or_below() -> None:
+    modules = _modules()
+    assert all(_layer(name) in LAYERS for name in modules), "a package has no layer"
+    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
+    assert _upward(graph) == []
+
+
+def test_the_layer_rule_finds_an_upward_import() -> None:
+    graph = {"sense_plugin.media.cutter": {"sense_plugin.export.model"},
+             "sense_plugin.export.model": {"sense_plugin.ids"}}
+    assert _upward(graph) == ["sense_plugin.media.cutter -> sense_plugin.export.model"]
 
 
 def test_no_import_cycle_in_the_package() -> None:

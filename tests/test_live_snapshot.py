@@ -17,8 +17,8 @@ from livesource import DEVICE, live_client
 from lxml import etree
 from PIL import Image
 
-from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.archive.writer import final_name_of_partial
+from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 S = 1_000_000

@@ -13,8 +13,9 @@ from apiclient import command, export_body, wait_export
 from conftest import API_DEVICES
 
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
-from sense_plugin.export.model import FileInfo, Status
+from sense_plugin.export.model import Status
 from sense_plugin.export.rebuild import export_from_manifest
+from sense_plugin.filemodel import FileInfo
 from sense_plugin.timestamps import format_timestamp
 
 DAY_S = 86_400

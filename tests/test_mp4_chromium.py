@@ -19,8 +19,8 @@ import corpus
 import pytest
 from aiohttp import web
 
-from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
+from sense_plugin.naming import parse_segment_filename
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

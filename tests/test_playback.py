@@ -43,7 +43,7 @@ def keyframes_us(directory: Path) -> list[int]:
 
 
 def _segment_start_us(path: Path) -> int:
-    from sense_plugin.archive.naming import parse_segment_filename
+    from sense_plugin.naming import parse_segment_filename
 
     parsed = parse_segment_filename(path.name)
     assert parsed is not None, path.name

@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestServer
 
 from sense_plugin.archive.clock import SourceClock, is_discontinuity
 from sense_plugin.archive.index import ArchiveIndex
-from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.archive.probe import SegmentInfo, probe_segment
 from sense_plugin.archive.recorder import Recorder, is_file_source
 from sense_plugin.archive.scan import reconcile_device
+from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import now_us
 
 WriteSegment = Callable[..., Path]

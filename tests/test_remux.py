@@ -11,7 +11,7 @@ import av
 import pytest
 from fsfull import file_size_limit
 
-from sense_plugin.archive import naming
+from sense_plugin import naming
 from sense_plugin.errors import MediaError, NoRecordError, StorageError
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, Gap, SourceSegment, cut
 from sense_plugin.timestamps import GAP_TOLERANCE_US

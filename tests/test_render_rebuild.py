@@ -10,8 +10,8 @@ from apiclient import command, export_body, schema, wait_export
 from conftest import API_DEVICES
 from lxml import etree
 
-from sense_plugin.api.renderxml import parse_render
 from sense_plugin.export.rebuild import export_from_manifest
+from sense_plugin.export.renderxml import parse_render
 from sense_plugin.timestamps import format_timestamp
 
 STEADY = API_DEVICES["Steady"]

@@ -19,7 +19,7 @@ import corpus
 import pytest
 from apiclient import command, export_body, wait_export
 
-from sense_plugin.archive.naming import parse_segment_filename
+from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 SYSTEM_PYTHON = "/usr/bin/python3"

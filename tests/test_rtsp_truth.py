@@ -16,7 +16,7 @@ from footage import KINDS
 from oracle import check_export, decoded_shown, ffprobe_shown
 from test_rtsp import SERVER, SYSTEM_PYTHON, committed, free_port, require_gstreamer
 
-from sense_plugin.archive.naming import parse_segment_filename
+from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp
 
 #: mount → (rtsp_server.py kind, footage kind)

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_manifest import export_dir, finished_export
 
+from sense_plugin import signing
 from sense_plugin.cli import main
 from sense_plugin.errors import ConfigError
-from sense_plugin.evidence import signing
 
 STEADY, GAPPY = API_DEVICES["Steady"], API_DEVICES["Gappy"]
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from sense_plugin.evidence import signing
+from sense_plugin import signing
 
 
 def test_key_created_once_with_mode_0600(tmp_path: Path) -> None:

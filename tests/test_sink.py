@@ -13,7 +13,7 @@ import av
 import pytest
 from fsfull import file_size_limit
 
-from sense_plugin.archive import naming
+from sense_plugin import naming
 from sense_plugin.errors import StorageError
 from sense_plugin.media import sinkwork
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from sense_plugin.errors import NoRecordError
-from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.renderoptions import RenderOptions
 from sense_plugin.media.snapshot import grab
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import command

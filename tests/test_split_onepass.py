@@ -11,10 +11,10 @@ import pytest
 from conftest import MEDIA_T0_US
 from oracle import Claim, check_file
 
-from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.media.cutspec import CutRequest, SourceSegment
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import cut
+from sense_plugin.naming import parse_segment_filename
 
 LIMIT = 600_000
 
@@ -93,7 +93,7 @@ async def test_remove_deletes_part_temporaries_a_hard_interrupted_split_left(
     from apiclient import command, export_body, wait_export
     from conftest import ARCHIVE_DEVICE_IDS
 
-    from sense_plugin.export.paths import output_name
+    from sense_plugin.outputpaths import output_name
     from sense_plugin.timestamps import format_timestamp
 
     paths = make_segments(end_us=MEDIA_T0_US + 6_000_000)

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
-from sense_plugin.evidence.subtitles import TimestampTrack
+from sense_plugin.media.subtitles import TimestampTrack
 from tests.conftest import MEDIA_T0_US, MakeSegments
 
 US = 1_000_000

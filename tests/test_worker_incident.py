@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sense_plugin.errors import SenseError
-from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.pool import WorkerProcess
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.exportoptions import ExportOptions
 from sense_plugin.media.messages import CutJob
 
 

@@ -20,17 +20,15 @@ from sense_plugin.api.callbacksend import audit_login_failure, callbacks_ctx, st
 from sense_plugin.api.commands import all_commands
 from sense_plugin.api.connections import mark_busy
 from sense_plugin.api.headers import add_security_headers
-from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY
+from sense_plugin.api.keys import ARCHIVE, AUTH, CONFIG, ENGINE, EXECUTOR, REGISTRY, SNAPSHOT_POOL
 from sense_plugin.api.metrics import metrics_ctx, setup_metrics
 from sense_plugin.api.middleware import error_middleware, xml_response
 from sense_plugin.api.origin import check_same_origin
-from sense_plugin.api.params import Params
 from sense_plugin.api.registry import CommandContext, CommandRegistry
 from sense_plugin.api.results import ApiInfo, SessionKey
-from sense_plugin.api.snapshotpool import snapshot_pool_ctx
+from sense_plugin.api.snapshotpool import SnapshotPool
 from sense_plugin.api.statuscache import STATUS_CACHE, StatusListCache, with_status_cache
 from sense_plugin.api.web import setup_web
-from sense_plugin.api.xmlin import child_text, parse_body
 from sense_plugin.archive.service import Archive
 from sense_plugin.cluster.keys import SITE_STORE
 from sense_plugin.config import Config
@@ -42,7 +40,9 @@ from sense_plugin.errors import (
 )
 from sense_plugin.export.audit import CURRENT_ACTOR, Actor
 from sense_plugin.export.engine import ExportEngine
+from sense_plugin.params import Params
 from sense_plugin.timestamps import now_us
+from sense_plugin.xmlin import child_text, parse_body
 
 log = logging.getLogger(__name__)
 IO_THREADS = 4
@@ -69,7 +69,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx, metrics_ctx,
                             callbacks_ctx, snapshot_pool_ctx])
     if config.cluster is not None:  # a site of several servers (SPEC §13): PostgreSQL
-        from sense_plugin.cluster.ctx import setup_cluster
+        from sense_plugin.api.site.ctx import setup_cluster
 
         setup_cluster(app, engine_ctx)
     return app
@@ -189,3 +189,13 @@ async def command(request: web.Request) -> web.StreamResponse:
     if isinstance(result, web.StreamResponse):
         return result
     return xml_response(render.success(result))
+
+
+async def snapshot_pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The application's snapshot pool, sized by ``[http]``."""
+    http = app[CONFIG].http
+    pool = SnapshotPool(http.snapshot_threads, http.max_pending_snapshots,
+                        http.max_snapshots_per_user)
+    app[SNAPSHOT_POOL] = pool
+    yield
+    pool.close()

@@ -18,16 +18,17 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sense_plugin import safefs
 from sense_plugin.api import render
 from sense_plugin.api.fileserve import RangeNotSatisfiable, parse_range
 from sense_plugin.api.keys import CONFIG, ENGINE, EXECUTOR
 from sense_plugin.api.streaming import disconnect, write_block
 from sense_plugin.errors import NotAvailableError, ResultCode
-from sense_plugin.evidence.signing import SIGNATURE_NAME
-from sense_plugin.export import bundle, safefs
+from sense_plugin.export import bundle
 from sense_plugin.export.bundle import Member, Piece
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Status
+from sense_plugin.signing import SIGNATURE_NAME
 
 log = logging.getLogger(__name__)
 BUNDLE_NAME = "bundle.zip"

@@ -28,13 +28,13 @@ from sense_plugin.api.fileserve import (
 )
 from sense_plugin.api.keys import CONFIG, ENGINE
 from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.site.relay import Elsewhere, download_elsewhere, holding_server
 from sense_plugin.api.users import VIEW
 from sense_plugin.cluster.keys import SITE_STORE
-from sense_plugin.cluster.relay import Elsewhere, download_elsewhere, holding_server
 from sense_plugin.errors import NoServerError
-from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export
+from sense_plugin.signing import SIGNATURE_NAME
 
 
 async def download_export_video(ctx: CommandContext) -> web.StreamResponse:

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from lxml import etree
 
-from sense_plugin.api.params import parse_int
-from sense_plugin.api.renderxml import parse_render
-from sense_plugin.api.xmlin import child_text
 from sense_plugin.config import Config
 from sense_plugin.errors import OutOfRangeError, quote_input
-from sense_plugin.evidence.options import RenderOptions, validate_request
 from sense_plugin.export.callbacks import check_callback
-from sense_plugin.export.options import (
+from sense_plugin.export.renderxml import parse_render
+from sense_plugin.media.exportoptions import (
     MODES,
     OUTPUTS,
     SNAPSHOT_FORMATS,
     STREAM_FORMATS,
     ExportOptions,
 )
+from sense_plugin.media.renderoptions import RenderOptions, validate_request
+from sense_plugin.params import parse_int
+from sense_plugin.xmlin import child_text
 
 #: 10^6 MB = one terabyte per part: more is a typo.
 MAX_FILE_SIZE_MB = 1_000_000

@@ -7,10 +7,11 @@ from lxml.builder import E
 
 from sense_plugin.api import results as r
 from sense_plugin.api.render import render, ts
-from sense_plugin.evidence.signing import SIGNATURE_NAME
 from sense_plugin.export.filetypes import mime_type
 from sense_plugin.export.manifest import MANIFEST_NAME
-from sense_plugin.export.model import Export, FileInfo, Job, Status
+from sense_plugin.export.model import Export, Job, Status
+from sense_plugin.filemodel import FileInfo
+from sense_plugin.signing import SIGNATURE_NAME
 
 
 @render.register

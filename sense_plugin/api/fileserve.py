@@ -25,9 +25,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sense_plugin import safefs
 from sense_plugin.api import render
 from sense_plugin.api.keys import CONFIG, EXECUTOR
-from sense_plugin.api.params import Params
 from sense_plugin.api.streaming import OpenFile, Sending, stream
 from sense_plugin.errors import (
     MissingParameterError,
@@ -36,11 +36,11 @@ from sense_plugin.errors import (
     PathNotAllowedError,
     ResultCode,
 )
-from sense_plugin.evidence.signing import SIGNATURE_NAME
-from sense_plugin.export import safefs
 from sense_plugin.export.filetypes import mime_type
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Status
+from sense_plugin.params import Params
+from sense_plugin.signing import SIGNATURE_NAME
 
 READ_BYTES = 256 * 1024
 MAX_CHUNK_KB = 64 * 1024

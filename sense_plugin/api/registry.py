@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sense_plugin.api.params import Params
 from sense_plugin.api.users import User
+from sense_plugin.params import Params
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ picture, an output smaller than the codec encodes (libx265: 16x16). Where the ar
 holds the device's recording for the range, the size of its first segment there is read
 (header only, off the event loop) and such a request is -22 naming the element. Where nothing
 is recorded yet (a live export starting now) the same check runs when the job starts and
-fails it with the same -22 (:func:`sense_plugin.evidence.filters.output_size`).
+fails it with the same -22 (:func:`sense_plugin.media.filters.output_size`).
 See docs/security.rst, "Render admission".
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.errors import MediaError, OutOfRangeError
-from sense_plugin.evidence.filters import output_size
 from sense_plugin.export.model import ExportRequest
+from sense_plugin.media.filters import output_size
 from sense_plugin.media.picture import picture_size
 
 RunIo = Callable[..., Awaitable[Any]]

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from aiohttp import web
-
-from sense_plugin.api.keys import CONFIG, SNAPSHOT_POOL
 from sense_plugin.api.passcheck import ServiceBusyError
 
 T = TypeVar("T")
@@ -63,13 +60,3 @@ class SnapshotPool:
         self._per_user[user] -= 1
         if self._per_user[user] <= 0:
             del self._per_user[user]
-
-
-async def snapshot_pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The application's snapshot pool, sized by ``[http]``."""
-    http = app[CONFIG].http
-    pool = SnapshotPool(http.snapshot_threads, http.max_pending_snapshots,
-                        http.max_snapshots_per_user)
-    app[SNAPSHOT_POOL] = pool
-    yield
-    pool.close()

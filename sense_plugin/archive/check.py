@@ -13,11 +13,11 @@ from pathlib import Path
 
 from sense_plugin.archive import dst
 from sense_plugin.archive.index import ArchiveIndex, index_path
-from sense_plugin.archive.naming import NamePattern, compiled
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.scan import reconcile_device
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import MediaError, NoDeviceError
+from sense_plugin.naming import NamePattern, compiled
 from sense_plugin.timestamps import format_timestamp
 
 #: Files changed this recently count as still being written (unless a later one exists).

@@ -12,10 +12,10 @@ from pathlib import Path
 import av
 from av.video.frame import PictureType
 
-from sense_plugin.archive import demo_defaults as defaults
+from sense_plugin import demo_defaults as defaults
 from sense_plugin.archive.font import ADVANCE, GLYPH_HEIGHT, render_text
-from sense_plugin.archive.naming import MUXERS, SEGMENT_EXTENSIONS, segment_filename
 from sense_plugin.errors import MediaError
+from sense_plugin.naming import MUXERS, SEGMENT_EXTENSIONS, segment_filename
 from sense_plugin.timestamps import US_PER_S, creation_time_text, us_to_datetime
 
 ENCODERS = {"h264": "libx264", "hevc": "libx265"}

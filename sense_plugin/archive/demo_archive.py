@@ -15,13 +15,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from pathlib import Path
 
-from sense_plugin.archive import demo_defaults as defaults
+from sense_plugin import demo_defaults as defaults
 from sense_plugin.archive.demo import write_segment
 from sense_plugin.archive.index import ArchiveIndex, Segment, index_path
-from sense_plugin.archive.naming import parse_segment_filename, segment_filename
 from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.synthetic import LiveSpec
 from sense_plugin.config import Config, DeviceConfig
+from sense_plugin.naming import parse_segment_filename, segment_filename
 from sense_plugin.timestamps import US_PER_S, now_us
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from stat import S_ISREG
 
-from sense_plugin.archive.naming import READ_EXTENSIONS
+from sense_plugin.naming import READ_EXTENSIONS
 
 log = logging.getLogger(__name__)
 

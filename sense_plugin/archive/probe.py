@@ -17,8 +17,8 @@ from pathlib import Path
 import av
 
 from sense_plugin.archive.dst import pass_by_mtime
-from sense_plugin.archive.naming import DEFAULT_PATTERN, NameTime, compiled
 from sense_plugin.errors import MediaError
+from sense_plugin.naming import DEFAULT_PATTERN, NameTime, compiled
 from sense_plugin.timestamps import US_PER_S, datetime_to_us
 
 log = logging.getLogger(__name__)

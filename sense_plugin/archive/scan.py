@@ -23,16 +23,16 @@ from pathlib import Path
 from sense_plugin.archive import dst
 from sense_plugin.archive.index import ArchiveIndex
 from sense_plugin.archive.listing import Listed, list_files, stat_files
-from sense_plugin.archive.naming import (
+from sense_plugin.archive.probe import SegmentInfo, probe_segment
+from sense_plugin.archive.segment import STATE_BAD, STATE_OVERLAP, STATE_UNNAMED, Segment
+from sense_plugin.archive.writer import final_name_of_partial, recover_partial
+from sense_plugin.errors import MediaError
+from sense_plugin.naming import (
     DEFAULT_PATTERN,
     NamePattern,
     NameTime,
     compiled,
 )
-from sense_plugin.archive.probe import SegmentInfo, probe_segment
-from sense_plugin.archive.segment import STATE_BAD, STATE_OVERLAP, STATE_UNNAMED, Segment
-from sense_plugin.archive.writer import final_name_of_partial, recover_partial
-from sense_plugin.errors import MediaError
 
 log = logging.getLogger(__name__)
 

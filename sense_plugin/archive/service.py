@@ -25,7 +25,6 @@ from sense_plugin.archive.demo_archive import (
     live_demo_spec,
     wants_demo,
 )
-from sense_plugin.archive.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
 from sense_plugin.archive.index import (
     DEFAULT_JOIN_TOLERANCE_US,
     ArchiveIndex,
@@ -48,6 +47,7 @@ from sense_plugin.archive.upkeep import (
     retention_pass,
 )
 from sense_plugin.config import Config
+from sense_plugin.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
 from sense_plugin.errors import GeneralError, MediaError, NoDeviceError, StorageError
 
 #: ``LIVE_DEMO_SEGMENT_S`` (defined in ``demo_defaults``) is read from here by export/live.py.

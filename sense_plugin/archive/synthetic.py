@@ -27,7 +27,7 @@ from fractions import Fraction
 
 import av
 
-from sense_plugin.archive import demo_defaults as defaults
+from sense_plugin import demo_defaults as defaults
 from sense_plugin.archive.demo import Painter
 from sense_plugin.errors import MediaError
 from sense_plugin.timestamps import US_PER_S, now_us

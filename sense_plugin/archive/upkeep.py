@@ -11,10 +11,10 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from sense_plugin.archive.index import ArchiveIndex
-from sense_plugin.archive.naming import compiled
 from sense_plugin.archive.retention import PinRegistry, apply_retention
 from sense_plugin.archive.scan import ScanReport, reconcile_device, recover_partials
 from sense_plugin.config import Config, DeviceConfig
+from sense_plugin.naming import compiled
 from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)

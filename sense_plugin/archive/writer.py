@@ -21,14 +21,14 @@ from av.bitstream import BitStreamFilterContext
 from av.packet import Packet
 from av.stream import Stream
 
-from sense_plugin.archive.naming import (
+from sense_plugin.errors import MediaError
+from sense_plugin.media.audio import AacTranscoder, can_copy, can_decode
+from sense_plugin.naming import (
     MUXERS,
     SEGMENT_EXTENSIONS,
     parse_segment_filename,
     segment_filename,
 )
-from sense_plugin.errors import MediaError
-from sense_plugin.media.audio import AacTranscoder, can_copy, can_decode
 from sense_plugin.timestamps import creation_time_text
 
 log = logging.getLogger(__name__)

@@ -117,8 +117,8 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Print one line per file (OK, MISMATCH, MISSING, EXTRA) and one about the signature;
     1 when anything is wrong (a key that cannot be used included)."""
-    from sense_plugin.evidence.signing import SigningKeyError, load_public_key
     from sense_plugin.export.verify import verify_directory
+    from sense_plugin.signing import SigningKeyError, load_public_key
 
     key = None
     if args.key is not None:

@@ -12,8 +12,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status, combine_statuses
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import Export, Job, Status, combine_statuses
+from sense_plugin.filemodel import FileInfo, Gap
+from sense_plugin.media.exportoptions import ExportOptions
 
 _EXPORT = ("export_id", "owner", "created_us", "path", "out_base", "format", "name",
            "bandwidth_limit_kbps", "retried_from", "finished_us", "expires_us", "options",

@@ -15,7 +15,7 @@ from pathlib import Path
 from sense_plugin.config import Config
 from sense_plugin.errors import OutOfRangeError, PathNotAllowedError, QueueFullError
 from sense_plugin.export.model import ExportRequest
-from sense_plugin.export.paths import output_name
+from sense_plugin.outputpaths import output_name
 from sense_plugin.timestamps import format_timestamp
 
 

@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.held import HeldExports
-from sense_plugin.export.model import Export, FileInfo, Job, Status, combine_statuses
+from sense_plugin.export.model import Export, Job, Status, combine_statuses
 from sense_plugin.export.storage import ExportQuery, JobStore
+from sense_plugin.filemodel import FileInfo
 from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)

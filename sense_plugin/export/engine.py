@@ -18,12 +18,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sense_plugin import safefs, signing
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import InvalidExportIdError, OutOfRangeError, SenseError
-from sense_plugin.evidence import signing
-from sense_plugin.evidence.signing import KEY_FILE
-from sense_plugin.export import admission, files, safefs
+from sense_plugin.export import admission, files
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.custody import Custody
 from sense_plugin.export.custodydb import SqliteCustodyStore
@@ -33,10 +32,11 @@ from sense_plugin.export.live import LiveFollower
 from sense_plugin.export.localstore import STORE_FILE, LocalJobStore
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status
-from sense_plugin.export.paths import resolve_export_dir
 from sense_plugin.export.retention import ExportRetention
 from sense_plugin.export.siterole import SiteRole, localize
 from sense_plugin.export.storage import ExportQuery, SiteStore
+from sense_plugin.outputpaths import resolve_export_dir
+from sense_plugin.signing import KEY_FILE
 from sense_plugin.timestamps import format_timestamp, now_us
 
 log = logging.getLogger(__name__)

@@ -10,13 +10,13 @@ import contextlib
 import os
 from pathlib import Path
 
+from sense_plugin import safefs
 from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
-from sense_plugin.evidence.signing import SIGNATURE_NAME
-from sense_plugin.export import safefs
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job
-from sense_plugin.export.paths import TEMP_SUFFIX, output_name
 from sense_plugin.media.messages import Written
+from sense_plugin.outputpaths import TEMP_SUFFIX, output_name
+from sense_plugin.signing import SIGNATURE_NAME
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
 

@@ -18,9 +18,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from sense_plugin.archive.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
+from sense_plugin.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
 from sense_plugin.errors import SenseError
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Job, Status

@@ -9,14 +9,15 @@ from pathlib import Path
 from lxml import etree
 from lxml.builder import E
 
-from sense_plugin.evidence.signing import SIGNATURE_NAME, Signer
-from sense_plugin.export import safefs
+from sense_plugin import safefs
 from sense_plugin.export.auditxml import audit_element
 from sense_plugin.export.custodystore import AuditRecord
 from sense_plugin.export.filetypes import mime_type
-from sense_plugin.export.model import Export, FileInfo, Job, Status
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.renderdoc import render_elements
+from sense_plugin.filemodel import FileInfo
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.signing import SIGNATURE_NAME, Signer
 from sense_plugin.timestamps import format_timestamp
 
 MANIFEST_NAME = "manifest.xml"

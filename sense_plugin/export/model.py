@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.filemodel import FileInfo
+from sense_plugin.media.exportoptions import ExportOptions
 
 
 class Status(StrEnum):
@@ -19,29 +20,6 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.REMOVED, Status.FAILED, Status.EXPIRED})
-FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts", "jpg": ".jpg", "png": ".png",
-           "pdf": ".pdf"}
-
-
-@dataclass(frozen=True)
-class Gap:
-    start_us: int
-    end_us: int
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """One finished output file, as recorded in the store and the manifest."""
-
-    name: str
-    size_bytes: int
-    sha256: str
-    first_frame_us: int
-    last_frame_us: int
-    frame_count: int
-    gaps: tuple[Gap, ...] = ()
-    #: A part holding a single GOP larger than ``maxfilesize`` (the only part over it).
-    oversize: bool = False
 
 
 @dataclass(frozen=True)

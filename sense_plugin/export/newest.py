@@ -15,10 +15,10 @@ import asyncio
 import os
 from pathlib import Path
 
-from sense_plugin.archive.naming import parse_segment_filename
 from sense_plugin.archive.service import Archive
 from sense_plugin.archive.writer import final_name_of_partial
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import now_us
 
 #: The open segment's span reaches at least this far past now (frames being flushed).

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sense_plugin.archive.demo_defaults import LIVE_SEGMENT_S
 from sense_plugin.archive.index import Segment
 from sense_plugin.archive.service import Archive
+from sense_plugin.demo_defaults import LIVE_SEGMENT_S
 from sense_plugin.errors import NoRecordError
 from sense_plugin.export.model import Job
 from sense_plugin.export.nearest import nothing_at

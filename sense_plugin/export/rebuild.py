@@ -16,10 +16,11 @@ from lxml import etree
 from sense_plugin.errors import SenseError
 from sense_plugin.export import ids
 from sense_plugin.export.manifest import MANIFEST_NAME
-from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.renderdoc import read_render
 from sense_plugin.export.store import ExportStore, StoreDamagedError
+from sense_plugin.filemodel import FileInfo, Gap
+from sense_plugin.media.exportoptions import ExportOptions
 from sense_plugin.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from lxml import etree
 from lxml.builder import E
 
-from sense_plugin.evidence.options import Rect, RenderOptions, Text, hex_color
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.media.renderoptions import Rect, RenderOptions, Text, hex_color
 
 
 def render_elements(options: ExportOptions) -> list[etree._Element]:
@@ -59,7 +59,7 @@ def read_render(root: etree._Element) -> tuple[RenderOptions | None, str]:
     Raises the request parser's coded error (a ``SenseError``) for a ``<render>`` that does
     not parse.
     """
-    from sense_plugin.api.renderxml import parse_render  # the request's own parser
+    from sense_plugin.export.renderxml import parse_render  # the request's own parser
 
     element = root.find("render")
     timestamps = root.findtext("timestamps") or "none"

@@ -17,13 +17,15 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sense_plugin import safefs
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.errors import GeneralError, ResultCode, SenseError, incident_error
-from sense_plugin.export import files, planning, safefs
+from sense_plugin.export import files, planning
 from sense_plugin.export.book import JobBook
-from sense_plugin.export.model import Export, FileInfo, Job
+from sense_plugin.export.model import Export, Job
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
+from sense_plugin.filemodel import FileInfo
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.messages import CutJob, Done
 from sense_plugin.media.remux import BUFFER_BYTES

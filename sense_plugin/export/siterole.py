@@ -24,8 +24,8 @@ from sense_plugin.export.book import Finalizer, JobBook
 from sense_plugin.export.dispatch import JobDispatcher
 from sense_plugin.export.keepalive import KeepAlive
 from sense_plugin.export.model import Export, Job, Status
-from sense_plugin.export.paths import UNNAMED_FOLDER
 from sense_plugin.export.storage import SiteStore
+from sense_plugin.outputpaths import UNNAMED_FOLDER
 
 log = logging.getLogger(__name__)
 #: How long a stop of a job running on another server waits for it to end.

@@ -6,8 +6,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from sense_plugin.export.model import Export, FileInfo, Gap, Job, Status
-from sense_plugin.export.options import ExportOptions
+from sense_plugin.export.model import Export, Job, Status
+from sense_plugin.filemodel import FileInfo, Gap
+from sense_plugin.media.exportoptions import ExportOptions
 
 EXPORT_COLUMNS = ("export_id, owner, created_us, path, out_base, format, name, "
                   "bandwidth_limit_kbps, retried_from, finished_us, expires_us, options")

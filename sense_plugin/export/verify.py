@@ -8,10 +8,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sense_plugin.evidence import signing
-from sense_plugin.evidence.signing import SIGNATURE_NAME
+from sense_plugin import signing
 from sense_plugin.export.manifest import MANIFEST_NAME, device_failures, parse_manifest
 from sense_plugin.hashing import sha256_of_path
+from sense_plugin.signing import SIGNATURE_NAME
 
 
 @dataclass

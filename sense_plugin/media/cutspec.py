@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sense_plugin import timestamps
-from sense_plugin.export.model import Gap  # one Gap type from the cut to the manifest
+from sense_plugin.filemodel import Gap
 
 __all__ = ["GAP_TOLERANCE_US", "SEEK_MARGIN_US", "CutCancelled", "CutRequest", "CutResult", "Gap",
            "SourceSegment"]

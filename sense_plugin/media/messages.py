@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sense_plugin.export.model import FileInfo
-from sense_plugin.export.options import ExportOptions
-from sense_plugin.export.paths import TEMP_SUFFIX
+from sense_plugin.filemodel import FileInfo
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.outputpaths import TEMP_SUFFIX
 
 __all__ = ["TEMP_SUFFIX", "Cancel", "Cancelled", "Control", "CutJob", "Done", "Failed",
            "FeedSegments", "Finish", "Progress", "Reply", "SetRate", "Shutdown", "Written"]

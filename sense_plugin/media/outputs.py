@@ -11,9 +11,9 @@ import os
 import av
 
 from sense_plugin.errors import ParametersChangedError
-from sense_plugin.evidence.subtitles import TimestampTrack
 from sense_plugin.media import bitstream as bs
 from sense_plugin.media.audio import AacTranscoder, can_copy
+from sense_plugin.media.subtitles import TimestampTrack
 from sense_plugin.timestamps import creation_time_text
 
 

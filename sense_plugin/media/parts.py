@@ -26,12 +26,12 @@ from typing import Any, cast
 
 import av
 
-from sense_plugin.export.paths import output_name
 from sense_plugin.media.bitstream import Packet
 from sense_plugin.media.cutspec import CutRequest, CutResult
 from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.media.throttle import TokenBucket
+from sense_plugin.outputpaths import output_name
 from sense_plugin.timestamps import creation_time_text
 
 #: Format → (bytes per part, bytes per packet, extra bytes per payload byte), measured on

@@ -11,12 +11,12 @@ from typing import NoReturn
 import av
 
 from sense_plugin.errors import MediaError, SenseError, StorageError
-from sense_plugin.export.paths import TEMP_SUFFIX
 from sense_plugin.media.bitstream import US
 from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
 from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
+from sense_plugin.outputpaths import TEMP_SUFFIX
 
 __all__ = [
     "BUFFER_BYTES", "OUTPUT_FORMATS", "US", "CutCancelled",

@@ -21,10 +21,10 @@ from typing import Any
 
 import av
 
-from sense_plugin.export.paths import output_name
 from sense_plugin.media import bitstream as bs
 from sense_plugin.media.cutspec import CutRequest, CutResult, SourceSegment
 from sense_plugin.media.remux import cut
+from sense_plugin.outputpaths import output_name
 
 log = logging.getLogger(__name__)
 

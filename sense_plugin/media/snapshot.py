@@ -18,9 +18,9 @@ import av
 from PIL import Image
 
 from sense_plugin.errors import MediaError, NoRecordError
-from sense_plugin.evidence.filters import FrameFilter, output_size
-from sense_plugin.evidence.options import RenderOptions
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.filters import FrameFilter, output_size
+from sense_plugin.media.renderoptions import RenderOptions
 from sense_plugin.timestamps import GAP_TOLERANCE_US, format_timestamp
 
 US = 1_000_000

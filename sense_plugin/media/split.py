@@ -19,9 +19,9 @@ from typing import Any
 
 import av
 
-from sense_plugin.export.paths import TEMP_SUFFIX, output_name
 from sense_plugin.media.cutspec import CutCancelled, CutResult
 from sense_plugin.media.sink import HashingSink
+from sense_plugin.outputpaths import TEMP_SUFFIX, output_name
 from sense_plugin.timestamps import creation_time_text
 
 US = 1_000_000

@@ -13,13 +13,13 @@ import os
 from dataclasses import replace
 
 from sense_plugin.errors import GeneralError, StorageError
-from sense_plugin.evidence.pdfreport import ReportFacts, render_report
-from sense_plugin.export.model import FileInfo
-from sense_plugin.export.paths import output_name
-from sense_plugin.export.safefs import CREATE_FLAGS, FILE_MODE
+from sense_plugin.filemodel import FileInfo
 from sense_plugin.media.messages import TEMP_SUFFIX, CutJob, Written
+from sense_plugin.media.pdfreport import ReportFacts, render_report
 from sense_plugin.media.sink import STORAGE_ERRNOS
 from sense_plugin.media.snapshot import Snapshot, grab, grab_newest
+from sense_plugin.outputpaths import output_name
+from sense_plugin.safefs import CREATE_FLAGS, FILE_MODE
 from sense_plugin.timestamps import format_timestamp
 
 

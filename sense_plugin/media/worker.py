@@ -21,10 +21,7 @@ from sense_plugin.errors import (
     SenseError,
     new_incident,
 )
-from sense_plugin.evidence.options import RenderOptions
-from sense_plugin.evidence.render import RenderRequest
-from sense_plugin.evidence.run import render
-from sense_plugin.export.model import FileInfo, Gap
+from sense_plugin.filemodel import FileInfo, Gap
 from sense_plugin.media.follow import Feed, cut_while_recording, follow_cut
 from sense_plugin.media.messages import (
     Cancel,
@@ -42,6 +39,9 @@ from sense_plugin.media.messages import (
 )
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, cut
+from sense_plugin.media.rendering import RenderRequest
+from sense_plugin.media.renderoptions import RenderOptions
+from sense_plugin.media.renderrun import render
 from sense_plugin.media.runs import cut_runs
 from sense_plugin.media.split import split_file
 from sense_plugin.media.still import write_snapshot

@@ -6,9 +6,9 @@ from sense_plugin import __version__
 from sense_plugin.api import results as r
 from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
 from sense_plugin.api.registry import Command, CommandContext
+from sense_plugin.api.site.lists import site_device_list, site_diva_list
 from sense_plugin.api.users import VIEW
 from sense_plugin.cluster.keys import SITE
-from sense_plugin.cluster.lists import site_device_list, site_diva_list
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.errors import NoDeviceError, NoServerError, OutOfRangeError
 from sense_plugin.timestamps import now_us

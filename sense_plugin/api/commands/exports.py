@@ -12,12 +12,10 @@ from sense_plugin.api.commands.custody import hold_or_release
 from sense_plugin.api.commands.devices import check_server, find_device
 from sense_plugin.api.exportopts import keepalive_given, parse_options
 from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE
-from sense_plugin.api.params import parse_int, parse_u64
 from sense_plugin.api.registry import Command, CommandContext
 from sense_plugin.api.rendersize import check_render_width
 from sense_plugin.api.results import ExportChanged, ExportCreated, ExportStatusList
 from sense_plugin.api.users import EXPORT, VIEW
-from sense_plugin.api.xmlin import child_text, parse_body
 from sense_plugin.cluster.keys import SITE
 from sense_plugin.config import Config
 from sense_plugin.errors import (
@@ -31,9 +29,11 @@ from sense_plugin.errors import (
 )
 from sense_plugin.export.model import DeviceRange, ExportRequest, Status
 from sense_plugin.export.nearest import nothing_at
-from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.storage import ExportQuery
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.params import parse_int, parse_u64
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
+from sense_plugin.xmlin import child_text, parse_body
 
 if TYPE_CHECKING:
     from sense_plugin.cluster.nodes import SiteDevice

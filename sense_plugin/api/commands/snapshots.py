@@ -27,11 +27,11 @@ from sense_plugin.errors import (
     OutOfRangeError,
     quote_input,
 )
-from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions
 from sense_plugin.export.nearest import nothing_at
 from sense_plugin.export.newest import open_segment
 from sense_plugin.export.planning import newest_sources
 from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.renderoptions import MIN_WIDTH, RenderOptions
 from sense_plugin.media.snapshot import IMAGE_FORMATS, Snapshot, grab, grab_newest, segment_at
 from sense_plugin.timestamps import GAP_TOLERANCE_US, format_timestamp, now_us
 

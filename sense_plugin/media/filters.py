@@ -13,14 +13,14 @@ import av
 import numpy as np
 
 from sense_plugin.errors import OutOfRangeError
-from sense_plugin.evidence.options import MIN_WIDTH, RenderOptions, check_picture
-from sense_plugin.evidence.overlay import (
+from sense_plugin.media.overlay import (
     Plane,
     TextPainter,
     apply_mask,
     join_planes,
     split_planes,
 )
+from sense_plugin.media.renderoptions import MIN_WIDTH, RenderOptions, check_picture
 
 
 def output_size(options: RenderOptions, width: int, height: int) -> tuple[int, int]:

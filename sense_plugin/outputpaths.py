@@ -7,7 +7,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from sense_plugin.errors import PathNotAllowedError
-from sense_plugin.export.model import FORMATS
+from sense_plugin.filemodel import FORMATS
 from sense_plugin.timestamps import format_compact
 
 #: A file being written is named ``<final name>.part`` until it is complete.

@@ -22,8 +22,8 @@ from sense_plugin.api.fileserve import (
     serve_export_file,
 )
 from sense_plugin.api.keys import ENGINE
-from sense_plugin.api.params import Params
-from sense_plugin.cluster.relay import DIRECTORY_HEADER, ROUTE
+from sense_plugin.api.site.relay import DIRECTORY_HEADER, ROUTE
+from sense_plugin.params import Params
 
 
 async def export_file(request: web.Request) -> web.StreamResponse:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
-from sense_plugin.evidence.options import Mask, Text
+from sense_plugin.media.renderoptions import Mask, Text
 
 Plane = npt.NDArray[np.uint8]
 #: Margin around the text box and between the box and the frame edge, in text heights.

@@ -6,10 +6,8 @@ import math
 
 from lxml import etree
 
-from sense_plugin.api.params import parse_int
-from sense_plugin.api.xmlin import child_text
 from sense_plugin.errors import EmptyValueError, OutOfRangeError, quote_input
-from sense_plugin.evidence.options import (
+from sense_plugin.media.renderoptions import (
     CODECS,
     DEFAULT_TIMESTAMP_FORMAT,
     MASK_STYLES,
@@ -27,6 +25,8 @@ from sense_plugin.evidence.options import (
     validate_rect,
     validate_timezone,
 )
+from sense_plugin.params import parse_int
+from sense_plugin.xmlin import child_text
 
 #: No camera sends more than 8K; a larger width is a typo.
 MAX_WIDTH = 7680

@@ -35,6 +35,7 @@ from aiohttp import web
 from lxml import etree
 from yarl import URL
 
+from sense_plugin import safefs
 from sense_plugin.api.fileserve import READ_BYTES, Chunking, serve_export_file
 from sense_plugin.api.keys import CONFIG, ENGINE, EXECUTOR
 from sense_plugin.api.streaming import disconnect, write_block
@@ -50,7 +51,6 @@ from sense_plugin.errors import (
     error_for_code,
     quote_input,
 )
-from sense_plugin.export import safefs
 from sense_plugin.export.model import Export
 
 if TYPE_CHECKING:

@@ -17,9 +17,6 @@ from fractions import Fraction
 import av
 
 from sense_plugin.errors import MediaError, NoRecordError, SenseError
-from sense_plugin.evidence.filters import FrameFilter
-from sense_plugin.evidence.options import CODECS, QUALITY_CRF, RenderOptions
-from sense_plugin.evidence.subtitles import TimestampTrack, supported
 from sense_plugin.media.cutspec import (
     GAP_TOLERANCE_US,
     SEEK_MARGIN_US,
@@ -28,6 +25,9 @@ from sense_plugin.media.cutspec import (
     Gap,
     SourceSegment,
 )
+from sense_plugin.media.filters import FrameFilter
+from sense_plugin.media.renderoptions import CODECS, QUALITY_CRF, RenderOptions
+from sense_plugin.media.subtitles import TimestampTrack, supported
 from sense_plugin.timestamps import creation_time_text
 
 US = 1_000_000

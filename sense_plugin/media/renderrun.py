@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import av
 
-from sense_plugin.evidence.render import Renderer, RenderRequest
 from sense_plugin.media.cutspec import CutResult
 from sense_plugin.media.remux import raise_translated
+from sense_plugin.media.rendering import Renderer, RenderRequest
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.media.throttle import TokenBucket
 

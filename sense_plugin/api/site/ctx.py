@@ -17,13 +17,13 @@ import psycopg
 from aiohttp import web
 
 from sense_plugin.api.keys import ARCHIVE, CONFIG, ENGINE, EXECUTOR
+from sense_plugin.api.site.holderfiles import setup_files
+from sense_plugin.api.site.internal import setup_internal
+from sense_plugin.api.site.relay import relay_ctx
 from sense_plugin.cluster.db import open_pool, redacted
-from sense_plugin.cluster.files import setup_files
-from sense_plugin.cluster.internal import setup_internal
 from sense_plugin.cluster.keys import SITE, SITE_STORE
 from sense_plugin.cluster.nodes import Site
 from sense_plugin.cluster.queue import make_app, recover_loop, run_worker
-from sense_plugin.cluster.relay import relay_ctx
 from sense_plugin.cluster.schema import upgrade
 from sense_plugin.cluster.sitejobs import SiteJobs
 from sense_plugin.cluster.sitestore import SiteJobStore

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from sense_plugin.evidence.options import Comment, Mask, Rect, RenderOptions, Timestamp
+from sense_plugin.media.renderoptions import Comment, Mask, Rect, RenderOptions, Timestamp
 
 MODES = ("archive", "live")
 OUTPUTS = ("stream", "snapshot")

@@ -1,1 +1,0 @@
-"""Evidence exports: rendering (burned-in time, comment, masks, crop, scale) and signatures."""
