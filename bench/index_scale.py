@@ -1,4 +1,5 @@
-"""``python3 -m bench.index_scale``: the archive index at 1,000,000 segments (SPEC §12 scale).
+"""``python3 -m bench.index_scale``: the archive index at 1,000,000 segments (docs/archive.rst
+scale).
 
 20 cameras × 50,000 one-minute segments (about 35 days each). Every segment is a real file
 under ``bench/cache/index-scale/`` named in today's pattern, but all of them are hard links to

@@ -15,7 +15,7 @@ autovacuum does on a real database); then times ``--calls`` calls of each:
 - ``save_job``: a job's progress update (no target; a running job writes it every few s).
 
 Each page call includes the total count. Saved to ``bench/results/pg-store.{json,txt}``.
-Targets (issue 17): paged p50 ≤ 10 ms, by id ≤ 5 ms.
+Targets: paged p50 ≤ 10 ms, by id ≤ 5 ms.
 """
 
 from __future__ import annotations

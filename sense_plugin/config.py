@@ -1,4 +1,4 @@
-"""Load and validate the TOML configuration once into frozen dataclasses (SPEC §8).
+"""Load and validate the TOML configuration once into frozen dataclasses (docs/configuration.rst).
 
 The dataclasses (and the keys' defaults) live in ``configmodel``, the typed reading in
 ``configread`` and ``configtables``; all are re-exported here.

@@ -1,4 +1,4 @@
-"""The configuration's data model: frozen dataclasses, one per TOML table (SPEC §8).
+"""The configuration's data model: frozen dataclasses, one per TOML table (docs/configuration.rst).
 
 A field's default here is the default of its TOML key (the reader in ``configread`` takes it
 from the field); :func:`bounded` adds the range a number must lie in. A number without
@@ -33,7 +33,7 @@ class DeviceConfig:
     archive_dir: Path
     enabled: bool = True
     source: str | None = None
-    #: How the files under ``archive_dir`` are named (SPEC §12), in ``archive_timezone``.
+    #: How the files under ``archive_dir`` are named (docs/archive.rst), in ``archive_timezone``.
     archive_pattern: str = DEFAULT_PATTERN
     archive_timezone: str = DEFAULT_TIMEZONE
     #: An imported archive (own ``archive_dir`` or pattern, no ``source``): read-only to
@@ -126,7 +126,7 @@ class ExportConfig:
     stall_s: float = bounded(60.0, 0.5, 86400)
     #: A download whose client accepts no data for this long is closed.
     download_write_timeout_s: float = bounded(30.0, 0.1, 3600)
-    #: A live export ends at most this long after now (SPEC §10).
+    #: A live export ends at most this long after now (docs/exports.rst).
     max_live_s: int = bounded(3600, 1, 7 * 86400)
     #: Default keepalive of live exports: stopped when nobody polls or downloads this long.
     live_keepalive_s: int = bounded(300, 0, 7 * 86400)
@@ -182,7 +182,7 @@ class WebhookConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """``[cluster]`` (SPEC §13): the servers of one site share one PostgreSQL database."""
+    """``[cluster]`` (docs/site.rst): the servers of one site share one PostgreSQL database."""
 
     database_url: str
     #: How the other servers of the site reach this one (``http(s)://host:port``).

@@ -1,4 +1,5 @@
-"""One reader per TOML table (SPEC §8): checks that span keys, paths, users, devices."""
+"""One reader per TOML table (docs/configuration.rst): checks that span keys, paths, users,
+devices."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class ConfigReader(TableReader):
         archive = self.settings(self.table(data, "archive", keys_of(ArchiveConfig)), "[archive]",
                                 ArchiveConfig)
         devices = self.devices(data.get("devices", []), server.data_dir)
-        added = archive.demo and not devices  # SPEC §12: three demo devices, stable ids
+        added = archive.demo and not devices  # docs/archive.rst: three demo devices, stable ids
         if added:
             devices = self.devices([dict(d) for d in DEMO_DEVICES], server.data_dir)
         return Config(

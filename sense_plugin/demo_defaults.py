@@ -1,4 +1,5 @@
-"""The demo's defaults in one place (SPEC §12): its devices, picture, segments and bit rates.
+"""The demo's defaults in one place (docs/archive.rst): its devices, picture, segments and bit
+rates.
 
 Plain values, no imports: the configuration, the demo generators, the synthetic live source
 and the command line all read them from here.

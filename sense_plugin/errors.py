@@ -1,4 +1,4 @@
-"""The result-code table of SPEC §3 and the typed errors that carry those codes.
+"""The result-code table of docs/protocol.rst and the typed errors that carry those codes.
 
 This module imports nothing from the package: every layer raises these errors and the
 API's single middleware renders them.

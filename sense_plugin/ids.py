@@ -1,4 +1,5 @@
-"""Unsigned 64-bit ids (server and device ids, SPEC §3): their bound and their text form."""
+"""Unsigned 64-bit ids (server and device ids, docs/protocol.rst): their bound and their text
+form."""
 
 from __future__ import annotations
 

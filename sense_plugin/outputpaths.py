@@ -1,4 +1,5 @@
-"""Where export files go: ``path`` confined to the export roots, and file naming (SPEC §6)."""
+"""Where export files go: ``path`` confined to the export roots, and file naming
+(docs/exports.rst)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The permissions a user may hold (SPEC §4): read by the configuration and the API."""
+"""The permissions a user may hold (docs/authentication.rst): read by the configuration and the
+API."""
 
 from __future__ import annotations
 

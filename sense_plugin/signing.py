@@ -102,7 +102,7 @@ def public_pem(key: Ed25519PublicKey) -> str:
 
 
 def fingerprint(key: Ed25519PublicKey) -> str:
-    """SHA-256 of the DER public key, lowercase hex (SPEC §11)."""
+    """SHA-256 of the DER public key, lowercase hex (docs/rendering.rst)."""
     der = key.public_bytes(serialization.Encoding.DER,
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()

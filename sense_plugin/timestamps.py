@@ -1,4 +1,4 @@
-"""Wire timestamps (SPEC §2): parse UTC input, format ``YYYY-MM-DD HH:MM:SS.zzz`` output.
+"""Wire timestamps (docs/protocol.rst): parse UTC input, format ``YYYY-MM-DD HH:MM:SS.zzz`` output.
 
 Inside the package every instant is an integer count of microseconds since the Unix epoch
 (``*_us``); integer arithmetic keeps per-packet maths fast and exact.

@@ -1,6 +1,6 @@
 """Hardened parsing of request bodies: no DTDs, no entities, no network, bounded depth.
 
-Element names are matched case-insensitively (SPEC §2), so every tag is folded to lower
+Element names are matched case-insensitively (docs/protocol.rst), so every tag is folded to lower
 case (namespaces dropped) right after parsing.
 """
 

@@ -35,7 +35,7 @@ async def live_client(make_client: Any, tmp_path: Path, write_segment: WriteSegm
             "devices": [{"deviceid": str(DEVICE), "name": "Live", "source": str(clip)}]}
     client = await make_client(config_from_dict(data, base_dir=tmp_path))
     deadline = asyncio.get_running_loop().time() + 10
-    while True:  # until the recording has begun (the open segment counts, SPEC §12)
+    while True:  # until the recording has begun (the open segment counts, docs/archive.rst)
         root = await command(client, "getRecordings", deviceid=DEVICE)
         if root.find(".//recording") is not None or root.find(".//interval") is not None:
             break

@@ -1,4 +1,4 @@
-"""Authentication and permissions (SPEC §4) against the real app."""
+"""Authentication and permissions (docs/authentication.rst) against the real app."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``[cluster]`` (SPEC §13): validated at start, and absent means nothing changes."""
+"""``[cluster]`` (docs/site.rst): validated at start, and absent means nothing changes."""
 
 from __future__ import annotations
 

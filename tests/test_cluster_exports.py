@@ -1,4 +1,4 @@
-"""Exports on a site of three servers (SPEC §13, issue 17): any server takes the export, each
+"""Exports on a site of three servers (docs/site.rst): any server takes the export, each
 device job runs on the server holding the device, every server answers the same status and
 serves every file.
 

@@ -1,4 +1,4 @@
-"""procrastinate as the device-job transport: one queue per server (SPEC §13, issue 17).
+"""procrastinate as the device-job transport: one queue per server (docs/site.rst).
 
 The test process plays server A: it defers ``sense.probe`` jobs onto server B's queue; B is
 a real ``sense-plugin serve`` whose worker takes them. Then B is killed mid-job (the job

@@ -1,4 +1,5 @@
-"""Downloads from any server of a site (SPEC §13): relayed from the holder or read from shared disk.
+"""Downloads from any server of a site (docs/site.rst): relayed from the holder or read from
+shared disk.
 
 Three real ``sense-plugin serve`` processes on one real PostgreSQL: A (1001) holds the archive
 and made the export; B (1002) relays A's files; C (1003) reads them from the export root it

@@ -1,4 +1,4 @@
-"""Three ``sense-plugin serve`` processes of one site on one PostgreSQL (SPEC §13)."""
+"""Three ``sense-plugin serve`` processes of one site on one PostgreSQL (docs/site.rst)."""
 
 from __future__ import annotations
 

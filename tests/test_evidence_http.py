@@ -101,7 +101,7 @@ async def test_stream_copy_manifest_says_so_and_width_above_source_fails(
     base = api_archive["start_us"]
     span = (STEADY, format_timestamp(base + 12 * US), format_timestamp(base + 15 * US))
     refused = await command(client, "exportVideo", expect=-22, body=export_body(
-        [span], path="rendered", render="<width>4096</width>"))  # at admission (issue 14)
+        [span], path="rendered", render="<width>4096</width>"))  # at admission
     assert "render/width" in (refused.findtext("description") or "")
     root = await command(client, "exportVideo", body=export_body(
         [(STEADY, format_timestamp(base + 2 * US), format_timestamp(base + 4 * US))],

@@ -1,4 +1,5 @@
-"""Export kinds over HTTP (SPEC §10): snapshots, stop; files reopened with PyAV and Pillow."""
+"""Export kinds over HTTP (docs/exports.rst): snapshots, stop; files reopened with PyAV and
+Pillow."""
 
 from __future__ import annotations
 

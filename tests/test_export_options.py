@@ -1,4 +1,5 @@
-"""The export kind and options of SPEC §10/§11: parsing, the store, status and manifest fields."""
+"""The export kind and options of docs/exports.rst, docs/rendering.rst: parsing, the store, status
+and manifest fields."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Archives written by other recorders (SPEC §12): each documented layout, made by Debian's
+"""Archives written by other recorders (docs/archive.rst): each documented layout, made by Debian's
 ffmpeg CLI, indexed and exported over HTTP with the right archive times."""
 
 from __future__ import annotations

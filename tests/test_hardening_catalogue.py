@@ -1,4 +1,4 @@
-"""Bad-input catalogue (issue 6 §1): every hostile or broken request over the real HTTP server.
+"""Bad-input catalogue: every hostile or broken request over the real HTTP server.
 
 One table, one server: each case names the request and the result code it must get. An
 export is accepted before the catalogue starts and must complete with a correct file after
@@ -170,7 +170,7 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("status-filter-unknown", -22, f"{status}&status=EXPLODED"),
         # -- paths ----------------------------------------------------------------------------
         Case("path-dotdot", -1004, create, with_path("../escape")),
-        # the export accepted before the storm is export 1, in unnamed/1 (issue 19)
+        # the export accepted before the storm is export 1, in unnamed/1
         Case("path-inside-an-export-directory", -1004, create, with_path("unnamed/1/sub")),
         Case("path-is-an-export-directory", -1004, create, with_path("unnamed/1")),
         Case("device-repeated-same-start", -22, create,
@@ -200,7 +200,7 @@ def catalogue(archive: dict[str, Any], outside: Path, escape_link: str) -> list[
         Case("command-with-nul", -1, "command=getDeviceList%00"),
         Case("command-very-long", -1, "command=" + "A" * 8000),
         Case("percent-garbage", -1, "command=%ZZ%"),
-        # -- forged browser requests (issue 19): refused even with authentication off ------
+        # -- forged browser requests: refused even with authentication off ------
         Case("csrf-create-text-plain-form", -1002, create, export(),
              headers={"Origin": "http://evil.example", "Content-Type": "text/plain"}),
         Case("csrf-remove-img-same-site", -1002, "command=exportVideo&action=remove&exportid=1",
@@ -260,7 +260,8 @@ def custody_cases(archive: dict[str, Any], export: Callable[..., bytes],
 
 def kind_cases(archive: dict[str, Any], export: Callable[..., bytes],
                device: Callable[..., str], create: str) -> list[Case]:
-    """The export kinds and options of SPEC §10/§11 (issue 14): each refused, nothing queued."""
+    """Bad export kinds and options (docs/exports.rst, docs/rendering.rst): each refused,
+    nothing queued."""
     start, end = span(archive, 0, 5)
     snap_only_end = f"<device><deviceid>{STEADY}</deviceid><endtime>{end}</endtime></device>"
     gap = span(archive, 30, 31)[0]
@@ -296,7 +297,7 @@ def kind_cases(archive: dict[str, Any], export: Callable[..., bytes],
 
 def render_cases(archive: dict[str, Any], export: Callable[..., bytes],
                  device: Callable[..., str], create: str) -> list[Case]:
-    """Issue 15's bad ``<render>`` input: each refused with its code, nothing queued."""
+    """Bad ``<render>`` input: each refused with its code, nothing queued."""
     start, end = span(archive, 0, 5)
     mask = "<mask><x>{}</x><y>0.1</y><w>{}</w><h>0.2</h></mask>"
     bad = {"position": "<timestamp><position>middle</position></timestamp>",

@@ -1,4 +1,4 @@
-"""Faults (issue 6 §3): source segments deleted or corrupted mid-export, job store locked.
+"""Faults: source segments deleted or corrupted mid-export, job store locked.
 
 SIGKILL mid-export lives in test_server_process.py and disk full in test_storage_full.py;
 this module covers the source archive and the SQLite job store.

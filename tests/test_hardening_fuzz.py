@@ -1,4 +1,4 @@
-"""Fuzzing (issue 6 §2): the query-string path and the XML body path of the real server.
+"""Fuzzing: the query-string path and the XML body path of the real server.
 
 Every example is a real HTTP request to a real server on loopback (run in a thread with its
 own event loop, so hypothesis drives it synchronously). Properties: never HTTP 500, never

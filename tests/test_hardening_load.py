@@ -1,4 +1,4 @@
-"""Load (issue 6 §4): 200 concurrent clients polling status while 20 exports run, bounded.
+"""Load: 200 concurrent clients polling status while 20 exports run, bounded.
 
 Zero errors, every export completes with a correct file, and the process's open file
 descriptors and threads are back to their baseline afterwards. ``SENSE_LOAD_S`` sets the

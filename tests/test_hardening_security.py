@@ -1,4 +1,4 @@
-"""Security with authentication on (issue 6 §5), beyond test_auth.py: every command, every
+"""Security with authentication on, beyond test_auth.py: every command, every
 way of reaching another user's export, download escapes, and passwords kept out of logs."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """An exported file and its manifest never disagree; nothing is written or read outside the roots.
 
-Each test attacks the real server over HTTP the way issue 19 did: repeated devices, a reused
+Each test attacks the real server over HTTP the way a field test did: repeated devices, a reused
 export directory, a temporary file swapped mid-write, a symlink swapped into the path after
 admission, downloads through symlinks or of changed files, a path into another user's export.
 """

@@ -1,4 +1,5 @@
-"""The live demo (SPEC §12) through the real ``sense-plugin serve``: three demo devices added,
+"""The live demo (docs/archive.rst) through the real ``sense-plugin serve``: three demo devices
+added,
 the last minutes back-filled, then recorded in real time from the synthetic source, and a
 back-fill interrupted by a port already in use is completed by the next start."""
 

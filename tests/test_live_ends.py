@@ -1,4 +1,4 @@
-"""How a live export ends (SPEC §10), over HTTP against a server recording a real source.
+"""How a live export ends (docs/exports.rst), over HTTP against a server recording a real source.
 
 The source is a clip played at real time by the recorder (``source = <file>``, 1 s segments),
 so a few seconds of live range cost a few seconds. The clip's length decides whether the

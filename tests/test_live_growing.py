@@ -1,4 +1,5 @@
-"""A live export's file is readable while it grows (SPEC §10, media/follow.py): a reader opens
+"""A live export's file is readable while it grows (docs/exports.rst, media/follow.py): a reader
+opens
 ``<final name>.part`` mid-export with PyAV and decodes frames; the final file is that file
 finished, and its SHA-256 is the manifest's."""
 

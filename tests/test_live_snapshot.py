@@ -1,4 +1,5 @@
-"""``mode=live`` + snapshot, and getSnapshot without a time: the newest frame (SPEC §10), read
+"""``mode=live`` + snapshot, and getSnapshot without a time: the newest frame (docs/exports.rst),
+read
 from the segment being recorded (10 s segments here: the newest complete one is older)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Repeated log lines once per interval (issue 19): the logging filter and the loop's handler."""
+"""Repeated log lines once per interval: the logging filter and the loop's handler."""
 
 from __future__ import annotations
 

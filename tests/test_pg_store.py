@@ -1,4 +1,4 @@
-"""The export job store in PostgreSQL (``cluster.store.PgJobStore``, issue 17).
+"""The export job store in PostgreSQL (``cluster.store.PgJobStore``).
 
 The store contract (``tests/store_contract.py``) runs against a real PostgreSQL, a fresh
 database per test; then what only a site database has: two servers sharing one id sequence,

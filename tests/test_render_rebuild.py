@@ -1,5 +1,5 @@
 """Render options survive a lost job store (written into the signed manifest and read back),
-and a render width wider than the recording is refused at admission (SPEC §11)."""
+and a render width wider than the recording is refused at admission (docs/rendering.rst)."""
 
 from __future__ import annotations
 

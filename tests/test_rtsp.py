@@ -110,7 +110,7 @@ def check_file(path: Path, framecount: int, audio_codec: str) -> None:
 
 async def check_open_segment_counts(client: Any, device: Any) -> None:
     """While recording, getRecordings and getServerStatus reach into the open segment: no
-    trailing gap after the last indexed segment (SPEC §12)."""
+    trailing gap after the last indexed segment (docs/archive.rst)."""
     await asyncio.sleep(1.0)  # the open segment holds at least 0.5 s now
     starts = committed(device.archive_dir)
     root = await command(client, "getRecordings", deviceid=device.device_id,

@@ -1,4 +1,4 @@
-"""Login hardening (issue 19) over the real HTTP server with authentication on: limits counted
+"""Login hardening over the real HTTP server with authentication on: limits counted
 before hashing, per user and per address, unknown users hashed too, the bounded scrypt pool,
 passwords kept as sent, logout and session revocation, HTTP Basic and its cache."""
 

@@ -1,4 +1,4 @@
-"""Availability of the real ``sense-plugin serve`` (issue 19): descriptors, idle and slow clients,
+"""Availability of the real ``sense-plugin serve``: descriptors, idle and slow clients,
 malformed HTTP, log floods, and the headers every answer carries."""
 
 from __future__ import annotations

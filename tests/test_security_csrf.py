@@ -1,4 +1,4 @@
-"""CSRF (issue 19) over the real HTTP server with authentication on: requests that change state
+"""CSRF over the real HTTP server with authentication on: requests that change state
 and carry a browser's cookie must prove they come from this server's own page."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Signed manifests (SPEC §11) over the real app: manifest.sig, the published key, verify --key.
+"""Signed manifests (docs/rendering.rst) over the real app: manifest.sig, the published key,
+verify --key.
 
 The signature is checked three independent ways: with ``cryptography`` against the key from
 getServerOptions, with the openssl command line, and with ``sense-plugin verify --key``.

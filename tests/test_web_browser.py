@@ -1,4 +1,4 @@
-"""End to end in a real headless Chromium, as an operator would use the page (SPEC §15 hooks).
+"""End to end in a real headless Chromium, as an operator would use the page (docs/page.rst hooks).
 
 Log in, tick two cameras, move both timeline handles with the keyboard and the mouse, see the
 preview load for the handle's time, start an export, watch per-camera progress to COMPLETED,
@@ -362,8 +362,8 @@ def move_handles_with_mouse(driver: WebDriver) -> None:
 
 
 def options_become_spec_elements(driver: WebDriver) -> None:
-    """The Options section builds SPEC §10/§11 elements (the server's support comes with them);
-    with the defaults the request is a plain §5.1 one."""
+    """The Options section builds the extended export elements (docs/exports.rst,
+    docs/rendering.rst); with the defaults the request is a plain exportVideo one."""
     plain = etree.fromstring(js(driver, "return new XMLSerializer().serializeToString("
                                         "ExportForm.build(['1']))"))
     assert [c.tag for c in plain] == ["devices", "format"], etree.tostring(plain)

@@ -62,13 +62,14 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/webservice", webservice)
     app.router.add_route("GET", "/command", command)
     app.router.add_route("POST", "/command", command)
-    app.router.add_route("HEAD", "/command", command)  # downloads: headers of the GET (SPEC §14)
+    # downloads: the headers of the GET (docs/operations.rst)
+    app.router.add_route("HEAD", "/command", command)
     setup_web(app)  # the browser export page under /web/
     app.on_response_prepare.append(add_security_headers)
     setup_metrics(app)  # GET /metrics
     app.cleanup_ctx.extend([executor_ctx, auth_ctx, archive_ctx, engine_ctx, metrics_ctx,
                             callbacks_ctx, snapshot_pool_ctx])
-    if config.cluster is not None:  # a site of several servers (SPEC §13): PostgreSQL
+    if config.cluster is not None:  # a site of several servers (docs/site.rst): PostgreSQL
         from sense_plugin.api.site.ctx import setup_cluster
 
         setup_cluster(app, engine_ctx)

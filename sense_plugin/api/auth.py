@@ -1,4 +1,5 @@
-"""Authentication (SPEC §4): login sessions with idle expiry, HTTP Basic, failure limits.
+"""Authentication (docs/authentication.rst): login sessions with idle expiry, HTTP Basic, failure
+limits.
 
 The order of a password check is the defence: a password proven correct a moment ago passes;
 the same check already running is shared; otherwise the attempt is counted against the limits

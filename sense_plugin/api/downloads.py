@@ -1,11 +1,11 @@
-"""downloadExportVideo (SPEC §5.5): one file of an export, resumable by Range or by chunks.
+"""downloadExportVideo (docs/protocol.rst): one file of an export, resumable by Range or by chunks.
 
 How a file is served (plain names only, one byte range, If-Range / If-None-Match against the
 SHA-256 ETag, HEAD, 416, the symlink-proof open and the recorded-size check) is
 ``api/fileserve.py``; pacing, the write timeout and the stop on removal are
 ``api/streaming.py``. A client that goes away is logged at DEBUG, never as an incident.
 
-On a site (SPEC §13) a file held by another server is fetched from it, or read from the
+On a site (docs/site.rst) a file held by another server is fetched from it, or read from the
 shared export root (``cluster/relay.py``): when the job that wrote the file ran elsewhere
 (``job.server_id``), or when the (ext) parameter ``serverid`` names another server of the site.
 On a single server both are inert: every job is this server's, and another ``serverid``

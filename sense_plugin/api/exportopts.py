@@ -1,4 +1,5 @@
-"""Parse the ``<export>`` elements of SPEC §10 and §11 into :class:`ExportOptions`.
+"""Parse the ``<export>`` elements of docs/exports.rst, docs/rendering.rst into
+:class:`ExportOptions`.
 
 Every problem is a coded error naming the element (-10 missing, -22 bad value, -23 empty);
 the device ranges, whose rules depend on the kind, are checked in ``commands.exports``.

@@ -1,4 +1,4 @@
-"""``GET /metrics`` (SPEC §14): Prometheus text format from a per-app registry.
+"""``GET /metrics`` (docs/operations.rst): Prometheus text format from a per-app registry.
 
 Gauges (exports and jobs by status, recorder up and bytes) are read from engine and archive
 state at scrape time by a custom collector; counters and histograms for requests and export

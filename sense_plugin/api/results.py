@@ -37,7 +37,7 @@ class ServerRow:
     server_id: int
     name: str
     type: str = "sense_plugin"
-    #: ``online``/``offline`` on a site of several servers (SPEC §13); None: single server.
+    #: ``online``/``offline`` on a site of several servers (docs/site.rst); None: single server.
     status: str | None = None
 
 
@@ -55,7 +55,7 @@ class ServerOptions:
     camera_count: int
     #: export.max_span_s: the longest range one device of an export may span (ext).
     max_span_s: int
-    #: The manifest signing key: PEM public key and SHA-256 of its DER form (SPEC §11).
+    #: The manifest signing key: PEM public key and SHA-256 of its DER form (docs/rendering.rst).
     signing_key_pem: str = ""
     signing_key_fingerprint: str = ""
 
@@ -99,4 +99,4 @@ class ExportChanged:
 @dataclass(frozen=True)
 class ExportStatusList:
     exports: tuple[Export, ...]
-    total: int | None = None  # every matching export, on paged answers (SPEC §5.3)
+    total: int | None = None  # every matching export, on paged answers (docs/protocol.rst)

@@ -1,4 +1,4 @@
-"""Who is calling: a user name and the permissions SPEC §4 defines."""
+"""Who is calling: a user name and the permissions docs/authentication.rst defines."""
 
 from __future__ import annotations
 

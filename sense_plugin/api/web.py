@@ -81,7 +81,7 @@ async def _quiet_basic_challenge(request: web.Request, response: web.StreamRespo
 
     Browsers answer a Basic challenge on a ``fetch`` with their own password dialog, which would
     hide the page's login form. The page marks its requests with ``X-Requested-With``; every
-    other client still gets the challenge (SPEC §2).
+    other client still gets the challenge (docs/protocol.rst).
     """
     if response.status == 401 and request.headers.get(BROWSER_CLIENT_HEADER):
         response.headers.pop("WWW-Authenticate", None)

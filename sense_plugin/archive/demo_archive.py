@@ -39,7 +39,7 @@ class DemoSpec:
     segment_s: float = defaults.ARCHIVE_SEGMENT_S
     gop_s: float = defaults.GOP_S
     fmt: str = "mp4"
-    #: Record the devices from a synthetic live source after the back-fill (SPEC §12);
+    #: Record the devices from a synthetic live source after the back-fill (docs/archive.rst);
     #: None: a static archive generated once.
     live: LiveSpec | None = None
 

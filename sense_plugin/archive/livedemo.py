@@ -1,4 +1,4 @@
-"""The live demo's parts (SPEC §12): the synthetic source of the demo devices and their
+"""The live demo's parts (docs/archive.rst): the synthetic source of the demo devices and their
 resumable back-fill; the archive service starts the recorders on the URLs given here."""
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def with_open_span(intervals: list[tuple[int, int]], span: tuple[int, int] | Non
                    tolerance_us: int) -> list[tuple[int, int]]:
     """Recorded ``intervals`` (clipped to the range, in order) plus the segment being written.
 
-    The open segment counts as recorded up to its last written frame (SPEC §12).
+    The open segment counts as recorded up to its last written frame (docs/archive.rst).
     """
     if span is None or span[1] <= start_us or span[0] >= end_us:
         return intervals

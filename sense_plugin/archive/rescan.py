@@ -1,4 +1,4 @@
-"""Keep the index current while other programs write segments (SPEC §12 ``rescan_s``).
+"""Keep the index current while other programs write segments (docs/archive.rst ``rescan_s``).
 
 Every ``rescan_s / 2`` the devices with files still settling are rescanned, so a segment is in
 the index at most ``rescan_s`` after its last write; a change event from the watcher

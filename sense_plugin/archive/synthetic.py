@@ -1,6 +1,6 @@
 """A synthetic live camera: the demo picture encoded in real time and served as MPEG-TS on TCP.
 
-The live demo (SPEC §12) records demo devices with the real recorder from a real network
+The live demo (docs/archive.rst) records demo devices with the real recorder from a real network
 source. :class:`SyntheticSource` starts ``python -m sense_plugin.archive.synthetic`` — its own
 process, so painting and encoding never compete with the server's event loop or its threads
 for the GIL — which listens on one loopback port per camera and prints them. Each connection

@@ -74,11 +74,11 @@ def reconcile_all(index: ArchiveIndex, devices: Iterable[DeviceConfig], stop: th
 
 def retention_pass(index: ArchiveIndex, pins: PinRegistry, config: Config,
                    live_demo_ids: Collection[int]) -> None:
-    """Apply archive retention to every device we may delete from (SPEC §12)."""
+    """Apply archive retention to every device we may delete from (docs/archive.rst)."""
     limits = config.archive
     for device in config.devices:
         if device.archive_foreign and not limits.manage_foreign:
-            continue  # an imported archive is read-only to us (SPEC §12)
+            continue  # an imported archive is read-only to us (docs/archive.rst)
         max_age_days = limits.max_age_days
         if device.device_id in live_demo_ids:
             max_age_days = min(max_age_days, limits.demo_keep_hours / 24)

@@ -1,4 +1,4 @@
-"""Client side of the export kinds (SPEC §10): ``snapshot``, ``export --live/--stop/
+"""Client side of the export kinds (docs/exports.rst): ``snapshot``, ``export --live/--stop/
 --max-file-size/--no-audio``."""
 
 from __future__ import annotations

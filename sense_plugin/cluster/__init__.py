@@ -1,4 +1,4 @@
-"""A site of several recording servers on one PostgreSQL database (SPEC §13, issue 17).
+"""A site of several recording servers on one PostgreSQL database (docs/site.rst).
 
 Imported only when the configuration has a ``[cluster]`` table: a single server never loads
 psycopg or procrastinate. The foundation: the versioned schema (``schema``), node heartbeats

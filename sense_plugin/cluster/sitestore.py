@@ -38,7 +38,7 @@ SELECT export_id, idx, status, stop_asked FROM sense_jobs
 WHERE server_id = %s AND (export_id, idx) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))"""
 
 
-#: Jobs of servers not seen for ``node_timeout_s`` fail (SPEC §13); their exports' ids.
+#: Jobs of servers not seen for ``node_timeout_s`` fail (docs/site.rst); their exports' ids.
 FAIL_ABSENT = """
 UPDATE sense_jobs j SET status = 'FAILED', errorcode = -1008, finished_us = %(now_us)s,
     description = 'server ' || j.server_id || ' has been offline for more than '

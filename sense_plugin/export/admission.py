@@ -1,4 +1,4 @@
-"""Admission checks of a new export that need the engine's state (SPEC §6, SECURITY.rst).
+"""Admission checks of a new export that need the engine's state (docs/exports.rst, SECURITY.rst).
 
 Pure functions over the request and the exports in memory: output names unique within the
 export, a bandwidth a worker can live with, the queue limits (global and per user, live

@@ -1,4 +1,5 @@
-"""Keepalive (SPEC §10): an export nobody polls or downloads within ``keepalive`` s is stopped.
+"""Keepalive (docs/exports.rst): an export nobody polls or downloads within ``keepalive`` s is
+stopped.
 
 A status request that includes the export (by id or in a list) or a download of it counts;
 the engine reports them through :meth:`KeepAlive.touch`. The sweep stops the export as

@@ -1,4 +1,4 @@
-"""Live exports (SPEC §10): follow the recording until it passes ``endtime``.
+"""Live exports (docs/exports.rst): follow the recording until it passes ``endtime``.
 
 A live device job is SYNCING from the start. A stream copy (no ``<render>``, no subtitle
 track) is cut while the recording grows: it takes a worker as soon as the fair queue gives

@@ -148,7 +148,7 @@ class Export:
 
 
 def combine_statuses(statuses: list[Status]) -> Status:
-    """An export's status from its devices' (SPEC §5.3).
+    """An export's status from its devices' (docs/protocol.rst).
 
     SYNCING while any device runs or some are done and others wait; PENDING while none has
     started; once all are terminal: REMOVED if all were removed, EXPIRED if retention took the

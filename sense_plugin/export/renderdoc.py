@@ -1,4 +1,5 @@
-"""The render options in the manifest, machine-readable (SPEC §11): ``<render>`` as requested.
+"""The render options in the manifest, machine-readable (docs/rendering.rst): ``<render>`` as
+requested.
 
 ``<rendering>`` describes the options for a reader; ``<render>`` (and ``<timestamps>``) repeat
 them in the request's own syntax, so an export rebuilt from its manifest when the job store

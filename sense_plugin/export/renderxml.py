@@ -1,4 +1,5 @@
-"""Parse ``<render>`` (SPEC §11) into :class:`RenderOptions`; every problem is a coded error."""
+"""Parse ``<render>`` (docs/rendering.rst) into :class:`RenderOptions`; every problem is a coded
+error."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ class CutRequest:
     end_us: int
     out_path: str
     fmt: str = "mp4"
-    #: Metadata of the output file (SPEC §10): ``title`` = device name, ``comment`` = export.
+    #: Metadata of the output file (docs/exports.rst): ``title`` = device name, ``comment`` =
+    #: export.
     title: str = ""
     comment: str = ""
     #: False: video only (``<audio>false</audio>``).

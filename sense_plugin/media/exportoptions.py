@@ -1,4 +1,5 @@
-"""The export kind and options of SPEC §10 and §11, one typed home (``<export>`` elements).
+"""The export kind and options of docs/exports.rst, docs/rendering.rst, one typed home
+(``<export>`` elements).
 
 A plain VDG Sense request means the defaults (``archive`` + ``stream``, audio, no split, no
 keepalive, no rendering). The options travel as JSON: in the job store's ``options`` column
@@ -91,7 +92,7 @@ class ExportOptions:
         return cls.from_json(json.loads(text) if text else None)
 
     def describe(self) -> list[tuple[str, str]]:
-        """``(element, value)`` pairs for status and manifest, in SPEC §10's order."""
+        """``(element, value)`` pairs for status and manifest, in docs/exports.rst order."""
         return [("mode", self.mode), ("output", self.output),
                 ("maxfilesize", str(self.maxfilesize_mb)),
                 ("audio", "true" if self.audio else "false"),

@@ -1,4 +1,5 @@
-"""A live export written while the recording grows (SPEC §10: "the file readable while it grows").
+"""A live export written while the recording grows (docs/exports.rst: "the file readable while it
+grows").
 
 Worker side. The parent (``export/live.py``) sends each newly indexed segment of the device
 as it appears (``("segments", [...], ended)`` messages, see :class:`Feed`); the cut copies

@@ -1,4 +1,5 @@
-"""Split by size in the cut itself (SPEC §10 ``<maxfilesize>``): one pass, one write per byte.
+"""Split by size in the cut itself (docs/exports.rst ``<maxfilesize>``): one pass, one write per
+byte.
 
 :class:`PartOutput` stands where the cut's output container stands (its
 :class:`~sense_plugin.media.timeline.OutputTimeline` muxes into it). It holds back one GOP (a

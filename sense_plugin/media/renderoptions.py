@@ -139,7 +139,7 @@ def validate_position(value: str, name: str) -> str:
 
 
 def parse_color(value: str, name: str) -> tuple[int, int, int]:
-    """``#RRGGBB`` only (SPEC §11)."""
+    """``#RRGGBB`` only (docs/rendering.rst)."""
     text = value.strip()
     digits = text[1:]
     if (len(text) != 7 or text[0] != "#" or not digits.isascii()
@@ -179,7 +179,7 @@ def validate_timezone(value: str, name: str) -> str:
 
 
 def validate_rect(rect: Rect, name: str) -> Rect:
-    """Inside the frame: 0 ≤ x, y; w, h > 0; x + w ≤ 1; y + h ≤ 1 (SPEC §11)."""
+    """Inside the frame: 0 ≤ x, y; w, h > 0; x + w ≤ 1; y + h ≤ 1 (docs/rendering.rst)."""
     eps = 1e-9
     if not (rect.x >= 0 and rect.y >= 0 and rect.w > 0 and rect.h > 0
             and rect.x + rect.w <= 1 + eps and rect.y + rect.h <= 1 + eps):

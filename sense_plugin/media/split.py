@@ -1,4 +1,5 @@
-"""Split a finished cut into parts of at most ``maxfilesize`` bytes, at keyframes (SPEC §10).
+"""Split a finished cut into parts of at most ``maxfilesize`` bytes, at keyframes
+(docs/exports.rst).
 
 Worker side, stream copy. Pass 1 indexes the packets of the whole file into GOPs (a video
 keyframe and everything demuxed after it up to the next one, audio included); the GOPs are

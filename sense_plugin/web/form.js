@@ -1,4 +1,4 @@
-/* The export form: every problem at once, then the SPEC §5.1/§10/§11 request document. */
+/* The export form: every problem at once, then docs/protocol.rst, docs/exports.rst, docs/rendering.rst request document. */
 "use strict";
 
 const ExportForm = (() => {

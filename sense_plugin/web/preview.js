@@ -125,7 +125,7 @@ const Preview = (() => {
     display(wish, entry) {
       if (wish.seq < this.shownSeq) return;
       this.shownSeq = wish.seq;
-      // The time and camera the picture is for, on the Preview region (SPEC §15 hooks).
+      // The time and camera the picture is for, on the Preview region (docs/page.rst hooks).
       const region = this.img.closest("[aria-label=Preview]") || this.img.parentElement;
       region.dataset.time = String(wish.ms);
       region.dataset.deviceid = wish.deviceId;

@@ -1,5 +1,5 @@
 /* The timeline: one lane per ticked camera (recorded intervals, gaps), a zoomable UTC axis,
-   and one pair of Start/End range handles (SPEC §15) moved by mouse, touch or keyboard. */
+   and one pair of Start/End range handles (docs/page.rst) moved by mouse, touch or keyboard. */
 "use strict";
 
 const Timeline = (() => {

@@ -1,4 +1,4 @@
-"""Device and server commands (SPEC §5.4): lists, options, recorded ranges, recordings."""
+"""Device and server commands (docs/protocol.rst): lists, options, recorded ranges, recordings."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def find_device(config: Config, device_id: int) -> DeviceConfig:
 
 async def get_device_list(ctx: CommandContext) -> r.DeviceList:
     config = ctx.app[CONFIG]
-    if SITE in ctx.app:  # a site of several servers: every device of the site (SPEC §13)
+    if SITE in ctx.app:  # a site of several servers: every device of the site (docs/site.rst)
         return await site_device_list(ctx.app[SITE], ctx.params.u64("serverid", NoServerError))
     check_server(config, ctx.params.u64("serverid", NoServerError))
     archive = ctx.app[ARCHIVE]

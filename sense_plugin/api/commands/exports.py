@@ -1,4 +1,4 @@
-"""Export commands (SPEC §5.1–5.3): exportVideo create/remove/retry, getExportVideoStatus."""
+"""Export commands (docs/protocol.rst): exportVideo create/remove/retry, getExportVideoStatus."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def parse_export(document: etree._Element, config: Config,
     devices = tuple(_parse_device(d, i + 1, config, options, recorded, now, elsewhere or {})
                     for i, d in enumerate(device_elements))
     if options.live and not options.snapshot and all(d.end_us <= now for d in devices):
-        # every endtime already past: an ordinary archive export (SPEC §10)
+        # every endtime already past: an ordinary archive export (docs/exports.rst)
         keepalive = options.keepalive_s if keepalive_given(document) else 0
         options = replace(options, mode="archive", keepalive_s=keepalive)
     bandwidth_text = child_text(document, "bandwidth")

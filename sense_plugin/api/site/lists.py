@@ -1,4 +1,4 @@
-"""``getDivaList`` and ``getDeviceList`` for the whole site (SPEC §13), from ``nodes.Site``.
+"""``getDivaList`` and ``getDeviceList`` for the whole site (docs/site.rst), from ``nodes.Site``.
 
 Imported by the device commands, so it must not import psycopg: ``Site`` is a type only.
 """

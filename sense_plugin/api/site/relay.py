@@ -1,4 +1,4 @@
-"""Downloads from any server of a site (SPEC §13): relayed from the holder, or read from disk.
+"""Downloads from any server of a site (docs/site.rst): relayed from the holder, or read from disk.
 
 A file written by another server's job reaches the client in one of two ways:
 
