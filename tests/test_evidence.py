@@ -1,4 +1,4 @@
-"""Evidence rendering (evidence/render.py, overlay.py, options.py) and the ``<render>`` parser.
+"""Evidence rendering (media/rendering.py, overlay.py, options.py) and the ``<render>`` parser.
 
 Every rendered file is decoded again with PyAV; overlay and mask checks compare pixels with
 what the source frame at the same archive time holds, decoded independently.

@@ -1,4 +1,4 @@
-"""The Ed25519 signing key (evidence/signing.py), checked against the openssl command line."""
+"""The Ed25519 signing key (signing.py), checked against the openssl command line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The timed-text track of archive time (evidence/subtitles.py), read back by PyAV and ffprobe."""
+"""The timed-text track of archive time (media/subtitles.py), read back by PyAV and ffprobe."""
 
 from __future__ import annotations
 

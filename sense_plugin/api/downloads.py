@@ -6,7 +6,7 @@ SHA-256 ETag, HEAD, 416, the symlink-proof open and the recorded-size check) is
 ``api/streaming.py``. A client that goes away is logged at DEBUG, never as an incident.
 
 On a site (docs/site.rst) a file held by another server is fetched from it, or read from the
-shared export root (``cluster/relay.py``): when the job that wrote the file ran elsewhere
+shared export root (``api/site/relay.py``): when the job that wrote the file ran elsewhere
 (``job.server_id``), or when the (ext) parameter ``serverid`` names another server of the site.
 On a single server both are inert: every job is this server's, and another ``serverid``
 answers -17.

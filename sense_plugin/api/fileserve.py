@@ -1,8 +1,8 @@
 """Serving one file of an export: the part of a download every route that serves one shares.
 
 ``downloadExportVideo`` (``api/downloads.py``) and the site's internal file route
-(``cluster/files.py``) both call :func:`serve_export_file`, so a file reaches a client with the
-same semantics whichever server it comes from. File names are looked up in the export's own
+(``api/site/holderfiles.py``) both call :func:`serve_export_file`, so a file reaches a client
+with the same semantics whichever server it comes from. File names are looked up in the export's own
 list (device files and ``manifest.xml``), never joined to a path as given. Ranges: one
 ``bytes=`` range is honoured (206); several ranges, or another unit, are ignored (200 with the
 whole file); malformed, reversed or past-the-end ranges answer 416 with ``Content-Range: bytes

@@ -67,7 +67,7 @@ def cut(
         raise ValueError(f"bad cut request: format {request.fmt!r}, empty or reversed range")
     muxer, options = OUTPUT_FORMATS[request.fmt]
     # A text track in fragmented MP4 aborts FFmpeg 6's muxer (movenc next_dts assertion):
-    # with subtitles the MP4 is a plain one, its index written at the end (evidence/run.py).
+    # with subtitles the MP4 is a plain one, its index written at the end (media/renderrun.py).
     fragmented = request.fmt == "mp4" and not request.subtitles
     if request.fmt == "mp4" and not fragmented:
         options = {}

@@ -196,7 +196,7 @@ def _facts(facts: dict[str, Any], name: str) -> Written:
 
 def render_job(request: CutRequest, render_options: RenderOptions, throttle: TokenBucket,
                progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> CutResult:
-    """The ``<render>`` path: decode, filter, encode (evidence/run.py), same contract as cut."""
+    """The ``<render>`` path: decode, filter, encode (media/renderrun.py), same contract as cut."""
     metadata = {k: v for k, v in (("title", request.title), ("comment", request.comment)) if v}
     return render(RenderRequest(request.segments, request.start_us, request.end_us,
                                 request.out_path, request.fmt, render_options, metadata,
