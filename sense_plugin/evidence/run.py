@@ -9,6 +9,7 @@ from collections.abc import Callable
 import av
 
 from sense_plugin.evidence.render import Renderer, RenderRequest
+from sense_plugin.export.safefs import rename_exclusive
 from sense_plugin.media.cutspec import CutResult
 from sense_plugin.media.remux import raise_translated
 from sense_plugin.media.sink import HashingSink
@@ -47,7 +48,7 @@ def render(
                                     lambda: sink.bytes_written)
                 renderer.run()
             sink.close()
-        os.replace(tmp, request.out_path)
+        rename_exclusive(tmp, request.out_path)
         done = True
     except Exception as exc:  # one mapping for cuts and renders (first cause wins)
         raise_translated(exc, os.path.basename(request.out_path))

@@ -1,0 +1,101 @@
+"""Every file name of an export belongs to one device: a name taken by one device is never
+overwritten by another; the second device fails naming the file (media/parts.py, safefs)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from apiclient import command, wait_export
+from lxml import etree
+
+from sense_plugin.archive import demo
+from sense_plugin.cli import main
+from sense_plugin.config import config_from_dict
+from sense_plugin.evidence import signing
+from sense_plugin.timestamps import format_timestamp
+
+BUSY = 42
+#: 30 s at 2 Mbit/s, a keyframe every second: about 7 parts of 1 MB.
+BUSY_S = 30
+
+
+@pytest.fixture(scope="module")
+def busy_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    end_us = (int(time.time()) - 300) * 1_000_000
+    directory = tmp_path_factory.mktemp("busy-archive")
+    demo.generate_device(directory, name="Busy", start_us=end_us - BUSY_S * 1_000_000,
+                         end_us=end_us, segment_s=10, width=320, height=240, fps=25,
+                         gop_frames=25, bitrate_bps=2_000_000)
+    return directory, end_us - BUSY_S * 1_000_000
+
+
+@pytest.fixture
+def busy_config(tmp_path: Path, busy_archive: tuple[Path, int]) -> Any:
+    return config_from_dict({
+        "server": {"serverid": "7015498111931795223", "data_dir": "data"},
+        "archive": {"demo": False},
+        "devices": [{"deviceid": str(BUSY), "name": "Busy",
+                     "archive_dir": str(busy_archive[0])}]}, base_dir=tmp_path)
+
+
+def device(start_us: int, end_us: int) -> str:
+    return (f"<device><deviceid>{BUSY}</deviceid><starttime>{format_timestamp(start_us)}"
+            f"</starttime><endtime>{format_timestamp(end_us)}</endtime></device>")
+
+
+def public_key(config: Any, tmp_path: Path) -> Path:
+    """The server's public key as ``getServerOptions`` publishes it, written to a file."""
+    signer = signing.load_or_create(config.server.data_dir / signing.KEY_FILE, False)
+    path = tmp_path / "public.pem"
+    path.write_text(signer.public_pem)
+    return path
+
+
+def frames_of(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+async def test_one_device_twice_in_one_gop_never_overwrites_the_others_parts(
+        make_client: Callable[..., Any], busy_config: Any, busy_archive: tuple[Path, int],
+        tmp_path: Path, capsys: Any) -> None:
+    """Both ranges start inside one GOP, so their parts start at the same keyframes and
+    get the same names; the ends differ, so the last parts differ in content."""
+    t0 = busy_archive[1]
+    end_us = t0 + BUSY_S * 1_000_000
+    client = await make_client(busy_config)
+    body = (f"<export><devices>{device(t0 + 2_000_000, end_us - 2_000_000)}"
+            f"{device(t0 + 2_250_000, end_us - 5_000_000)}</devices>"
+            "<maxfilesize>1</maxfilesize></export>")
+    export_id = int((await command(client, "exportVideo", body=body)).findtext("exportid"))
+    export = await wait_export(client, export_id, 120)
+    statuses = [d.findtext("status") for d in export.iterfind("devices/device")]
+    assert sorted(statuses) == ["COMPLETED", "FAILED"], etree.tostring(export).decode()
+    failed = next(d for d in export.iterfind("devices/device") if d.findtext("status") ==
+                  "FAILED")
+    assert failed.findtext("errorcode") == "-18"
+    assert "exists already" in failed.findtext("description") and \
+        "_part" in failed.findtext("description")
+    completed = next(d for d in export.iterfind("devices/device")
+                     if d.findtext("status") == "COMPLETED")
+    listed = {f.findtext("name"): f for f in completed.iterfind("files/file")}
+    assert len(listed) >= 3
+    directory = next(busy_config.server.export_roots[0].rglob("manifest.xml")).parent
+    on_disk = {p.name for p in directory.iterdir()} - {"manifest.xml", "manifest.sig"}
+    assert on_disk == set(listed)  # the failed device left nothing behind
+    for name, info in listed.items():  # each file is the one its device wrote and claims
+        data = (directory / name).read_bytes()
+        assert len(data) == int(info.findtext("size"))
+        assert hashlib.sha256(data).hexdigest() == info.findtext("sha256")
+        assert frames_of(directory / name) == int(info.findtext("framecount"))
+    code = main(["verify", str(directory), "--key", str(public_key(busy_config, tmp_path))])
+    out = capsys.readouterr().out
+    assert code == 1 and "EXPORT FAILED: 1 of 2 devices failed" in out, out
+    assert "MISMATCH" not in out and "EXTRA" not in out and "MISSING" not in out, out
+    assert sum(line.startswith("OK ") for line in out.splitlines()) == len(listed)
