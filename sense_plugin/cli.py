@@ -100,6 +100,8 @@ def _add_tool_commands(sub: _Subparsers) -> None:
     verify.add_argument("--key", type=Path, metavar="PEM",
                         help="the server's public signing key (getServerOptions <signingkey>): "
                              "also check manifest.sig")
+    verify.add_argument("--unsigned", action="store_true",
+                        help="accept an export without manifest.sig (else that fails)")
     verify.set_defaults(func=local.cmd_verify)
 
 
