@@ -222,3 +222,38 @@ def big_config(tmp_path: Path, big_archive: tuple[Path, int]) -> Callable[..., A
             "devices": [{"deviceid": str(BIG_DEVICE), "name": "Big",
                          "archive_dir": str(big_archive[0])}]}, base_dir=tmp_path)
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# Export file fixtures (names, splits, killed workers): one device at 2 Mbit/s.
+# ---------------------------------------------------------------------------------------------
+
+BUSY_DEVICE = 42
+#: 30 s at 2 Mbit/s with a keyframe every second: about 7 parts of 1 MB.
+BUSY_SECONDS = 30
+
+
+@pytest.fixture(scope="session")
+def busy_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The Busy device's archive (320x240, 25 fps) ending five minutes ago; (dir, start µs)."""
+    import time
+
+    end_us = (int(time.time()) - 300) * 1_000_000
+    start_us = end_us - BUSY_SECONDS * 1_000_000
+    directory = tmp_path_factory.mktemp("busy-archive")
+    demo.generate_device(directory, name="Busy", start_us=start_us, end_us=end_us,
+                         segment_s=10, width=320, height=240, fps=25, gop_frames=25,
+                         bitrate_bps=2_000_000)
+    return directory, start_us
+
+
+@pytest.fixture
+def busy_config(tmp_path: Path, busy_archive: tuple[Path, int]) -> Any:
+    """A Config with only the Busy device, data under ``tmp_path``."""
+    from sense_plugin.config import config_from_dict
+
+    return config_from_dict({
+        "server": {"serverid": "7015498111931795223", "data_dir": "data"},
+        "archive": {"demo": False},
+        "devices": [{"deviceid": str(BUSY_DEVICE), "name": "Busy",
+                     "archive_dir": str(busy_archive[0])}]}, base_dir=tmp_path)

@@ -4,44 +4,20 @@ overwritten by another; the second device fails naming the file (media/parts.py,
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import av
-import pytest
 from apiclient import command, wait_export
+from conftest import BUSY_DEVICE, BUSY_SECONDS
 from lxml import etree
 
-from sense_plugin.archive import demo
 from sense_plugin.cli import main
-from sense_plugin.config import config_from_dict
 from sense_plugin.evidence import signing
 from sense_plugin.timestamps import format_timestamp
 
-BUSY = 42
-#: 30 s at 2 Mbit/s, a keyframe every second: about 7 parts of 1 MB.
-BUSY_S = 30
-
-
-@pytest.fixture(scope="module")
-def busy_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    end_us = (int(time.time()) - 300) * 1_000_000
-    directory = tmp_path_factory.mktemp("busy-archive")
-    demo.generate_device(directory, name="Busy", start_us=end_us - BUSY_S * 1_000_000,
-                         end_us=end_us, segment_s=10, width=320, height=240, fps=25,
-                         gop_frames=25, bitrate_bps=2_000_000)
-    return directory, end_us - BUSY_S * 1_000_000
-
-
-@pytest.fixture
-def busy_config(tmp_path: Path, busy_archive: tuple[Path, int]) -> Any:
-    return config_from_dict({
-        "server": {"serverid": "7015498111931795223", "data_dir": "data"},
-        "archive": {"demo": False},
-        "devices": [{"deviceid": str(BUSY), "name": "Busy",
-                     "archive_dir": str(busy_archive[0])}]}, base_dir=tmp_path)
+BUSY, BUSY_S = BUSY_DEVICE, BUSY_SECONDS
 
 
 def device(start_us: int, end_us: int) -> str:
