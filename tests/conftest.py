@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,97 @@ def _print_tasks() -> None:
         if not task.done():
             print(f"--- {task!r}", file=sys.stderr)
             task.print_stack(file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Process guard: no test leaves a process of the run behind (a forkserver and its export
+# workers, a server, a recorder source). Every process of this run carries RUN_MARK in its
+# environment (inherited from here), so one adopted by init is found too.
+# ---------------------------------------------------------------------------------------------
+
+RUN_MARK = "SENSE_TEST_RUN"
+os.environ.setdefault(RUN_MARK, f"{os.getpid()}-{time.time_ns()}")
+#: How long processes of a test may take to exit once it has ended.
+EXIT_GRACE_S = 10.0
+
+
+def run_processes() -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, command line) of every live process of this run but this one."""
+    mark = f"{RUN_MARK}={os.environ[RUN_MARK]}".encode()
+    found: dict[int, tuple[int, str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as env:
+                if mark not in env.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmd:
+                line = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] not in ("Z", "X"):  # an exited child not yet reaped is gone
+            found[int(entry.name)] = (int(fields[1]), line)
+    return found
+
+
+def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
+    """What a process of the run is, for the guard; None for the ones it does not police
+    (multiprocessing's resource tracker lives as long as this process, by design)."""
+    parent, line = processes[pid]
+    if "resource_tracker" in line:
+        return None
+    if "forkserver" in line:
+        return "export worker" if "forkserver" in processes.get(parent, (0, ""))[1] \
+            else "forkserver"
+    if "sense_plugin" in line or "sense-plugin" in line:
+        return "server"
+    if any(word in line for word in ("ffmpeg", "gst", "rtsp", "livesource")):
+        return "recorder source"
+    return "process"
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test that leaves a process of the run alive (found in /proc); the leftovers
+    are then killed so the next test starts clean."""
+    before = set(run_processes())
+    yield
+    deadline = time.monotonic() + EXIT_GRACE_S
+    while True:
+        now = run_processes()
+        left = {pid: kind for pid in set(now) - before
+                if (kind := kind_of(pid, now)) is not None}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        _stop_own_forkserver()
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"{request.node.nodeid} left processes alive: " + "; ".join(
+            f"{kind} {pid} ({now[pid][1][:120]})" for pid, kind in sorted(left.items())),
+            pytrace=False)
+
+
+def _stop_own_forkserver() -> None:
+    """Stop this process's forkserver the way the export pool does, so that the next test
+    starts a new one (killing it would leave multiprocessing pointing at a dead one)."""
+    from sense_plugin.export.pool import stop_forkserver
+
+    stop_forkserver()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Name every process of the run still alive at the end (the guard's last word)."""
+    left = run_processes()
+    policed = {pid: line for pid, (_, line) in left.items() if kind_of(pid, left) is not None}
+    if policed:
+        print("\n+++ processes of this test run still alive: " + "; ".join(
+            f"{pid} ({line[:120]})" for pid, line in sorted(policed.items())), file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ async def test_a_worker_killed_during_a_split_leaves_no_file(
     t0 = busy_archive[1]
     client = await make_client(busy_config)
     body = (f"<export><devices>{device(t0, t0 + BUSY_S * 1_000_000)}</devices>"
-            "<maxfilesize>1</maxfilesize><bandwidthlimit>2000</bandwidthlimit>"
+            "<maxfilesize>1</maxfilesize><bandwidth>2000</bandwidth>"
             "<path>killed</path></export>")
     export_id = int((await command(client, "exportVideo", body=body)).findtext("exportid"))
     directory = busy_config.server.export_roots[0] / "killed" / str(export_id)

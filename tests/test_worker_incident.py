@@ -12,7 +12,7 @@ import pytest
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.options import ExportOptions
-from sense_plugin.export.pool import WorkerProcess
+from sense_plugin.export.pool import WorkerProcess, stop_forkserver
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.messages import CutJob
 
@@ -30,6 +30,7 @@ async def test_unexpected_failure_is_logged_with_an_incident_id(
             await proc.run(payload, lambda *_: None)
     finally:
         proc.close()
+        stop_forkserver()  # started for this worker alone (an engine's pool stops its own)
     match = re.search(r"incident ([0-9a-f]{12})", failure.value.description)
     assert match, failure.value.description
     logged = [r.getMessage() for r in caplog.records if match.group(1) in r.getMessage()]

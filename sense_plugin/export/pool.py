@@ -182,9 +182,13 @@ class WorkerPool:
         self._size = size
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._all: list[WorkerProcess] = []
+        self._started = False
 
     async def start(self) -> None:
+        global _open_pools
         loop = asyncio.get_running_loop()
+        _open_pools += 1  # before it can fail: close() is called either way
+        self._started = True
         await loop.run_in_executor(None, start_forkserver)
         for _ in range(self._size):
             proc = await loop.run_in_executor(None, WorkerProcess, self._context)
@@ -206,9 +210,35 @@ class WorkerPool:
         self._idle.put_nowait(proc)
 
     async def close(self) -> None:
+        """Stop every worker; the last pool of this process stops the forkserver too."""
+        global _open_pools
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, p.close) for p in self._all))
         self._all.clear()
+        if self._started:
+            self._started = False
+            _open_pools -= 1
+            if _open_pools == 0:
+                await loop.run_in_executor(None, stop_forkserver)
+
+
+#: Started and not yet closed pools of this process (they share its one forkserver).
+_open_pools = 0
+
+
+def stop_forkserver() -> None:
+    """Stop this process's forkserver (running workers are not affected).
+
+    It lives until the process that started it exits; a process that closes its engine and
+    goes on (an application embedding the server, the test suite) would otherwise keep it,
+    and with it a process in its working directory. ``multiprocessing`` offers no public
+    way: its own tests use ``_stop``, which closes the pipe the forkserver watches and waits
+    for it. The next pool starts a new one.
+    """
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def start_forkserver() -> None:
