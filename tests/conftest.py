@@ -109,14 +109,15 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         pytest.fail(f"{request.node.nodeid} left processes alive: " + "; ".join(
-            f"{kind} {pid} ({now[pid][1][:120]})" for pid, kind in sorted(left.items())),
+            f"{kind} {pid} (parent {now[pid][0]}: {now[pid][1][:100]})"
+            for pid, kind in sorted(left.items())),
             pytrace=False)
 
 
 def _stop_own_forkserver() -> None:
     """Stop this process's forkserver the way the export pool does, so that the next test
     starts a new one (killing it would leave multiprocessing pointing at a dead one)."""
-    from sense_plugin.export.pool import stop_forkserver
+    from sense_plugin.processes import stop_forkserver
 
     stop_forkserver()
 

@@ -75,3 +75,23 @@ async def test_one_device_twice_in_one_gop_never_overwrites_the_others_parts(
     assert code == 1 and "EXPORT FAILED: 1 of 2 devices failed" in out, out
     assert "MISMATCH" not in out and "EXTRA" not in out and "MISSING" not in out, out
     assert sum(line.startswith("OK ") for line in out.splitlines()) == len(listed)
+
+
+def test_a_final_name_is_never_replaced(tmp_path: Path) -> None:
+    """The primitive every final name goes through: a taken name fails, both files stay."""
+    from sense_plugin.errors import GeneralError
+    from sense_plugin.export.safefs import rename_exclusive
+
+    taken, mine = tmp_path / "cam_part001.mp4", tmp_path / "cam.mp4.p001.part"
+    taken.write_bytes(b"the other device's part")
+    mine.write_bytes(b"this device's part")
+    try:
+        rename_exclusive(str(mine), str(taken))
+    except GeneralError as exc:
+        assert "cam_part001.mp4" in exc.description and exc.code == -18
+    else:
+        raise AssertionError("a taken name was replaced")
+    assert taken.read_bytes() == b"the other device's part" and mine.exists()
+    rename_exclusive(str(mine), str(tmp_path / "cam_part002.mp4"))
+    assert not mine.exists() and (tmp_path / "cam_part002.mp4").read_bytes() == \
+        b"this device's part"

@@ -12,9 +12,10 @@ import pytest
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.options import ExportOptions
-from sense_plugin.export.pool import WorkerProcess, stop_forkserver
+from sense_plugin.export.pool import WorkerProcess
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.messages import CutJob
+from sense_plugin.processes import stop_forkserver
 
 
 async def test_unexpected_failure_is_logged_with_an_incident_id(

@@ -38,6 +38,7 @@ from sense_plugin.media.messages import (
     SetRate,
     Shutdown,
 )
+from sense_plugin.processes import acquire_forkserver, release_forkserver
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -185,9 +186,8 @@ class WorkerPool:
         self._started = False
 
     async def start(self) -> None:
-        global _open_pools
         loop = asyncio.get_running_loop()
-        _open_pools += 1  # before it can fail: close() is called either way
+        acquire_forkserver()  # before it can fail: close() is called either way
         self._started = True
         await loop.run_in_executor(None, start_forkserver)
         for _ in range(self._size):
@@ -210,35 +210,13 @@ class WorkerPool:
         self._idle.put_nowait(proc)
 
     async def close(self) -> None:
-        """Stop every worker; the last pool of this process stops the forkserver too."""
-        global _open_pools
+        """Stop every worker; the forkserver's last user stops it too (sense_plugin.processes)."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, p.close) for p in self._all))
         self._all.clear()
         if self._started:
             self._started = False
-            _open_pools -= 1
-            if _open_pools == 0:
-                await loop.run_in_executor(None, stop_forkserver)
-
-
-#: Started and not yet closed pools of this process (they share its one forkserver).
-_open_pools = 0
-
-
-def stop_forkserver() -> None:
-    """Stop this process's forkserver (running workers are not affected).
-
-    It lives until the process that started it exits; a process that closes its engine and
-    goes on (an application embedding the server, the test suite) would otherwise keep it,
-    and with it a process in its working directory. ``multiprocessing`` offers no public
-    way: its own tests use ``_stop``, which closes the pipe the forkserver watches and waits
-    for it. The next pool starts a new one.
-    """
-    server = getattr(forkserver, "_forkserver", None)
-    stop = getattr(server, "_stop", None)
-    if stop is not None:
-        stop()
+            await loop.run_in_executor(None, release_forkserver)
 
 
 def start_forkserver() -> None:

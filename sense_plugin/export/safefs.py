@@ -27,6 +27,8 @@ DIR_MODE = 0o750
 FILE_MODE = 0o640
 #: errno values of a walk that met a symlink or a non-directory where a directory should be.
 _NOT_A_DIR = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})
+#: errno values of ``link`` on a file system that has no hard links (some network shares).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def split_under_root(directory: Path, roots: tuple[Path, ...]) -> tuple[Path, tuple[str, ...]]:
@@ -130,15 +132,28 @@ def rename_exclusive(source: str, target: str) -> None:
     A rename would silently replace a file of another device that happens to have the same
     name (two parts starting at the same keyframe); a hard link fails instead, and the
     temporary name is dropped only once the link exists. Raises -18 naming the file when
-    ``target`` is taken (``source`` is left for the caller to delete).
+    ``target`` is taken (``source`` is left for the caller to delete). On a file system
+    without hard links the name is checked first and the file renamed: only this export's
+    own workers write into its directory, so the gap between the two is theirs alone.
     """
     try:
         os.link(source, target, follow_symlinks=False)
     except FileExistsError:
-        raise GeneralError(f"'{os.path.basename(target)}' exists already in the export "
-                           "directory (another device of this export wrote a file of that "
-                           "name); it is not overwritten") from None
+        raise _taken(target) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise _taken(target) from None
+        os.rename(source, target)
+        return
     os.unlink(source)
+
+
+def _taken(target: str) -> GeneralError:
+    return GeneralError(f"'{os.path.basename(target)}' exists already in the export directory "
+                        "(another device of this export wrote a file of that name); it is "
+                        "not overwritten")
 
 
 def rename_all_exclusive(pairs: list[tuple[str, str]]) -> None:
