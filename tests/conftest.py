@@ -93,12 +93,17 @@ def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
 def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test that leaves a process of the run alive (found in /proc); the leftovers
     are then killed so the next test starts clean."""
+    from serverproc import ServerProcess
+
     before = set(run_processes())
+    wider = list(ServerProcess.instances)  # servers of fixtures wider than this test
     yield
     deadline = time.monotonic() + EXIT_GRACE_S
     while True:
         now = run_processes()
-        left = {pid: kind for pid in set(now) - before
+        owned = _process_trees([s.proc.pid for s in wider
+                                if s.proc is not None and s.proc.poll() is None], now)
+        left = {pid: kind for pid in set(now) - before - owned
                 if (kind := kind_of(pid, now)) is not None}
         if not left or time.monotonic() > deadline:
             break
@@ -112,6 +117,17 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
             f"{kind} {pid} (parent {now[pid][0]}: {now[pid][1][:100]})"
             for pid, kind in sorted(left.items())),
             pytrace=False)
+
+
+def _process_trees(roots: list[int], processes: dict[int, tuple[int, str]]) -> set[int]:
+    """``roots`` and every process of the run below them."""
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += [child for child, (parent, _) in processes.items()
+                 if parent == pid and child not in found]
+    return found
 
 
 def _stop_own_forkserver() -> None:
