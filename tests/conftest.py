@@ -93,10 +93,8 @@ def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
 def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test that leaves a process of the run alive (found in /proc); the leftovers
     are then killed so the next test starts clean."""
-    from serverproc import ServerProcess
-
     before = set(run_processes())
-    wider = list(ServerProcess.instances)  # servers of fixtures wider than this test
+    wider = _server_objects()  # servers of fixtures wider than this test
     yield
     deadline = time.monotonic() + EXIT_GRACE_S
     while True:
@@ -117,6 +115,13 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
             f"{kind} {pid} (parent {now[pid][0]}: {now[pid][1][:100]})"
             for pid, kind in sorted(left.items())),
             pytrace=False)
+
+
+def _server_objects() -> list[Any]:
+    """Every ServerProcess alive (its module is imported under two names by the tests)."""
+    modules = [sys.modules.get(name) for name in ("serverproc", "tests.serverproc")]
+    return [server for module in modules if module is not None
+            for server in module.ServerProcess.instances]
 
 
 def _process_trees(roots: list[int], processes: dict[int, tuple[int, str]]) -> set[int]:
