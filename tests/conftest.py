@@ -75,7 +75,8 @@ def run_processes() -> dict[int, tuple[int, str]]:
 
 def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
     """What a process of the run is, for the guard; None for the ones it does not police
-    (multiprocessing's resource tracker lives as long as this process, by design)."""
+    (multiprocessing's resource tracker lives as long as this process, by design; helpers
+    of wider fixtures such as PostgreSQL or a browser may be restarted by a test)."""
     parent, line = processes[pid]
     if "resource_tracker" in line:
         return None
@@ -84,9 +85,9 @@ def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
             else "forkserver"
     if "sense_plugin" in line or "sense-plugin" in line:
         return "server"
-    if any(word in line for word in ("ffmpeg", "gst", "rtsp", "livesource")):
+    if any(word in line for word in ("ffmpeg", "gst", "rtsp", "livesource", "synthetic")):
         return "recorder source"
-    return "process"
+    return None
 
 
 @pytest.fixture(autouse=True)
