@@ -74,11 +74,12 @@ def run_processes() -> dict[int, tuple[int, str]]:
 
 
 def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
-    """What a process of the run is, for the guard; None for the ones it does not police
-    (multiprocessing's resource tracker lives as long as this process, by design; helpers
-    of wider fixtures such as PostgreSQL or a browser may be restarted by a test)."""
+    """What a process of the run is, for the guard; None for the ones it does not police:
+    this process's own resource tracker and idle forkserver (multiprocessing keeps them for
+    the whole session, and they end with it), and helpers of wider fixtures such as
+    PostgreSQL or a browser (a test may restart them)."""
     parent, line = processes[pid]
-    if "resource_tracker" in line:
+    if "resource_tracker" in line or _own_idle_forkserver(pid, processes):
         return None
     if "forkserver" in line:
         return "export worker" if "forkserver" in processes.get(parent, (0, ""))[1] \
@@ -108,10 +109,10 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
             break
         time.sleep(0.1)
     if left:
-        _stop_own_forkserver()
-        for pid in left:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        for pid in left:  # this process's own forkserver ends once its children have
+            if not _own_idle_forkserver(pid, {pid: (0, "")}):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         pytest.fail(f"{request.node.nodeid} left processes alive: " + "; ".join(
             f"{kind} {pid} (parent {now[pid][0]}: {now[pid][1][:100]})"
             for pid, kind in sorted(left.items())),
@@ -136,12 +137,12 @@ def _process_trees(roots: list[int], processes: dict[int, tuple[int, str]]) -> s
     return found
 
 
-def _stop_own_forkserver() -> None:
-    """Stop this process's forkserver the way the export pool does, so that the next test
-    starts a new one (killing it would leave multiprocessing pointing at a dead one)."""
-    from sense_plugin.processes import stop_forkserver
+def _own_idle_forkserver(pid: int, processes: dict[int, tuple[int, str]]) -> bool:
+    """True for the forkserver this process started when nothing it forked still runs."""
+    from multiprocessing import forkserver
 
-    stop_forkserver()
+    own = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    return pid == own and not any(parent == pid for parent, _ in processes.values())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

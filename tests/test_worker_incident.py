@@ -15,7 +15,6 @@ from sense_plugin.export.options import ExportOptions
 from sense_plugin.export.pool import WorkerProcess
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.messages import CutJob
-from sense_plugin.processes import stop_forkserver
 
 
 async def test_unexpected_failure_is_logged_with_an_incident_id(
@@ -31,7 +30,6 @@ async def test_unexpected_failure_is_logged_with_an_incident_id(
             await proc.run(payload, lambda *_: None)
     finally:
         proc.close()
-        stop_forkserver()  # started for this worker alone (an engine's pool stops its own)
     match = re.search(r"incident ([0-9a-f]{12})", failure.value.description)
     assert match, failure.value.description
     logged = [r.getMessage() for r in caplog.records if match.group(1) in r.getMessage()]

@@ -38,7 +38,6 @@ from sense_plugin.media.messages import (
     SetRate,
     Shutdown,
 )
-from sense_plugin.processes import acquire_forkserver, release_forkserver
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
@@ -183,12 +182,9 @@ class WorkerPool:
         self._size = size
         self._idle: asyncio.Queue[WorkerProcess] = asyncio.Queue()
         self._all: list[WorkerProcess] = []
-        self._started = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        acquire_forkserver()  # before it can fail: close() is called either way
-        self._started = True
         await loop.run_in_executor(None, start_forkserver)
         for _ in range(self._size):
             proc = await loop.run_in_executor(None, WorkerProcess, self._context)
@@ -210,13 +206,9 @@ class WorkerPool:
         self._idle.put_nowait(proc)
 
     async def close(self) -> None:
-        """Stop every worker; the forkserver's last user stops it too (sense_plugin.processes)."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, p.close) for p in self._all))
         self._all.clear()
-        if self._started:
-            self._started = False
-            await loop.run_in_executor(None, release_forkserver)
 
 
 def start_forkserver() -> None:
