@@ -82,7 +82,7 @@ def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
     if "resource_tracker" in line or _own_idle_forkserver(pid, processes):
         return None
     if "forkserver" in line:
-        return "export worker" if "forkserver" in processes.get(parent, (0, ""))[1] \
+        return "worker" if "forkserver" in processes.get(parent, (0, ""))[1] \
             else "forkserver"
     if "sense_plugin" in line or "sense-plugin" in line:
         return "server"
