@@ -108,6 +108,8 @@ def _add_tool_commands(sub: _Subparsers) -> None:
     verify.add_argument("--audit", type=Path, metavar="FILE",
                         help="a saved getAuditLog answer: check its chain holds this "
                              "export's records")
+    verify.add_argument("--unsigned", action="store_true",
+                        help="accept an export without manifest.sig (else that fails)")
     verify.set_defaults(func=local.cmd_verify)
     audit_verify = sub.add_parser("audit-verify",
                                   help="recompute the hash chain of a saved getAuditLog answer")

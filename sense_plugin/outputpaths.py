@@ -45,8 +45,14 @@ def resolve_export_dir(path: str, roots: tuple[Path, ...]) -> Path:
 
 def output_name(device_name: str, device_id: int, start_us: int, fmt: str) -> str:
     """``<device name>_<deviceid>_<UTC start>.<ext>`` with the name made filesystem-safe."""
+    return f"{device_prefix(device_name, device_id)}{format_compact(start_us)}{FORMATS[fmt]}"
+
+
+def device_prefix(device_name: str, device_id: int) -> str:
+    """``<device name>_<deviceid>_``: how every file a device writes into an export begins
+    (its outputs, parts and their temporary files)."""
     safe = _UNSAFE.sub("_", device_name).strip("._")[:64] or "device"
-    return f"{safe}_{device_id}_{format_compact(start_us)}{FORMATS[fmt]}"
+    return f"{safe}_{device_id}_"
 
 
 def _check_text(path: str) -> None:

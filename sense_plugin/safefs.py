@@ -4,7 +4,8 @@ Every step starts from an open descriptor of a configured export root and walks 
 component at a time with ``O_NOFOLLOW | O_DIRECTORY``: a symlink (or a file) swapped in
 anywhere below the root between admission and completion makes the step fail with -1004,
 it is never followed. Files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and read with
-``O_NOFOLLOW``; export directories are created exclusively (an existing one is never reused).
+``O_NOFOLLOW``; export directories are created exclusively (an existing one is never reused),
+and finished files get their final names without replacing anything (:func:`rename_exclusive`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from sense_plugin.errors import PathNotAllowedError, StorageError
+from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -26,6 +27,8 @@ DIR_MODE = 0o750
 FILE_MODE = 0o640
 #: errno values of a walk that met a symlink or a non-directory where a directory should be.
 _NOT_A_DIR = frozenset({errno.ELOOP, errno.ENOTDIR, errno.EMLINK})
+#: errno values of ``link`` on a file system that has no hard links (some network shares).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def split_under_root(directory: Path, roots: tuple[Path, ...]) -> tuple[Path, tuple[str, ...]]:
@@ -121,6 +124,51 @@ def write_atomic(dir_fd: int, name: str, data: bytes) -> None:
             os.unlink(temp, dir_fd=dir_fd)
         raise
     os.fsync(dir_fd)
+
+
+def rename_exclusive(source: str, target: str) -> None:
+    """Give the file ``source`` the name ``target``, never replacing anything named ``target``.
+
+    A rename would silently replace a file of another device that happens to have the same
+    name (two parts starting at the same keyframe); a hard link fails instead, and the
+    temporary name is dropped only once the link exists. Raises -18 naming the file when
+    ``target`` is taken (``source`` is left for the caller to delete). On a file system
+    without hard links the name is checked first and the file renamed: only this export's
+    own workers write into its directory, so the gap between the two is theirs alone.
+    """
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise _taken(target) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise _taken(target) from None
+        os.rename(source, target)
+        return
+    os.unlink(source)
+
+
+def _taken(target: str) -> GeneralError:
+    return GeneralError(f"'{os.path.basename(target)}' exists already in the export directory "
+                        "(another device of this export wrote a file of that name); it is "
+                        "not overwritten")
+
+
+def rename_all_exclusive(pairs: list[tuple[str, str]]) -> None:
+    """:func:`rename_exclusive` for each (temporary, final) pair, all or nothing: on a failure
+    every file of the list, renamed or not, is deleted and the error raised."""
+    done: list[str] = []
+    try:
+        for source, target in pairs:
+            rename_exclusive(source, target)
+            done.append(target)
+    except BaseException:
+        for path in [*done, *(source for source, _ in pairs[len(done):])]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        raise
 
 
 def unlink_quietly(dir_fd: int, name: str) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,121 @@ def _print_tasks() -> None:
         if not task.done():
             print(f"--- {task!r}", file=sys.stderr)
             task.print_stack(file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Process guard: no test leaves a process of the run behind (a forkserver and its export
+# workers, a server, a recorder source). Every process of this run carries RUN_MARK in its
+# environment (inherited from here), so one adopted by init is found too.
+# ---------------------------------------------------------------------------------------------
+
+RUN_MARK = "SENSE_TEST_RUN"
+os.environ.setdefault(RUN_MARK, f"{os.getpid()}-{time.time_ns()}")
+#: How long processes of a test may take to exit once it has ended.
+EXIT_GRACE_S = 10.0
+
+
+def run_processes() -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, command line) of every live process of this run but this one."""
+    mark = f"{RUN_MARK}={os.environ[RUN_MARK]}".encode()
+    found: dict[int, tuple[int, str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as env:
+                if mark not in env.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmd:
+                line = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] not in ("Z", "X"):  # an exited child not yet reaped is gone
+            found[int(entry.name)] = (int(fields[1]), line)
+    return found
+
+
+def kind_of(pid: int, processes: dict[int, tuple[int, str]]) -> str | None:
+    """What a process of the run is, for the guard; None for the ones it does not police:
+    this process's own resource tracker and idle forkserver (multiprocessing keeps them for
+    the whole session, and they end with it), and helpers of wider fixtures such as
+    PostgreSQL or a browser (a test may restart them)."""
+    parent, line = processes[pid]
+    if "resource_tracker" in line or _own_idle_forkserver(pid, processes):
+        return None
+    if "forkserver" in line:
+        return "worker" if "forkserver" in processes.get(parent, (0, ""))[1] \
+            else "forkserver"
+    if "sense_plugin" in line or "sense-plugin" in line:
+        return "server"
+    if any(word in line for word in ("ffmpeg", "gst", "rtsp", "livesource", "synthetic")):
+        return "recorder source"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test that leaves a process of the run alive (found in /proc); the leftovers
+    are then killed so the next test starts clean."""
+    before = set(run_processes())
+    wider = _server_objects()  # servers of fixtures wider than this test
+    yield
+    deadline = time.monotonic() + EXIT_GRACE_S
+    while True:
+        now = run_processes()
+        owned = _process_trees([s.proc.pid for s in wider
+                                if s.proc is not None and s.proc.poll() is None], now)
+        left = {pid: kind for pid in set(now) - before - owned
+                if (kind := kind_of(pid, now)) is not None}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        for pid in left:  # this process's own forkserver ends once its children have
+            if not _own_idle_forkserver(pid, {pid: (0, "")}):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"{request.node.nodeid} left processes alive: " + "; ".join(
+            f"{kind} {pid} (parent {now[pid][0]}: {now[pid][1][:100]})"
+            for pid, kind in sorted(left.items())),
+            pytrace=False)
+
+
+def _server_objects() -> list[Any]:
+    """Every ServerProcess alive (its module is imported under two names by the tests)."""
+    modules = [sys.modules.get(name) for name in ("serverproc", "tests.serverproc")]
+    return [server for module in modules if module is not None
+            for server in module.ServerProcess.instances]
+
+
+def _process_trees(roots: list[int], processes: dict[int, tuple[int, str]]) -> set[int]:
+    """``roots`` and every process of the run below them."""
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += [child for child, (parent, _) in processes.items()
+                 if parent == pid and child not in found]
+    return found
+
+
+def _own_idle_forkserver(pid: int, processes: dict[int, tuple[int, str]]) -> bool:
+    """True for the forkserver this process started when nothing it forked still runs."""
+    from multiprocessing import forkserver
+
+    own = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    return pid == own and not any(parent == pid for parent, _ in processes.values())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Name every process of the run still alive at the end (the guard's last word)."""
+    left = run_processes()
+    policed = {pid: line for pid, (_, line) in left.items() if kind_of(pid, left) is not None}
+    if policed:
+        print("\n+++ processes of this test run still alive: " + "; ".join(
+            f"{pid} ({line[:120]})" for pid, line in sorted(policed.items())), file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,3 +364,38 @@ def big_config(tmp_path: Path, big_archive: tuple[Path, int]) -> Callable[..., A
             "devices": [{"deviceid": str(BIG_DEVICE), "name": "Big",
                          "archive_dir": str(big_archive[0])}]}, base_dir=tmp_path)
     return make
+
+
+# ---------------------------------------------------------------------------------------------
+# Export file fixtures (names, splits, killed workers): one device at 2 Mbit/s.
+# ---------------------------------------------------------------------------------------------
+
+BUSY_DEVICE = 42
+#: 30 s at 2 Mbit/s with a keyframe every second: about 7 parts of 1 MB.
+BUSY_SECONDS = 30
+
+
+@pytest.fixture(scope="session")
+def busy_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """The Busy device's archive (320x240, 25 fps) ending five minutes ago; (dir, start µs)."""
+    import time
+
+    end_us = (int(time.time()) - 300) * 1_000_000
+    start_us = end_us - BUSY_SECONDS * 1_000_000
+    directory = tmp_path_factory.mktemp("busy-archive")
+    demo.generate_device(directory, name="Busy", start_us=start_us, end_us=end_us,
+                         segment_s=10, width=320, height=240, fps=25, gop_frames=25,
+                         bitrate_bps=2_000_000)
+    return directory, start_us
+
+
+@pytest.fixture
+def busy_config(tmp_path: Path, busy_archive: tuple[Path, int]) -> Any:
+    """A Config with only the Busy device, data under ``tmp_path``."""
+    from sense_plugin.config import config_from_dict
+
+    return config_from_dict({
+        "server": {"serverid": "7015498111931795223", "data_dir": "data"},
+        "archive": {"demo": False},
+        "devices": [{"deviceid": str(BUSY_DEVICE), "name": "Busy",
+                     "archive_dir": str(busy_archive[0])}]}, base_dir=tmp_path)

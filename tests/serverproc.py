@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from lxml import etree
 
@@ -24,7 +26,12 @@ def free_port() -> int:
 class ServerProcess:
     """``sense-plugin serve --config CONFIG --port PORT`` with helpers to talk to it."""
 
+    #: Every server object alive: the process guard (conftest.py) leaves alone the servers of
+    #: fixtures wider than a test, also when a test restarts one.
+    instances: ClassVar[weakref.WeakSet[ServerProcess]] = weakref.WeakSet()
+
     def __init__(self, config: Path, log: Path) -> None:
+        ServerProcess.instances.add(self)
         self.config, self.log_path = config, log
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None

@@ -404,3 +404,57 @@ async def test_serverid_string_is_accepted_as_documented(client: Any,
             f"<EndTime>{end}</EndTime></Device></Devices><Unknown>x</Unknown></Export>")
     root = await command(client, "exportVideo", body=body)
     await wait_export(client, int(root.findtext("exportid")))
+
+
+# ---------------------------------------------------------------------------------------------
+# File names and places: a name two devices would both write, an export's files moved into
+# another export's directory, a symlink put among an export's files (docs/verify.rst).
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_catalogue_colliding_names_and_swapped_files(
+        make_client: Callable[..., Any], busy_config: Any, busy_archive: tuple[Path, int],
+        tmp_path: Path) -> None:
+    import shutil
+
+    from test_export_names import device as busy_device
+    from test_export_names import public_key
+
+    from sense_plugin.cli import main
+
+    t0, client = busy_archive[1], await make_client(busy_config)
+    collide = (f"<export><devices>{busy_device(t0 + 1_000_000, t0 + 20_000_000)}"
+               f"{busy_device(t0 + 1_250_000, t0 + 14_000_000)}</devices>"
+               "<maxfilesize>1</maxfilesize><path>collide</path></export>")
+    plain = (f"<export><devices>{busy_device(t0 + 1_000_000, t0 + 3_000_000)}</devices>"
+             "<path>plain</path></export>")
+    exports = []
+    for body in (collide, plain):
+        export_id = int((await command(client, "exportVideo", body=body)).findtext("exportid"))
+        exports.append(await wait_export(client, export_id, 120))
+    codes = sorted(d.findtext("errorcode") or "0" for d in exports[0].iterfind("devices/device"))
+    assert codes == ["-18", "0"], etree.tostring(exports[0]).decode()  # never overwritten
+    root, key = busy_config.server.export_roots[0], str(public_key(busy_config, tmp_path))
+    first, second = (root / e.findtext("path") / e.findtext("exportid") for e in exports)
+    assert main(["verify", str(first), "--key", key]) == 1  # the failed device, nothing else
+    wrong: list[str] = []
+    for path in first.iterdir():  # the plain export's signed files in the first's directory
+        path.unlink()
+    for path in second.iterdir():
+        shutil.copy2(path, first / path.name)
+    (second / "link.mp4").symlink_to(first / "manifest.xml")
+    for directory, must in ((first, "WARNING this directory"), (second, "SYMLINK link.mp4")):
+        result = subprocess_verify(directory, key)
+        if must not in result:
+            wrong.append(f"{directory}: {must!r} not in {result}")
+    assert not wrong, "\n".join(wrong)
+
+
+def subprocess_verify(directory: Path, key: str) -> str:
+    """``sense-plugin verify`` as a user runs it: its whole output."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "sense_plugin", "verify", str(directory),
+                           "--key", key], capture_output=True, text=True, timeout=60)
+    return done.stdout + done.stderr

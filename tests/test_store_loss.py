@@ -104,19 +104,8 @@ async def test_a_missing_or_emptied_store_is_rebuilt_from_the_manifests(
     assert await one_export(client, api_archive, "case-x") == 3
 
 
-def damage(store: Path, how: str) -> None:
-    if how == "half-truncated":  # as a failing disk or a careless copy leaves it
-        data = store.read_bytes()
-        store.write_bytes(data[: len(data) // 2])
-    else:  # the store is lost and one manifest cannot be read to rebuild it
-        store.unlink()
-        manifest = store.parent / "exports" / "case-1" / "2" / "manifest.xml"
-        manifest.write_bytes(manifest.read_bytes()[:100])
-
-
-@pytest.mark.parametrize("how", ["half-truncated", "lost-with-a-broken-manifest"])
 async def test_a_damaged_store_stops_the_server_with_exit_2_naming_the_file(
-        how: str, make_client: Callable[..., Any], make_config: Callable[..., Any],
+        make_client: Callable[..., Any], make_config: Callable[..., Any],
         api_archive: dict[str, Any], tmp_path: Path) -> None:
     config = make_config()
     client = await make_client(config)
@@ -126,15 +115,15 @@ async def test_a_damaged_store_stops_the_server_with_exit_2_naming_the_file(
     store = config.server.data_dir / STORE
     for suffix in ("-wal", "-shm"):
         (config.server.data_dir / (STORE + suffix)).unlink(missing_ok=True)
-    damage(store, how)
+    data = store.read_bytes()  # half-truncated, as a failing disk or a careless copy leaves it
+    store.write_bytes(data[: len(data) // 2])
     proc = subprocess.run(
         [sys.executable, "-m", "sense_plugin", "serve", "--config",
          str(write_toml(tmp_path, api_archive)), "--port", str(free_port())],
         capture_output=True, text=True, timeout=60)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output
-    named = store if how == "half-truncated" else store.parent / "exports/case-1/2/manifest.xml"
-    assert str(named) in output and "Traceback" not in output, output
+    assert str(store) in output and "Traceback" not in output, output
     for n in range(3):  # the evidence on disk is untouched
         assert (config.server.export_roots[0] / f"case-{n}" / str(n + 1) / "manifest.xml")\
             .is_file()

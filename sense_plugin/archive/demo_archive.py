@@ -22,6 +22,7 @@ from sense_plugin.archive.probe import probe_segment
 from sense_plugin.archive.synthetic import LiveSpec
 from sense_plugin.config import Config, DeviceConfig
 from sense_plugin.naming import parse_segment_filename, segment_filename
+from sense_plugin.processes import exit_with_parent
 from sense_plugin.timestamps import US_PER_S, now_us
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,9 @@ def write_tasks(index: ArchiveIndex, tasks: list[_Task], spec: DemoSpec, *,
     context = multiprocessing.get_context("forkserver")
     workers = max(1, min(os.cpu_count() or 1, len(tasks)))
     done = 0
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    # workers that end with this process, even when it is killed (sense_plugin.processes)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         pending: set[Future[tuple[Segment, int]]] = set()
         queue = list(reversed(tasks))
         while queue or pending:

@@ -115,8 +115,9 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Print one line per file (OK, MISMATCH, MISSING, EXTRA) and one about the signature;
-    1 when anything is wrong (a key that cannot be used included)."""
+    """Print which export the manifest describes, one line per file (OK, MISMATCH, MISSING,
+    EXTRA, SYMLINK) and one about the signature; 1 when anything is wrong (a missing
+    signature without ``--unsigned`` and a key that cannot be used included)."""
     from sense_plugin.export.verify import verify_directory
     from sense_plugin.signing import SigningKeyError, load_public_key
 
@@ -132,7 +133,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"ERROR {args.key}: {exc}")
             print("verify: FAILED (no usable key)")
             return 1
-    report = verify_directory(args.directory, key)
+    report = verify_directory(args.directory, key, unsigned=args.unsigned)
     for line in report.lines():
         print(line)
     ok = report.ok

@@ -123,6 +123,9 @@ class ExportEngine:
                 if job.status is Status.PENDING:
                     self._enqueue(export, job)
             await self.book.finish_if_done(export)  # finished before a crash stamped it
+        unfinished_runs = [e for e in await self.book.finished_before(now_us())
+                           if files.needs_tidying(e)]  # a killed worker's files
+        await self.run_io(files.tidy_finished, unfinished_runs, self._roots)
         log.info("export store %s: %d unfinished exports resumed", self.book.store.description,
                  len(unfinished))
         await self._jobs.start()

@@ -7,18 +7,20 @@ following symlinks, so nothing is written, read or deleted outside the roots.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 from sense_plugin import safefs
 from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
 from sense_plugin.export.manifest import MANIFEST_NAME
-from sense_plugin.export.model import Export, Job
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.media.messages import Written
-from sense_plugin.outputpaths import TEMP_SUFFIX, output_name
+from sense_plugin.outputpaths import TEMP_SUFFIX, device_prefix, output_name
 from sense_plugin.signing import SIGNATURE_NAME
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def job_file_name(export: Export, job: Job) -> str:
@@ -117,11 +119,52 @@ def ensure_directory(export: Export, roots: tuple[Path, ...]) -> None:
 
 
 def remove_partial(export: Export, job: Job, roots: tuple[Path, ...]) -> None:
-    """Delete a job's temporary file left by an interrupted run."""
+    """Delete what a run of ``job`` that did not complete left: its temporary files (also the
+    parts of a split, ``<planned>.pNNN.part``) and its whole cut waiting to be split (the
+    planned name; no other device of a stream export has it, admission sees to that). A
+    worker killed meanwhile cannot clean up after itself."""
     with contextlib.suppress(OSError, PathNotAllowedError), \
             safefs.opened_dir(export.directory, roots) as fd:
-        safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
-        _remove_part_temps(fd, planned_name(export, job))
+        planned = planned_name(export, job)
+        safefs.unlink_quietly(fd, planned + TEMP_SUFFIX)
+        _remove_part_temps(fd, planned)
+        listed = {info.name for other in export.jobs for info in other.files}
+        if not export.options.snapshot and planned not in listed:
+            safefs.unlink_quietly(fd, planned)
+
+
+def needs_tidying(export: Export) -> bool:
+    """True for a finished export with a device that did not complete: its run may have been
+    killed and left files (:func:`remove_leftovers`)."""
+    return export.status is not Status.EXPIRED and any(
+        job.status is not Status.COMPLETED for job in export.jobs)
+
+
+def tidy_finished(exports: list[Export], roots: tuple[Path, ...]) -> None:
+    """:func:`remove_leftovers` of each export, logged (at start, for finished exports)."""
+    for export in exports:
+        removed = remove_leftovers(export, roots)
+        if removed:
+            log.info("export %s (%s): deleted %d files of runs that did not complete: %s",
+                     export.export_id, export.status.value, len(removed), ", ".join(removed))
+
+
+def remove_leftovers(export: Export, roots: tuple[Path, ...]) -> list[str]:
+    """Delete the files in a finished export's directory that one of its devices began (the
+    name starts ``<device name>_<deviceid>_``) and that no device lists: parts, temporaries
+    and whole cuts of runs that were killed. Returns the names deleted."""
+    listed = {info.name for job in export.jobs for info in job.files}
+    prefixes = tuple({device_prefix(job.device_name, job.device_id) for job in export.jobs})
+    removed: list[str] = []
+    with contextlib.suppress(FileNotFoundError, PathNotAllowedError), \
+            safefs.opened_dir(export.directory, roots) as fd:
+        for name in os.listdir(fd):
+            if name.startswith(prefixes) and name not in listed:
+                safefs.unlink_quietly(fd, name)
+                removed.append(name)
+    if removed and export.status is Status.REMOVED:
+        safefs.remove_empty_dirs(export.directory, roots)
+    return sorted(removed)
 
 
 def _remove_part_temps(dir_fd: int, planned: str) -> None:

@@ -4,15 +4,24 @@ A finished export's ``manifest.xml`` holds everything its status needs: owner, t
 name, path, cap, and per device the range, status, file facts or error. When the store is
 missing or empty but manifests are on disk, the engine re-inserts these records under their
 own ids instead of starting with an empty history.
+
+A manifest is read without following any symlink (the directory is reached from its export
+root, the file opened ``O_NOFOLLOW``). One that cannot be read or is not a manifest of that
+export is set aside: left on disk untouched, named in an ERROR, and its export is not
+rebuilt; the others are, and the server starts (docs/verify.rst).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from pathlib import Path
+from typing import IO
 
 from lxml import etree
 
+from sense_plugin import safefs
 from sense_plugin.errors import SenseError
 from sense_plugin.export import ids
 from sense_plugin.export.manifest import MANIFEST_NAME
@@ -36,19 +45,30 @@ def recover(store: ExportStore, roots: tuple[Path, ...], data_dir: Path,
     on_disk, finished = ids.scan_export_dirs(roots)
     known = store.ids()
     orphans = sorted(i for i in finished if i not in known)
+    rebuilt = []
     for export_id in orphans:
-        export = export_from_manifest(on_disk[export_id], retention_hours)
+        try:
+            export = export_from_manifest(on_disk[export_id], retention_hours, roots)
+        except StoreDamagedError as exc:
+            log.error("%s; that export is left out of the store (its directory is left as it "
+                      "is) and the others are rebuilt", exc)
+            continue
         store.insert(export)
         store.update_export(export)
-    if orphans:
+        rebuilt.append(export_id)
+    if rebuilt:
         log.warning("the job store %s lacked %d finished exports found on disk (it was missing "
                     "or emptied); rebuilt them from their manifests: %s", store.path,
-                    len(orphans), ", ".join(map(str, orphans)))
+                    len(rebuilt), ", ".join(map(str, rebuilt)))
     return max(store.max_id(), ids.read_high_water(data_dir), max(on_disk, default=0))
 
 
-def export_from_manifest(directory: Path, retention_hours: float) -> Export:
+def export_from_manifest(directory: Path, retention_hours: float,
+                         roots: tuple[Path, ...] | None = None) -> Export:
     """The :class:`Export` a manifest describes; StoreDamagedError naming it if unreadable.
+
+    With ``roots``, ``directory`` is reached from its root without following a symlink;
+    without, only its last component is not followed. The manifest itself never is.
 
     The manifest is this server's own and has no size limit: a split day of many devices runs
     to hundreds of MiB (docs/security.rst, "Manifest size"). It is read as a stream, one
@@ -56,27 +76,48 @@ def export_from_manifest(directory: Path, retention_hours: float) -> Export:
     """
     path = directory / MANIFEST_NAME
     try:
-        export: Export | None = None
-        for _, device in etree.iterparse(str(path), events=("end",), tag="device",
-                                         resolve_entities=False, no_network=True,
-                                         load_dtd=False):
-            devices = device.getparent()
-            if devices is None or devices.tag != "devices":
-                continue
-            if export is None:
-                export = _export(devices.getparent(), directory, retention_hours)
-            export.jobs.append(_job(export.export_id, len(export.jobs), device,
-                                    export.finished_us or 0))
-            device.clear()
-            while device.getprevious() is not None:  # the devices already read
-                del devices[0]
-        if export is None:
-            raise ValueError("it lists no device")
-        return export
+        with os.fdopen(_open_manifest(directory, roots), "rb") as stream:
+            return _stream_export(stream, directory, retention_hours)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, SenseError,
             etree.XMLSyntaxError) as exc:
         raise StoreDamagedError(f"the job store lost export {directory.name} and its manifest "
                                 f"{path} cannot be read to rebuild it ({exc})") from None
+
+
+def _stream_export(stream: IO[bytes], directory: Path, retention_hours: float) -> Export:
+    export: Export | None = None
+    for _, device in etree.iterparse(stream, events=("end",), tag="device",
+                                     resolve_entities=False, no_network=True, load_dtd=False):
+        devices = device.getparent()
+        if devices is None or devices.tag != "devices":
+            continue
+        if export is None:
+            export = _export(devices.getparent(), directory, retention_hours)
+        export.jobs.append(_job(export.export_id, len(export.jobs), device,
+                                export.finished_us or 0))
+        device.clear()
+        while device.getprevious() is not None:  # the devices already read
+            del devices[0]
+    if export is None:
+        raise ValueError("it lists no device")
+    return export
+
+
+def _open_manifest(directory: Path, roots: tuple[Path, ...] | None) -> int:
+    """The manifest opened read-only, no symlink followed on the way (ValueError naming a
+    symlinked manifest's target)."""
+    dir_fd = safefs.open_dir(directory, roots) if roots is not None else \
+        os.open(directory, safefs.DIR_FLAGS)
+    try:
+        try:
+            return safefs.open_regular(dir_fd, MANIFEST_NAME)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                target = os.readlink(MANIFEST_NAME, dir_fd=dir_fd)
+                raise ValueError(f"it is a symlink to {target}, not followed") from None
+            raise
+    finally:
+        os.close(dir_fd)
 
 
 def _text(element: etree._Element, tag: str) -> str:

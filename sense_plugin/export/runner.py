@@ -112,6 +112,7 @@ class JobRunner:
         """Run the (SYNCING) ``job`` on ``proc``; what became of it."""
         self._done[job.key] = asyncio.Event()
         dir_fd: int | None = None
+        completed = False
         try:
             cut_job, recorded_us, dir_fd = await self._plan(export, job)
             log.info("export %s device %s started (%s)", job.export_id, job.device_id,
@@ -123,6 +124,7 @@ class JobRunner:
             for written in done.files:
                 await self._run_io(files.confirm_output, export,
                                    self._config.server.export_roots, dir_fd, written)
+            completed = True
             return self._completed(job, done, tracker)
         except JobCancelledError:
             if self._closing and job.key not in self._cancel:
@@ -143,7 +145,12 @@ class JobRunner:
             self._finish.discard(job.key)
             if dir_fd is not None:
                 os.close(dir_fd)
-            self._done.pop(job.key).set()
+            try:  # a worker killed mid-run (or a failure) leaves files nobody lists
+                if dir_fd is not None and not completed:
+                    await self._run_io(files.remove_partial, export, job,
+                                       self._config.server.export_roots)
+            finally:
+                self._done.pop(job.key).set()
 
     async def _watch(self, export: Export, job: Job, proc: WorkerProcess,
                      tracker: _Tracker) -> None:

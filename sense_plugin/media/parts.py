@@ -33,6 +33,7 @@ from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.media.throttle import TokenBucket
 from sense_plugin.outputpaths import output_name
+from sense_plugin.safefs import rename_all_exclusive
 from sense_plugin.timestamps import creation_time_text
 
 #: Format → (bytes per part, bytes per packet, extra bytes per payload byte), measured on
@@ -254,31 +255,37 @@ def _entries(done: list[_Part], result: CutResult, request: CutRequest, device_i
             continue
         sub = CutResult(part.first_us, last, part.frames, 0, (), entry["size_bytes"], "")
         pieces = split_file(part.tmp, sub, request.fmt, limit, request.title, device_id,
-                            request.title, request.comment, should_stop)
+                            request.title, request.comment, should_stop, keep_temporary=True)
         os.unlink(part.tmp)
-        directory = os.path.dirname(part.tmp)
-        for index, piece in enumerate(pieces):
-            tmp = f"{part.tmp}.{index:03d}.part"
-            os.replace(os.path.join(directory, piece.pop("name")), tmp)
-            entries.append({**piece, "tmp": tmp, "gops": 2})
+        for piece in pieces:
+            piece.pop("name")
+            entries.append({**piece, "gops": 2})
     return entries
 
 
 def _name(entries: list[dict[str, Any]], result: CutResult, request: CutRequest,
           device_id: int, limit: int) -> tuple[CutResult, list[dict[str, Any]]]:
-    """Final names (plain for one part, else ``_partNNN``), gaps per part, oversize."""
+    """Final names (plain for one part, else ``_partNNN``), gaps per part, oversize.
+
+    A name is given only if nothing has it yet: a part of another device of the export that
+    starts at the same keyframe has the same name, and then this device fails (-18 naming
+    the file) and deletes its own files; the other's file is left as it is.
+    """
     if len(entries) == 1:
         only = entries[0]
-        os.replace(only["tmp"], request.out_path)
+        rename_all_exclusive([(only.pop("tmp"), request.out_path)])
         return dataclasses.replace(result, size_bytes=only["size_bytes"], sha256=only["sha256"],
                                    file_dev=only["file_dev"], file_ino=only["file_ino"]), []
     directory = os.path.dirname(request.out_path)
-    parts: list[dict[str, Any]] = []
+    named: list[tuple[dict[str, Any], str]] = []
     for number, entry in enumerate(entries, 1):
         stem, ext = os.path.splitext(output_name(request.title, device_id,
                                                  entry["first_frame_us"], request.fmt))
-        name = f"{stem}_part{number:03d}{ext}"
-        os.replace(entry.pop("tmp"), os.path.join(directory, name))
+        named.append((entry, os.path.join(directory, f"{stem}_part{number:03d}{ext}")))
+    rename_all_exclusive([(entry.pop("tmp"), path) for entry, path in named])
+    parts: list[dict[str, Any]] = []
+    for number, (entry, path) in enumerate(named, 1):
+        name = os.path.basename(path)
         nxt = entries[number]["first_frame_us"] if number < len(entries) else None
         entry.update(name=name, oversize=entry.pop("gops") == 1 and entry["size_bytes"] > limit,
                      gaps=[{"start_us": g.start_us, "end_us": g.end_us} for g in result.gaps
@@ -286,3 +293,4 @@ def _name(entries: list[dict[str, Any]], result: CutResult, request: CutRequest,
                            and (nxt is None or g.start_us < nxt)])
         parts.append(entry)
     return result, parts
+

@@ -17,6 +17,7 @@ from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
 from sense_plugin.outputpaths import TEMP_SUFFIX
+from sense_plugin.safefs import rename_exclusive
 
 __all__ = [
     "BUFFER_BYTES", "OUTPUT_FORMATS", "US", "CutCancelled",
@@ -94,14 +95,15 @@ def write_then_rename(out_path: str, write: Callable[[str], tuple[Cutter, Hashin
                       ) -> CutResult:
     """The result of a cut that ``write`` makes into the temporary file it is given.
 
-    The file (``out_path + ".part"``) is renamed to ``out_path`` once ``write`` returns; on
+    The file (``out_path + ".part"``) is renamed to ``out_path`` once ``write`` returns (never
+    over an existing file: -18 naming it); on
     any failure it is deleted and the typed error raised (:func:`raise_translated`). The
     result names the written file's identity (device, inode).
     """
     tmp, done = out_path + TEMP_SUFFIX, False
     try:
         cutter, sink = write(tmp)
-        os.replace(tmp, out_path)
+        rename_exclusive(tmp, out_path)  # never over another device's file
         done = True
     except Exception as exc:
         raise_translated(exc, os.path.basename(out_path))

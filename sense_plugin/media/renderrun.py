@@ -13,6 +13,7 @@ from sense_plugin.media.remux import raise_translated
 from sense_plugin.media.rendering import Renderer, RenderRequest
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.media.throttle import TokenBucket
+from sense_plugin.safefs import rename_exclusive
 
 #: Output format → FFmpeg muxer and options. MP4 is a plain (not fragmented) file with its
 #: index written at the end, so players read the duration from the header; ``faststart``
@@ -47,7 +48,7 @@ def render(
                                     lambda: sink.bytes_written)
                 renderer.run()
             sink.close()
-        os.replace(tmp, request.out_path)
+        rename_exclusive(tmp, request.out_path)
         done = True
     except Exception as exc:  # one mapping for cuts and renders (first cause wins)
         raise_translated(exc, os.path.basename(request.out_path))

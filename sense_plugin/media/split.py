@@ -23,6 +23,7 @@ import av
 from sense_plugin.media.cutspec import CutCancelled, CutResult
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.outputpaths import TEMP_SUFFIX, output_name
+from sense_plugin.safefs import rename_all_exclusive
 from sense_plugin.timestamps import creation_time_text
 
 US = 1_000_000
@@ -49,10 +50,16 @@ class _Plan:
 
 def split_file(path: str, result: CutResult, fmt: str, limit: int, device_name: str,
                device_id: int, title: str, comment: str,
-               should_stop: Callable[[], bool]) -> list[dict[str, Any]]:
+               should_stop: Callable[[], bool], *,
+               keep_temporary: bool = False) -> list[dict[str, Any]]:
     """Write the parts of ``path`` beside it (``..._partNNN.ext``); their file facts.
 
-    ``path`` itself is left for the caller to delete.
+    Every part is written under a temporary name (``<path>.pNNN.part``: a worker killed
+    meanwhile leaves only names the export's clean-up knows) and all are given their final
+    names at the end, never over an existing file: a part name that exists already (another
+    device's part starting at the same keyframe) fails the split with -18 and deletes its
+    parts. With ``keep_temporary`` they keep the temporary names (``tmp`` in the facts) for
+    the caller to rename. ``path`` itself is left for the caller to delete.
     """
     gops, first_us = _index(path)
     archive = result.first_frame_us - first_us  # archive µs = file µs + this
@@ -66,9 +73,11 @@ def split_file(path: str, result: CutResult, fmt: str, limit: int, device_name: 
                 name = output_name(device_name, device_id, start_us, fmt)
                 stem, ext = os.path.splitext(name)
                 name = f"{stem}_part{number:03d}{ext}"
-                facts = _write_part(path, os.path.join(os.path.dirname(path), name), part,
-                                    fmt, start_us, title, comment, should_stop)
-                facts.update(name=name, oversize=len(part) == 1 and facts["size_bytes"] > limit,
+                tmp = f"{path}.p{number:03d}{TEMP_SUFFIX}"
+                facts = _write_part(path, tmp, part, fmt, start_us, title, comment,
+                                    should_stop)
+                facts.update(name=name, tmp=tmp,
+                             oversize=len(part) == 1 and facts["size_bytes"] > limit,
                              first_frame_us=start_us, frame_count=sum(g.frames for g in part))
                 written.append(facts)
                 if facts["size_bytes"] > limit and len(part) > 1:
@@ -81,6 +90,10 @@ def split_file(path: str, result: CutResult, fmt: str, limit: int, device_name: 
             _remove(path, written)
             raise
         _finish(written, plan, archive, result)
+        if not keep_temporary:
+            directory = os.path.dirname(path)
+            rename_all_exclusive([(facts.pop("tmp"), os.path.join(directory, facts["name"]))
+                                  for facts in written])
         return written
     raise RuntimeError("could not plan parts under the size limit")
 
@@ -128,18 +141,17 @@ def _plan(gops: list[_Gop], limit: int, part_overhead: int,
     return parts
 
 
-def _write_part(path: str, out: str, part: list[_Gop], fmt: str, start_us: int, title: str,
+def _write_part(path: str, tmp: str, part: list[_Gop], fmt: str, start_us: int, title: str,
                 comment: str, should_stop: Callable[[], bool]) -> dict[str, Any]:
     from sense_plugin.media.remux import OUTPUT_FORMATS  # remux imports the cutter
 
     muxer, options = OUTPUT_FORMATS[fmt]
     first = part[0].first_packet
     end = part[-1].first_packet + part[-1].packets  # packets are consecutive per GOP
-    tmp = out + TEMP_SUFFIX
-    done = False
+    sink = HashingSink(tmp, should_stop=should_stop, hash_while_writing=fmt != "mkv",
+                       mp4_header_room=fmt == "mp4")  # created exclusively
     try:
-        with HashingSink(tmp, should_stop=should_stop, hash_while_writing=fmt != "mkv",
-                         mp4_header_room=fmt == "mp4") as sink, av.open(path) as source:
+        with sink, av.open(path) as source:
             with av.open(sink, "w", format=muxer, options=options) as output:
                 output.metadata.update({"creation_time": creation_time_text(start_us),
                                         **({"title": title} if title else {}),
@@ -148,12 +160,10 @@ def _write_part(path: str, out: str, part: list[_Gop], fmt: str, start_us: int, 
             if fmt == "mp4":
                 sink.finish_mp4_header()
             sink.close()
-        os.replace(tmp, out)
-        done = True
-    finally:
-        if not done:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     file_dev, file_ino = sink.identity
     return {"size_bytes": sink.size_bytes, "sha256": sink.sha256, "file_dev": file_dev,
             "file_ino": file_ino}
@@ -200,7 +210,6 @@ def _finish(written: list[dict[str, Any]], plan: list[list[_Gop]], archive: int,
 
 
 def _remove(path: str, written: list[dict[str, Any]]) -> None:
-    directory = os.path.dirname(path)
     for facts in written:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(directory, facts["name"]))
+            os.unlink(facts["tmp"])
