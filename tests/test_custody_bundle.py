@@ -84,7 +84,7 @@ async def test_bundle_ranges_head_and_unfinished_exports(
 
     base = api_archive["start_us"]
     slow = export_body([(STEADY, format_timestamp(base), format_timestamp(base + 59_000_000))],
-                       bandwidth=8)
+                       bandwidth=16)
     running = (await command(client, "exportVideo", body=slow)).findtext("exportid")
     refused = await command(client, "downloadExportVideo", exportid=running,
                             file="bundle.zip", expect=-1006)
