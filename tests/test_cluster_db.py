@@ -105,7 +105,7 @@ def site_config(tmp_path: Path, url: str) -> Config:
 async def test_ping_needs_a_valid_proof(
         pg_server: PgServer, tmp_path: Path, aiohttp_client: Any) -> None:  # noqa: F811
     client = await aiohttp_client(create_app(site_config(tmp_path, pg_server.url)))
-    host = f"{client.server.host}:{client.server.port}"
+    host = "127.0.0.1:1"  # a proof names the server it is for: its configured node_url
 
     async def ping(proof: str | None) -> tuple[int, etree._Element]:
         headers = {} if proof is None else {HEADER: proof}
@@ -119,7 +119,9 @@ async def test_ping_needs_a_valid_proof(
                           (good, "replayed nonce"),
                           (sign("x" * 32, "GET", host, "/cluster/ping"), "wrong proof"),
                           (sign(SECRET, "GET", host, "/cluster/other"), "wrong proof"),
-                          (sign(SECRET, "GET", host, "/cluster/ping", now=1e9), "s off")]:
+                          (sign(SECRET, "GET", host, "/cluster/ping", now=1e9), "s off"),
+                          (sign(SECRET, "GET", f"{client.server.host}:{client.server.port}",
+                                "/cluster/ping"), "wrong proof")]:
         status, doc = await ping(proof)
         assert status == 401, reason
         assert doc.get("errorcode") != "0" and reason in (doc.findtext("description") or "")

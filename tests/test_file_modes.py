@@ -61,8 +61,12 @@ name = "Entrance"
     server.start(preexec_fn=loose_umask)
     try:
         deadline = time.monotonic() + 60
-        while not (first := server.command("getServerStatus").findtext(
-                "serverstatus/devices/device/firstrecordedimage")):
+        while True:  # three seconds recorded (live first: the back-fill comes after)
+            device = server.command("getServerStatus").find("serverstatus/devices/device")
+            first = device.findtext("firstrecordedimage") if device is not None else None
+            last = device.findtext("lastrecordedimage") if device is not None else None
+            if first and last and parse_timestamp(last) - parse_timestamp(first) > 3_500_000:
+                break
             assert time.monotonic() < deadline, "demo archive not ready"
             time.sleep(0.2)
         start_us = parse_timestamp(first)

@@ -21,7 +21,7 @@ from conftest import API_DEVICES, API_SERVER_ID
 from lxml import etree
 from yarl import URL
 
-from sense_plugin.timestamps import format_timestamp
+from sense_plugin.timestamps import format_timestamp, now_us
 
 STEADY, OFF = API_DEVICES["Steady"], API_DEVICES["Off"]
 MAX_DEVICES = 4
@@ -267,7 +267,8 @@ def kind_cases(archive: dict[str, Any], export: Callable[..., bytes],
     gap = span(archive, 30, 31)[0]
     gappy = (f"<device><deviceid>{API_DEVICES['Gappy']}</deviceid><starttime>{gap}</starttime>"
              "</device>")
-    future = format_timestamp(archive["end_us"] + 600 * 1_000_000)
+    # after now whenever the case runs (the archive fixture is made once per session)
+    future = format_timestamp(max(archive["end_us"], now_us()) + 600 * 1_000_000)
     bad = {"maxfilesize-negative": ("<maxfilesize>-1</maxfilesize>", -22),
            "maxfilesize-not-a-number": ("<maxfilesize>1e3</maxfilesize>", -22),
            "maxfilesize-empty": ("<maxfilesize/>", -23),

@@ -80,6 +80,8 @@ async def get_server_status(ctx: CommandContext) -> r.ServerStatus:
     for device in devices:
         recorded = await archive.recorded_range(device.device_id)
         first, last = recorded if recorded else (None, None)
+        if last is not None:  # the frame being recorded ends up to a frame after now
+            last = min(last, now_us())
         rows.append(r.DeviceRecordedRange(device.device_id, device.name, first, last))
     return r.ServerStatus(config.server.server_id, tuple(rows))
 
