@@ -25,7 +25,9 @@ def open_source(path: str, *, header_only: bool) -> av.container.InputContainer:
     """The segment at ``path``, opened from its header alone where that describes it fully
     (``header_only`` and an MP4 whose video stream has its size and frame rate), else probed."""
     if header_only and path.lower().endswith(_HEADER_SUFFIXES):
-        source = av.open(path, options=_HEADER_ONLY, stream_options=[_NO_DECODE] * 8)
+        # one dict per stream (PyAV's stub for open() says list[str]; its attribute is right)
+        source = av.open(path, options=_HEADER_ONLY,
+                         stream_options=[_NO_DECODE] * 8)  # type: ignore[list-item]
         if _described(source):
             return source
         source.close()
