@@ -1,12 +1,14 @@
-"""B2 list case, paired: ``python -m bench.b2pair --base DIR [--rounds 3] [--duration 10]``.
+"""B2 under load, paired: ``python -m bench.b2pair --base DIR [--query list|by_id] [--rounds 3]
+[--duration 10]``.
 
 On a shared machine the load of other programs swings B2's figures by a factor of five from one
 minute to the next, so a before/after comparison run minutes apart says little. This runs the
 "full list while two exports run" case of B2 alternately on the server of another source tree
 (``--base``, e.g. ``git archive BASE | tar -x -C DIR``) and on this tree's, round after round,
 and reports per server the median req/s, p50 and p99, and the server process's CPU time per
-request (from ``/proc``: far less sensitive to the machine's load than latency). Saves
-``bench/results/b2pair.json``.
+request (from ``/proc``: far less sensitive to the machine's load than latency). ``--query
+by_id`` loads status by id of the middle export of the history instead of the full list. Saves
+``bench/results/b2pair.json`` (the list) or ``b2pair-by_id.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench.archive import BENCH_DIR, LONG_ID, SHORT_ID, Archive, ensure_archive
 from bench.load import HISTORY, Feeder, make_history, wrk
 from bench.server import Server
 
-RESULTS = BENCH_DIR / "results" / "b2pair.json"
+RESULTS = BENCH_DIR / "results"
 QUERY = "getExportVideoStatus"
 
 
@@ -33,7 +35,7 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def one_run(tree: Path, archive: Archive, duration_s: int) -> dict:
+def one_run(tree: Path, archive: Archive, duration_s: int, by_id: bool = False) -> dict:
     """A fresh server of ``tree``: 100 exports in history, then the list under load."""
     reset_exports()
     here = Path.cwd()
@@ -44,12 +46,13 @@ def one_run(tree: Path, archive: Archive, duration_s: int) -> dict:
         os.chdir(here)
     with server:
         client = server.client()
-        make_history(client, archive, HISTORY)
+        ids = make_history(client, archive, HISTORY)
+        query = f"{QUERY}&exportid={ids[len(ids) // 2]}" if by_id else QUERY
         long_lo, long_hi = archive.ranges_us[LONG_ID]
         short_lo, short_hi = archive.ranges_us[SHORT_ID]
         with Feeder(server.port, [(LONG_ID, long_lo, long_hi), (SHORT_ID, short_lo, short_hi)]):
             ticks0 = cpu_ticks(server.pid)
-            figures = wrk(server.port, QUERY, duration_s, threads=2)
+            figures = wrk(server.port, query, duration_s, threads=2)
             used_s = (cpu_ticks(server.pid) - ticks0) / os.sysconf("SC_CLK_TCK")
         client.close()
     figures["cpu_ms_per_request"] = used_s * 1000 / max(1, figures["requests"])
@@ -67,13 +70,14 @@ def main() -> int:
     parser.add_argument("--base", type=Path, required=True, help="the other source tree")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--query", choices=("list", "by_id"), default="list")
     args = parser.parse_args()
     archive = ensure_archive("tiled", 10, log=print)
     trees = {"base": args.base.resolve(), "this": BENCH_DIR.parent}
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     for round_no in range(args.rounds):
         for name, tree in trees.items():
-            figures = one_run(tree, archive, args.duration)
+            figures = one_run(tree, archive, args.duration, args.query == "by_id")
             runs[name].append(figures)
             print(f"round {round_no + 1} {name:4}: {figures['req_per_s']:6.0f} req/s  "
                   f"p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
@@ -85,7 +89,9 @@ def main() -> int:
         for k in ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")}
     result["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     result["base_tree"] = str(trees["base"])
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    result["query"] = args.query
+    name = "b2pair.json" if args.query == "list" else f"b2pair-{args.query}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     for key, ratio in result["ratios_this_over_base"].items():
         print(f"{key}: this/base = {ratio:.2f}")
     return 0

@@ -5,7 +5,8 @@ On the B1 range, in this process, interleaved, 6 rounds (the first warms the pag
 - ``cut()`` with fsync and without (the worker's whole job: open, demux, mux, write, hash);
 - the floor's pass (bench/floor.py: read + write + SHA-256 + fsync);
 - opening every source segment alone (``av.open``: the demuxer reads the header and FFmpeg's
-  stream probing decodes a first frame), and demuxing every packet without muxing;
+  stream probing decodes a first frame), opening them from the header alone as the cut opens
+  all but the first (``media/sourceopen.py``), and demuxing every packet without muxing;
 - SHA-256 of the output alone (from memory), and write + fsync of it alone.
 
 Prints medians (min, max) and saves them to ``bench/results/decompose.txt``. Run it with the
@@ -28,6 +29,7 @@ from bench.floor import copy_hash_sync
 from bench.report import sha_support
 from bench.throughput import OUT_DIR, RANGE_S, segments_for
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
+from sense_plugin.media.sourceopen import open_source
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decompose.txt"
 
@@ -35,6 +37,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "decompose.txt"
 def _open_all(paths: list[str]) -> None:
     for path in paths:
         with av.open(path) as source:
+            _ = source.streams.video[0]
+
+
+def _open_header_only(paths: list[str]) -> None:
+    """As the cut opens every segment after the first (media/sourceopen.py)."""
+    for path in paths:
+        with open_source(path, header_only=True) as source:
             _ = source.streams.video[0]
 
 
@@ -79,6 +88,7 @@ def main() -> None:
         "cut, no fsync": cut_with(False),
         "floor (read+write+sha256+fsync)": floor,
         "av.open of every segment": lambda: _open_all(paths),
+        "open from the header, every segment": lambda: _open_header_only(paths),
         "demux every packet, no mux": lambda: _demux_all(paths),
         "sha256 of the output alone": lambda: hashlib.sha256(data).hexdigest(),
         "write+fsync of the output alone": write_fsync,

@@ -75,3 +75,43 @@ async def test_list_is_cached_yet_never_stale(make_client: Callable[..., Any],
     await command(client, "exportVideo", headers=basic("alice"), action="remove",
                   exportid=alice_id)
     assert (await listing(client, "alice"))[alice_id][0] == "REMOVED"
+
+
+async def test_status_by_id_of_a_finished_export_is_cached_yet_never_stale(
+        make_client: Callable[..., Any], make_config: Callable[..., Any],
+        api_archive: dict[str, Any]) -> None:
+    """A finished export asked for by id is answered from the cache while nothing changed (it
+    would be read from the store each time); a removal shows at once, another user still gets
+    -57, and an export still running is never answered from the cache (a request for it is its
+    keepalive)."""
+    users = [{"name": n, "password_hash": hash_password(p), "permissions": ["view", "export"]}
+             for n, p in USERS.items()]
+    client = await make_client(make_config(auth={"enabled": True, "users": users}))
+    cache = client.app[STATUS_CACHE]
+    steady = API_DEVICES["Steady"]
+    start = format_timestamp(api_archive["start_us"])
+    end = format_timestamp(api_archive["start_us"] + 4_000_000)
+    created = await command(client, "exportVideo", headers=basic("bob"),
+                            body=export_body([(steady, start, end)], bandwidth=250))
+    bob_id = created.findtext("exportid")
+
+    async def by_id(user: str = "bob", expect: int | None = 0) -> Any:
+        return await command(client, "getExportVideoStatus", headers=basic(user),
+                             exportid=bob_id, expect=expect)
+
+    while (await by_id()).findtext("exports/export/status") != "COMPLETED":
+        hits = cache.hits
+        await by_id()
+        assert cache.hits == hits  # running: asked of the engine every time
+        await asyncio.sleep(0.02)
+    first = await by_id()
+    hits = cache.hits
+    assert first.findtext("exports/export/exportid") == bob_id
+    again = await by_id()
+    assert cache.hits == hits + 1
+    sha = "exports/export/devices/device/files/file/sha256"
+    assert again.findtext(sha) == first.findtext(sha) is not None
+    await by_id("alice", expect=-57)  # bob's cached answer is not alice's
+    await command(client, "exportVideo", headers=basic("bob"), action="remove",
+                  exportid=bob_id)
+    assert (await by_id()).findtext("exports/export/status") == "REMOVED"

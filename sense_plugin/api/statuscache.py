@@ -13,6 +13,11 @@ A request whose version and live counters are unchanged gets the stored bytes, s
 exports running the list is rendered only when one of them reports progress, not for every
 poll. The wrapper sits around the registered handler, so what the handler answers (its
 fields, its paging attributes) is exactly what is cached.
+
+Status by id (``exportid``) of a *finished* export is cached the same way, keyed by the id:
+such an export is read from the store (a query on the store's thread) and no longer changes
+but through a state change, which bumps the version. An unfinished export is always asked of
+the handler, since a request for it counts as its keepalive; errors are never cached.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from sense_plugin.export.model import Job
 COMMAND = "getexportvideostatus"
 #: Distinct (caller, query) answers kept; the least recently used goes first.
 MAX_ENTRIES = 256
-Key = tuple[str, bool, str | None, str | None, str | None]
+#: (user, admin, status, limit, offset, exportid)
+Key = tuple[str, bool, str | None, str | None, str | None, str | None]
 Live = tuple[tuple[str, int, int, int], ...]
 
 
@@ -65,21 +71,21 @@ class StatusListCache:
         self.misses = 0
 
     def wrap(self, handler: Handler) -> Handler:
-        """The handler, answering list queries from the cache when still valid."""
+        """The handler, answering from the cache when still valid (see module doc)."""
 
         async def cached(ctx: CommandContext) -> object:
-            if ctx.params.text("exportid") is not None or SITE in ctx.app:
+            if SITE in ctx.app:
                 return await handler(ctx)  # a site: other servers change the list unseen
             params = ctx.params
+            export_id = params.text("exportid")
             key: Key = (ctx.user.name, ctx.user.is_admin, params.text("status"),
-                        params.text("limit"), params.text("offset"))
+                        params.text("limit"), params.text("offset"), export_id)
             version = ctx.app[ENGINE].version
-            entry = self._entries.get(key)
-            if entry is not None and entry.version == version \
-                    and live_state(entry.jobs) == entry.live:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return xml_response(entry.body)
+            hit = self._valid(key, version)
+            if hit is not None:
+                return hit
+            if export_id is not None:
+                return await self._by_id(ctx, handler, key, version)
             running = self._inflight.get(key)
             if running is not None and running[0] == version:  # one answer computed at a time
                 body = await asyncio.shield(running[1])
@@ -106,6 +112,27 @@ class StatusListCache:
                     del self._inflight[key]
 
         return cached
+
+    def _valid(self, key: Key, version: int) -> web.Response | None:
+        """The stored answer for ``key`` if nothing it shows has changed since."""
+        entry = self._entries.get(key)
+        if entry is None or entry.version != version or live_state(entry.jobs) != entry.live:
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return xml_response(entry.body)
+
+    async def _by_id(self, ctx: CommandContext, handler: Handler, key: Key,
+                     version: int) -> object:
+        """Status by id from the handler; kept when the export has finished."""
+        result = await handler(ctx)
+        if not isinstance(result, ExportStatusList):
+            return result
+        body = render.success(result)
+        if all(e.finished_us is not None for e in result.exports):
+            self.misses += 1
+            self._store(key, _Entry(version, (), (), body))
+        return xml_response(body)
 
     def _store(self, key: Key, entry: _Entry) -> None:
         self._entries[key] = entry

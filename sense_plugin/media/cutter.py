@@ -23,6 +23,7 @@ from sense_plugin.media.cutspec import (
 )
 from sense_plugin.media.outputs import Outputs
 from sense_plugin.media.sink import WriteCancelled
+from sense_plugin.media.sourceopen import open_source
 from sense_plugin.media.timeline import OutputTimeline
 
 #: Audio in range may sit before the video start of the next segment (muxers interleave
@@ -120,7 +121,8 @@ class Cutter:
     def _read_segment(self, segment: SourceSegment, *, seek: bool) -> bool:
         """Copy the wanted packets of one segment; False asks for a re-read without seeking."""
         try:
-            with av.open(segment.path) as source:
+            # the output streams are copies of the first segment's: it alone is fully probed
+            with open_source(segment.path, header_only=self.outputs.vout is not None) as source:
                 self._copy(source, segment, seek)
                 return True
         except _Reseek:
