@@ -56,7 +56,9 @@ def test_live_export_follows_the_recording_until_stopped(tmp_path: Path) -> None
             video = container.streams.video[0]
             times = [int(f.pts * video.time_base * 1_000_000) for f in container.decode(video)]
         covered_us = times[-1] - times[0]
-        # start..stop: from the keyframe at or before the start to within 1 s of the stop
-        assert stop_us - start_us - 1_000_000 <= covered_us <= stop_us - start_us + 3_000_000
+        # start..stop: from the keyframe at or before the start to what the recorder had
+        # written when the stop came (its open segment is readable a fragment, one GOP, at a
+        # time, and a loaded machine adds its write latency)
+        assert stop_us - start_us - 2_000_000 <= covered_us <= stop_us - start_us + 3_000_000
     finally:
         server.stop()

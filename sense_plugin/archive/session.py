@@ -213,13 +213,14 @@ class Session:
         start_us = self.clock.to_archive(pts_us)
         try:
             writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates,
-                                   self.transcoders)
+                                   self.transcoders, video_size=self.sizes.size)
         except ValueError as exc:  # the muxer refused an audio stream: keep the video
             codecs = ", ".join(t.codec_context.name for t in self.templates[1:])
             self.owner.warn_once(f"mux:{codecs}", "audio %s refused by the %s muxer (%s); "
                                  "recording the video without it", codecs, self.fmt, exc)
             self.templates, self.transcoders = [self.video], {}
-            writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates)
+            writer = SegmentWriter(self.owner.directory, self.fmt, start_us, self.templates,
+                                   video_size=self.sizes.size)
         self.current = OpenSegment(writer, dts_us, pts_us, pts_us)
 
     def _audio(self, packet: Packet[Stream], media_us: int) -> None:

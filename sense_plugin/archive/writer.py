@@ -131,7 +131,8 @@ class SegmentWriter:
 
     def __init__(self, directory: Path, fmt: str, first_us: int,
                  templates: Sequence[Stream],
-                 transcoded: Mapping[int, AacTranscoder] | None = None) -> None:
+                 transcoded: Mapping[int, AacTranscoder] | None = None,
+                 video_size: tuple[int, int] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.fmt = fmt
@@ -141,6 +142,12 @@ class SegmentWriter:
         try:
             self._streams = {t.index: self._container.add_stream_from_template(t)
                              for t in templates}
+            if video_size is not None and all(video_size):
+                # after a change of picture size the header states the new one, not the
+                # connection's first (readers that trust the header see the real size)
+                for stream in self._streams.values():
+                    if isinstance(stream, av.VideoStream):
+                        stream.codec_context.width, stream.codec_context.height = video_size
             for index, transcoder in (transcoded or {}).items():
                 self._streams[index] = transcoder.add_stream(self._container)
             # ADTS headers must go: both MP4 and Matroska want raw AAC frames.
