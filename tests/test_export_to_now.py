@@ -13,9 +13,9 @@ from typing import Any
 
 from apiclient import command, export_body, schema, wait_export
 from conftest import WriteSegment
+from footage import S, segment_archive
 from livesource import DEVICE, live_client
 from lxml import etree
-from footage import S, segment_archive
 from oracle import check_export
 from test_evidence_truth import T0, export_range, server_config
 
