@@ -18,6 +18,7 @@ from livesource import DEVICE, live_client
 from lxml import etree
 from oracle import check_export
 from test_evidence_truth import T0, export_range, server_config
+from test_live_ends import live_body
 
 from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp, now_us
@@ -71,3 +72,18 @@ async def test_gaps_say_why_in_status_manifest_and_store(
     reread = await command(again, "getExportVideoStatus",
                            exportid=status.findtext("exportid"))
     assert [g.get("reason") for g in reread.iterfind(".//files/file/gaps/gap")] == reasons
+
+
+async def test_a_live_export_ends_from_the_segment_being_recorded(
+        make_client: Any, tmp_path: Path, write_segment: WriteSegment) -> None:
+    """A live export (cut while the recording grows) whose end passes inside the open segment
+    completes from it, without waiting for the segment to close."""
+    client = await live_client(make_client, tmp_path, write_segment, 150.0, segment_s=120)
+    start_us = now_us()
+    end_us = start_us + 4 * S
+    root = await command(client, "exportVideo", body=live_body(start_us, end_us))
+    export = await wait_export(client, int(root.findtext("exportid") or 0), timeout_s=40)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export)
+    assert closed_segments(tmp_path / "data") == [], "the segment holding the end was closed"
+    (verdict,) = check_export(tmp_path / "data", export, requested=(start_us, end_us))
+    assert not verdict.claim.gaps, verdict.claim.gaps
