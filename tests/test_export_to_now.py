@@ -8,11 +8,17 @@ the export must be cut from the file being recorded, not wait for it to close.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from apiclient import command, export_body, schema, wait_export
 from conftest import WriteSegment
+from ffmpegtools import ffmpeg
 from footage import S, segment_archive
 from livesource import DEVICE, live_client
 from lxml import etree
@@ -20,6 +26,7 @@ from oracle import check_export
 from test_evidence_truth import T0, export_range, server_config
 from test_live_ends import live_body
 
+from sense_plugin.config import config_from_dict
 from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp, now_us
 
@@ -87,3 +94,47 @@ async def test_a_live_export_ends_from_the_segment_being_recorded(
     assert closed_segments(tmp_path / "data") == [], "the segment holding the end was closed"
     (verdict,) = check_export(tmp_path / "data", export, requested=(start_us, end_us))
     assert not verdict.claim.gaps, verdict.claim.gaps
+
+
+@pytest.fixture
+def stalling_camera(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A camera as a named pipe fed MPEG-TS at real time by ffmpeg; SIGSTOP on the ffmpeg
+    process makes it stop delivering while the stream stays open."""
+    fifo = tmp_path / "camera.ts"
+    os.mkfifo(fifo)
+    feeder = subprocess.Popen(
+        [ffmpeg(), "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+         "testsrc2=size=160x90:rate=25", "-c:v", "libx264", "-g", "25", "-bf", "0",
+         "-pix_fmt", "yuv420p", "-f", "mpegts", "-y", str(fifo)])
+    try:
+        yield fifo, feeder
+    finally:
+        feeder.send_signal(signal.SIGCONT)
+        feeder.kill()
+        feeder.wait(10)
+
+
+async def test_a_camera_that_stops_delivering_leaves_a_trailing_gap_that_says_why(
+        make_client: Any, tmp_path: Path,
+        stalling_camera: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    fifo, feeder = stalling_camera
+    data = {"server": {"serverid": "7015498111931795223", "data_dir": "data"},
+            "archive": {"demo": False, "segment_seconds": 1},
+            "devices": [{"deviceid": str(DEVICE), "name": "Stalling", "source": str(fifo)}]}
+    client = await make_client(config_from_dict(data, base_dir=tmp_path))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while len(closed_segments(tmp_path / "data")) < 3:
+        assert loop.time() < deadline, "the camera is not recorded"
+        await asyncio.sleep(0.1)
+    feeder.send_signal(signal.SIGSTOP)  # the camera stalls; its stream stays open
+    end_us = now_us()
+    start_us = end_us - 3 * S
+    root = await command(client, "exportVideo", body=export_body(
+        [(DEVICE, format_timestamp(start_us), format_timestamp(end_us))]))
+    export = await wait_export(client, int(root.findtext("exportid") or 0), timeout_s=40)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export)
+    (verdict,) = check_export(tmp_path / "data", export, requested=(start_us, end_us))
+    assert len(verdict.claim.gaps) == 1 and verdict.claim.gaps[0][1] == end_us // 1000 * 1000
+    (gap,) = export.iterfind("devices/device/files/file/gaps/gap")
+    assert gap.get("reason", "").startswith("the recording had not reached the end")
