@@ -5,11 +5,13 @@ track) is cut while the recording grows: it takes a worker as soon as the fair q
 it one (``docs/scheduling.rst``; stopped before that, it ends REMOVED), and this module hands
 that worker every newly indexed segment of the device (``media/follow.py``), so the job's
 temporary file ``<final name>.part`` in the export directory grows with the recording and
-is readable all along; it ends when the recording passes the end, at ``action=stop`` /
-keepalive (the end becomes now) or, when the camera stopped short of the end, one segment
-length after it (``ended``). A camera that drops out does not end it early: the gap is kept
-and reported. Rendered live exports wait without a worker (progress = elapsed share of the
-range) until the recording has passed their end, then are cut like an archive job.
+is readable all along; it ends when the recording passes the end (the recorder's open
+segments are fed once they hold the end on disk, docs/evidence.rst "The end"), at
+``action=stop`` / keepalive (the end becomes now) or, when the camera stopped short of the
+end, one segment length after it (``ended``). A camera that drops out does not end it
+early: the gap is kept and reported. Rendered live exports wait without a worker (progress =
+elapsed share of the range) until the recorder has passed their end, then are cut like an
+archive job.
 """
 
 from __future__ import annotations
