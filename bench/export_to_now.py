@@ -107,8 +107,9 @@ def main() -> None:
     parser.add_argument("--code", type=Path, help="run the server from this checkout")
     parser.add_argument("--label", default="latest")
     args = parser.parse_args()
-    if args.code is not None:
+    if args.code is not None:  # ``-m`` puts the working directory first: run from there
         os.environ["PYTHONPATH"] = str(args.code.resolve())
+        os.chdir(args.code)
     result = run(args.exports, args.segment_s, args.label)
     print(json.dumps({k: result[k] for k in ("label", "median_completed_after_s",
                                              "max_completed_after_s")}))

@@ -166,7 +166,7 @@ def _short(job: Job, segment_s: float) -> str:
     log.warning("export %s device %s: the recording did not reach %s within %.0f s; "
                 "the rest of the range is a trailing gap", job.export_id, job.device_id,
                 format_timestamp(job.end_us), segment_s + SETTLE_S)
-    return f"the recording had not reached the end {segment_s + SETTLE_S:.0f} s after it"
+    return f"the recording had not reached the end after {segment_s + SETTLE_S:.0f} s"
 
 
 def open_partials(directory: Path, device_id: int, end_us: int,

@@ -14,7 +14,7 @@ INFO = FileInfo(name="Gate.mp4", size_bytes=1_000, sha256="ab" * 32, first_frame
                 last_frame_us=9_960_000, frame_count=250,
                 gaps=(Gap(2_000_000, 2_700_000, "no recording"),
                       Gap(9_000_000, 10_000_000,
-                          "the recording had not reached the end 63 s after it")))
+                          "the recording had not reached the end after 63 s")))
 
 
 def test_reasons_survive_both_stores_rows() -> None:
