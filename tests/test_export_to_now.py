@@ -138,3 +138,19 @@ async def test_a_camera_that_stops_delivering_leaves_a_trailing_gap_that_says_wh
     assert len(verdict.claim.gaps) == 1 and verdict.claim.gaps[0][1] == end_us // 1000 * 1000
     (gap,) = export.iterfind("devices/device/files/file/gaps/gap")
     assert gap.get("reason", "").startswith("the recording had not reached the end")
+
+
+async def test_a_rendered_live_export_is_cut_once_the_recorder_passes_its_end(
+        make_client: Any, tmp_path: Path, write_segment: WriteSegment) -> None:
+    """A rendered live export waits without a worker; it is cut from the open segment as soon
+    as the recorder has passed its end, not when that segment closes."""
+    client = await live_client(make_client, tmp_path, write_segment, 150.0, segment_s=120)
+    start_us = now_us()
+    end_us = start_us + 3 * S
+    body = live_body(start_us, end_us, render="<width>32</width>")
+    root = await command(client, "exportVideo", body=body)
+    export = await wait_export(client, int(root.findtext("exportid") or 0), timeout_s=40)
+    assert export.findtext("status") == "COMPLETED", etree.tostring(export)
+    assert closed_segments(tmp_path / "data") == [], "the segment holding the end was closed"
+    (verdict,) = check_export(tmp_path / "data", export, requested=(start_us, end_us))
+    assert not verdict.claim.gaps, verdict.claim.gaps
