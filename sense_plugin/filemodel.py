@@ -8,10 +8,17 @@ FORMATS = {"mp4": ".mp4", "mkv": ".mkv", "ts": ".ts", "jpg": ".jpg", "png": ".pn
            "pdf": ".pdf"}
 
 
+#: The reason of a hole the cut found between recorded frames (docs/evidence.rst, "Gaps").
+NO_RECORDING = "no recording"
+
+
 @dataclass(frozen=True)
 class Gap:
+    """A hole in a file's recording, ``[start_us, end_us)``, and why, where that is known."""
+
     start_us: int
     end_us: int
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ def file_info(name: str, start_us: int, gaps: int = 0, oversize: bool = False) -
     return FileInfo(name=name, size_bytes=48_213_337, sha256="ab" * 32,
                     first_frame_us=start_us, last_frame_us=start_us + 59_960_000,
                     frame_count=1500, oversize=oversize,
-                    gaps=tuple(Gap(start_us + k * 10_000_000, start_us + k * 10_000_000 + 2_500_000)
-                               for k in range(gaps)))
+                    gaps=tuple(Gap(start_us + k * 10_000_000, start_us + k * 10_000_000 + 2_500_000,
+                                   ("no recording", "")[k % 2]) for k in range(gaps)))
 
 
 def make_export(export_id: int, owner: str = "alice", *, jobs: int = 2,

@@ -120,5 +120,7 @@ def _job(export_id: int, row: tuple[Any, ...]) -> Job:
 
 
 def _file(data: dict[str, Any]) -> FileInfo:
-    gaps = tuple(Gap(int(g["start_us"]), int(g["end_us"])) for g in data.get("gaps", ()))
+    # rows written before gaps had a reason load with none
+    gaps = tuple(Gap(int(g["start_us"]), int(g["end_us"]), str(g.get("reason", "")))
+                 for g in data.get("gaps", ()))
     return FileInfo(**{**data, "gaps": gaps})

@@ -5,11 +5,13 @@ track) is cut while the recording grows: it takes a worker as soon as the fair q
 it one (``docs/scheduling.rst``; stopped before that, it ends REMOVED), and this module hands
 that worker every newly indexed segment of the device (``media/follow.py``), so the job's
 temporary file ``<final name>.part`` in the export directory grows with the recording and
-is readable all along; it ends when the recording passes the end, at ``action=stop`` /
-keepalive (the end becomes now) or, when the camera stopped short of the end, one segment
-length after it (``ended``). A camera that drops out does not end it early: the gap is kept
-and reported. Rendered live exports wait without a worker (progress = elapsed share of the
-range) until the recording has passed their end, then are cut like an archive job.
+is readable all along; it ends when the recording passes the end (the recorder's open
+segments are fed once they hold the end on disk, docs/evidence.rst "The end"), at
+``action=stop`` / keepalive (the end becomes now) or, when the camera stopped short of the
+end, one segment length after it (``ended``). A camera that drops out does not end it
+early: the gap is kept and reported. Rendered live exports wait without a worker (progress =
+elapsed share of the range) until the recorder has passed their end, then are cut like an
+archive job.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from sense_plugin.archive.segment import Segment
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
 from sense_plugin.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
 from sense_plugin.errors import SenseError
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Job, Status
+from sense_plugin.export.planning import open_partials, release
 from sense_plugin.export.pool import WorkerProcess
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.follow import cut_while_recording
@@ -111,16 +115,21 @@ class LiveFollower:
     async def _grow(self, job: Job) -> None:
         """Cut on a worker now, fed the recording's segments as they are indexed."""
         self._cutting.add(job.key)  # SYNCING all along: it waits in the fair queue for a worker
-        feeder = asyncio.create_task(self._feed(job), name=f"export-feed-{job.export_id}")
+        held: list[int] = []  # the recorder's open segments fed to the worker, until it ends
+        feeder = asyncio.create_task(self._feed(job, held),
+                                     name=f"export-feed-{job.export_id}")
         try:
             await self._run_now(job, True)  # it holds the worker until the range ends
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
+            release(held)
 
-    async def _feed(self, job: Job) -> None:
+    async def _feed(self, job: Job, held: list[int]) -> None:
         """Send the worker each new segment of the range; ``ended`` once the end (or a stop)
-        lies a segment length and the settling time in the past."""
+        lies a segment length and the settling time in the past, or once the recorder's open
+        segments reach the end on disk: they are sent, read through descriptors added to
+        ``held`` (closed once the cut ends)."""
         export = self._book.active_export(job.export_id)
         last_start, ended = -(1 << 62), False
         deadline_us = job.end_us + self._segment_us(job) + SETTLE_US
@@ -136,10 +145,27 @@ class LiveFollower:
                                                  max(now, job.end_us) + 1)
             new = [s for s in found if s.start_us > last_start]
             ended = now >= deadline_us
+            if not ended and not export.stopping and now >= job.end_us \
+                    and not any(s.end_us >= job.end_us for s in found):
+                growing = await self._open_partials(job, held)
+                new, ended = [*new, *(s for s in growing if s.start_us > last_start)], \
+                    bool(growing)
             if new or ended:
-                proc.feed(tuple(SourceSegment(s.path_text, s.start_us, s.end_us) for s in new),
-                          ended)
+                proc.feed(tuple(SourceSegment(s.path_text, s.start_us, s.end_us)
+                                for s in sorted(new, key=lambda s: s.start_us)), ended)
                 last_start = max([last_start, *(s.start_us for s in new)])
+
+    async def _open_partials(self, job: Job, held: list[int]) -> list[Segment]:
+        """The recorder's open segments of the job once they reach its end on disk
+        (export/planning.py), their descriptors added to ``held``; else none."""
+        recorder = self._archive.recorders().get(job.device_id)
+        if recorder is None or recorder.open_span is None \
+                or recorder.open_span[1] < job.end_us:
+            return []
+        growing, fds = await asyncio.get_running_loop().run_in_executor(
+            None, open_partials, recorder.directory, job.device_id, job.end_us, False)
+        held.extend(fds)
+        return growing
 
     def _segment_us(self, job: Job) -> int:
         """How long the device's segments are: the recording is indexed that much later."""
@@ -170,5 +196,11 @@ class LiveFollower:
             await asyncio.sleep(POLL_S)
 
     async def _indexed_past(self, job: Job) -> bool:
+        """The recording holds the end: indexed, or being written past it (the cut then
+        reads the open segment, export/planning.py)."""
+        recorder = self._archive.recorders().get(job.device_id)
+        if recorder is not None and recorder.open_span is not None \
+                and recorder.open_span[1] >= job.end_us:
+            return True
         segments = await self._archive.segments(job.device_id, job.end_us - 1, job.end_us + 1)
         return any(s.end_us >= job.end_us for s in segments)

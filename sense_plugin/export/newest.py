@@ -41,16 +41,26 @@ async def open_segment(archive: Archive, device_id: int) -> SourceSegment | None
 
 def newest_partial(directory: Path) -> tuple[Path, int] | None:
     """The recorder partial with the latest start in ``directory`` (blocking: a listing)."""
-    best: tuple[Path, int] | None = None
+    found = recorder_partials(directory)
+    return found[-1] if found else None
+
+
+def recorder_partials(directory: Path) -> list[tuple[Path, int]]:
+    """The recorder partials in ``directory`` with their starts, oldest first (blocking).
+
+    There are two while a new segment has begun and late audio may still reach the one
+    before it; an export whose end is being recorded reads them (export/planning.py).
+    """
+    found: list[tuple[Path, int]] = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
-        return None
+        return found
     for entry in entries:
         if not entry.name.startswith("."):
             continue
         final = final_name_of_partial(entry.name)
         start_us = parse_segment_filename(final) if final is not None else None
-        if start_us is not None and (best is None or start_us > best[1]):
-            best = (Path(entry.path), start_us)
-    return best
+        if start_us is not None:
+            found.append((Path(entry.path), start_us))
+    return sorted(found, key=lambda item: item[1])

@@ -184,7 +184,7 @@ def _file(file_el: etree._Element) -> FileInfo:
         last_frame_us=parse_timestamp(_text(file_el, "lastframe")),
         frame_count=int(_text(file_el, "framecount")),
         gaps=tuple(Gap(parse_timestamp(_text(g, "starttime")),
-                       parse_timestamp(_text(g, "endtime")))
+                       parse_timestamp(_text(g, "endtime")), g.get("reason", ""))
                    for g in file_el.iterfind("gaps/gap")),
         oversize=file_el.findtext("oversize") == "true",
     )

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from sense_plugin import safefs
@@ -25,7 +25,7 @@ from sense_plugin.export import files, planning
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Export, Job
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
-from sense_plugin.filemodel import FileInfo
+from sense_plugin.filemodel import NO_RECORDING, FileInfo
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.messages import CutJob, Done
 from sense_plugin.media.remux import BUFFER_BYTES
@@ -113,19 +113,20 @@ class JobRunner:
         self._done[job.key] = asyncio.Event()
         dir_fd: int | None = None
         completed = False
+        plan = planning.StreamPlan([], 1, 0)
         try:
-            cut_job, recorded_us, dir_fd = await self._plan(export, job)
+            cut_job, plan, dir_fd = await self._plan(export, job)
             log.info("export %s device %s started (%s)", job.export_id, job.device_id,
                      cut_job.name)
             if job.key in self._cancel or job.key in self._finish or self._closing:
                 raise JobCancelledError()  # stopped before anything was written
-            tracker = _Tracker(self._book, job, recorded_us)
+            tracker = _Tracker(self._book, job, plan.recorded_us)
             done = await self._cut(export, job, proc, cut_job, tracker)
             for written in done.files:
                 await self._run_io(files.confirm_output, export,
                                    self._config.server.export_roots, dir_fd, written)
             completed = True
-            return self._completed(job, done, tracker)
+            return self._completed(job, done, tracker, plan.short_reason)
         except JobCancelledError:
             if self._closing and job.key not in self._cancel:
                 log.info("export %s device %s stopped by the shutdown; it restarts on the next "
@@ -145,6 +146,7 @@ class JobRunner:
             self._finish.discard(job.key)
             if dir_fd is not None:
                 os.close(dir_fd)
+            planning.release(plan.held_fds)
             try:  # a worker killed mid-run (or a failure) leaves files nobody lists
                 if dir_fd is not None and not completed:
                     await self._run_io(files.remove_partial, export, job,
@@ -229,17 +231,24 @@ class JobRunner:
             await asyncio.gather(*(p.cancel() for p in list(self._running.values())))
             await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
-    async def _plan(self, export: Export, job: Job) -> tuple[CutJob, int, int]:
+    async def _plan(self, export: Export,
+                    job: Job) -> tuple[CutJob, planning.StreamPlan, int]:
         if export.options.snapshot:
             segments, instant = await planning.snapshot_source(self._archive, job,
                                                                export.options.live)
-            start_us, end_us, recorded_us, estimate = instant, instant + 1, 1, 0
+            plan = planning.StreamPlan(segments, 1, 0)
+            start_us, end_us = instant, instant + 1
         else:
-            segments, recorded_us, estimate = await planning.stream_source(self._archive, job)
+            plan = await planning.stream_source(self._archive, job)
             start_us, end_us = job.start_us, job.end_us
+        segments = plan.segments
         name = files.planned_name(export, job)
-        dir_fd = await self._run_io(files.open_job_directory, export, job,
-                                    self._config.server.export_roots, estimate)
+        try:
+            dir_fd = await self._run_io(files.open_job_directory, export, job,
+                                        self._config.server.export_roots, plan.estimate)
+        except BaseException:
+            planning.release(plan.held_fds)
+            raise
         # the worker writes through the directory fd held here: nothing swapped in later
         # on the way from the root can redirect it (safefs.proc_path)
         out_path = (safefs.proc_path(dir_fd, name) if _PROC
@@ -251,7 +260,7 @@ class JobRunner:
             title=job.device_name, comment=f"export {export.export_id} {export.name}".rstrip(),
             options=export.options.for_device(job.index), export_id=export.export_id,
         )
-        return cut_job, recorded_us, dir_fd
+        return cut_job, plan, dir_fd
 
     async def _run_io(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
@@ -273,14 +282,25 @@ class JobRunner:
                 proc.set_rate(share)
 
     @staticmethod
-    def _completed(job: Job, done: Done, tracker: _Tracker) -> Completed:
-        infos = tuple(w.info for w in done.files)
+    def _completed(job: Job, done: Done, tracker: _Tracker, short_reason: str) -> Completed:
+        infos = tuple(with_reasons(w.info, job.end_us, short_reason) for w in done.files)
         size = sum(f.size_bytes for f in infos)
         kbps = tracker.average_kbps(size)
         log.info("export %s device %s completed: %s, %d bytes in %.1f s (%d kbit/s), sha256 %s",
                  job.export_id, job.device_id, infos[0].name, infos[0].size_bytes,
                  time.monotonic() - tracker.started, kbps, infos[0].sha256)
         return Completed(infos, done.stopped_us, done.split, kbps, done.note)
+
+
+def with_reasons(info: FileInfo, end_us: int, short_reason: str) -> FileInfo:
+    """``info`` with a reason on each gap (docs/evidence.rst, "Gaps"): a hole the cut found
+    is unrecorded time; the trailing gap of a recording that did not reach the end in time
+    says so."""
+    if not info.gaps:
+        return info
+    gaps = tuple(replace(g, reason=short_reason if short_reason and g.end_us >= end_us
+                         else NO_RECORDING) for g in info.gaps)
+    return replace(info, gaps=gaps)
 
 
 class StalledError(GeneralError):

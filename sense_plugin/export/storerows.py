@@ -65,5 +65,5 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
 
 
 def file_from_dict(data: dict[str, Any]) -> FileInfo:
-    data["gaps"] = tuple(Gap(**g) for g in data.get("gaps", ()))
+    data["gaps"] = tuple(Gap(**g) for g in data.get("gaps", ()))  # older rows: no reason
     return FileInfo(**data)

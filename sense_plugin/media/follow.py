@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import av
 
+from sense_plugin.media import bitstream as bs
 from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, SourceSegment
 from sense_plugin.media.cutter import AUDIO_TAIL_US, Cutter, RangeComplete
 from sense_plugin.media.sink import HashingSink
@@ -50,6 +51,37 @@ class Feed:
     def take(self) -> list[SourceSegment]:
         taken, self.pending = self.pending, []
         return taken
+
+
+def recorded_until_us(segment: SourceSegment) -> int | None:
+    """How far a segment still being recorded reaches on disk (blocking): the archive time of
+    the newest packet of the stream that lags most, or None before its first complete fragment.
+
+    An export whose end lies in that segment is cut from it once this passes the end
+    (docs/evidence.rst, "The end"); the half-written fragment at the end of the file is where
+    the demuxer stops, so a read error there only ends the count.
+    """
+    newest: dict[int, int] = {}
+    try:
+        with av.open(segment.path) as source:
+            if not source.streams.video:
+                return None
+            video = source.streams.video[0]
+            streams: list[av.stream.Stream] = [video, *source.streams.audio]
+            timings = {s.index: bs.timing(s, video, segment.start_us) for s in streams}
+            try:
+                for pkt in source.demux(streams):
+                    if pkt.pts is not None and pkt.size:
+                        mul, den, base = timings[pkt.stream_index]
+                        newest[pkt.stream_index] = max(newest.get(pkt.stream_index, base),
+                                                       base + pkt.pts * mul // den)
+            except av.FFmpegError:
+                pass  # the fragment being written
+    except (av.FFmpegError, OSError):
+        return None
+    if video.index not in newest:
+        return None
+    return min(newest.values())
 
 
 def cut_while_recording(live: bool, rendered: bool, subtitles: bool, end_us: int) -> bool:
