@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from apiclient import command, export_body
-from conftest import API_DEVICES
+from conftest import API_DEVICES, WriteSegment
+from livesource import DEVICE, live_client
 
 from sense_plugin.api.statuscache import STATUS_CACHE
 from sense_plugin.passwords import hash_password
-from sense_plugin.timestamps import format_timestamp
+from sense_plugin.timestamps import format_timestamp, now_us
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
@@ -115,3 +117,32 @@ async def test_status_by_id_of_a_finished_export_is_cached_yet_never_stale(
     await command(client, "exportVideo", headers=basic("bob"), action="remove",
                   exportid=bob_id)
     assert (await by_id()).findtext("exports/export/status") == "REMOVED"
+
+
+async def test_a_cached_list_still_counts_as_keepalive(make_client: Callable[..., Any],
+                                                        tmp_path: Path,
+                                                        write_segment: WriteSegment) -> None:
+    """A live export waiting for the one worker moves no counter, so polls of a list showing
+    it are answered from the cache: they must still keep it alive (docs/exports.rst)."""
+    client = await live_client(make_client, tmp_path, write_segment, 60.0,
+                               max_concurrent_jobs=1)
+    cache = client.app[STATUS_CACHE]
+
+    async def live(keepalive_s: int) -> str:
+        body = (f"<export><devices><device><deviceid>{DEVICE}</deviceid><starttime>"
+                f"{format_timestamp(now_us())}</starttime></device></devices>"
+                f"<mode>live</mode><keepalive>{keepalive_s}</keepalive></export>")
+        return (await command(client, "exportVideo", body=body)).findtext("exportid") or ""
+
+    await live(0)  # holds the worker, no end and no keepalive
+    waiting = await live(2)
+    hits = cache.hits
+    deadline = asyncio.get_running_loop().time() + 5  # well past the keepalive
+    while asyncio.get_running_loop().time() < deadline:
+        page = await command(client, "getExportVideoStatus", limit=1)  # newest: the waiting
+        assert page.findtext("exports/export/exportid") == waiting
+        await asyncio.sleep(0.25)
+    assert cache.hits > hits + 5  # the polls were answered from the cache
+    root = await command(client, "getExportVideoStatus", exportid=waiting)
+    assert root.findtext("exports/export/status") in ("PENDING", "SYNCING"), \
+        "the keepalive stopped an export that was polled"

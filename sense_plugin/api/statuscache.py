@@ -35,7 +35,7 @@ from sense_plugin.api.middleware import xml_response
 from sense_plugin.api.registry import Command, CommandContext, Handler
 from sense_plugin.api.results import ExportStatusList
 from sense_plugin.cluster.keys import SITE
-from sense_plugin.export.model import Job
+from sense_plugin.export.model import Export, Job
 
 COMMAND = "getexportvideostatus"
 #: Distinct (caller, query) answers kept; the least recently used goes first.
@@ -51,6 +51,9 @@ class _Entry:
     jobs: tuple[Job, ...]
     live: Live
     body: bytes
+    #: The unfinished exports the answer lists: a cached answer still counts as a request
+    #: for them (keepalive), as the answer computed anew does.
+    listed: tuple[Export, ...] = ()
 
 
 def live_state(jobs: Iterable[Job]) -> Live:
@@ -83,7 +86,8 @@ class StatusListCache:
             version = ctx.app[ENGINE].version
             hit = self._valid(key, version)
             if hit is not None:
-                return hit
+                ctx.app[ENGINE].touch(hit.listed)
+                return xml_response(hit.body)
             if export_id is not None:
                 return await self._by_id(ctx, handler, key, version)
             running = self._inflight.get(key)
@@ -101,8 +105,9 @@ class StatusListCache:
                     return result
                 self.misses += 1
                 body = render.success(result)
-                jobs = tuple(j for e in result.exports if e.finished_us is None for j in e.jobs)
-                self._store(key, _Entry(version, jobs, live_state(jobs), body))
+                listed = tuple(e for e in result.exports if e.finished_us is None)
+                jobs = tuple(j for e in listed for j in e.jobs)
+                self._store(key, _Entry(version, jobs, live_state(jobs), body, listed))
                 future.set_result(body)
                 return xml_response(body)
             finally:
@@ -113,14 +118,14 @@ class StatusListCache:
 
         return cached
 
-    def _valid(self, key: Key, version: int) -> web.Response | None:
+    def _valid(self, key: Key, version: int) -> _Entry | None:
         """The stored answer for ``key`` if nothing it shows has changed since."""
         entry = self._entries.get(key)
         if entry is None or entry.version != version or live_state(entry.jobs) != entry.live:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return xml_response(entry.body)
+        return entry
 
     async def _by_id(self, ctx: CommandContext, handler: Handler, key: Key,
                      version: int) -> object:

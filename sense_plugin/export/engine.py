@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
@@ -283,10 +283,15 @@ class ExportEngine:
             ExportQuery(owner=None if is_admin else user_name, statuses=query.statuses,
                         newest_first=query.newest_first, offset=query.offset,
                         limit=query.limit))
+        self.touch(exports)
         for export in exports:
-            self._keepalive.touch(export)
             self.custody.holds.mark(export)
         return exports, total
+
+    def touch(self, exports: Iterable[Export]) -> None:
+        """Requests for these exports (a status list): keepalive for the unfinished ones."""
+        for export in exports:
+            self._keepalive.touch(export)
 
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
