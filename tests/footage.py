@@ -26,6 +26,14 @@ KINDS: dict[str, list[str]] = {
 }
 
 
+def clip(path: Path, kind: str, seconds: int) -> Path:
+    """One file of ``seconds`` of ``kind`` footage (160x90), as a camera would stream it."""
+    subprocess.run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x90:rate=30", *KINDS[kind], "-pix_fmt", "yuv420p",
+                    "-t", str(seconds), str(path)], check=True, timeout=120)
+    return path
+
+
 def segment_archive(root: Path, kind: str, start_us: int, seconds: int, segment_s: int,
                     ext: str = "mp4", holes_us: tuple[int, ...] = ()) -> list[Path]:
     """``seconds`` of ``kind`` footage cut every ``segment_s`` by the segment muxer and named

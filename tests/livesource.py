@@ -4,7 +4,6 @@ GStreamer's RTSP server (tests/rtsp_server.py) run by the system Python."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -15,6 +14,7 @@ import pytest
 from apiclient import command
 from conftest import ARCHIVE_DEVICE_IDS, WriteSegment
 from lxml import etree
+from serverproc import free_port
 
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.config import config_from_dict
@@ -126,9 +126,3 @@ def require_gstreamer() -> None:
         pytest.skip("needs GStreamer's RTSP server for /usr/bin/python3 (apt-get install "
                     "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good "
                     "gstreamer1.0-plugins-bad, or run .ci/run)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

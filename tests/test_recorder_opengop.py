@@ -11,17 +11,16 @@ in the clip; one camera clock means one constant archive time - clip time for ev
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apiclient import command, export_body, wait_export
-from ffmpegtools import ffmpeg
-from footage import KINDS
+from footage import clip
+from livesource import RtspServer, require_gstreamer
 from oracle import check_export, decoded_shown, source_frames
-from test_rtsp import SERVER, SYSTEM_PYTHON, committed, free_port, require_gstreamer
+from test_rtsp import committed
 
 from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp
@@ -34,24 +33,9 @@ SLACK_US = 1_000
 def opengop_camera(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """(rtsp:// URL, the clip it plays from its start to each client, in real time)."""
     require_gstreamer()
-    clip = tmp_path / "opengop.mp4"
-    subprocess.run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc2=size=160x90:rate=30", *KINDS["hevc-open-gop"], "-pix_fmt",
-                    "yuv420p", "-t", "30", str(clip)], check=True, timeout=120)
-    port = free_port()
-    with open(tmp_path / "rtsp-server.log", "w") as log:
-        server = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(port), f"cam=h265:{clip}"],
-                                  stdout=subprocess.PIPE, stderr=log, text=True)
-        assert server.stdout is not None
-        try:
-            line = server.stdout.readline()
-            assert line.startswith("ready"), (line, (tmp_path / "rtsp-server.log").read_text())
-            yield f"rtsp://127.0.0.1:{port}/cam", clip
-        finally:
-            server.terminate()
-            server.wait(10)
-            server.stdout.close()
-
+    played = clip(tmp_path / "opengop.mp4", "hevc-open-gop", 30)
+    with RtspServer(tmp_path, {"cam": f"h265:{played}"}) as server:
+        yield server.url("cam"), played
 
 async def test_open_gop_segments_are_named_after_their_keyframe(
         tmp_path: Path, opengop_camera: tuple[str, Path], archive_config: Any,

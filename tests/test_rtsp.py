@@ -8,8 +8,6 @@ must decode, and the audio must cover the video.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,11 @@ import av
 import corpus
 import pytest
 from apiclient import command, export_body, wait_export
+from livesource import RtspServer, require_gstreamer
 
 from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER = Path(__file__).with_name("rtsp_server.py")
 #: mount → (server pipeline kind, corpus case, codec the export's audio must have)
 CAMERAS = {
     "pcmu": ("h264-pcmu", corpus.Case("rtsp-pcmu", "h264", "pcm_mulaw", "mkv"), "aac"),
@@ -32,47 +29,17 @@ CAMERAS = {
 }
 
 
-def require_gstreamer() -> None:
-    probe = ("import gi; gi.require_version('GstRtspServer', '1.0'); "
-             "from gi.repository import GstRtspServer")
-    try:
-        done = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30)
-    except OSError:
-        done = None
-    if done is None or done.returncode != 0:
-        pytest.skip("needs GStreamer's RTSP server for /usr/bin/python3 (apt-get install "
-                    "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good "
-                    "gstreamer1.0-plugins-bad, or run .ci/run)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def rtsp_cameras(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The three cameras: mount name → rtsp:// URL, served until the test ends."""
     corpus.require_ffmpeg()
     require_gstreamer()
-    specs = []
+    mounts = {}
     for mount, (kind, case, audio) in CAMERAS.items():
         clip = corpus.make_clip(case, tmp_path / "clips" / mount, seconds=30, audio=bool(audio))
-        specs.append(f"{mount}={kind}:{clip}")
-    port = free_port()
-    with open(tmp_path / "rtsp-server.log", "w") as log:
-        server = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(port), *specs],
-                                  stdout=subprocess.PIPE, stderr=log, text=True)
-        assert server.stdout is not None
-        try:
-            line = server.stdout.readline()
-            assert line.startswith("ready"), (line, (tmp_path / "rtsp-server.log").read_text())
-            yield {mount: f"rtsp://127.0.0.1:{port}/{mount}" for mount in CAMERAS}
-        finally:
-            server.terminate()
-            server.wait(10)
-            server.stdout.close()
+        mounts[mount] = f"{kind}:{clip}"
+    with RtspServer(tmp_path, mounts) as server:
+        yield {mount: server.url(mount) for mount in CAMERAS}
 
 
 def committed(directory: Path) -> list[int]:

@@ -4,17 +4,16 @@ server): the recorder's files and the exports of them say what the oracle finds 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apiclient import command, export_body, wait_export
-from ffmpegtools import ffmpeg
-from footage import KINDS
+from footage import clip
+from livesource import RtspServer, require_gstreamer
 from oracle import check_export, decoded_shown, ffprobe_shown
-from test_rtsp import SERVER, SYSTEM_PYTHON, committed, free_port, require_gstreamer
+from test_rtsp import committed
 
 from sense_plugin.naming import parse_segment_filename
 from sense_plugin.timestamps import format_timestamp
@@ -27,27 +26,10 @@ CAMERAS = {"bframes": ("h264", "h264-bframes"), "opengop": ("h265", "hevc-open-g
 def cameras(tmp_path: Path) -> Iterator[dict[str, str]]:
     """mount → rtsp:// URL of 30 s clips, served in real time until the test ends."""
     require_gstreamer()
-    specs = []
-    for mount, (kind, footage) in CAMERAS.items():
-        clip = tmp_path / f"{mount}.mp4"
-        subprocess.run([ffmpeg(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-                        "testsrc2=size=160x90:rate=30", *KINDS[footage], "-pix_fmt", "yuv420p",
-                        "-t", "30", str(clip)], check=True, timeout=120)
-        specs.append(f"{mount}={kind}:{clip}")
-    port = free_port()
-    with open(tmp_path / "rtsp-server.log", "w") as log:
-        server = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(port), *specs],
-                                  stdout=subprocess.PIPE, stderr=log, text=True)
-        assert server.stdout is not None
-        try:
-            line = server.stdout.readline()
-            assert line.startswith("ready"), (line, (tmp_path / "rtsp-server.log").read_text())
-            yield {mount: f"rtsp://127.0.0.1:{port}/{mount}" for mount in CAMERAS}
-        finally:
-            server.terminate()
-            server.wait(10)
-            server.stdout.close()
-
+    mounts = {mount: f"{kind}:{clip(tmp_path / f'{mount}.mp4', footage, 30)}"
+              for mount, (kind, footage) in CAMERAS.items()}
+    with RtspServer(tmp_path, mounts) as server:
+        yield {mount: server.url(mount) for mount in CAMERAS}
 
 async def test_recordings_and_exports_of_bframe_and_open_gop_cameras(
         tmp_path: Path, cameras: dict[str, str], archive_config: Any, make_client: Any) -> None:
