@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -11,30 +10,17 @@ import pytest
 from apiclient import command, export_body
 from conftest import API_DEVICES
 from lxml import etree
+from test_auth import basic, users  # noqa: F401  (users: the fixture)
 from test_manifest import export_dir
 
 from sense_plugin.cli import main
-from sense_plugin.passwords import hash_password
 from sense_plugin.timestamps import format_timestamp
 
 STEADY = API_DEVICES["Steady"]
-PASSWORDS = {"viewer": "v-secret", "operator": "o-secret", "boss": "b-secret"}
-PERMS = {"viewer": ["view"], "operator": ["view", "export"], "boss": ["admin"]}
-
-
-def basic(user: str, password: str | None = None) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password or PASSWORDS[user]}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-@pytest.fixture(scope="module")
-def users() -> list[dict[str, Any]]:
-    return [{"name": n, "password_hash": hash_password(p), "permissions": PERMS[n]}
-            for n, p in PASSWORDS.items()]
 
 
 @pytest.fixture
-def secure_config(make_config: Any, users: list[dict[str, Any]]) -> Any:
+def secure_config(make_config: Any, users: list[dict[str, Any]]) -> Any:  # noqa: F811
     return make_config(auth={"enabled": True, "users": users})
 
 
