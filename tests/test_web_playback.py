@@ -1,5 +1,5 @@
 # ruff: noqa: F811  (the fixtures imported from test_web_browser are the tests' parameters)
-"""The page, round two, in a real headless Chromium: play the chosen range of the camera clicked
+"""Playback and history on the page in Chromium: play the chosen range of the camera clicked
 last and a finished file (the video's time advances, the archive time of the frame is shown),
 draw a mask on one of two cameras (it goes into that camera's <device><render> only), choose
 the burned-in time's position and size, Download all, filter the history, sign out. And quiet:
