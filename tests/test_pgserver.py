@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
+from sense_plugin.testing.postgres import PgServer
+from tests.pgserver import pg_server  # noqa: F401  (the fixture)
 
 psycopg = pytest.importorskip("psycopg", reason="needs psycopg (the test extra installs it)")
 

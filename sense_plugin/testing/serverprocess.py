@@ -18,6 +18,7 @@ from lxml import etree
 
 
 def free_port() -> int:
+    """A loopback TCP port free right now (the OS picks it, so parallel runs do not collide)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -26,8 +27,8 @@ def free_port() -> int:
 class ServerProcess:
     """``sense-plugin serve --config CONFIG --port PORT`` with helpers to talk to it."""
 
-    #: Every server object alive: the process guard (conftest.py) leaves alone the servers of
-    #: fixtures wider than a test, also when a test restarts one.
+    #: Every server object alive: a test run's process guard (tests/conftest.py) leaves alone
+    #: the servers of fixtures wider than a test, also when a test restarts one.
     instances: ClassVar[weakref.WeakSet[ServerProcess]] = weakref.WeakSet()
 
     def __init__(self, config: Path, log: Path) -> None:
@@ -38,6 +39,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0,
@@ -59,14 +61,17 @@ class ServerProcess:
         raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
 
     def get(self, path: str, data: bytes | None = None) -> etree._Element:
+        """GET ``path`` (POST with ``data``); the parsed XML answer."""
         request = urllib.request.Request(self.url + path, data=data)
         with urllib.request.urlopen(request, timeout=10) as response:
             return etree.fromstring(response.read())
 
     def command(self, query: str, data: bytes | None = None) -> etree._Element:
+        """``/command?command=QUERY``; the parsed XML answer."""
         return self.get(f"/command?command={query}", data)
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+        """Send ``sig`` and wait for the exit; the exit status."""
         assert self.proc is not None
         self.proc.send_signal(sig)
         return self.proc.wait(timeout_s)
