@@ -31,9 +31,11 @@ class ServerProcess:
     #: the servers of fixtures wider than a test, also when a test restarts one.
     instances: ClassVar[weakref.WeakSet[ServerProcess]] = weakref.WeakSet()
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, tree: Path | None = None) -> None:
+        """``tree``: run the package of that checkout (its directory as the working directory
+        and on ``PYTHONPATH``), so one script measures the code before a change and after."""
         ServerProcess.instances.add(self)
-        self.config, self.log_path = config, log
+        self.config, self.log_path, self.tree = config, log, tree
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -45,11 +47,14 @@ class ServerProcess:
     def start(self, timeout_s: float = 60.0,
               preexec_fn: Callable[[], None] | None = None) -> None:
         """Start and wait until ``/info`` answers; ``preexec_fn`` runs in the child first."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.tree is not None:
+            env["PYTHONPATH"] = str(self.tree)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sense_plugin", "serve", "--config", str(self.config),
                  "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec_fn)
+                env=env, cwd=self.tree, preexec_fn=preexec_fn)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log_path.read_text()
