@@ -1,4 +1,5 @@
-"""The PostgreSQL test fixture (tests/pgserver.py): a real server that survives a crash."""
+"""The throwaway PostgreSQL (sense_plugin.testing.postgres, fixtures in tests/pgserver.py):
+a real server that survives a crash."""
 
 from __future__ import annotations
 
