@@ -1,7 +1,7 @@
 """``python3 -m bench.cluster_queue``: defer → start latency of a device job on another server.
 
-One PostgreSQL (``tests/pgserver.py``) and three real ``sense-plugin serve`` processes of one
-site on loopback. This process plays the server that accepts a request: it defers
+One PostgreSQL (``sense_plugin.testing.postgres``) and three real ``sense-plugin serve``
+processes of one site on loopback. This process plays the server that accepts a request: it defers
 ``sense.probe`` jobs (``sense_plugin.cluster.queue``) round-robin onto the three servers'
 queues, and each probe records, with PostgreSQL's clock, when it started on its server
 (same machine, same clock as the defer stamp). Measured, and saved to
@@ -30,8 +30,8 @@ import psycopg
 from bench.report import machine
 from bench.timing import summary
 from sense_plugin.cluster.queue import defer_probe, make_app
-from tests.clustersite import BASE_SERVER_ID, start_site
-from tests.pgserver import PgServer
+from sense_plugin.testing.postgres import PgServer
+from sense_plugin.testing.siteservers import BASE_SERVER_ID, start_site
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

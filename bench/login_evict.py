@@ -9,11 +9,7 @@ Appends one line to bench/results/login-evict.txt. No test asserts on these numb
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,8 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.server import free_port
-from sense_plugin.passwords import hash_password
+from bench.treeserve import append_result, tree_arguments, write_auth_config
+from sense_plugin.testing.serverprocess import ServerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "login-evict.txt"
 PASSWORD = "alice-Pw-7f3a"
@@ -48,12 +44,6 @@ async def outcome(session: aiohttp.ClientSession, url: str, user: str, password:
 
 async def attack(url: str) -> tuple[str, Counter[str], float, str]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=PARALLEL)) as session:
-        for _ in range(600):
-            try:
-                async with session.get(url + "/info"):
-                    break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
         for i in range(10):
             await outcome(session, url, "alice", f"wrong-{i}")
         before = await outcome(session, url, "alice", PASSWORD)
@@ -72,47 +62,20 @@ async def attack(url: str) -> tuple[str, Counter[str], float, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1])
-    parser.add_argument("--label", default="")
-    args = parser.parse_args()
-    tree = args.tree.resolve()
+    args = tree_arguments(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "sense.toml"
-        config.write_text(f"""[server]
-serverid = "7015498111931795223"
-data_dir = "data"
-[archive]
-demo = false
-[[devices]]
-deviceid = "9890179877273119875"
-name = "Entrance"
-[auth]
-enabled = true
-[[auth.users]]
-name = "alice"
-password_hash = "{hash_password(PASSWORD)}"
-permissions = ["view"]
-""")
-        port = free_port()
-        with (Path(tmp) / "server.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "sense_plugin", "serve", "--config", str(config),
-                 "--port", str(port)], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
-                stdout=log, stderr=subprocess.STDOUT)
+        config = write_auth_config(Path(tmp), {"alice": (PASSWORD, ["view"])})
+        server = ServerProcess(config, Path(tmp) / "server.log", tree=args.tree)
         try:
-            before, counts, elapsed_s, after = asyncio.run(attack(f"http://127.0.0.1:{port}"))
+            server.start()
+            before, counts, elapsed_s, after = asyncio.run(attack(server.url))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-    line = (f"{args.label or tree}: right password after 10 failures: {before}; {FLOOD} new "
-            f"names in {elapsed_s:.1f} s: {dict(counts)}; then the right password: {after}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(line + "\n")
-    print(line)
+            if server.proc is not None:
+                server.stop(timeout_s=30)
+    append_result(RESULTS, f"{args.label}: right password after 10 failures: {before}; "
+                  f"{FLOOD} new names in {elapsed_s:.1f} s: {dict(counts)}; then the right "
+                  f"password: {after}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 """``python3 -m bench.pg_store``: the export job store in PostgreSQL with 10,000 exports.
 
-One PostgreSQL (``tests/pgserver.py``, loopback, ``fsync=off`` as in the tests) and one
-``PgJobStore`` (``sense_plugin/cluster/store.py``), called from this process: store-level
+One PostgreSQL (``sense_plugin.testing.postgres``, loopback, ``fsync=off`` as in the tests)
+and one ``PgJobStore`` (``sense_plugin/cluster/store.py``), called from this process: store-level
 figures, without HTTP or XML (the server's status commands add their own rendering).
 Loads ``--exports`` exports of two device jobs each (finished ones with file facts: parts,
 SHA-256, gaps), ten owners, statuses as a site's history has them; runs ``ANALYZE`` (what
@@ -40,7 +40,7 @@ from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.storage import ExportQuery
 from sense_plugin.filemodel import FileInfo, Gap
 from sense_plugin.media.exportoptions import ExportOptions
-from tests.pgserver import PgServer
+from sense_plugin.testing.postgres import PgServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 T0 = 1_795_168_800_000_000

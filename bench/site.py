@@ -1,6 +1,6 @@
 """``python3 -m bench.site``: exports on a site of three servers against one server alone.
 
-One PostgreSQL (``tests/pgserver.py``) and real ``sense-plugin serve`` processes on
+One PostgreSQL (``sense_plugin.testing.postgres``) and real ``sense-plugin serve`` processes on
 loopback, each with two cameras of its own (generated archives, 640x360, 25 fps, 2 Mbit/s,
 1 s GOP, 10 s segments). Measured, and saved to ``bench/results/site.{json,txt}``:
 
@@ -36,10 +36,10 @@ from lxml import etree
 from bench.report import machine
 from bench.timing import elapsed_ms, summary, timed_ms
 from sense_plugin.archive import demo
+from sense_plugin.testing.postgres import PgServer
+from sense_plugin.testing.serverprocess import ServerProcess
+from sense_plugin.testing.siteservers import SECRET
 from sense_plugin.timestamps import format_timestamp, now_us
-from tests.clustersite import SECRET
-from tests.pgserver import PgServer
-from tests.serverproc import ServerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASE_ID = 2001

@@ -12,12 +12,9 @@ Appends one line to bench/results/snapshot-flood.txt. No test asserts on these n
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
-import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,44 +25,17 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.server import export_body, fmt_ts, free_port
-from sense_plugin.passwords import hash_password
+from bench.server import export_body, fmt_ts
+from bench.treeserve import DEVICE, append_result, tree_arguments, write_auth_config
+from sense_plugin.testing.serverprocess import ServerProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "snapshot-flood.txt"
-DEVICE = 9890179877273119875
 CLIENTS = 16
 USERS = {"alice": ["view", "export"], **{f"viewer{i}": ["view"] for i in range(CLIENTS)}}
 
 
 def basic(user: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:pw-{user}".encode()).decode()}
-
-
-def write_config(directory: Path) -> Path:
-    users = "".join(f'[[auth.users]]\nname = "{u}"\npassword_hash = "{hash_password("pw-" + u)}"\n'
-                    f"permissions = {perms!r}\n".replace("'", '"') for u, perms in USERS.items())
-    config = directory / "sense.toml"
-    config.write_text(f"""[server]
-serverid = "7015498111931795223"
-data_dir = "data"
-[archive]
-demo = false
-[[devices]]
-deviceid = "{DEVICE}"
-name = "Entrance"
-[auth]
-enabled = true
-max_pending_hashes = 64
-{users}""")
-    return config
-
-
-def start(tree: Path, config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.Popen([sys.executable, "-m", "sense_plugin", "serve", "--config",
-                             str(config), "--port", str(port)], cwd=tree, env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    return proc
 
 
 async def timed_get(session: aiohttp.ClientSession, url: str, user: str) -> tuple[float, int]:
@@ -77,12 +47,6 @@ async def timed_get(session: aiohttp.ClientSession, url: str, user: str) -> tupl
 
 async def prepare(url: str, range_us: tuple[int, int]) -> str:
     async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            try:
-                async with session.get(url + "/info"):
-                    break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
         body = export_body([(DEVICE, range_us[0], range_us[0] + 2_000_000)])
         async with session.post(url + "/command?command=exportVideo", data=body,
                                 headers={"Content-Type": "text/xml", **basic("alice")}) as r:
@@ -137,37 +101,29 @@ def summary(times: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1])
-    parser.add_argument("--label", default="")
-    args = parser.parse_args()
+    args = tree_arguments(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = write_config(root)
+        config = write_auth_config(root, {u: (f"pw-{u}", perms) for u, perms in USERS.items()},
+                                   ["max_pending_hashes = 64"])
         subprocess.run([sys.executable, "-m", "sense_plugin", "demo-archive", "--config",
                         str(config), "--minutes", "1", "--size", "1280x720"], check=True,
                        capture_output=True)
         now_us = int(time.time()) * 1_000_000
         range_us = (now_us - 60_000_000, now_us - 5_000_000)
-        port = free_port()
-        proc = start(args.tree.resolve(), config, port, root / "server.log")
+        server = ServerProcess(config, root / "server.log", tree=args.tree)
         try:
-            url = f"http://127.0.0.1:{port}"
-            download = asyncio.run(prepare(url, range_us))
-            figures = asyncio.run(measure(url, download, range_us))
+            server.start()
+            download = asyncio.run(prepare(server.url, range_us))
+            figures = asyncio.run(measure(server.url, download, range_us))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-    line = (f"{args.label or args.tree}: alice's manifest.xml download idle "
-            f"{summary(figures['idle'])}; during {CLIENTS} snapshot clients "  # type: ignore
-            f"{summary(figures['busy'])}; snapshot answers by HTTP status "  # type: ignore
-            f"{figures['answers']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(line + "\n")
-    print(line)
+            if server.proc is not None:
+                server.stop(timeout_s=30)
+    append_result(RESULTS, f"{args.label}: alice's manifest.xml download idle "
+                  f"{summary(figures['idle'])}; during {CLIENTS} snapshot clients "  # type: ignore
+                  f"{summary(figures['busy'])}; snapshot answers by HTTP status "  # type: ignore
+                  f"{figures['answers']}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -144,7 +144,7 @@ def _no_process_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def _server_objects() -> list[Any]:
     """Every ServerProcess alive (its module is imported under two names by the tests)."""
-    modules = [sys.modules.get(name) for name in ("serverproc", "tests.serverproc")]
+    modules = [sys.modules.get(name) for name in ("sense_plugin.testing.serverprocess",)]
     return [server for module in modules if module is not None
             for server in module.ServerProcess.instances]
 

@@ -14,10 +14,10 @@ import pytest
 from apiclient import command
 from conftest import ARCHIVE_DEVICE_IDS, WriteSegment
 from lxml import etree
-from serverproc import free_port
 
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.config import config_from_dict
+from sense_plugin.testing.serverprocess import free_port
 
 DEVICE = ARCHIVE_DEVICE_IDS[0]
 SYSTEM_PYTHON = "/usr/bin/python3"

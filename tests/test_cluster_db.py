@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from tests.clustersite import SECRET
-from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
+from sense_plugin.testing.postgres import PgServer
+from sense_plugin.testing.siteservers import SECRET
+from tests.pgserver import pg_server  # noqa: F401  (the fixture)
 
 psycopg = pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
 pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")

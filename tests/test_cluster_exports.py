@@ -23,11 +23,11 @@ import av
 import pytest
 from lxml import etree
 
+from sense_plugin.testing.postgres import PgServer, running_pg
+from sense_plugin.testing.serverprocess import ServerProcess
+from sense_plugin.testing.siteservers import start_server, stop_site
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body
-from tests.clustersite import start_server, stop_site
-from tests.pgserver import PgServer, running_pg
-from tests.serverproc import ServerProcess
 
 A_ID, B_ID, C_ID, D_ID = 1001, 1002, 1003, 1004
 STEADY_ID, BIG_ID = 100100, 100200

@@ -22,11 +22,11 @@ from lxml import etree
 from sense_plugin.cluster.signing import HEADER, sign
 from sense_plugin.export.verify import verify_directory
 from sense_plugin.signing import load_public_key
+from sense_plugin.testing.postgres import PgServer, running_pg
+from sense_plugin.testing.serverprocess import ServerProcess
+from sense_plugin.testing.siteservers import SECRET, start_server, stop_site
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body
-from tests.clustersite import SECRET, start_server, stop_site
-from tests.pgserver import PgServer, running_pg
-from tests.serverproc import ServerProcess
 
 A_ID, B_ID = 1001, 1002
 STEADY_ID, BIG_ID = 100100, 100200

@@ -33,11 +33,11 @@ from sense_plugin.cluster.signing import HEADER, sign
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.filemodel import FileInfo
 from sense_plugin.passwords import hash_password
+from sense_plugin.testing.postgres import running_pg
+from sense_plugin.testing.serverprocess import ServerProcess
+from sense_plugin.testing.siteservers import SECRET, start_server, stop_site
 from sense_plugin.timestamps import format_timestamp
 from tests.apiclient import export_body
-from tests.clustersite import SECRET, start_server, stop_site
-from tests.pgserver import running_pg
-from tests.serverproc import ServerProcess
 
 A_ID, B_ID, C_ID = 1001, 1002, 1003
 STEADY_ID, BIG_ID = 100100, 100101

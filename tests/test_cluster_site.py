@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from sense_plugin.testing.postgres import PgServer
+from sense_plugin.testing.serverprocess import ServerProcess
+from sense_plugin.testing.siteservers import BASE_SERVER_ID, SECRET, start_site
 from tests.apiclient import schema
-from tests.clustersite import BASE_SERVER_ID, SECRET, start_site
-from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
-from tests.serverproc import ServerProcess
+from tests.pgserver import pg_server  # noqa: F401  (the fixture)
 
 pytest.importorskip("psycopg", reason="needs psycopg (the cluster extra)")
 pytest.importorskip("procrastinate", reason="needs procrastinate (the cluster extra)")

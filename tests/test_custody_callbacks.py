@@ -17,10 +17,10 @@ from aiohttp import web
 from apiclient import command, export_body, wait_export
 from conftest import API_DEVICES
 from lxml import etree
-from serverproc import ServerProcess, free_port
 
 from sense_plugin.config import config_from_dict
 from sense_plugin.errors import ConfigError
+from sense_plugin.testing.serverprocess import ServerProcess, free_port
 from sense_plugin.timestamps import format_timestamp
 
 STEADY = API_DEVICES["Steady"]

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from tests.clustersite import start_server, stop_site
-from tests.pgserver import running_pg
-from tests.serverproc import ServerProcess
+from sense_plugin.testing.postgres import running_pg
+from sense_plugin.testing.serverprocess import ServerProcess
+from sense_plugin.testing.siteservers import start_server, stop_site
 from tests.test_cluster_exports import call, create, status_of, wait
 
 A_ID, B_ID = 2001, 2002

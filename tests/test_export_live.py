@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import av
-from serverproc import ServerProcess
 
+from sense_plugin.testing.serverprocess import ServerProcess
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 DEVICE = "9890179877273119875"

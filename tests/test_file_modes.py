@@ -8,8 +8,7 @@ import stat
 import time
 from pathlib import Path
 
-from serverproc import ServerProcess
-
+from sense_plugin.testing.serverprocess import ServerProcess
 from sense_plugin.timestamps import format_timestamp, parse_timestamp
 
 DEVICE = "9890179877273119875"

@@ -3,7 +3,9 @@
 Every module of ``sense_plugin`` is read, every import of another of its modules (also those
 under ``TYPE_CHECKING`` and inside functions) is an edge. No set of modules may reach each
 other, and a package imports only packages of its own layer or below (the layers are listed
-in ``LAYERS`` and drawn in the README's architecture).
+in ``LAYERS`` and drawn in the README's architecture). ``sense_plugin.testing``, the harness of
+tests and benchmarks, is the top layer: nothing of the server imports it. The benchmarks in
+``bench/`` import the package and the harness, never ``tests/``.
 """
 
 from __future__ import annotations
@@ -80,9 +82,10 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 #: Lowest first. Modules directly in ``sense_plugin/`` are the base layer; ``__main__`` is the
-#: entry point, the one module that imports ``cli``.
+#: entry point, the one module that imports ``cli``; ``testing`` (the harness of tests and
+#: benchmarks) sits above it, so only the harness imports the harness.
 LAYERS = ("base", "media", "archive", "export", "cluster", "api", "client", "cli_commands",
-          "cli")
+          "cli", "testing")
 
 
 def _layer(module: str) -> str:
@@ -112,6 +115,49 @@ def test_the_layer_rule_finds_an_upward_import() -> None:
     graph = {"sense_plugin.media.cutter": {"sense_plugin.export.model"},
              "sense_plugin.export.model": {"sense_plugin.ids"}}
     assert _upward(graph) == ["sense_plugin.media.cutter -> sense_plugin.export.model"]
+
+
+def test_the_layer_rule_keeps_the_harness_out_of_the_server() -> None:
+    graph = {"sense_plugin.cli": {"sense_plugin.testing.serverprocess"},
+             "sense_plugin.testing.siteservers": {"sense_plugin.testing.serverprocess",
+                                                  "sense_plugin.config"}}
+    assert _upward(graph) == ["sense_plugin.cli -> sense_plugin.testing.serverprocess"]
+
+
+BENCH = PACKAGE.parent / "bench"
+TESTS = PACKAGE.parent / "tests"
+
+
+def _imports_of_tests(path: Path, test_modules: set[str]) -> list[str]:
+    """The imports in ``path`` of ``tests`` or of a module of ``tests/`` by its own name (as
+    the tests' directory on ``sys.path`` would allow), with their line numbers."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            top = name.split(".")[0]
+            if top == "tests" or top in test_modules:
+                found.append(f"{path.name}:{node.lineno}: {name}")
+    return found
+
+
+def test_the_benchmarks_do_not_import_the_tests() -> None:
+    test_modules = {path.stem for path in TESTS.glob("*.py")} - {"__init__"}
+    benches = sorted(BENCH.glob("*.py"))
+    assert len(benches) > 20 and len(test_modules) > 20  # both directories were found
+    assert [hit for path in benches for hit in _imports_of_tests(path, test_modules)] == []
+
+
+def test_the_bench_check_finds_an_import_of_the_tests(tmp_path: Path) -> None:
+    bench = tmp_path / "bench_x.py"
+    bench.write_text("import json\nfrom tests.pgserver import PgServer\nimport apiclient\n"
+                     "from sense_plugin.testing.postgres import running_pg\n")
+    assert _imports_of_tests(bench, {"apiclient", "conftest"}) == [
+        "bench_x.py:2: tests.pgserver", "bench_x.py:3: apiclient"]
 
 
 def test_no_import_cycle_in_the_package() -> None:

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
-from serverproc import ServerProcess, free_port
 
 from sense_plugin.archive.backfill import MARKER_NAME
 from sense_plugin.archive.demo import Painter
 from sense_plugin.naming import parse_segment_filename
+from sense_plugin.testing.serverprocess import ServerProcess, free_port
 from sense_plugin.timestamps import US_PER_S, format_timestamp, now_us, parse_timestamp
 
 IDS = ("9890179877273119875", "9890179877273119876", "9890179877273119877")

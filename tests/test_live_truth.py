@@ -10,11 +10,11 @@ from pathlib import Path
 
 from apiclient import export_body
 from oracle import check_export, ffprobe_shown
-from serverproc import ServerProcess
 from test_live_demo import IDS, wait_for, write_config
 
 from sense_plugin.archive.backfill import MARKER_NAME
 from sense_plugin.naming import parse_segment_filename
+from sense_plugin.testing.serverprocess import ServerProcess
 from sense_plugin.timestamps import US_PER_S, format_timestamp, now_us
 
 #: The demo's frame duration (10 fps).

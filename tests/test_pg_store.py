@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.pgserver import PgServer, pg_module_server, pg_server  # noqa: F401  (fixtures)
+from sense_plugin.testing.postgres import PgServer
+from tests.pgserver import pg_module_server, pg_server  # noqa: F401  (fixtures)
 from tests.store_contract import *  # noqa: F403  (the contract's tests run here)
 from tests.store_contract import T0, insert, make_export
 

@@ -1,10 +1,12 @@
-"""The PostgreSQL test fixture (tests/pgserver.py): a real server that survives a crash."""
+"""The throwaway PostgreSQL (sense_plugin.testing.postgres, fixtures in tests/pgserver.py):
+a real server that survives a crash."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.pgserver import PgServer, pg_server  # noqa: F401  (the fixture)
+from sense_plugin.testing.postgres import PgServer
+from tests.pgserver import pg_server  # noqa: F401  (the fixture)
 
 psycopg = pytest.importorskip("psycopg", reason="needs psycopg (the test extra installs it)")
 

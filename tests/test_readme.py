@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from serverproc import ServerProcess
-
 from sense_plugin.archive.backfill import MARKER_NAME
 from sense_plugin.config import default_config_path
+from sense_plugin.testing.serverprocess import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.rst"

@@ -19,9 +19,9 @@ import pytest
 from apiclient import command, export_body
 from conftest import API_DEVICES
 from lxml import etree
-from serverproc import ServerProcess
 
 from sense_plugin.passwords import hash_password
+from sense_plugin.testing.serverprocess import ServerProcess
 from sense_plugin.timestamps import format_timestamp, now_us, parse_timestamp
 
 ENTRANCE, PARKING = "9890179877273119875", "9890179877273119876"

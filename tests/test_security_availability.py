@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from serverproc import ServerProcess
 
 from sense_plugin.passwords import hash_password
+from sense_plugin.testing.serverprocess import ServerProcess
 
 #: The server's hard open-files limit in these tests (its soft limit starts lower still).
 HARD_FDS = 256

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from serverproc import ServerProcess
 from test_store_loss import drop_store, one_export, write_toml
+
+from sense_plugin.testing.serverprocess import ServerProcess
 
 
 async def test_rebuild_skips_symlinked_and_broken_manifests_and_the_server_starts(

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from apiclient import command, export_body, wait_export
 from conftest import API_DEVICES, API_SERVER_ID, BIG_DEVICE
-from serverproc import free_port
 
+from sense_plugin.testing.serverprocess import free_port
 from sense_plugin.timestamps import format_timestamp
 
 STEADY, GAPPY = API_DEVICES["Steady"], API_DEVICES["Gappy"]

@@ -6,8 +6,6 @@ from executor threads and recorder threads, never from the event loop.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sense_plugin.archive.indexschema import COLUMNS, SCHEMA, SCHEMA_VERSION, migrate, path_key
 from sense_plugin.archive.segment import STATE_COMPLETE, FileRecord, Segment
 from sense_plugin.timestamps import GAP_TOLERANCE_US
 
@@ -25,49 +24,12 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_JOIN_TOLERANCE_US", "INDEX_FILENAME", "ArchiveIndex", "FileRecord",
            "Segment", "index_path"]
 
-log = logging.getLogger(__name__)
-
 #: The index's file in ``[server] data_dir``.
 INDEX_FILENAME = "archive.sqlite3"
 
 #: Recorded intervals closer than this are reported as one: the gap tolerance of every
 #: export too (docs/evidence.rst, "Gaps").
 DEFAULT_JOIN_TOLERANCE_US = GAP_TOLERANCE_US
-SCHEMA_VERSION = 3
-
-#: Rows are kept in (device, state, start) order, so the segments of a time range are read as
-#: one contiguous run of the table; each path is stored once, in its row. A path is found
-#: through ``path_key``, a 64-bit hash of it, and compared in full (docs/performance.rst).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS segments (
-    device_id   TEXT NOT NULL,      -- u64 as decimal text: SQLite integers are signed 64-bit
-    state       TEXT NOT NULL DEFAULT 'complete',
-    start_us    INTEGER NOT NULL,
-    path_key    INTEGER NOT NULL,   -- hash of path (see _path_key)
-    end_us      INTEGER NOT NULL,
-    size_bytes  INTEGER NOT NULL,
-    mtime_ns    INTEGER NOT NULL DEFAULT 0,
-    reason      TEXT NOT NULL DEFAULT '',   -- why a bad/overlap/unnamed file is not served
-    path        TEXT NOT NULL,
-    PRIMARY KEY (device_id, state, start_us, path_key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS segments_by_path ON segments (path_key);
-CREATE INDEX IF NOT EXISTS segments_by_end ON segments (device_id, state, end_us);
--- Longest segment ever indexed per device: bounds the overlap query to an index range.
-CREATE TABLE IF NOT EXISTS device_stats (
-    device_id       TEXT PRIMARY KEY,
-    max_duration_us INTEGER NOT NULL
-);
-"""
-_COLUMNS = "device_id, state, start_us, path_key, end_us, size_bytes, mtime_ns, reason, path"
-
-
-def _path_key(path: str) -> int:
-    """The signed 64-bit key a path is looked up by (rows with equal keys are told apart by
-    comparing the path itself)."""
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
 
 #: Complete segments of device ?1 overlapping [?2, ?3): the start column is bounded below by
 #: the device's longest segment, so this is an index range scan however large the archive.
@@ -99,9 +61,9 @@ class ArchiveIndex:
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.create_function("path_key", 1, _path_key, deterministic=True)
-            _migrate(self._conn)
-            self._conn.executescript(_SCHEMA)
+            self._conn.create_function("path_key", 1, path_key, deterministic=True)
+            migrate(self._conn)
+            self._conn.executescript(SCHEMA)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error:
             self._conn.close()
@@ -158,11 +120,11 @@ class ArchiveIndex:
                 end_us: int, size_bytes: int, mtime_ns: int, state: str,
                 reason: str = "") -> None:
         device, text = str(device_id), str(path)
-        key = _path_key(text)
+        key = path_key(text)
         # the path is the identity of a row: its earlier row goes, whatever its state or start
         conn.execute("DELETE FROM segments WHERE path_key = ? AND path = ?", (key, text))
         conn.execute(
-            f"INSERT OR REPLACE INTO segments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO segments ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device, state, start_us, key, end_us, size_bytes, mtime_ns, reason, text),
         )
         if state == STATE_COMPLETE:
@@ -177,7 +139,7 @@ class ArchiveIndex:
         """Forget a file (no-op when it is not indexed)."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM segments WHERE path_key = ? AND path = ?",
-                         (_path_key(str(path)), str(path)))
+                         (path_key(str(path)), str(path)))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -266,7 +228,7 @@ class ArchiveIndex:
                                " WHERE device_id = ?", (str(device_id),))
             return {p: (n, m) for p, n, m in rows}
         wanted = {str(path) for path in paths}
-        keys = sorted({_path_key(text) for text in wanted})
+        keys = sorted({path_key(text) for text in wanted})
         found: dict[str, tuple[int, int]] = {}
         for offset in range(0, len(keys), 500):
             chunk = keys[offset:offset + 500]
@@ -293,33 +255,3 @@ class ArchiveIndex:
         )
         return int(rows[0][0])
 
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Rewrite an index of an earlier schema (a rowid table keyed by path, which stored every
-    path twice: in its row and in the key's index) into the current one, in one transaction,
-    then give the freed pages back to the file system."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(segments)")}
-    if not columns or "path_key" in columns:
-        return  # a new index, or already current
-    log.info("archive index: rewriting %s into the schema with each path stored once",
-             conn.execute("PRAGMA database_list").fetchone()[2])
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if "reason" not in columns:  # schema 1
-            conn.execute("ALTER TABLE segments ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
-        conn.execute("DROP INDEX IF EXISTS segments_by_start")
-        conn.execute("DROP INDEX IF EXISTS segments_by_end")
-        conn.execute("ALTER TABLE segments RENAME TO segments_before")
-        conn.execute(_SCHEMA.split(";", 1)[0])  # the new segments table
-        conn.execute(
-            f"INSERT OR REPLACE INTO segments ({_COLUMNS}) SELECT device_id, state, start_us,"
-            " path_key(path), end_us, size_bytes, mtime_ns, reason, path FROM segments_before")
-        conn.execute("DROP TABLE segments_before")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    try:  # the rewrite is done; giving the space back is a bonus (it needs as much again free)
-        conn.execute("VACUUM")
-    except sqlite3.OperationalError as exc:
-        log.warning("archive index: rewritten, but not compacted (%s)", exc)

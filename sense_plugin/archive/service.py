@@ -37,7 +37,7 @@ from sense_plugin.archive.recorders import Recorders
 from sense_plugin.archive.rescan import Rescanner
 from sense_plugin.archive.retention import PinRegistry
 from sense_plugin.archive.scan import ScanReport
-from sense_plugin.archive.summary import describe_devices, describe_scan
+from sense_plugin.archive.summary import describe_devices, describe_scan, describe_skipped
 from sense_plugin.archive.synthetic import LiveSpec
 from sense_plugin.archive.upkeep import (
     Only,
@@ -293,11 +293,5 @@ class Archive:
         """For a -9 description: how many of the device's files were skipped and where to
         look, or ``""`` when none were."""
         total, _files = await self._query(lambda index: index.skipped(device_id, 0))
-        if not total:
-            return ""
-        device = self.config.device(device_id)
-        pattern = device.archive_pattern if device is not None else ""
-        return (f"; {total} file(s) in the device's archive were skipped (names not matching "
-                f"archive_pattern '{pattern}', or unreadable): see the server log or run "
-                f"'sense-plugin archive-check --device {device_id}'")
+        return describe_skipped(total, device_id, self.config.device(device_id))
 

@@ -187,7 +187,7 @@ class Session:
         segment = self.current
         assert segment is not None
         segment.end_us = max(segment.end_us, pts_us + self.frame_us)
-        self._write(segment, packet)
+        segment.write(packet)
         first = self.previous if self.previous is not None else segment
         self.owner.open_span = (self.clock.to_archive(first.min_pts_us),
                                 self.clock.to_archive(segment.end_us))
@@ -229,7 +229,7 @@ class Session:
         if transcoder is None:
             target = self._segment_at(media_us)
             if target is not None and target.writer.carries(index):
-                self._write(target, packet)
+                target.write(packet)
             return
         if self.current is None:
             return  # before the first keyframe: nothing to put it in
@@ -243,7 +243,7 @@ class Session:
         for pkt, at_us in encoded:  # the encoder lags: place each packet by its own time
             target = self._segment_at(at_us)
             if target is not None:
-                self._write(target, pkt, index)
+                target.write(pkt, index)
 
     def _segment_at(self, media_us: int) -> OpenSegment | None:
         """The open segment audio at ``media_us`` belongs to: late audio goes to the previous."""
@@ -251,22 +251,6 @@ class Session:
         if target is not None and media_us < target.base_us:
             target = self.previous
         return None if target is None or media_us < target.base_us else target
-
-    def _write(self, segment: OpenSegment, packet: Packet[Stream],
-               index: int | None = None) -> None:
-        """Rebase to the segment (first video dts = 0) and mux; dts must keep increasing."""
-        assert packet.time_base is not None
-        tb = packet.time_base
-        base = segment.base_us * tb.denominator // (tb.numerator * US_PER_S)
-        pts = None if packet.pts is None else packet.pts - base
-        dts = pts if packet.dts is None else packet.dts - base
-        index = packet.stream.index if index is None else index
-        last = segment.last_dts.get(index)
-        if dts is None or (last is not None and dts <= last):
-            return  # jitter the muxer would refuse; a dropped packet beats a dead session
-        packet.pts, packet.dts = pts, dts
-        segment.last_dts[index] = dts
-        segment.writer.write(packet, index)
 
     def _close(self, segment: OpenSegment) -> None:
         writer = segment.writer
@@ -298,5 +282,5 @@ class Session:
             for pkt, at_us in encoded:
                 target = self._segment_at(at_us)
                 if target is not None:
-                    self._write(target, pkt, index)
+                    target.write(pkt, index)
         self._close_all()

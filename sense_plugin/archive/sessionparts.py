@@ -1,5 +1,6 @@
 """The parts of a recording session that stand alone: what it needs of its recorder, the
-segment being written, the video watchdog, and short error texts for the status line."""
+segment being written (and the rebasing of each packet into it), the video watchdog, and short
+error texts for the status line."""
 
 from __future__ import annotations
 
@@ -62,6 +63,22 @@ class OpenSegment:
     min_pts_us: int
     end_us: int  # media time past the last written video frame
     last_dts: dict[int, int] = field(default_factory=dict)
+
+    def write(self, packet: Packet[Stream], index: int | None = None) -> None:
+        """Rebase to the segment (first video dts = 0) and mux into output stream ``index``
+        (the packet's own by default); dts must keep increasing."""
+        assert packet.time_base is not None
+        tb = packet.time_base
+        base = self.base_us * tb.denominator // (tb.numerator * US_PER_S)
+        pts = None if packet.pts is None else packet.pts - base
+        dts = pts if packet.dts is None else packet.dts - base
+        index = packet.stream.index if index is None else index
+        last = self.last_dts.get(index)
+        if dts is None or (last is not None and dts <= last):
+            return  # jitter the muxer would refuse; a dropped packet beats a dead session
+        packet.pts, packet.dts = pts, dts
+        self.last_dts[index] = dts
+        self.writer.write(packet, index)
 
 
 class VideoWatchdog:

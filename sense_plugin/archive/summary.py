@@ -1,4 +1,5 @@
-"""Readable log lines about the archive: what a reconcile changed, what each device holds."""
+"""Readable lines about the archive: what a reconcile changed, what each device holds, what
+was skipped."""
 
 from __future__ import annotations
 
@@ -32,3 +33,14 @@ def describe_devices(index: ArchiveIndex, devices: tuple[DeviceConfig, ...]) -> 
                      f"{format_timestamp(first_us)} .. {format_timestamp(last_us)} "
                      f"({minutes:.1f} min)")
     return lines
+
+
+def describe_skipped(total: int, device_id: int, device: DeviceConfig | None) -> str:
+    """For a -9 description: how many of the device's ``total`` files were skipped and where
+    to look, or ``""`` when none were."""
+    if not total:
+        return ""
+    pattern = device.archive_pattern if device is not None else ""
+    return (f"; {total} file(s) in the device's archive were skipped (names not matching "
+            f"archive_pattern '{pattern}', or unreadable): see the server log or run "
+            f"'sense-plugin archive-check --device {device_id}'")

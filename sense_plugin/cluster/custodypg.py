@@ -8,7 +8,7 @@ so the servers of a site append one at a time and ``seq`` has no holes. Referenc
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import astuple
 
 from sense_plugin.cluster.storeconn import StoreConnections
 from sense_plugin.export.audit import chained
@@ -20,10 +20,12 @@ from sense_plugin.export.custodystore import (
     Delivery,
     DeliveryStats,
     Hold,
+    audit_where,
 )
 
 #: pg_advisory_xact_lock key of the audit chain: "audit" as a number.
 AUDIT_LOCK = 0x6175646974
+#: In the order of the fields of ``AuditRecord`` and ``Delivery`` (rows are their ``astuple``).
 AUDIT_COLUMNS = "seq, time_us, username, address, action, export_id, detail, hash"
 DELIVERY_COLUMNS = "delivery_id, export_id, event, url, body, created_us, attempts, next_try_us"
 
@@ -49,21 +51,11 @@ class PgCustodyStore:
             record = chained(None if row is None else AuditRecord(*row), entry)
             await conn.execute(
                 f"INSERT INTO sense_audit ({AUDIT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-                (record.seq, record.time_us, record.user, record.address, record.action,
-                 record.export_id, record.detail, record.hash))
+                astuple(record))
         return record
 
     async def audit_page(self, query: AuditQuery) -> tuple[list[AuditRecord], int]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (("export_id", "=", query.export_id),
-                                  ("username", "=", query.user),
-                                  ("time_us", ">=", query.start_us),
-                                  ("time_us", "<=", query.end_us)):
-            if value is not None:
-                clauses.append(f"{column} {op} %s")
-                params.append(value)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = audit_where(query, "username", "%s")
         async with self._db.connection("read the audit trail") as conn:
             cur = await conn.execute(f"SELECT count(*) FROM sense_audit {where}", params)
             total = int((await cur.fetchone() or (0,))[0])
@@ -93,8 +85,7 @@ class PgCustodyStore:
             return {row[0]: Hold(*row) for row in await cur.fetchall()}
 
     async def add_deliveries(self, deliveries: list[Delivery]) -> None:
-        rows = [(d.delivery_id, d.export_id, d.event, d.url, d.body, d.created_us, d.attempts,
-                 d.next_try_us) for d in deliveries]
+        rows = [astuple(d) for d in deliveries]
         async with self._db.connection("store callbacks") as conn, conn.transaction(), \
                 conn.cursor() as cur:
             await cur.executemany(f"INSERT INTO sense_deliveries ({DELIVERY_COLUMNS})"

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from sense_plugin.export.custodystore import (
     Delivery,
     DeliveryStats,
     Hold,
+    audit_where,
 )
 
 T = TypeVar("T")
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(state, export_id, n);
 """
+#: In the order of the fields of ``AuditRecord`` and ``Delivery`` (rows are their ``astuple``).
 AUDIT_COLUMNS = "seq, time_us, user, address, action, export_id, detail, hash"
 DELIVERY_COLUMNS = "delivery_id, export_id, event, url, body, created_us, attempts, next_try_us"
 
@@ -72,8 +75,7 @@ class CustodyDb:
                               ).fetchone()
             record = chained(None if row is None else AuditRecord(*row), item)
             cur.execute(f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                        (record.seq, record.time_us, record.user, record.address,
-                         record.action, record.export_id, record.detail, record.hash))
+                        astuple(record))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -81,8 +83,7 @@ class CustodyDb:
         return record
 
     def audit_page(self, query: AuditQuery) -> tuple[list[AuditRecord], int]:
-        clauses, params = audit_where(query)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = audit_where(query, "user", "?")
         total = int(self._db.execute(f"SELECT count(*) FROM audit {where}", params
                                      ).fetchone()[0])
         limit = -1 if query.limit is None else query.limit
@@ -108,8 +109,7 @@ class CustodyDb:
         try:
             self._db.executemany(
                 f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                [(d.delivery_id, d.export_id, d.event, d.url, d.body, d.created_us,
-                  d.attempts, d.next_try_us) for d in deliveries])
+                [astuple(d) for d in deliveries])
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -143,19 +143,6 @@ class CustodyDb:
                                   " state='pending'").fetchone()[0]
         return DeliveryStats(int(counts.get("delivered", 0)), int(failures),
                              int(counts.get("pending", 0)), oldest)
-
-
-def audit_where(query: AuditQuery) -> tuple[list[str], tuple[Any, ...]]:
-    """SQL conditions (``?`` placeholders) of an audit query."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, op, value in (("export_id", "=", query.export_id), ("user", "=", query.user),
-                              ("time_us", ">=", query.start_us),
-                              ("time_us", "<=", query.end_us)):
-        if value is not None:
-            clauses.append(f"{column}{op}?")
-            params.append(value)
-    return clauses, tuple(params)
 
 
 class SqliteCustodyStore:

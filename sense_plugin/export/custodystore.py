@@ -8,7 +8,7 @@ is touched by export retention. The reference is ``docs/custody.rst``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,22 @@ class AuditQuery:
     end_us: int | None = None
     offset: int = 0
     limit: int | None = None
+
+
+def audit_where(query: AuditQuery, user_column: str, mark: str) -> tuple[str, tuple[Any, ...]]:
+    """The ``WHERE`` clause of an audit query (``""`` for all records) and its parameters, for
+    a store whose user column is ``user_column`` and whose driver's placeholder is ``mark``
+    (``?`` for SQLite, ``%s`` for PostgreSQL)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, op, value in (("export_id", "=", query.export_id),
+                              (user_column, "=", query.user),
+                              ("time_us", ">=", query.start_us),
+                              ("time_us", "<=", query.end_us)):
+        if value is not None:
+            clauses.append(f"{column} {op} {mark}")
+            params.append(value)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(params)
 
 
 @dataclass(frozen=True)

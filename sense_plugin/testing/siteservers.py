@@ -1,4 +1,4 @@
-"""Servers of one site for the cluster tests and benchmarks: configs on one PostgreSQL.
+"""Servers of one site for tests and benchmarks: configs on one PostgreSQL.
 
 ``site_config`` writes one server's TOML, ``start_server`` starts it (``ServerProcess.start``
 waits until ``/info`` answers), ``start_site`` starts several alike and ``stop_site`` stops
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from tests.serverproc import ServerProcess
+from sense_plugin.testing.serverprocess import ServerProcess
 
 SECRET = "test-site-secret-0123456789abcdef"
 BASE_SERVER_ID = 1001
