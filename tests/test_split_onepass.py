@@ -56,26 +56,25 @@ def test_parts_written_in_one_pass_equal_the_whole(tmp_path: Path, source: Any, 
     assert result.last_frame_us == whole.last_frame_us
     assert len(parts) >= 3 and whole.size_bytes > 2 * LIMIT
     names = sorted(p.name for p in (tmp_path / "parts").iterdir())
-    assert names == sorted(p["name"] for p in parts)  # no temporary left, no plain file
+    assert names == sorted(p.name for p in parts)  # no temporary left, no plain file
     joined: list[str] = []
     for number, part in enumerate(parts, 1):
-        path = tmp_path / "parts" / part["name"]
+        path = tmp_path / "parts" / part.name
+        assert part.path == str(path) and part.info().name == part.name
         data = path.read_bytes()
-        assert part["name"].endswith(f"_part{number:03d}.{fmt}")
-        assert len(data) == part["size_bytes"] <= LIMIT and not part["oversize"]
-        assert hashlib.sha256(data).hexdigest() == part["sha256"]
-        check_file(path, Claim(part["name"], part["size_bytes"], part["sha256"],
-                               part["first_frame_us"], part["last_frame_us"],
-                               part["frame_count"],
-                               tuple((g["start_us"], g["end_us"]) for g in part["gaps"])),
+        assert part.name.endswith(f"_part{number:03d}.{fmt}")
+        assert len(data) == part.size_bytes <= LIMIT and not part.oversize
+        assert hashlib.sha256(data).hexdigest() == part.sha256
+        assert (path.stat().st_dev, path.stat().st_ino) == (part.file_dev, part.file_ino)
+        check_file(path, Claim.of_result(part),
                    requested=(t0, t1) if number == len(parts) else None)
         frames = digests(path)
-        assert len(frames) == part["frame_count"]
+        assert len(frames) == part.frame_count
         joined += frames
         with av.open(str(path)) as container:
             assert container.streams.audio
     assert joined == digests(tmp_path / f"whole.{fmt}")
-    starts = [p["first_frame_us"] for p in parts]
+    starts = [p.first_frame_us for p in parts]
     assert starts == sorted(starts) and starts[0] == whole.first_frame_us
 
 
@@ -124,7 +123,7 @@ def test_hevc_with_b_frames_every_part_tagged_hvc1(tmp_path: Path, make_segments
     assert len(parts) >= 2
     joined = []
     for part in parts:
-        path = tmp_path / "parts" / part["name"]
+        path = tmp_path / "parts" / part.name
         with av.open(str(path)) as container:
             assert container.streams.video[0].codec_tag == "hvc1"
         joined += digests(path)

@@ -22,7 +22,7 @@ from typing import Any
 import av
 
 from sense_plugin.media import bitstream as bs
-from sense_plugin.media.cutspec import CutRequest, CutResult, SourceSegment
+from sense_plugin.media.cutspec import CutRequest, CutResult, PartFile, SourceSegment
 from sense_plugin.media.remux import cut
 from sense_plugin.outputpaths import output_name
 
@@ -69,11 +69,11 @@ def split_runs(request: CutRequest) -> list[tuple[CutRequest, Params | None]]:
 
 def cut_runs(request: CutRequest, device_id: int, *,
              on_progress: Callable[[int, int], None] | None = None,
-             **options: Any) -> tuple[list[dict[str, Any]], str]:
-    """Cut each run into its own file: the files' facts in order (as size-split parts), and
-    a note for the job's status naming the runs."""
+             **options: Any) -> tuple[list[PartFile], str]:
+    """Cut each run into its own file: the files in order (as size-split parts), and a note
+    for the job's status naming the runs."""
     done_us = done_bytes = 0
-    written: list[dict[str, Any]] = []
+    written: list[PartFile] = []
 
     def progress(run_us: int, size_bytes: int) -> None:
         if on_progress is not None:
@@ -87,8 +87,8 @@ def cut_runs(request: CutRequest, device_id: int, *,
             done_us += run.end_us - run.start_us
             done_bytes += result.size_bytes
     except BaseException:
-        for facts in written:
-            _unlink(os.path.join(os.path.dirname(request.out_path), facts["name"]))
+        for part in written:
+            _unlink(part.path)
         raise
     kinds = ", ".join("unknown" if p is None else f"{p[0]} {p[1]}x{p[2]}" for _, p in runs)
     note = f"the video changes inside the range: one file per run ({kinds})"
@@ -97,15 +97,14 @@ def cut_runs(request: CutRequest, device_id: int, *,
 
 
 def _name(run: CutRequest, result: CutResult, request: CutRequest, device_id: int,
-          number: int) -> dict[str, Any]:
+          number: int) -> PartFile:
     stem, ext = os.path.splitext(output_name(request.title, device_id, result.first_frame_us,
                                              request.fmt))
-    name = f"{stem}_part{number:03d}{ext}"
-    os.replace(run.out_path, os.path.join(os.path.dirname(request.out_path), name))
-    return {"name": name, "size_bytes": result.size_bytes, "sha256": result.sha256,
-            "first_frame_us": result.first_frame_us, "last_frame_us": result.last_frame_us,
-            "frame_count": result.frame_count, "gaps": result.gaps,
-            "file_dev": result.file_dev, "file_ino": result.file_ino}
+    path = os.path.join(os.path.dirname(request.out_path), f"{stem}_part{number:03d}{ext}")
+    os.replace(run.out_path, path)
+    return PartFile(path, result.size_bytes, result.sha256, result.file_dev, result.file_ino,
+                    result.first_frame_us, result.last_frame_us, result.frame_count,
+                    gaps=result.gaps)
 
 
 def _unlink(path: str) -> None:
