@@ -11,7 +11,7 @@ import pytest
 from conftest import MEDIA_T0_US
 from oracle import Claim, check_file
 
-from sense_plugin.media.cutspec import CutRequest, SourceSegment
+from sense_plugin.media.cutspec import CutRequest, SourceRange, SourceSegment
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import cut
 from sense_plugin.naming import parse_segment_filename
@@ -46,11 +46,13 @@ def test_parts_written_in_one_pass_equal_the_whole(tmp_path: Path, source: Any, 
     """``overhead`` (0, 0, -0.5) makes the size estimate far too small: parts that come out
     over the limit are split again from their own file, and still add up to the whole."""
     t0, t1 = MEDIA_T0_US + 300_000, MEDIA_T0_US + 11_500_000
-    whole = cut(CutRequest(source, t0, t1, str(tmp_path / f"whole.{fmt}"), fmt), fsync=False)
+    whole = cut(CutRequest(SourceRange(source, t0, t1), str(tmp_path / f"whole.{fmt}"), fmt),
+                fsync=False)
     (tmp_path / "parts").mkdir()
     out = tmp_path / "parts" / f"cam.{fmt}"
-    result, parts = cut_parts(CutRequest(source, t0, t1, str(out), fmt, title="Cam"), LIMIT,
-                              device_id=7, fsync=False, overhead=overhead)
+    result, parts = cut_parts(CutRequest(SourceRange(source, t0, t1), str(out), fmt,
+                                         title="Cam"), LIMIT, device_id=7, fsync=False,
+                              overhead=overhead)
     check_file(tmp_path / f"whole.{fmt}", Claim.of_result(whole), requested=(t0, t1))
     assert result.first_frame_us == whole.first_frame_us
     assert result.last_frame_us == whole.last_frame_us
@@ -80,7 +82,7 @@ def test_parts_written_in_one_pass_equal_the_whole(tmp_path: Path, source: Any, 
 
 def test_a_cut_that_fits_one_part_keeps_the_plain_name(tmp_path: Path, source: Any) -> None:
     out = tmp_path / "cam.mp4"
-    result, parts = cut_parts(CutRequest(source, MEDIA_T0_US, MEDIA_T0_US + 1_000_000,
+    result, parts = cut_parts(CutRequest(SourceRange(source, MEDIA_T0_US, MEDIA_T0_US + 1_000_000),
                                          str(out), "mp4"), LIMIT, device_id=7, fsync=False)
     assert parts == [] and [p.name for p in tmp_path.iterdir()] == ["cam.mp4"]
     assert hashlib.sha256(out.read_bytes()).hexdigest() == result.sha256
@@ -116,10 +118,11 @@ def test_hevc_with_b_frames_every_part_tagged_hvc1(tmp_path: Path, make_segments
                                        width=320, height=240, fps=25, gop_frames=12,
                                        bitrate_bps=1_500_000, codec="hevc", bframes=2))
     t0, t1 = MEDIA_T0_US, MEDIA_T0_US + 11_000_000
-    cut(CutRequest(source, t0, t1, str(tmp_path / "whole.mp4")), fsync=False)
+    cut(CutRequest(SourceRange(source, t0, t1), str(tmp_path / "whole.mp4")), fsync=False)
     (tmp_path / "parts").mkdir()
-    _, parts = cut_parts(CutRequest(source, t0, t1, str(tmp_path / "parts" / "cam.mp4")),
-                         LIMIT, device_id=7, fsync=False)
+    _, parts = cut_parts(CutRequest(SourceRange(source, t0, t1),
+                                    str(tmp_path / "parts" / "cam.mp4")), LIMIT, device_id=7,
+                         fsync=False)
     assert len(parts) >= 2
     joined = []
     for part in parts:
@@ -128,3 +131,19 @@ def test_hevc_with_b_frames_every_part_tagged_hvc1(tmp_path: Path, make_segments
             assert container.streams.video[0].codec_tag == "hvc1"
         joined += digests(path)
     assert joined == digests(tmp_path / "whole.mp4")
+
+
+def test_a_re_split_part_holding_one_gop_over_the_limit_is_marked_oversize(
+        tmp_path: Path, source: Any) -> None:
+    """The estimate falls far short (overhead -0.9) and every GOP (~120 kB) is larger than
+    the limit: each part of several GOPs is split again from its own file into one-GOP
+    pieces, and each piece over the limit says so (the only kind of part allowed over it)."""
+    limit = 60_000
+    t0, t1 = MEDIA_T0_US, MEDIA_T0_US + 4_000_000
+    _, parts = cut_parts(CutRequest(SourceRange(source, t0, t1), str(tmp_path / "cam.mp4")),
+                         limit, device_id=7, fsync=False, overhead=(0, 0, -0.9))
+    on_disk = {p.name: p.stat().st_size for p in tmp_path.iterdir()}
+    assert on_disk == {p.name: p.size_bytes for p in parts}
+    assert len(parts) >= 4 and any(p.oversize for p in parts)
+    assert [p.oversize for p in parts] == [p.size_bytes > limit for p in parts]
+    assert all(p.gops == 1 for p in parts if p.oversize)

@@ -9,7 +9,7 @@ from sense_plugin import timestamps
 from sense_plugin.filemodel import FileInfo, Gap
 
 __all__ = ["GAP_TOLERANCE_US", "SEEK_MARGIN_US", "CutCancelled", "CutRequest", "CutResult", "Gap",
-           "PartFile", "SourceSegment"]
+           "PartFile", "SourceRange", "SourceSegment"]
 
 #: Seek this far before the start so the keyframe at or before it is read (cut and render).
 SEEK_MARGIN_US = 5_000_000
@@ -27,12 +27,24 @@ class SourceSegment:
 
 
 @dataclass(frozen=True)
-class CutRequest:
-    """Cut ``[start_us, end_us)`` of ``segments`` into ``out_path`` as ``fmt`` (mp4|mkv|ts)."""
+class SourceRange:
+    """What an export job takes from one device's archive: ``[start_us, end_us)`` and the
+    segments that hold it (docs/exports.rst, "Worker records").
+
+    The one record of the range from the server's job to the worker's cut or render: a new
+    fact about the range is added here once.
+    """
 
     segments: tuple[SourceSegment, ...]
     start_us: int
     end_us: int
+
+
+@dataclass(frozen=True)
+class CutRequest:
+    """Cut ``source`` into ``out_path`` as ``fmt`` (mp4|mkv|ts)."""
+
+    source: SourceRange
     out_path: str
     fmt: str = "mp4"
     #: Metadata of the output file (docs/exports.rst): ``title`` = device name, ``comment`` =

@@ -35,7 +35,7 @@ def render(
     fsync: bool = True,
 ) -> CutResult:
     """Render ``request`` into ``request.out_path``; the same contract as ``remux.cut``."""
-    if request.fmt not in MUXERS or request.end_us <= request.start_us:
+    if request.fmt not in MUXERS or request.source.end_us <= request.source.start_us:
         raise ValueError(f"bad render request: format {request.fmt!r}, empty or reversed range")
     muxer, options = MUXERS[request.fmt]
     stop, tmp, done = should_stop or (lambda: False), request.out_path + ".part", False

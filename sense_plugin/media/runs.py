@@ -22,7 +22,13 @@ from typing import Any
 import av
 
 from sense_plugin.media import bitstream as bs
-from sense_plugin.media.cutspec import CutRequest, CutResult, PartFile, SourceSegment
+from sense_plugin.media.cutspec import (
+    CutRequest,
+    CutResult,
+    PartFile,
+    SourceRange,
+    SourceSegment,
+)
 from sense_plugin.media.remux import cut
 from sense_plugin.outputpaths import output_name
 
@@ -43,7 +49,8 @@ def segment_params(segment: SourceSegment) -> Params | None:
 def split_runs(request: CutRequest) -> list[tuple[CutRequest, Params | None]]:
     """The request as consecutive cuts over runs of segments with equal parameters, each with
     its parameters."""
-    inside = [s for s in request.segments if s.end_us > request.start_us]
+    source = request.source
+    inside = [s for s in source.segments if s.end_us > source.start_us]
     runs: list[list[SourceSegment]] = []
     kinds: list[Params | None] = []
     last: Params | None = None
@@ -55,14 +62,14 @@ def split_runs(request: CutRequest) -> list[tuple[CutRequest, Params | None]]:
             runs.append([segment])
             kinds.append(params)
         last = params
-    keep = [i for i, run in enumerate(runs) if i == 0 or run[0].start_us < request.end_us]
+    keep = [i for i, run in enumerate(runs) if i == 0 or run[0].start_us < source.end_us]
     runs, kinds = [runs[i] for i in keep], [kinds[i] for i in keep]
     requests = []
     for number, run in enumerate(runs):
-        start_us = request.start_us if number == 0 else run[0].start_us
-        end_us = request.end_us if number + 1 == len(runs) else runs[number + 1][0].start_us
+        start_us = source.start_us if number == 0 else run[0].start_us
+        end_us = source.end_us if number + 1 == len(runs) else runs[number + 1][0].start_us
         requests.append((dataclasses.replace(
-            request, segments=tuple(run), start_us=start_us, end_us=min(end_us, request.end_us),
+            request, source=SourceRange(tuple(run), start_us, min(end_us, source.end_us)),
             out_path=f"{request.out_path}.run{number:03d}"), kinds[number]))
     return requests
 
@@ -84,7 +91,7 @@ def cut_runs(request: CutRequest, device_id: int, *,
         for number, (run, _) in enumerate(runs, 1):
             result = cut(run, on_progress=progress, **options)
             written.append(_name(run, result, request, device_id, number))
-            done_us += run.end_us - run.start_us
+            done_us += run.source.end_us - run.source.start_us
             done_bytes += result.size_bytes
     except BaseException:
         for part in written:

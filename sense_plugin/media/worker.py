@@ -128,13 +128,12 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
         if options.snapshot:
             return Done((write_snapshot(job),))
         request = CutRequest(
-            segments=job.segments, start_us=job.start_us, end_us=job.end_us,
-            out_path=job.out_path, fmt=job.fmt, title=job.title, comment=job.comment,
-            audio=options.audio, subtitles=options.timestamps == "subtitle",
+            source=job.source, out_path=job.out_path, fmt=job.fmt, title=job.title,
+            comment=job.comment, audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
         if cut_while_recording(options.live, options.render is not None, request.subtitles,
-                               request.end_us):  # cut while the recording grows (follow.py)
-            control.feed.add(job.segments, False)
+                               job.source.end_us):  # cut while the recording grows (follow.py)
+            control.feed.add(job.source.segments, False)
             result = follow_cut(request, control.feed, control.should_stop, throttle=throttle,
                                 on_progress=progress, should_finish=lambda: control.finishing)
         elif options.render is not None:
@@ -190,9 +189,8 @@ def render_job(request: CutRequest, render_options: RenderOptions, throttle: Tok
                progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> CutResult:
     """The ``<render>`` path: decode, filter, encode (media/renderrun.py), same contract as cut."""
     metadata = {k: v for k, v in (("title", request.title), ("comment", request.comment)) if v}
-    return render(RenderRequest(request.segments, request.start_us, request.end_us,
-                                request.out_path, request.fmt, render_options, metadata,
-                                subtitles=request.subtitles),
+    return render(RenderRequest(request.source, request.out_path, request.fmt, render_options,
+                                metadata, subtitles=request.subtitles),
                   throttle=throttle, on_progress=progress, should_stop=should_stop)
 
 
