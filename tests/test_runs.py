@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +14,12 @@ import pytest
 from conftest import MEDIA_T0_US
 from oracle import Claim, check_file
 
-from sense_plugin.errors import ParametersChangedError
+from sense_plugin.errors import GeneralError, ParametersChangedError
 from sense_plugin.media.cutspec import CutRequest, SourceRange, SourceSegment
 from sense_plugin.media.remux import cut
 from sense_plugin.media.runs import cut_runs, split_runs
 from sense_plugin.naming import parse_segment_filename
+from sense_plugin.outputpaths import is_part_temporary, part_name
 
 CHANGE_US = MEDIA_T0_US + 4_000_000
 END_US = MEDIA_T0_US + 8_000_000
@@ -38,7 +42,7 @@ def test_runs_split_the_range_where_the_parameters_change(source: Any) -> None:
     assert [(r.source.start_us, r.source.end_us) for r, _ in runs] == [(t0, CHANGE_US),
                                                                         (CHANGE_US, t1)]
     assert [p for _, p in runs] == [("h264", 320, 240), ("h264", 160, 120)]
-    assert [r.out_path for r, _ in runs] == ["/x/cam.mp4.run000", "/x/cam.mp4.run001"]
+    assert [r.out_path for r, _ in runs] == ["/x/cam.mp4.p001.part", "/x/cam.mp4.p002.part"]
 
 
 def test_one_file_per_run_in_order_every_frame_once(tmp_path: Path, source: Any) -> None:
@@ -65,3 +69,50 @@ def test_one_file_per_run_in_order_every_frame_once(tmp_path: Path, source: Any)
     assert sizes == [(320, 240), (160, 120)]
     assert files[0].first_frame_us == t0 and files[1].first_frame_us == CHANGE_US
     assert sum(f.frame_count for f in files) == (t1 - t0) // 100_000  # 10 fps
+
+
+def test_a_taken_name_fails_the_device_and_is_left_alone(tmp_path: Path, source: Any) -> None:
+    """Another device's file with the name of the second run's file (the same device twice
+    in one export) is never replaced: this device fails (-18) and leaves nothing."""
+    t0, t1 = MEDIA_T0_US + 1_000_000, MEDIA_T0_US + 7_000_000
+    taken = tmp_path / part_name("Cam", 7, CHANGE_US, "mp4", 2)
+    taken.write_bytes(b"the other device's part")
+    request = CutRequest(SourceRange(source, t0, t1), str(tmp_path / "cam.mp4"), title="Cam")
+    with pytest.raises(GeneralError, match=taken.name):
+        cut_runs(request, 7, fsync=False)
+    assert list(tmp_path.iterdir()) == [taken]
+    assert taken.read_bytes() == b"the other device's part"
+
+
+KILLED_IN_SECOND_RUN = """
+import os, signal, sys
+from sense_plugin.media.cutspec import CutRequest, SourceRange, SourceSegment
+from sense_plugin.media.runs import cut_runs
+
+change_us, out = int(sys.argv[1]), sys.argv[2]
+segments = tuple(SourceSegment(p, int(s), int(e)) for p, s, e in
+                 (line.split(" ") for line in sys.argv[3:]))
+request = CutRequest(SourceRange(segments, segments[0].start_us, segments[-1].end_us), out,
+                     title="Cam")
+first_run_us = change_us - segments[0].start_us
+
+def progress(done_us, size_bytes):
+    if done_us > first_run_us and size_bytes > 0:  # the second run has written: die now
+        os.kill(os.getpid(), signal.SIGKILL)
+
+cut_runs(request, 7, on_progress=progress, fsync=False, progress_interval_s=0.0)
+"""
+
+
+def test_a_worker_killed_mid_run_leaves_only_names_the_clean_up_deletes(
+        tmp_path: Path, source: Any) -> None:
+    """Killed while it cuts the second run, the first run's file already complete: every
+    file left is a temporary of the planned name (export/files.py deletes those when the
+    device did not complete), none carries a final name nobody lists."""
+    args = [f"{s.path} {s.start_us} {s.end_us}" for s in source]
+    done = subprocess.run([sys.executable, "-c", KILLED_IN_SECOND_RUN, str(CHANGE_US),
+                           str(tmp_path / "cam.mp4"), *args], env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left and all(is_part_temporary(name, "cam.mp4") for name in left), left

@@ -16,7 +16,7 @@ from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.media.messages import Written
-from sense_plugin.outputpaths import TEMP_SUFFIX, device_prefix, output_name
+from sense_plugin.outputpaths import TEMP_SUFFIX, device_prefix, is_part_temporary, output_name
 from sense_plugin.signing import SIGNATURE_NAME
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
@@ -168,11 +168,10 @@ def remove_leftovers(export: Export, roots: tuple[Path, ...]) -> list[str]:
 
 
 def _remove_part_temps(dir_fd: int, planned: str) -> None:
-    """Delete the temporary parts a split cut interrupted hard left (``<planned>.pNNN.part``,
-    media/parts.py)."""
-    prefix = planned + ".p"
+    """Delete the temporary files a split or per-run cut interrupted hard left
+    (``<planned>.pNNN.part`` and what was written under it, media/parts.py)."""
     for name in os.listdir(dir_fd):
-        if name.startswith(prefix) and name.endswith(TEMP_SUFFIX):
+        if is_part_temporary(name, planned):
             safefs.unlink_quietly(dir_fd, name)
 
 

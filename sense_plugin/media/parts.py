@@ -32,7 +32,7 @@ from sense_plugin.media.cutspec import CutRequest, CutResult, PartFile, gaps_fro
 from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.media.throttle import TokenBucket
-from sense_plugin.outputpaths import output_name
+from sense_plugin.outputpaths import part_name, part_temporary
 from sense_plugin.safefs import rename_all_exclusive
 from sense_plugin.timestamps import creation_time_text
 
@@ -158,7 +158,7 @@ class PartOutput:
 
     def _open(self, first_us: int, shift_us: int, previous: _Part | None = None) -> _Part:
         self._opened += 1
-        tmp = f"{self.request.out_path}.p{self._opened:03d}.part"
+        tmp = part_temporary(self.request.out_path, self._opened)
         fragmented = self.request.fmt == "mp4"
         sink = HashingSink(tmp, throttle=self._throttle, should_stop=self._should_stop,
                            fsync=self._fsync, hash_while_writing=self.request.fmt != "mkv",
@@ -273,11 +273,9 @@ def _name(entries: list[PartFile], result: CutResult, request: CutRequest,
         return dataclasses.replace(result, size_bytes=only.size_bytes, sha256=only.sha256,
                                    file_dev=only.file_dev, file_ino=only.file_ino), []
     directory = os.path.dirname(request.out_path)
-    paths = []
-    for number, entry in enumerate(entries, 1):
-        stem, ext = os.path.splitext(output_name(request.title, device_id,
-                                                 entry.first_frame_us, request.fmt))
-        paths.append(os.path.join(directory, f"{stem}_part{number:03d}{ext}"))
+    paths = [os.path.join(directory, part_name(request.title, device_id, entry.first_frame_us,
+                                               request.fmt, number))
+             for number, entry in enumerate(entries, 1)]
     rename_all_exclusive([(entry.path, path) for entry, path in zip(entries, paths,
                                                                     strict=True)])
     parts: list[PartFile] = []

@@ -5,9 +5,11 @@ A file has one video header, so a cut refuses to mix parameters
 starts a new segment at every change (docs/cameras.rst, *Resolution changes*), so a change
 always lies between two segments: the range is cut again as consecutive runs of segments with
 equal parameters, each run ending where the next one's first segment begins (no frame lost,
-none twice). The files are named like size-split parts (``..._part001.mp4``,
-``..._part002.mp4``: they sort in time order) and listed in that order. Only exports that hit
-a change pay for probing their segments.
+none twice). As with size-split parts, every run is written under a temporary name
+(``<planned>.pNNN.part``) and all are given their final names once the last run is cut
+(``..._part001.mp4``, ``..._part002.mp4``: they sort in time order), never over an existing
+file; they are listed in that order. Only exports that hit a change pay for probing their
+segments.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from sense_plugin.media.cutspec import (
     SourceSegment,
 )
 from sense_plugin.media.remux import cut
-from sense_plugin.outputpaths import output_name
+from sense_plugin.outputpaths import part_name, part_temporary
+from sense_plugin.safefs import rename_all_exclusive
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def split_runs(request: CutRequest) -> list[tuple[CutRequest, Params | None]]:
         end_us = source.end_us if number + 1 == len(runs) else runs[number + 1][0].start_us
         requests.append((dataclasses.replace(
             request, source=SourceRange(tuple(run), start_us, min(end_us, source.end_us)),
-            out_path=f"{request.out_path}.run{number:03d}"), kinds[number]))
+            out_path=part_temporary(request.out_path, number + 1)), kinds[number]))
     return requests
 
 
@@ -88,30 +91,37 @@ def cut_runs(request: CutRequest, device_id: int, *,
 
     runs = split_runs(request)
     try:
-        for number, (run, _) in enumerate(runs, 1):
+        for run, _ in runs:
             result = cut(run, on_progress=progress, **options)
-            written.append(_name(run, result, request, device_id, number))
+            written.append(_part(run, result))
             done_us += run.source.end_us - run.source.start_us
             done_bytes += result.size_bytes
     except BaseException:
         for part in written:
             _unlink(part.path)
         raise
+    written = _name(written, request, device_id)
     kinds = ", ".join("unknown" if p is None else f"{p[0]} {p[1]}x{p[2]}" for _, p in runs)
     note = f"the video changes inside the range: one file per run ({kinds})"
     log.info("export of %s: %s", request.title or device_id, note)
     return written, note
 
 
-def _name(run: CutRequest, result: CutResult, request: CutRequest, device_id: int,
-          number: int) -> PartFile:
-    stem, ext = os.path.splitext(output_name(request.title, device_id, result.first_frame_us,
-                                             request.fmt))
-    path = os.path.join(os.path.dirname(request.out_path), f"{stem}_part{number:03d}{ext}")
-    os.replace(run.out_path, path)
-    return PartFile(path, result.size_bytes, result.sha256, result.file_dev, result.file_ino,
-                    result.first_frame_us, result.last_frame_us, result.frame_count,
-                    gaps=result.gaps)
+def _part(run: CutRequest, result: CutResult) -> PartFile:
+    return PartFile(run.out_path, result.size_bytes, result.sha256, result.file_dev,
+                    result.file_ino, result.first_frame_us, result.last_frame_us,
+                    result.frame_count, gaps=result.gaps)
+
+
+def _name(written: list[PartFile], request: CutRequest, device_id: int) -> list[PartFile]:
+    """Every run's file under its final name, all or none, never over an existing file (a
+    taken name fails with -18 and deletes this device's files, as for size-split parts)."""
+    directory = os.path.dirname(request.out_path)
+    named = [dataclasses.replace(part, path=os.path.join(directory, part_name(
+        request.title, device_id, part.first_frame_us, request.fmt, number)))
+        for number, part in enumerate(written, 1)]
+    rename_all_exclusive([(t.path, f.path) for t, f in zip(written, named, strict=True)])
+    return named
 
 
 def _unlink(path: str) -> None:

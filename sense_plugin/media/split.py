@@ -22,7 +22,7 @@ import av
 
 from sense_plugin.media.cutspec import CutCancelled, CutResult, PartFile, gaps_from
 from sense_plugin.media.sink import HashingSink
-from sense_plugin.outputpaths import TEMP_SUFFIX, output_name
+from sense_plugin.outputpaths import part_name, part_temporary
 from sense_plugin.safefs import rename_all_exclusive
 from sense_plugin.timestamps import creation_time_text
 
@@ -69,7 +69,7 @@ def split_file(path: str, result: CutResult, fmt: str, limit: int, device_name: 
         written: list[PartFile] = []
         try:  # a failure (cancel, full disk) deletes the parts written so far
             for number, part in enumerate(plan, 1):
-                tmp = f"{path}.p{number:03d}{TEMP_SUFFIX}"
+                tmp = part_temporary(path, number)
                 written.append(_write_part(path, tmp, part, fmt, part[0].start_us + archive,
                                            title, comment, should_stop))
                 if written[-1].size_bytes > limit and len(part) > 1:
@@ -138,8 +138,8 @@ def _plan(gops: list[_Gop], limit: int, part_overhead: int,
 def _part_path(path: str, number: int, part: PartFile, device_name: str, device_id: int,
                fmt: str) -> str:
     """``<device name>_<deviceid>_<first frame>_partNNN.ext`` beside ``path``."""
-    stem, ext = os.path.splitext(output_name(device_name, device_id, part.first_frame_us, fmt))
-    return os.path.join(os.path.dirname(path), f"{stem}_part{number:03d}{ext}")
+    return os.path.join(os.path.dirname(path),
+                        part_name(device_name, device_id, part.first_frame_us, fmt, number))
 
 
 def _write_part(path: str, tmp: str, part: list[_Gop], fmt: str, start_us: int, title: str,
