@@ -203,9 +203,9 @@ def cut_parts(request: CutRequest, limit: int, *, device_id: int,
 
     Returns the cut's result and the parts, named, in order. When everything fitted one file,
     the parts list is empty and that file has the plain name ``out_path`` (the result then
-    carries its size and hash). Raises like
-    :func:`remux.cut`; on any failure every part written is deleted. ``overhead`` overrides
-    the format's size allowance (tests force the re-split path with it).
+    carries its size and hash). Raises like :func:`remux.cut`; on any failure every part
+    written is deleted. ``overhead`` overrides the format's size allowance (tests force the
+    re-split path with it).
     """
     from sense_plugin.media.remux import OUTPUT_FORMATS, raise_translated
 

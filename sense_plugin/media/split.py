@@ -58,8 +58,8 @@ def split_file(path: str, result: CutResult, fmt: str, limit: int, device_name: 
     meanwhile leaves only names the export's clean-up knows) and all are given their final
     names at the end, never over an existing file: a part name that exists already (another
     device's part starting at the same keyframe) fails the split with -18 and deletes its
-    parts. With ``keep_temporary`` they keep the temporary names (``tmp`` in the facts) for
-    the caller to rename (their ``path``). ``path`` itself is left for the caller to delete.
+    parts. With ``keep_temporary`` they keep the temporary names (their ``path``) for the
+    caller to rename. ``path`` itself is left for the caller to delete.
     """
     gops, first_us = _index(path)
     archive = result.first_frame_us - first_us  # archive µs = file µs + this
