@@ -147,3 +147,29 @@ def test_a_re_split_part_holding_one_gop_over_the_limit_is_marked_oversize(
     assert len(parts) >= 4 and any(p.oversize for p in parts)
     assert [p.oversize for p in parts] == [p.size_bytes > limit for p in parts]
     assert all(p.gops == 1 for p in parts if p.oversize)
+
+
+def test_a_finished_cut_split_in_a_second_pass_gets_final_names(tmp_path: Path,
+                                                                 source: Any) -> None:
+    """The two-pass path (rendered or subtitled cuts): ``split_file`` names the parts
+    itself, beside the whole file, which it leaves for the caller."""
+    from sense_plugin.media.split import split_file
+
+    t0, t1 = MEDIA_T0_US + 300_000, MEDIA_T0_US + 11_500_000
+    whole_path = tmp_path / "whole.mp4"
+    whole = cut(CutRequest(SourceRange(source, t0, t1), str(whole_path), title="Cam",
+                           comment="export 3"), fsync=False)
+    parts = split_file(str(whole_path), whole, "mp4", LIMIT, "Cam", 7, "Cam", "export 3",
+                       lambda: False)
+    assert len(parts) >= 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["whole.mp4", *(p.name for p in parts)])
+    for number, part in enumerate(parts, 1):
+        assert part.path == str(tmp_path / part.name)
+        assert part.name.endswith(f"_part{number:03d}.mp4") and part.size_bytes <= LIMIT
+        check_file(Path(part.path), Claim.of_result(part),
+                   requested=(t0, t1) if number == len(parts) else None)
+        with av.open(part.path) as container:
+            assert container.metadata["title"] == "Cam"
+            assert container.metadata["comment"] == "export 3"
+    assert [d for p in parts for d in digests(Path(p.path))] == digests(whole_path)

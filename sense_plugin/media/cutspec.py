@@ -9,7 +9,7 @@ from sense_plugin import timestamps
 from sense_plugin.filemodel import FileInfo, Gap
 
 __all__ = ["GAP_TOLERANCE_US", "SEEK_MARGIN_US", "CutCancelled", "CutRequest", "CutResult", "Gap",
-           "PartFile", "SourceRange", "SourceSegment"]
+           "PartFile", "SourceRange", "SourceSegment", "file_metadata", "gaps_from"]
 
 #: Seek this far before the start so the keyframe at or before it is read (cut and render).
 SEEK_MARGIN_US = 5_000_000
@@ -106,6 +106,15 @@ class PartFile:
         return FileInfo(name=self.name, size_bytes=self.size_bytes, sha256=self.sha256,
                         first_frame_us=self.first_frame_us, last_frame_us=self.last_frame_us,
                         frame_count=self.frame_count, gaps=self.gaps, oversize=self.oversize)
+
+
+def file_metadata(first_us: int, title: str, comment: str) -> dict[str, str]:
+    """The container metadata of an output file (docs/exports.rst): ``creation_time`` of its
+    first frame, ``title`` (the device name) and ``comment`` (the export) where set."""
+    metadata = {"creation_time": timestamps.creation_time_text(first_us)}
+    metadata.update((key, value) for key, value in (("title", title), ("comment", comment))
+                    if value)
+    return metadata
 
 
 def gaps_from(gaps: tuple[Gap, ...], first_us: int, next_us: int | None) -> tuple[Gap, ...]:

@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 
 import av
 
-from sense_plugin.media.cutspec import CutCancelled, CutResult, PartFile, gaps_from
+from sense_plugin.media.cutspec import (
+    CutCancelled,
+    CutResult,
+    PartFile,
+    file_metadata,
+    gaps_from,
+)
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.outputpaths import part_name, part_temporary
 from sense_plugin.safefs import rename_all_exclusive
-from sense_plugin.timestamps import creation_time_text
 
 US = 1_000_000
 #: Container bytes allowed per packet and per part before the first retry.
@@ -155,9 +160,7 @@ def _write_part(path: str, tmp: str, part: list[_Gop], fmt: str, start_us: int, 
     try:
         with sink, av.open(path) as source:
             with av.open(sink, "w", format=muxer, options=options) as output:
-                output.metadata.update({"creation_time": creation_time_text(start_us),
-                                        **({"title": title} if title else {}),
-                                        **({"comment": comment} if comment else {})})
+                output.metadata.update(file_metadata(start_us, title, comment))
                 _copy(source, output, first, end, should_stop)
             if fmt == "mp4":
                 sink.finish_mp4_header()
