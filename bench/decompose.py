@@ -28,6 +28,7 @@ from bench.archive import LONG_ID, ensure_archive
 from bench.floor import copy_hash_sync
 from bench.report import sha_support
 from bench.throughput import OUT_DIR, RANGE_S, segments_for
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.media.sourceopen import open_source
 
@@ -68,7 +69,7 @@ def main() -> None:
 
     def cut_with(fsync: bool) -> Callable[[], object]:
         def run() -> None:
-            cut(CutRequest(segs, lo, hi, str(out)), fsync=fsync)
+            cut(CutRequest(SourceRange(segs, lo, hi), str(out)), fsync=fsync)
             out.unlink()
         return run
 
@@ -93,7 +94,7 @@ def main() -> None:
         "sha256 of the output alone": lambda: hashlib.sha256(data).hexdigest(),
         "write+fsync of the output alone": write_fsync,
     }
-    cut(CutRequest(segs, lo, hi, str(out)))
+    cut(CutRequest(SourceRange(segs, lo, hi), str(out)))
     data = out.read_bytes()
     out.unlink()
     times: dict[str, list[float]] = {name: [] for name in steps}

@@ -45,6 +45,7 @@ import av
 from bench.report import machine
 from sense_plugin.archive.recorder import Recorder
 from sense_plugin.media.audio import AacTranscoder
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.naming import parse_segment_filename
 
@@ -360,7 +361,8 @@ def _export_newest(recorders: Recorders, root: Path, number: int) -> bool:
     end = sources[-1].end_us - 200_000
     out = root / f"export-{number}.mp4"
     try:
-        cut(CutRequest(tuple(sources), end - 10_000_000, end, str(out), "mp4"), fsync=False)
+        cut(CutRequest(SourceRange(tuple(sources), end - 10_000_000, end), str(out), "mp4"),
+            fsync=False)
     except Exception as exc:  # a soak counts failures instead of stopping
         print("export failed:", exc)
         return False

@@ -79,7 +79,7 @@ def run_ours(source: Path, out: Path, seconds: int) -> dict[str, float]:
 
 
 def _render_child(source: str, out: str, seconds: str) -> None:
-    from sense_plugin.media.cutspec import SourceSegment
+    from sense_plugin.media.cutspec import SourceRange, SourceSegment
     from sense_plugin.media.rendering import RenderRequest
     from sense_plugin.media.renderoptions import Comment, Mask, Rect, RenderOptions, Timestamp
     from sense_plugin.media.renderrun import render
@@ -88,8 +88,8 @@ def _render_child(source: str, out: str, seconds: str) -> None:
     options = RenderOptions(
         timestamp=Timestamp(fmt="%Y-%m-%d %H:%M:%S"), comment=Comment(text="Case 4711"),
         masks=tuple(Mask(Rect(*m), "solid") for m in MASKS), quality="medium")
-    render(RenderRequest((SourceSegment(source, T0_US, end_us),), T0_US, end_us, out, "mp4",
-                         options, preset="medium"), fsync=False)
+    source_range = SourceRange((SourceSegment(source, T0_US, end_us),), T0_US, end_us)
+    render(RenderRequest(source_range, out, "mp4", options, preset="medium"), fsync=False)
 
 
 def run_ffmpeg(source: Path, out: Path) -> dict[str, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sense_plugin.archive import demo
-from sense_plugin.media.cutspec import CutRequest, SourceSegment
+from sense_plugin.media.cutspec import CutRequest, SourceRange, SourceSegment
 from sense_plugin.media.parts import cut_parts
 from sense_plugin.media.remux import cut
 from sense_plugin.media.split import split_file
@@ -58,18 +58,20 @@ def payload_of(path: Path) -> tuple[int, int]:
 
 
 def two_pass(segments: tuple[SourceSegment, ...], out: Path, fmt: str) -> tuple[int, list[int]]:
-    request = CutRequest(segments, T0_US, T0_US + SECONDS * 10**6, str(out), fmt, title="SPLIT")
+    request = CutRequest(SourceRange(segments, T0_US, T0_US + SECONDS * 10**6), str(out), fmt,
+                         title="SPLIT")
     result = cut(request, fsync=False)
     parts = split_file(str(out), result, fmt, LIMIT, "SPLIT", 1, "SPLIT", "", lambda: False)
     whole = out.stat().st_size
     out.unlink()
-    return whole + sum(p["size_bytes"] for p in parts), [p["size_bytes"] for p in parts]
+    return whole + sum(p.size_bytes for p in parts), [p.size_bytes for p in parts]
 
 
 def one_pass(segments: tuple[SourceSegment, ...], out: Path, fmt: str) -> tuple[int, list[int]]:
-    request = CutRequest(segments, T0_US, T0_US + SECONDS * 10**6, str(out), fmt, title="SPLIT")
+    request = CutRequest(SourceRange(segments, T0_US, T0_US + SECONDS * 10**6), str(out), fmt,
+                         title="SPLIT")
     _, parts = cut_parts(request, LIMIT, device_id=1, fsync=False)
-    sizes = [p["size_bytes"] for p in parts]
+    sizes = [p.size_bytes for p in parts]
     return sum(sizes), sizes
 
 

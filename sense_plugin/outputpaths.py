@@ -48,6 +48,25 @@ def output_name(device_name: str, device_id: int, start_us: int, fmt: str) -> st
     return f"{device_prefix(device_name, device_id)}{format_compact(start_us)}{FORMATS[fmt]}"
 
 
+def part_name(device_name: str, device_id: int, start_us: int, fmt: str, number: int) -> str:
+    """``<device name>_<deviceid>_<UTC start>_partNNN.<ext>``: file ``number`` (from 1) of a
+    device's output split by size or by a change of parameters."""
+    stem, ext = os.path.splitext(output_name(device_name, device_id, start_us, fmt))
+    return f"{stem}_part{number:03d}{ext}"
+
+
+def part_temporary(planned_path: str, number: int) -> str:
+    """``<planned>.pNNN.part``: where file ``number`` of a split or per-run cut is written
+    until every file of the cut is done and named. A killed worker leaves only names that
+    start ``<planned>.p`` and end ``.part``, which the export's clean-up deletes."""
+    return f"{planned_path}.p{number:03d}{TEMP_SUFFIX}"
+
+
+def is_part_temporary(name: str, planned: str) -> bool:
+    """A name :func:`part_temporary` (or a cut or split writing under it) gives ``planned``."""
+    return name.startswith(planned + ".p") and name.endswith(TEMP_SUFFIX)
+
+
 def device_prefix(device_name: str, device_id: int) -> str:
     """``<device name>_<deviceid>_``: how every file a device writes into an export begins
     (its outputs, parts and their temporary files)."""

@@ -15,6 +15,7 @@ import corpus
 import pytest
 from oracle import Claim, check_file
 
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, CutResult, SourceSegment, cut
 
 FORMATS = ("mp4", "mkv", "ts")
@@ -55,7 +56,7 @@ def footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Footage]:
 
 
 def export(item: Footage, out: Path, fmt: str) -> CutResult:
-    return cut(CutRequest(item.sources, START_US, END_US, str(out), fmt), fsync=False)
+    return cut(CutRequest(SourceRange(item.sources, START_US, END_US), str(out), fmt), fsync=False)
 
 
 @dataclass
@@ -135,7 +136,7 @@ def test_export_metadata(footage: dict[str, Footage], tmp_path: Path, fmt: str) 
     """creation_time = archive time of the first frame, title and comment as requested."""
     item = footage["h264-pcmu-mkv"]
     out = tmp_path / f"out.{fmt}"
-    cut(CutRequest(item.sources, START_US, END_US, str(out), fmt, title="Entrance",
+    cut(CutRequest(SourceRange(item.sources, START_US, END_US), str(out), fmt, title="Entrance",
                    comment="export 42 Night shift"), fsync=False)
     with av.open(str(out)) as container:
         metadata = {k.lower(): v for k, v in container.metadata.items()}
@@ -183,7 +184,7 @@ def test_a_missing_segment_after_the_end_costs_nothing(footage: dict[str, Footag
     gone = SourceSegment(str(tmp_path / "deleted.ts"), item.sources[2].start_us,
                          item.sources[2].end_us)
     sources = (*item.sources[:2], gone)
-    result = cut(CutRequest(sources, START_US, end_us, str(tmp_path / "out.mp4"), "mp4"),
-                 fsync=False)
+    result = cut(CutRequest(SourceRange(sources, START_US, end_us), str(tmp_path / "out.mp4"),
+                            "mp4"), fsync=False)
     assert result.frame_count == len(corpus.truth(
         [Path(s.path) for s in item.sources], START_US, end_us).frames_us)

@@ -17,7 +17,7 @@ from lxml import etree
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.renderxml import parse_render
-from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.cutspec import SourceRange, SourceSegment
 from sense_plugin.media.overlay import TextPainter, split_planes
 from sense_plugin.media.rendering import RenderRequest
 from sense_plugin.media.renderoptions import Comment, Mask, Rect, RenderOptions, Timestamp
@@ -39,9 +39,8 @@ def segments(make_segments: MakeSegments) -> tuple[SourceSegment, ...]:
 def run_render(segments: tuple[SourceSegment, ...], tmp_path: Path, options: RenderOptions,
                start_s: float = 1.05, end_s: float = 4.55, fmt: str = "mp4") -> Any:
     out = tmp_path / f"out.{fmt}"
-    result = render(RenderRequest(segments, MEDIA_T0_US + int(start_s * US),
-                                  MEDIA_T0_US + int(end_s * US), str(out), fmt, options,
-                                  {"title": "CAM"}))
+    source = SourceRange(segments, MEDIA_T0_US + int(start_s * US), MEDIA_T0_US + int(end_s * US))
+    result = render(RenderRequest(source, str(out), fmt, options, {"title": "CAM"}))
     return out, result
 
 

@@ -102,7 +102,7 @@ def test_a_cut_waiting_past_its_end_still_reports_progress(
     """The parent's stall watchdog needs changing figures while the last segment is awaited."""
     import threading
 
-    from sense_plugin.media.cutspec import CutRequest, SourceSegment
+    from sense_plugin.media.cutspec import CutRequest, SourceRange, SourceSegment
     from sense_plugin.media.follow import Feed, follow_cut
 
     t0 = now_us() - 3 * S
@@ -111,8 +111,9 @@ def test_a_cut_waiting_past_its_end_still_reports_progress(
     feed.add([SourceSegment(str(clip), t0, t0 + 2 * S)], False)
     reports: list[int] = []
     threading.Timer(2.0, lambda: feed.add([], True)).start()  # "no more segments", later
-    result = follow_cut(CutRequest((), t0, t0 + 2_500_000, str(tmp_path / "out.mp4")), feed,
-                        lambda: False, on_progress=lambda done, _: reports.append(done))
+    result = follow_cut(CutRequest(SourceRange((), t0, t0 + 2_500_000),
+                                   str(tmp_path / "out.mp4")), feed, lambda: False,
+                        on_progress=lambda done, _: reports.append(done))
     assert result.frame_count == 20
     waiting = [r for r in reports if r > 2_500_000]  # reported after the range's end
     assert len(waiting) >= 2 and waiting == sorted(set(waiting))

@@ -19,6 +19,7 @@ import corpus
 import pytest
 from aiohttp import web
 
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.naming import parse_segment_filename
 
@@ -94,8 +95,8 @@ def export_40s(tmp_path: Path, subtitles: bool = False) -> tuple[Path, float]:
     sources = tuple(SourceSegment(str(p), *corpus.segment_span(p, parse_segment_filename(p.name)
                                                                 or 0)) for p in segments)
     out = tmp_path / "out.mp4"
-    result = cut(CutRequest(sources, corpus.T0, corpus.T0 + 40_000_000, str(out), "mp4",
-                            subtitles=subtitles), fsync=False)
+    result = cut(CutRequest(SourceRange(sources, corpus.T0, corpus.T0 + 40_000_000), str(out),
+                            "mp4", subtitles=subtitles), fsync=False)
     return out, result.frame_count * corpus.FRAME_US / 1e6
 
 

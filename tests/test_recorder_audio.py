@@ -17,6 +17,7 @@ import corpus
 import pytest
 
 from sense_plugin.archive.recorder import BACKOFF_MAX_S, Recorder
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 
 CASES = {c.name: c for c in corpus.CASES}
@@ -101,5 +102,6 @@ def test_an_unknown_audio_codec_is_dropped_with_one_warning(
     start = corpus.T0
     source = SourceSegment(str(clip), start, start + 6_000_000)
     out = tmp_path / "out.mp4"
-    result = cut(CutRequest((source,), start, start + 3_000_000, str(out), "mp4"), fsync=False)
+    result = cut(CutRequest(SourceRange((source,), start, start + 3_000_000), str(out), "mp4"),
+                 fsync=False)
     assert result.frame_count == 75 and result.audio_packets == 0

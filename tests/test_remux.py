@@ -13,6 +13,7 @@ from fsfull import file_size_limit
 
 from sense_plugin import naming
 from sense_plugin.errors import MediaError, NoRecordError, StorageError
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutCancelled, CutRequest, CutResult, Gap, SourceSegment, cut
 from sense_plugin.timestamps import GAP_TOLERANCE_US
 
@@ -85,7 +86,7 @@ def video_dts(path: str) -> list[int]:
 def run_cut(tmp_path: Path, paths: Sequence[Path], start_us: int, end_us: int,
             fmt: str = "mp4", **kwargs: object) -> tuple[str, CutResult]:
     out = str(tmp_path / f"export.{fmt}")
-    result = cut(CutRequest(sources(paths), start_us, end_us, out, fmt), **kwargs)  # type: ignore[arg-type]
+    result = cut(CutRequest(SourceRange(sources(paths), start_us, end_us), out, fmt), **kwargs)  # type: ignore[arg-type]
     return out, result
 
 
@@ -175,7 +176,7 @@ def test_gap_before_the_first_gop_is_not_reported(tmp_path: Path, gapped: list[P
     before, *after = sources(gapped)[1:]
     segments = (SourceSegment(before.path, before.start_us, T0 + 8 * S), *after)
     out = str(tmp_path / "export.mp4")
-    result = cut(CutRequest(segments, T0 + 6_500_000, T0 + 7_500_000, out))
+    result = cut(CutRequest(SourceRange(segments, T0 + 6_500_000, T0 + 7_500_000), out))
     check_export(out, result, gapped, "mp4", frame_times(6.0, 7.5))
     assert result.gaps == ()
 
@@ -297,5 +298,5 @@ def test_missing_source_is_a_media_error(tmp_path: Path, archive: list[Path]) ->
     segments = (*sources(archive), gone)
     out = str(tmp_path / "export.mp4")
     with pytest.raises(MediaError, match="gone.mp4"):
-        cut(CutRequest(segments, T0, T0 + 8 * S, out))
+        cut(CutRequest(SourceRange(segments, T0, T0 + 8 * S), out))
     assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ from fsfull import file_size_limit
 from sense_plugin import naming
 from sense_plugin.errors import StorageError
 from sense_plugin.media import sinkwork
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.media.sink import HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
@@ -206,8 +207,8 @@ def test_a_cut_swapped_before_its_rename_names_the_file_it_wrote(
     out = tmp_path / f"out.{fmt}"
     stash = tmp_path / "moved-away"
     _swap_after_last_write(monkeypatch, Path(f"{out}.part"), stash)
-    result = cut(CutRequest(tuple(sources), sources[0].start_us, sources[-1].end_us, str(out),
-                            fmt))
+    result = cut(CutRequest(SourceRange(tuple(sources), sources[0].start_us, sources[-1].end_us),
+                            str(out), fmt))
     assert stash.exists(), "the swap did not happen"
     written, forged = stash.stat(), out.stat()
     assert result.sha256 == file_sha256(stash) != file_sha256(out)

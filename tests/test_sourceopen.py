@@ -4,6 +4,7 @@ and a cut writes the same bytes as with every segment fully probed."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ffmpegtools import ffmpeg
 
 from sense_plugin.media import bitstream as bs
 from sense_plugin.media import cutter
+from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.media.sourceopen import open_source
 
@@ -73,12 +75,13 @@ def test_a_cut_writes_the_same_bytes_as_with_every_segment_probed(
     sources = [_clip(tmp_path / f"seg{i}.mp4", "-metadata", f"title={i}") for i in range(3)]
     segments = tuple(SourceSegment(str(p), T0 + i * 3 * S, T0 + (i + 1) * 3 * S)
                      for i, p in enumerate(sources))
-    request = CutRequest(segments, T0 + S, T0 + 8 * S, str(tmp_path / f"light.{fmt}"), fmt=fmt)
+    request = CutRequest(SourceRange(segments, T0 + S, T0 + 8 * S),
+                         str(tmp_path / f"light.{fmt}"), fmt=fmt)
     light = cut(request, fsync=False)
     monkeypatch.setattr(cutter, "open_source",
                         lambda path, header_only: open_source(path, header_only=False))
-    probed = cut(CutRequest(segments, T0 + S, T0 + 8 * S, str(tmp_path / f"probed.{fmt}"),
-                            fmt=fmt), fsync=False)
+    probed = cut(dataclasses.replace(request, out_path=str(tmp_path / f"probed.{fmt}")),
+                 fsync=False)
     assert light.frame_count == probed.frame_count > 150
     assert light.sha256 == probed.sha256
     assert (tmp_path / f"light.{fmt}").read_bytes() == (tmp_path / f"probed.{fmt}").read_bytes()

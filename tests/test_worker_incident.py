@@ -12,7 +12,7 @@ import pytest
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.pool import WorkerProcess
-from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.cutspec import SourceRange, SourceSegment
 from sense_plugin.media.exportoptions import ExportOptions
 from sense_plugin.media.messages import CutJob
 
@@ -21,8 +21,9 @@ async def test_unexpected_failure_is_logged_with_an_incident_id(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     proc = WorkerProcess(multiprocessing.get_context("forkserver"))
-    payload = CutJob(segments=(SourceSegment(12345, 0, 10_000_000),),  # type: ignore[arg-type]
-                     start_us=1_000_000, end_us=2_000_000, fmt="mkv",
+    source = SourceRange((SourceSegment(12345, 0, 10_000_000),),  # type: ignore[arg-type]
+                         1_000_000, 2_000_000)
+    payload = CutJob(source=source, fmt="mkv",
                      out_path=str(tmp_path / "out.mkv"), name="out.mkv", bandwidth_kbps=0,
                      device_id=1, title="Cam", comment="", options=ExportOptions())
     try:

@@ -16,7 +16,7 @@ from sense_plugin.errors import GeneralError, PathNotAllowedError, StorageError
 from sense_plugin.export.manifest import MANIFEST_NAME
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.media.messages import Written
-from sense_plugin.outputpaths import TEMP_SUFFIX, device_prefix, output_name
+from sense_plugin.outputpaths import TEMP_SUFFIX, device_prefix, is_part_temporary, output_name
 from sense_plugin.signing import SIGNATURE_NAME
 
 FREE_SPACE_RESERVE_BYTES = 16 * 1024 * 1024
@@ -29,9 +29,7 @@ def job_file_name(export: Export, job: Job) -> str:
     A snapshot's planned name carries the requested instant; once written, the file's own
     name (the shown frame's time) is the job's.
     """
-    if job.file is not None:
-        return job.file.name
-    return output_name(job.device_name, job.device_id, job.start_us, export.fmt)
+    return job.file.name if job.file is not None else planned_name(export, job)
 
 
 def planned_name(export: Export, job: Job) -> str:
@@ -58,8 +56,7 @@ def open_job_directory(export: Export, job: Job, roots: tuple[Path, ...],
     except OSError as exc:
         raise StorageError(f"cannot open the export directory: {exc.strerror}") from None
     try:
-        safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
-        _remove_part_temps(fd, planned_name(export, job))
+        _remove_temporaries(fd, planned_name(export, job))
         vfs = os.fstatvfs(fd)
     except BaseException:
         os.close(fd)
@@ -126,8 +123,7 @@ def remove_partial(export: Export, job: Job, roots: tuple[Path, ...]) -> None:
     with contextlib.suppress(OSError, PathNotAllowedError), \
             safefs.opened_dir(export.directory, roots) as fd:
         planned = planned_name(export, job)
-        safefs.unlink_quietly(fd, planned + TEMP_SUFFIX)
-        _remove_part_temps(fd, planned)
+        _remove_temporaries(fd, planned)
         listed = {info.name for other in export.jobs for info in other.files}
         if not export.options.snapshot and planned not in listed:
             safefs.unlink_quietly(fd, planned)
@@ -167,12 +163,13 @@ def remove_leftovers(export: Export, roots: tuple[Path, ...]) -> list[str]:
     return sorted(removed)
 
 
-def _remove_part_temps(dir_fd: int, planned: str) -> None:
-    """Delete the temporary parts a split cut interrupted hard left (``<planned>.pNNN.part``,
-    media/parts.py)."""
-    prefix = planned + ".p"
+def _remove_temporaries(dir_fd: int, planned: str) -> None:
+    """Delete what a run of a job interrupted hard left under its planned name: its one
+    temporary file and those of a split or per-run cut (``<planned>.pNNN.part`` and what was
+    written under them, docs/exports.rst "Worker records")."""
+    safefs.unlink_quietly(dir_fd, planned + TEMP_SUFFIX)
     for name in os.listdir(dir_fd):
-        if name.startswith(prefix) and name.endswith(TEMP_SUFFIX):
+        if is_part_temporary(name, planned):
             safefs.unlink_quietly(dir_fd, name)
 
 
@@ -184,8 +181,7 @@ def remove_export_files(export: Export, roots: tuple[Path, ...]) -> None:
             for info in job.files:
                 safefs.unlink_quietly(fd, info.name)
             safefs.unlink_quietly(fd, job_file_name(export, job))
-            safefs.unlink_quietly(fd, planned_name(export, job) + TEMP_SUFFIX)
-            _remove_part_temps(fd, planned_name(export, job))
+            _remove_temporaries(fd, planned_name(export, job))
         safefs.unlink_quietly(fd, MANIFEST_NAME)
         safefs.unlink_quietly(fd, SIGNATURE_NAME)
     safefs.remove_empty_dirs(export.directory, roots)

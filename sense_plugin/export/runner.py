@@ -26,7 +26,7 @@ from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Export, Job
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
 from sense_plugin.filemodel import NO_RECORDING, FileInfo
-from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.cutspec import SourceRange, SourceSegment
 from sense_plugin.media.messages import CutJob, Done
 from sense_plugin.media.remux import BUFFER_BYTES
 
@@ -254,8 +254,9 @@ class JobRunner:
         out_path = (safefs.proc_path(dir_fd, name) if _PROC
                     else str(export.directory / name))
         cut_job = CutJob(
-            segments=tuple(SourceSegment(s.path_text, s.start_us, s.end_us) for s in segments),
-            start_us=start_us, end_us=end_us, fmt=export.fmt, out_path=out_path, name=name,
+            source=SourceRange(tuple(SourceSegment(s.path_text, s.start_us, s.end_us)
+                                     for s in segments), start_us, end_us),
+            fmt=export.fmt, out_path=out_path, name=name,
             bandwidth_kbps=self._share_kbps(export, extra=1), device_id=job.device_id,
             title=job.device_name, comment=f"export {export.export_id} {export.name}".rstrip(),
             options=export.options.for_device(job.index), export_id=export.export_id,

@@ -52,7 +52,7 @@ class Cutter:
         should_finish: Callable[[], bool] | None = None,
     ) -> None:
         self.request = request
-        self.t0, self.t1 = request.start_us, request.end_us
+        self.t0, self.t1 = request.source.start_us, request.source.end_us
         self.should_stop = should_stop
         self.outputs = Outputs(output, request.fmt, request.audio, request.subtitles)
         self.timeline = OutputTimeline(output, self.outputs, on_progress, interval_s,
@@ -74,7 +74,7 @@ class Cutter:
     def run(self) -> None:
         """Read the overlapping segments in time order until the end of the range."""
         segments = sorted(
-            (s for s in self.request.segments
+            (s for s in self.request.source.segments
              if s.end_us > self.t0 and s.start_us < self.t1 + AUDIO_TAIL_US),
             key=lambda s: s.start_us,
         )

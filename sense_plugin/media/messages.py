@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sense_plugin.filemodel import FileInfo
-from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.cutspec import SourceRange, SourceSegment
 from sense_plugin.media.exportoptions import ExportOptions
 from sense_plugin.outputpaths import TEMP_SUFFIX
 
@@ -24,9 +24,7 @@ __all__ = ["TEMP_SUFFIX", "Cancel", "Cancelled", "Control", "CutJob", "Done", "F
 class CutJob:
     """Cut (or grab, or render) one device's range into ``out_path``."""
 
-    segments: tuple[SourceSegment, ...]
-    start_us: int
-    end_us: int
+    source: SourceRange
     fmt: str
     #: Where the planned file goes (a ``/proc/self/fd/N/name`` path through the directory
     #: descriptor the server holds); written as ``out_path + TEMP_SUFFIX`` until complete.

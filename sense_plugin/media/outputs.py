@@ -13,8 +13,8 @@ import av
 from sense_plugin.errors import ParametersChangedError
 from sense_plugin.media import bitstream as bs
 from sense_plugin.media.audio import AacTranscoder, can_copy
+from sense_plugin.media.cutspec import file_metadata
 from sense_plugin.media.subtitles import TimestampTrack
-from sense_plugin.timestamps import creation_time_text
 
 
 class Outputs:
@@ -65,12 +65,7 @@ class Outputs:
 
     def write_metadata(self, first_us: int, title: str, comment: str) -> None:
         """Set before the first packet: the muxer writes the header with it."""
-        metadata = self.output.metadata
-        metadata["creation_time"] = creation_time_text(first_us)
-        if title:
-            metadata["title"] = title
-        if comment:
-            metadata["comment"] = comment
+        self.output.metadata.update(file_metadata(first_us, title, comment))
 
     def _audio_output(self, ain: av.AudioStream) -> av.AudioStream:
         """A copy of the source's audio stream, or AAC where the container cannot carry it."""

@@ -22,17 +22,17 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import av
 
 from sense_plugin.media.bitstream import Packet
-from sense_plugin.media.cutspec import CutRequest, CutResult
+from sense_plugin.media.cutspec import CutRequest, CutResult, PartFile, gaps_from
 from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.media.throttle import TokenBucket
-from sense_plugin.outputpaths import output_name
+from sense_plugin.outputpaths import part_name, part_temporary
 from sense_plugin.safefs import rename_all_exclusive
 from sense_plugin.timestamps import creation_time_text
 
@@ -65,7 +65,8 @@ class _Part:
     estimate: int = 0
     frames: int = 0
     last_us: int = 0
-    facts: dict[str, Any] = field(default_factory=dict)
+    #: What was written, once closed (its last frame is the cut's for the last part).
+    file: PartFile | None = None
 
 
 class PartOutput:
@@ -104,8 +105,7 @@ class PartOutput:
 
     @property
     def bytes_written(self) -> int:
-        done: int = sum(p.facts["size_bytes"] for p in self.done)
-        return done + self.part.sink.bytes_written
+        return sum(p.sink.size_bytes for p in self.done) + self.part.sink.bytes_written
 
     def finish(self) -> None:
         """Write the held GOP and close the last part (call once the cut has run)."""
@@ -158,7 +158,7 @@ class PartOutput:
 
     def _open(self, first_us: int, shift_us: int, previous: _Part | None = None) -> _Part:
         self._opened += 1
-        tmp = f"{self.request.out_path}.p{self._opened:03d}.part"
+        tmp = part_temporary(self.request.out_path, self._opened)
         fragmented = self.request.fmt == "mp4"
         sink = HashingSink(tmp, throttle=self._throttle, should_stop=self._should_stop,
                            fsync=self._fsync, hash_while_writing=self.request.fmt != "mkv",
@@ -186,12 +186,9 @@ class PartOutput:
             part.sink.finish_mp4_header()
         part.sink.close()
         dev, ino = part.sink.identity
-        part.facts = {"size_bytes": part.sink.size_bytes, "sha256": part.sink.sha256,
-                      "file_dev": dev, "file_ino": ino}
+        part.file = PartFile(part.tmp, part.sink.size_bytes, part.sink.sha256, dev, ino,
+                             part.first_us, part.last_us, part.frames, part.gops)
         self.done.append(part)
-
-
-Resplit = Callable[[str, CutResult, int], list[dict[str, Any]]]
 
 
 def cut_parts(request: CutRequest, limit: int, *, device_id: int,
@@ -201,14 +198,14 @@ def cut_parts(request: CutRequest, limit: int, *, device_id: int,
               should_finish: Callable[[], bool] | None = None,
               progress_interval_s: float = 0.2, fsync: bool = True,
               overhead: tuple[int, int, float] | None = None,
-              ) -> tuple[CutResult, list[dict[str, Any]]]:
+              ) -> tuple[CutResult, list[PartFile]]:
     """Cut ``request`` into parts of at most ``limit`` bytes in one pass.
 
-    Returns the cut's result and the parts' facts (name, size, SHA-256, times, frames, gaps,
-    ``oversize``). When everything fitted one file, the parts list is empty and that file has
-    the plain name ``out_path`` (the result then carries its size and hash). Raises like
-    :func:`remux.cut`; on any failure every part written is deleted. ``overhead`` overrides
-    the format's size allowance (tests force the re-split path with it).
+    Returns the cut's result and the parts, named, in order. When everything fitted one file,
+    the parts list is empty and that file has the plain name ``out_path`` (the result then
+    carries its size and hash). Raises like :func:`remux.cut`; on any failure every part
+    written is deleted. ``overhead`` overrides the format's size allowance (tests force the
+    re-split path with it).
     """
     from sense_plugin.media.remux import OUTPUT_FORMATS, raise_translated
 
@@ -239,32 +236,31 @@ def cut_parts(request: CutRequest, limit: int, *, device_id: int,
 
 
 def _entries(done: list[_Part], result: CutResult, request: CutRequest, device_id: int,
-             limit: int, should_stop: Callable[[], bool]) -> list[dict[str, Any]]:
-    """One dict per finished part file, in order; a part over the limit with more than one
-    GOP (the estimate fell short) is split again from its own file."""
+             limit: int, should_stop: Callable[[], bool]) -> list[PartFile]:
+    """Every finished part file, in order, under its temporary name; a part over the limit
+    with more than one GOP (the estimate fell short) is split again from its own file."""
     from sense_plugin.media.split import split_file
 
-    done[0].first_us = result.first_frame_us
-    entries: list[dict[str, Any]] = []
+    entries: list[PartFile] = []
     for number, part in enumerate(done):
-        last = result.last_frame_us if number == len(done) - 1 else part.last_us
-        entry = {**part.facts, "tmp": part.tmp, "first_frame_us": part.first_us,
-                 "last_frame_us": last, "frame_count": part.frames, "gops": part.gops}
-        if entry["size_bytes"] <= limit or part.gops == 1:
+        assert part.file is not None  # closed
+        entry = dataclasses.replace(
+            part.file, first_frame_us=result.first_frame_us if number == 0 else part.first_us,
+            last_frame_us=result.last_frame_us if number == len(done) - 1 else part.last_us)
+        if entry.size_bytes <= limit or entry.gops == 1:
             entries.append(entry)
             continue
-        sub = CutResult(part.first_us, last, part.frames, 0, (), entry["size_bytes"], "")
-        pieces = split_file(part.tmp, sub, request.fmt, limit, request.title, device_id,
+        sub = CutResult(entry.first_frame_us, entry.last_frame_us, entry.frame_count, 0, (),
+                        entry.size_bytes, "")
+        pieces = split_file(entry.path, sub, request.fmt, limit, request.title, device_id,
                             request.title, request.comment, should_stop, keep_temporary=True)
-        os.unlink(part.tmp)
-        for piece in pieces:
-            piece.pop("name")
-            entries.append({**piece, "gops": 2})
+        os.unlink(entry.path)
+        entries.extend(pieces)
     return entries
 
 
-def _name(entries: list[dict[str, Any]], result: CutResult, request: CutRequest,
-          device_id: int, limit: int) -> tuple[CutResult, list[dict[str, Any]]]:
+def _name(entries: list[PartFile], result: CutResult, request: CutRequest,
+          device_id: int, limit: int) -> tuple[CutResult, list[PartFile]]:
     """Final names (plain for one part, else ``_partNNN``), gaps per part, oversize.
 
     A name is given only if nothing has it yet: a part of another device of the export that
@@ -273,24 +269,19 @@ def _name(entries: list[dict[str, Any]], result: CutResult, request: CutRequest,
     """
     if len(entries) == 1:
         only = entries[0]
-        rename_all_exclusive([(only.pop("tmp"), request.out_path)])
-        return dataclasses.replace(result, size_bytes=only["size_bytes"], sha256=only["sha256"],
-                                   file_dev=only["file_dev"], file_ino=only["file_ino"]), []
+        rename_all_exclusive([(only.path, request.out_path)])
+        return dataclasses.replace(result, size_bytes=only.size_bytes, sha256=only.sha256,
+                                   file_dev=only.file_dev, file_ino=only.file_ino), []
     directory = os.path.dirname(request.out_path)
-    named: list[tuple[dict[str, Any], str]] = []
-    for number, entry in enumerate(entries, 1):
-        stem, ext = os.path.splitext(output_name(request.title, device_id,
-                                                 entry["first_frame_us"], request.fmt))
-        named.append((entry, os.path.join(directory, f"{stem}_part{number:03d}{ext}")))
-    rename_all_exclusive([(entry.pop("tmp"), path) for entry, path in named])
-    parts: list[dict[str, Any]] = []
-    for number, (entry, path) in enumerate(named, 1):
-        name = os.path.basename(path)
-        nxt = entries[number]["first_frame_us"] if number < len(entries) else None
-        entry.update(name=name, oversize=entry.pop("gops") == 1 and entry["size_bytes"] > limit,
-                     gaps=[{"start_us": g.start_us, "end_us": g.end_us} for g in result.gaps
-                           if entry["first_frame_us"] <= g.start_us
-                           and (nxt is None or g.start_us < nxt)])
-        parts.append(entry)
+    paths = [os.path.join(directory, part_name(request.title, device_id, entry.first_frame_us,
+                                               request.fmt, number))
+             for number, entry in enumerate(entries, 1)]
+    rename_all_exclusive([(entry.path, path) for entry, path in zip(entries, paths,
+                                                                    strict=True)])
+    parts: list[PartFile] = []
+    for number, (entry, path) in enumerate(zip(entries, paths, strict=True), 1):
+        nxt = entries[number].first_frame_us if number < len(entries) else None
+        parts.append(dataclasses.replace(
+            entry, path=path, oversize=entry.gops == 1 and entry.size_bytes > limit,
+            gaps=gaps_from(result.gaps, entry.first_frame_us, nxt)))
     return result, parts
-

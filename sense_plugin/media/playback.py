@@ -14,7 +14,7 @@ from collections.abc import Callable
 import av
 
 from sense_plugin.errors import MediaError, SenseError
-from sense_plugin.media.cutspec import CutCancelled, CutRequest, SourceSegment
+from sense_plugin.media.cutspec import CutCancelled, CutRequest, SourceRange, SourceSegment
 from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.sink import WriteCancelled
 
@@ -58,8 +58,8 @@ def stream_range(segments: tuple[SourceSegment, ...], start_us: int, end_us: int
     Raises :class:`~sense_plugin.errors.NoRecordError` when no video lies in the range,
     :class:`CutCancelled` once the reader is gone, :class:`MediaError` for unreadable sources.
     """
-    request = CutRequest(segments=segments, start_us=start_us, end_us=end_us, out_path="",
-                         fmt="mp4", title=title)
+    request = CutRequest(SourceRange(segments, start_us, end_us), out_path="", fmt="mp4",
+                         title=title)
     try:
         with av.open(sink, "w", format="mp4", options={"movflags": MOVFLAGS},
                      buffer_size=CHUNK_BYTES) as output:

@@ -64,7 +64,7 @@ def cut(
     :class:`StorageError` when the disk is full, and :class:`MediaError` for unreadable
     sources or muxer failures.
     """
-    if request.fmt not in OUTPUT_FORMATS or request.end_us <= request.start_us:
+    if request.fmt not in OUTPUT_FORMATS or request.source.end_us <= request.source.start_us:
         raise ValueError(f"bad cut request: format {request.fmt!r}, empty or reversed range")
     muxer, options = OUTPUT_FORMATS[request.fmt]
     # A text track in fragmented MP4 aborts FFmpeg 6's muxer (movenc next_dts assertion):

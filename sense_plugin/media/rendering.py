@@ -23,6 +23,7 @@ from sense_plugin.media.cutspec import (
     CutCancelled,
     CutResult,
     Gap,
+    SourceRange,
     SourceSegment,
 )
 from sense_plugin.media.filters import FrameFilter
@@ -44,11 +45,9 @@ class _Stop(Exception):
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """Render ``[start_us, end_us)`` of ``segments`` into ``out_path`` as ``fmt``."""
+    """Render ``source`` into ``out_path`` as ``fmt``."""
 
-    segments: tuple[SourceSegment, ...]
-    start_us: int
-    end_us: int
+    source: SourceRange
     out_path: str
     fmt: str
     options: RenderOptions
@@ -86,9 +85,9 @@ class Renderer:
     # -- driving ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        request = self.request
-        segments = sorted((s for s in request.segments
-                           if s.end_us > request.start_us and s.start_us < request.end_us),
+        source = self.request.source
+        segments = sorted((s for s in source.segments
+                           if s.end_us > source.start_us and s.start_us < source.end_us),
                           key=lambda s: s.start_us)
         try:
             for segment in segments:
@@ -98,8 +97,8 @@ class Renderer:
         if self.vout is None or self.frames == 0:
             raise NoRecordError("no recorded video in the requested range")
         recorded_end_us = self.last_us + self._step_us()
-        if request.end_us - recorded_end_us > GAP_TOLERANCE_US:  # the recording stops short
-            self.gaps.append(Gap(recorded_end_us, request.end_us))
+        if source.end_us - recorded_end_us > GAP_TOLERANCE_US:  # the recording stops short
+            self.gaps.append(Gap(recorded_end_us, source.end_us))
         for packet in self.vout.encode(None):
             self.output.mux(packet)
         if self.aout is not None:
@@ -138,8 +137,8 @@ class Renderer:
         base_us = segment.start_us - int((vin.start_time or 0) * vtb * US)
         rate = vin.average_rate or vin.guessed_rate
         self.frame_us = int(US / rate) if rate else 40_000
-        if self.request.start_us - segment.start_us > SEEK_MARGIN_US:
-            target = int((self.request.start_us - SEEK_MARGIN_US - base_us) / (vtb * US))
+        if self.request.source.start_us - segment.start_us > SEEK_MARGIN_US:
+            target = int((self.request.source.start_us - SEEK_MARGIN_US - base_us) / (vtb * US))
             source.seek(target, stream=vin, backward=True)
         streams = [vin] if ain is None else [vin, ain]
         for packet in source.demux(streams):
@@ -160,9 +159,9 @@ class Renderer:
 
     def _video(self, frame: av.VideoFrame, archive_us: int) -> None:
         request = self.request
-        if archive_us < request.start_us or archive_us <= self.last_us:
+        if archive_us < request.source.start_us or archive_us <= self.last_us:
             return  # before the range, or a repeat where segments overlap
-        if archive_us >= request.end_us:
+        if archive_us >= request.source.end_us:
             raise _Stop()
         if self.options.fps and archive_us < self.next_keep_us:
             return
@@ -232,7 +231,7 @@ class Renderer:
     def _audio(self, frame: av.AudioFrame, archive_us: int) -> None:
         if self.first_us is None or archive_us < self.first_us:
             return  # audio before the first frame shown
-        if archive_us >= self.request.end_us:
+        if archive_us >= self.request.source.end_us:
             return
         if self.aout is None:
             layout = "mono" if frame.layout.nb_channels == 1 else "stereo"

@@ -13,6 +13,7 @@ from sense_plugin.media.remux import raise_translated
 from sense_plugin.media.rendering import Renderer, RenderRequest
 from sense_plugin.media.sink import HashingSink
 from sense_plugin.media.throttle import TokenBucket
+from sense_plugin.outputpaths import TEMP_SUFFIX
 from sense_plugin.safefs import rename_exclusive
 
 #: Output format → FFmpeg muxer and options. MP4 is a plain (not fragmented) file with its
@@ -35,10 +36,10 @@ def render(
     fsync: bool = True,
 ) -> CutResult:
     """Render ``request`` into ``request.out_path``; the same contract as ``remux.cut``."""
-    if request.fmt not in MUXERS or request.end_us <= request.start_us:
+    if request.fmt not in MUXERS or request.source.end_us <= request.source.start_us:
         raise ValueError(f"bad render request: format {request.fmt!r}, empty or reversed range")
     muxer, options = MUXERS[request.fmt]
-    stop, tmp, done = should_stop or (lambda: False), request.out_path + ".part", False
+    stop, tmp, done = should_stop or (lambda: False), request.out_path + TEMP_SUFFIX, False
     try:
         with HashingSink(tmp, throttle=throttle, should_stop=stop, fsync=fsync,
                          hash_while_writing=request.fmt == "ts") as sink:

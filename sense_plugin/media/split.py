@@ -13,18 +13,23 @@ than the limit is kept whole in its own part, which is marked ``oversize``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import av
 
-from sense_plugin.media.cutspec import CutCancelled, CutResult
+from sense_plugin.media.cutspec import (
+    CutCancelled,
+    CutResult,
+    PartFile,
+    file_metadata,
+    gaps_from,
+)
 from sense_plugin.media.sink import HashingSink
-from sense_plugin.outputpaths import TEMP_SUFFIX, output_name
+from sense_plugin.outputpaths import part_name, part_temporary
 from sense_plugin.safefs import rename_all_exclusive
-from sense_plugin.timestamps import creation_time_text
 
 US = 1_000_000
 #: Container bytes allowed per packet and per part before the first retry.
@@ -51,50 +56,44 @@ class _Plan:
 def split_file(path: str, result: CutResult, fmt: str, limit: int, device_name: str,
                device_id: int, title: str, comment: str,
                should_stop: Callable[[], bool], *,
-               keep_temporary: bool = False) -> list[dict[str, Any]]:
-    """Write the parts of ``path`` beside it (``..._partNNN.ext``); their file facts.
+               keep_temporary: bool = False) -> list[PartFile]:
+    """Write the parts of ``path`` beside it (``..._partNNN.ext``); the parts, in order.
 
     Every part is written under a temporary name (``<path>.pNNN.part``: a worker killed
     meanwhile leaves only names the export's clean-up knows) and all are given their final
     names at the end, never over an existing file: a part name that exists already (another
     device's part starting at the same keyframe) fails the split with -18 and deletes its
-    parts. With ``keep_temporary`` they keep the temporary names (``tmp`` in the facts) for
-    the caller to rename. ``path`` itself is left for the caller to delete.
+    parts. With ``keep_temporary`` they keep the temporary names (their ``path``) for the
+    caller to rename. ``path`` itself is left for the caller to delete.
     """
     gops, first_us = _index(path)
     archive = result.first_frame_us - first_us  # archive µs = file µs + this
     overhead = (PART_OVERHEAD, PACKET_OVERHEAD)
     for _ in range(MAX_PLANS):
         plan = _plan(gops, limit, *overhead)
-        written: list[dict[str, Any]] = []
+        written: list[PartFile] = []
         try:  # a failure (cancel, full disk) deletes the parts written so far
             for number, part in enumerate(plan, 1):
-                start_us = part[0].start_us + archive
-                name = output_name(device_name, device_id, start_us, fmt)
-                stem, ext = os.path.splitext(name)
-                name = f"{stem}_part{number:03d}{ext}"
-                tmp = f"{path}.p{number:03d}{TEMP_SUFFIX}"
-                facts = _write_part(path, tmp, part, fmt, start_us, title, comment,
-                                    should_stop)
-                facts.update(name=name, tmp=tmp,
-                             oversize=len(part) == 1 and facts["size_bytes"] > limit,
-                             first_frame_us=start_us, frame_count=sum(g.frames for g in part))
-                written.append(facts)
-                if facts["size_bytes"] > limit and len(part) > 1:
+                tmp = part_temporary(path, number)
+                written.append(_write_part(path, tmp, part, fmt, part[0].start_us + archive,
+                                           title, comment, should_stop))
+                if written[-1].size_bytes > limit and len(part) > 1:
                     raise _TooLarge()
         except _TooLarge:
-            _remove(path, written)
+            _remove(written)
             overhead = (overhead[0] * 2, overhead[1] * 2)
             continue
         except BaseException:
-            _remove(path, written)
+            _remove(written)
             raise
-        _finish(written, plan, archive, result)
-        if not keep_temporary:
-            directory = os.path.dirname(path)
-            rename_all_exclusive([(facts.pop("tmp"), os.path.join(directory, facts["name"]))
-                                  for facts in written])
-        return written
+        parts = _finish(written, plan, archive, result, limit)
+        if keep_temporary:
+            return parts
+        final = [dataclasses.replace(part, path=_part_path(path, number, part, device_name,
+                                                           device_id, fmt))
+                 for number, part in enumerate(parts, 1)]
+        rename_all_exclusive([(p.path, f.path) for p, f in zip(parts, final, strict=True)])
+        return final
     raise RuntimeError("could not plan parts under the size limit")
 
 
@@ -141,8 +140,16 @@ def _plan(gops: list[_Gop], limit: int, part_overhead: int,
     return parts
 
 
+def _part_path(path: str, number: int, part: PartFile, device_name: str, device_id: int,
+               fmt: str) -> str:
+    """``<device name>_<deviceid>_<first frame>_partNNN.ext`` beside ``path``."""
+    return os.path.join(os.path.dirname(path),
+                        part_name(device_name, device_id, part.first_frame_us, fmt, number))
+
+
 def _write_part(path: str, tmp: str, part: list[_Gop], fmt: str, start_us: int, title: str,
-                comment: str, should_stop: Callable[[], bool]) -> dict[str, Any]:
+                comment: str, should_stop: Callable[[], bool]) -> PartFile:
+    """Write the GOPs of ``part`` into ``tmp``; its last frame and gaps are set later."""
     from sense_plugin.media.remux import OUTPUT_FORMATS  # remux imports the cutter
 
     muxer, options = OUTPUT_FORMATS[fmt]
@@ -153,9 +160,7 @@ def _write_part(path: str, tmp: str, part: list[_Gop], fmt: str, start_us: int, 
     try:
         with sink, av.open(path) as source:
             with av.open(sink, "w", format=muxer, options=options) as output:
-                output.metadata.update({"creation_time": creation_time_text(start_us),
-                                        **({"title": title} if title else {}),
-                                        **({"comment": comment} if comment else {})})
+                output.metadata.update(file_metadata(start_us, title, comment))
                 _copy(source, output, first, end, should_stop)
             if fmt == "mp4":
                 sink.finish_mp4_header()
@@ -165,8 +170,8 @@ def _write_part(path: str, tmp: str, part: list[_Gop], fmt: str, start_us: int, 
             os.unlink(tmp)
         raise
     file_dev, file_ino = sink.identity
-    return {"size_bytes": sink.size_bytes, "sha256": sink.sha256, "file_dev": file_dev,
-            "file_ino": file_ino}
+    return PartFile(tmp, sink.size_bytes, sink.sha256, file_dev, file_ino, start_us, start_us,
+                    sum(g.frames for g in part), gops=len(part))
 
 
 def _copy(source: av.container.InputContainer, output: av.container.OutputContainer,
@@ -197,19 +202,21 @@ def _copy(source: av.container.InputContainer, output: av.container.OutputContai
         output.mux(pkt)
 
 
-def _finish(written: list[dict[str, Any]], plan: list[list[_Gop]], archive: int,
-            result: CutResult) -> None:
-    """Last frame times and gaps per part (a gap belongs to the part it starts in)."""
-    for number, facts in enumerate(written):
+def _finish(written: list[PartFile], plan: list[list[_Gop]], archive: int,
+            result: CutResult, limit: int) -> list[PartFile]:
+    """Last frame times, gaps (a gap belongs to the part it starts in) and oversize."""
+    parts = []
+    for number, part in enumerate(written):
         nxt = plan[number + 1][0].start_us + archive if number + 1 < len(plan) else None
-        facts["last_frame_us"] = result.last_frame_us if nxt is None else \
-            plan[number][-1].last_us + archive
-        facts["gaps"] = [{"start_us": g.start_us, "end_us": g.end_us} for g in result.gaps
-                         if facts["first_frame_us"] <= g.start_us
-                         and (nxt is None or g.start_us < nxt)]
+        parts.append(dataclasses.replace(
+            part, last_frame_us=result.last_frame_us if nxt is None
+            else plan[number][-1].last_us + archive,
+            gaps=gaps_from(result.gaps, part.first_frame_us, nxt),
+            oversize=part.gops == 1 and part.size_bytes > limit))
+    return parts
 
 
-def _remove(path: str, written: list[dict[str, Any]]) -> None:
-    for facts in written:
+def _remove(written: list[PartFile]) -> None:
+    for part in written:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(facts["tmp"])
+            os.unlink(part.path)

@@ -24,13 +24,13 @@ from sense_plugin.timestamps import format_timestamp
 
 
 def write_snapshot(job: CutJob) -> Written:
-    """Write the snapshot a job asks for (the frame shown at ``job.start_us``; live: the
+    """Write the snapshot a job asks for (the frame shown at ``job.source.start_us``; live: the
     newest frame, of the segment being recorded if it is readable)."""
     image_fmt = "jpg" if job.fmt == "pdf" else job.fmt  # a PDF report embeds a JPEG frame
     if job.options.live:
-        snap = grab_newest(job.segments, image_fmt, job.options.render)
+        snap = grab_newest(job.source.segments, image_fmt, job.options.render)
     else:
-        snap = grab(job.segments, job.start_us, image_fmt, job.options.render)
+        snap = grab(job.source.segments, job.source.start_us, image_fmt, job.options.render)
     if job.fmt == "pdf":
         snap = pdf_report(snap, job)
     directory = os.path.dirname(job.out_path)

@@ -12,7 +12,6 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
 
 from sense_plugin.errors import (
     MediaError,
@@ -21,7 +20,8 @@ from sense_plugin.errors import (
     SenseError,
     new_incident,
 )
-from sense_plugin.filemodel import FileInfo, Gap
+from sense_plugin.filemodel import FileInfo
+from sense_plugin.media.cutspec import PartFile
 from sense_plugin.media.follow import Feed, cut_while_recording, follow_cut
 from sense_plugin.media.messages import (
     Cancel,
@@ -128,13 +128,12 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
         if options.snapshot:
             return Done((write_snapshot(job),))
         request = CutRequest(
-            segments=job.segments, start_us=job.start_us, end_us=job.end_us,
-            out_path=job.out_path, fmt=job.fmt, title=job.title, comment=job.comment,
-            audio=options.audio, subtitles=options.timestamps == "subtitle",
+            source=job.source, out_path=job.out_path, fmt=job.fmt, title=job.title,
+            comment=job.comment, audio=options.audio, subtitles=options.timestamps == "subtitle",
         )
         if cut_while_recording(options.live, options.render is not None, request.subtitles,
-                               request.end_us):  # cut while the recording grows (follow.py)
-            control.feed.add(job.segments, False)
+                               job.source.end_us):  # cut while the recording grows (follow.py)
+            control.feed.add(job.source.segments, False)
             result = follow_cut(request, control.feed, control.should_stop, throttle=throttle,
                                 on_progress=progress, should_finish=lambda: control.finishing)
         elif options.render is not None:
@@ -145,8 +144,7 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
                 throttle=throttle, on_progress=progress, should_stop=control.should_stop,
                 should_finish=lambda: control.finishing)
             if parts:
-                return Done(tuple(_facts(p, job.name) for p in parts), result.stopped_us,
-                            split=True)
+                return Done(_parts(parts), result.stopped_us, split=True)
             return Done((_written(result, job.name),), result.stopped_us)
         else:
             try:
@@ -156,11 +154,11 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
             except ParametersChangedError:  # one file per run of equal parameters
                 runs, note = cut_runs(request, job.device_id, on_progress=progress,
                                       throttle=throttle, should_stop=control.should_stop)
-                return Done(tuple(_facts(f, job.name) for f in runs), None, split=True, note=note)
+                return Done(_parts(runs), None, split=True, note=note)
         if options.maxfilesize_mb and result.size_bytes > options.maxfilesize_bytes:
             # rendered or with a subtitle track: cut whole, then split (two passes)
             parts = _split(request, result, job, control)
-            return Done(tuple(_facts(p, job.name) for p in parts), result.stopped_us, split=True)
+            return Done(_parts(parts), result.stopped_us, split=True)
         return Done((_written(result, job.name),), result.stopped_us)
     except CutCancelled:
         return Cancelled()
@@ -182,30 +180,22 @@ def _written(result: CutResult, name: str) -> Written:
     return Written(info, result.file_dev, result.file_ino)
 
 
-def _facts(facts: dict[str, Any], name: str) -> Written:
-    """A split part's facts (``split_file``'s dicts) as a typed message."""
-    info = FileInfo(
-        name=facts.get("name") or name, size_bytes=facts["size_bytes"], sha256=facts["sha256"],
-        first_frame_us=facts["first_frame_us"], last_frame_us=facts["last_frame_us"],
-        frame_count=facts["frame_count"],
-        gaps=tuple(g if isinstance(g, Gap) else Gap(g["start_us"], g["end_us"])
-                   for g in facts.get("gaps", ())),
-        oversize=bool(facts.get("oversize", False)))
-    return Written(info, facts.get("file_dev", 0), facts.get("file_ino", 0))
+def _parts(parts: list[PartFile]) -> tuple[Written, ...]:
+    """The files of a split or per-run cut as the message reports them."""
+    return tuple(Written(p.info(), p.file_dev, p.file_ino) for p in parts)
 
 
 def render_job(request: CutRequest, render_options: RenderOptions, throttle: TokenBucket,
                progress: Callable[[int, int], None], should_stop: Callable[[], bool]) -> CutResult:
     """The ``<render>`` path: decode, filter, encode (media/renderrun.py), same contract as cut."""
     metadata = {k: v for k, v in (("title", request.title), ("comment", request.comment)) if v}
-    return render(RenderRequest(request.segments, request.start_us, request.end_us,
-                                request.out_path, request.fmt, render_options, metadata,
-                                subtitles=request.subtitles),
+    return render(RenderRequest(request.source, request.out_path, request.fmt, render_options,
+                                metadata, subtitles=request.subtitles),
                   throttle=throttle, on_progress=progress, should_stop=should_stop)
 
 
 def _split(request: CutRequest, result: CutResult, job: CutJob,
-           control: _Control) -> list[dict[str, Any]]:
+           control: _Control) -> list[PartFile]:
     """The parts of the finished cut; the whole file is deleted either way."""
     try:
         return split_file(request.out_path, result, request.fmt, job.options.maxfilesize_bytes,
