@@ -71,6 +71,8 @@ class HashingSink:
         #: Bytes handed to the disk, including any overwritten ones.
         self.bytes_written = 0
         self.seeks = 0
+        #: True once :meth:`close` took the digest from reading the finished file back.
+        self.read_back = False
         # created exclusively, never through a symlink (the export integrity rules, SECURITY)
         self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "r+b"))
         #: (st_dev, st_ino) of the descriptor written and hashed; set by close().
@@ -218,7 +220,9 @@ class HashingSink:
                 _storage(self._writeback.finish)
             synced = fsync_in_background(fd) if self._fsync else None
             digest = self._hasher.finish()
-            if self.rewrote or not self._live or (self._predicted and not self._predicted_ok):
+            self.read_back = self.rewrote or not self._live or \
+                (bool(self._predicted) and not self._predicted_ok)
+            if self.read_back:
                 digest = _storage(lambda: sha256_of_fd(fd, read_bytes=_HASH_READ))
             st = os.fstat(fd)
             self.identity = (st.st_dev, st.st_ino)
