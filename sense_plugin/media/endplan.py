@@ -80,7 +80,7 @@ def _tail(cutter: Cutter) -> list[Timing]:
                 break  # the first frame after the end: the video ends here
             if pts_a >= first_us:
                 dts = dts_a - zero_us
-                tail.append((dts, max(dts, pts_a - zero_us), pkt.duration * mul // den))
+                tail.append((dts, max(dts, pts_a - zero_us), (pkt.duration or 0) * mul // den))
     return tail
 
 
