@@ -130,3 +130,22 @@ def test_audio_is_left_to_the_read_back(
     assert result.audio_packets > 0
     assert sinks[-1].read_back
     assert result.sha256 == file_sha256(out)
+
+
+def test_a_cut_that_may_be_stopped_is_told_and_a_stop_is_read_back(
+    tmp_path: Path, make_segments: MakeSegments, sinks: list[HashingSink],
+) -> None:
+    """Export workers always pass ``should_finish`` (action=stop): a cut that is not stopped
+    is hashed while written; one stopped halfway ends elsewhere than told, and is read back."""
+    paths = make_segments(start_us=T0, end_us=T0 + 6 * S)
+    request = CutRequest(sources(paths), T0 + 200_000, T0 + 5_800_000,
+                         str(tmp_path / "kept.mp4"), "mp4")
+    result = cut(request, should_finish=lambda: False)
+    assert not sinks[-1].read_back and result.stopped_us is None
+    assert result.sha256 == file_sha256(tmp_path / "kept.mp4")
+    asked = iter(range(1 << 30))
+    stopped = cut(dataclasses.replace(request, out_path=str(tmp_path / "stopped.mp4")),
+                  should_finish=lambda: next(asked) >= 20)
+    assert stopped.stopped_us is not None and stopped.frame_count < result.frame_count
+    assert sinks[-1].read_back
+    assert stopped.sha256 == file_sha256(tmp_path / "stopped.mp4")

@@ -33,12 +33,13 @@ def predict_header(cutter: Cutter, output: av.container.OutputContainer,
     """The header ``header`` (as the muxer wrote it, room included) will be once the cut
     ``cutter`` writes into ``output`` is complete, or None when that cannot be told now.
 
-    Told only for a video-only cut with a fixed end whose output has started: audio and text
-    tracks, a stop (``should_finish``) and sources without decoding times are left to the
-    read-back.
+    Told only for a video-only cut whose output has started: audio and text tracks and
+    sources without decoding times are left to the read-back. A stop asked for later
+    (``should_finish``) ends the file elsewhere: the header then differs from the one told and
+    the sink reads the file back.
     """
     timeline = cutter.timeline
-    if (cutter.should_finish is not None or not cutter.started or len(output.streams) != 1
+    if (cutter.stopped_us is not None or not cutter.started or len(output.streams) != 1
             or cutter.outputs.vout is None or timeline.first_dts_us is None):
         return None
     try:
