@@ -14,6 +14,7 @@ place of the one written and compares it with the real one at the end (docs/perf
 from __future__ import annotations
 
 import logging
+import struct
 
 import av
 
@@ -43,16 +44,23 @@ def predict_header(cutter: Cutter, output: av.container.OutputContainer,
             or cutter.outputs.vout is None or timeline.first_dts_us is None):
         return None
     try:
-        tail = _tail(cutter)
-    except (av.FFmpegError, OSError, SenseError) as exc:  # the cut itself will report it
+        return _told(cutter, cutter.outputs.vout, header)
+    except (av.FFmpegError, OSError, SenseError, struct.error, IndexError) as exc:
+        # a guess that cannot be made is no error: the sink reads the file back instead, and
+        # a source that cannot be read fails the cut itself when it gets there
         log.debug("no header prediction: %s", exc)
         return None
-    stream = cutter.outputs.vout
+
+
+def _told(cutter: Cutter, stream: av.VideoStream, header: bytes) -> bytes | None:
+    tail = _tail(cutter)
     scales = track_timescales(header)
     time_base = stream.time_base
     if not tail or time_base is None or scales != {1: time_base.denominator} \
             or time_base.numerator != 1:
         return None
+    timeline = cutter.timeline
+    assert timeline.first_dts_us is not None
     first_dts = _ticks(timeline.first_dts_us - timeline.zero_us, time_base.denominator)
     return stated_header(header, {1: _ends(tail, first_dts, time_base.denominator)})
 
