@@ -1,7 +1,8 @@
 """The file object an export muxes into: paced writes, byte count and SHA-256 in one pass.
 
 The digest is always of the bytes written through this object's own descriptor: hashed as they
-are written, or (when the muxer went back and patched them) read back through that descriptor
+are written (a fragmented MP4's header as it was told in advance, then checked against the one
+written), or (when the muxer went back and patched them) read back through that descriptor
 with ``pread`` before it is closed, never through the path (docs/performance.rst).
 """
 
