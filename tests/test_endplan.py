@@ -149,3 +149,16 @@ def test_a_cut_that_may_be_stopped_is_told_and_a_stop_is_read_back(
     assert stopped.stopped_us is not None and stopped.frame_count < result.frame_count
     assert sinks[-1].read_back
     assert stopped.sha256 == file_sha256(tmp_path / "stopped.mp4")
+
+
+def test_an_overlapping_join_before_the_end_moves_it_and_is_read_back(
+    tmp_path: Path, make_segments: MakeSegments, sinks: list[HashingSink],
+) -> None:
+    """The last segment starts 0.5 s before the one before it ends: the cut shifts it to keep
+    the decoding times increasing, so its frames end later than their archive times say."""
+    first = make_segments(start_us=T0, end_us=T0 + 2 * S)
+    second = make_segments(start_us=T0 + 1_500_000, end_us=T0 + 3_500_000)
+    out, result = cut_to(tmp_path, "overlap.mp4", first + second, T0, T0 + 4 * S)
+    assert result.frame_count == 40
+    assert sinks[-1].read_back
+    assert result.sha256 == file_sha256(out)
