@@ -162,3 +162,14 @@ def test_an_overlapping_join_before_the_end_moves_it_and_is_read_back(
     assert result.frame_count == 40
     assert sinks[-1].read_back
     assert result.sha256 == file_sha256(out)
+
+
+@pytest.mark.parametrize("src_fmt", ["mp4", "ts"])
+def test_the_end_of_a_long_segment_is_found_by_seeking(
+    tmp_path: Path, make_segments: MakeSegments, sinks: list[HashingSink], src_fmt: str,
+) -> None:
+    """Only the end of a long last segment is read for the guess (a seek near the end)."""
+    paths = make_segments(start_us=T0, end_us=T0 + 12 * S, segment_s=12, fmt=src_fmt)
+    out, result = cut_to(tmp_path, "long.mp4", paths, T0 + 1_000_000, T0 + 11_550_000)
+    assert not sinks[-1].read_back
+    assert result.sha256 == file_sha256(out)

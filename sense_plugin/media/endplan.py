@@ -20,6 +20,7 @@ import av
 
 from sense_plugin.errors import SenseError
 from sense_plugin.media import bitstream as bs
+from sense_plugin.media.cutspec import SEEK_MARGIN_US
 from sense_plugin.media.cutter import Cutter
 from sense_plugin.media.mp4header import stated_header, track_timescales
 from sense_plugin.media.sourceopen import open_source
@@ -79,6 +80,9 @@ def _tail(cutter: Cutter) -> list[Timing]:
             return []
         vin = source.streams.video[0]
         mul, den, base = bs.timing(vin, vin, segment.start_us)
+        if t1 - segment.start_us > SEEK_MARGIN_US:  # a long segment: read only its end
+            target = (t1 - SEEK_MARGIN_US - base) * den // mul
+            source.seek(target, stream=vin, backward=True)
         for pkt in source.demux(vin):
             if not pkt.size:
                 continue
