@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import corpus
 import pytest
 
 from sense_plugin import naming
@@ -122,14 +123,58 @@ def test_a_gap_before_the_end_and_in_the_middle(
     assert result.sha256 == file_sha256(out)
 
 
-def test_audio_is_left_to_the_read_back(
+def test_copied_audio_is_told_too(
     tmp_path: Path, make_segments: MakeSegments, sinks: list[HashingSink],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    paths = make_segments(start_us=T0, end_us=T0 + 4 * S, audio=True)
-    out, result = cut_to(tmp_path, "audio.mp4", paths, T0 + 200_000, T0 + 3_700_000)
+    paths = make_segments(start_us=T0, end_us=T0 + 6 * S, audio=True)
+    out, result = cut_to(tmp_path, "audio.mp4", paths, T0 + 200_000, T0 + 4_700_000)
     assert result.audio_packets > 0
-    assert sinks[-1].read_back
+    assert not sinks[-1].read_back
     assert result.sha256 == file_sha256(out)
+    monkeypatch.setattr(remux, "predict_header", lambda *args: None)
+    plain, _ = cut_to(tmp_path, "plain.mp4", paths, T0 + 200_000, T0 + 4_700_000)
+    assert out.read_bytes() == plain.read_bytes()
+
+
+#: Corpus footage whose end is told in advance: video with decoding times, AAC copied.
+TOLD = {"h264-aac-mp4", "h264-aac-ts", "hevc-aac-mp4"}
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """Corpus case name → archive segments made by the ffmpeg CLI (tests/corpus.py)."""
+    corpus.require_ffmpeg()
+    made = {}
+    for case in corpus.CASES:
+        work = tmp_path_factory.mktemp(case.name)
+        made[case.name] = corpus.split_segments(case, corpus.make_clip(case, work / "clip"),
+                                                work / "archive")
+    return made
+
+
+@pytest.mark.parametrize("case", [c.name for c in corpus.CASES])
+def test_footage_made_elsewhere_gives_the_same_file_told_or_not(
+    tmp_path: Path, footage: dict[str, list[Path]], sinks: list[HashingSink],
+    monkeypatch: pytest.MonkeyPatch, case: str,
+) -> None:
+    """B-frames from x264/x265, ADTS audio from MPEG-TS, transcoded G.711/G.726, Opus, VFR:
+    a guess is made where the sources allow it, and never changes a byte of the file."""
+    segments = footage[case]
+    indexed = []
+    for path in segments:
+        start = naming.parse_segment_filename(path.name)
+        assert start is not None
+        indexed.append(SourceSegment(str(path), *corpus.segment_span(path, start)))
+    request = CutRequest(tuple(indexed), corpus.T0 + 700_000, corpus.T0 + 5_420_000,
+                         str(tmp_path / "told.mp4"), "mp4")
+    result = cut(request)
+    assert sinks[-1].read_back is (case not in TOLD)
+    assert result.sha256 == file_sha256(tmp_path / "told.mp4")
+    monkeypatch.setattr(remux, "predict_header", lambda *args: None)
+    plain = cut(dataclasses.replace(request, out_path=str(tmp_path / "plain.mp4")))
+    assert (tmp_path / "told.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
+    assert plain.sha256 == result.sha256
 
 
 def test_a_cut_that_may_be_stopped_is_told_and_a_stop_is_read_back(
