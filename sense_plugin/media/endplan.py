@@ -5,8 +5,9 @@ A fragmented MP4 export gets its durations written into ``moov`` once it is comp
 the end means the whole file is read back and hashed after the muxer is done. The last frames
 of a cut are known before then: they are in the last segment the range reaches, and the cut
 keeps, in decoding order, the frames shown from its first keyframe up to the first frame shown
-or decoded at or after the end. :func:`predict_header` reads that segment's packet timing (no
-payload is decoded) and states the header the finished file will have; the sink hashes it in
+or decoded at or after the end (and copied audio shown before the end). :func:`predict_header`
+reads the packet timing of that segment (and of the next ones for audio muxed ahead of its
+video; no payload is decoded) and states the header the finished file will have; the sink hashes it in
 place of the one written and compares it with the real one at the end (docs/performance.rst,
 "Hashing a fragmented MP4 while it is written"). A wrong guess costs only the read-back.
 """
