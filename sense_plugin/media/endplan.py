@@ -7,9 +7,10 @@ of a cut are known before then: they are in the last segment the range reaches, 
 keeps, in decoding order, the frames shown from its first keyframe up to the first frame shown
 or decoded at or after the end (and copied audio shown before the end). :func:`predict_header`
 reads the packet timing of that segment (and of the next ones for audio muxed ahead of its
-video; no payload is decoded) and states the header the finished file will have; the sink hashes it in
-place of the one written and compares it with the real one at the end (docs/performance.rst,
-"Hashing a fragmented MP4 while it is written"). A wrong guess costs only the read-back.
+video; no payload is decoded) and states the header the finished file will have; the sink
+hashes it in place of the one written and compares it with the real one at the end
+(docs/performance.rst, "Hashing a fragmented MP4 while it is written"). A wrong guess costs
+only the read-back.
 """
 
 from __future__ import annotations
