@@ -2,7 +2,9 @@
 
 On the B1 range, in this process, interleaved, 6 rounds (the first warms the page cache):
 
-- ``cut()`` with fsync and without (the worker's whole job: open, demux, mux, write, hash);
+- ``cut()`` with fsync and without (the worker's whole job: open, demux, mux, write, hash),
+  and with fsync but its MP4 header not told in advance (so hashed by reading the file back
+  at the end, as before ``media/endplan.py``);
 - the floor's pass (bench/floor.py: read + write + SHA-256 + fsync);
 - opening every source segment alone (``av.open``: the demuxer reads the header and FFmpeg's
   stream probing decodes a first frame), opening them from the header alone as the cut opens
@@ -28,6 +30,7 @@ from bench.archive import LONG_ID, ensure_archive
 from bench.floor import copy_hash_sync
 from bench.report import sha_support
 from bench.throughput import OUT_DIR, RANGE_S, segments_for
+from sense_plugin.media import remux
 from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, SourceSegment, cut
 from sense_plugin.media.sourceopen import open_source
@@ -73,6 +76,14 @@ def main() -> None:
             out.unlink()
         return run
 
+    def cut_read_back() -> None:
+        told = remux.predict_header
+        remux.predict_header = lambda *args: None  # type: ignore[assignment]
+        try:
+            cut_with(True)()
+        finally:
+            remux.predict_header = told
+
     def floor() -> None:
         copy_hash_sync(rows_paths, OUT_DIR / "f.bin")
         (OUT_DIR / "f.bin").unlink()
@@ -87,6 +98,7 @@ def main() -> None:
     steps: dict[str, Callable[[], object]] = {
         "cut, fsync": cut_with(True),
         "cut, no fsync": cut_with(False),
+        "cut, fsync, read back at the end": cut_read_back,
         "floor (read+write+sha256+fsync)": floor,
         "av.open of every segment": lambda: _open_all(paths),
         "open from the header, every segment": lambda: _open_header_only(paths),

@@ -90,20 +90,68 @@ def finish(handle: BinaryIO) -> bool:
     """Fill in the durations of a complete fragmented MP4 opened ``r+b``; True if done."""
     handle.seek(0)
     head = handle.read(1 << 20)
+    layout = _layout(head)
+    if layout is None:
+        return False
+    _fragment_ends(handle, layout.free.start + layout.free.size, layout.tracks)
+    handle.seek(layout.moov.start)
+    handle.write(_stated(head, layout)[layout.moov.start:])
+    return True
+
+
+def track_timescales(head: bytes) -> dict[int, int]:
+    """Track id → media timescale, from a header (``ftyp``, ``moov``, the ``free`` room)."""
+    layout = _layout(head)
+    return {} if layout is None else {t.track_id: t.timescale
+                                      for t in layout.tracks.values()}
+
+
+def stated_header(head: bytes, ends: dict[int, tuple[int, int]]) -> bytes | None:
+    """The bytes ``head[:end of the free room]`` become when :func:`finish` finds, for each
+    track id, ``(media time past its last sample, past its last sample shown)``.
+
+    Lets the header be known before the fragments are written (the sink hashes the file in
+    order while it is written, then checks the header :func:`finish` wrote against this). None
+    when ``head`` is not the layout :func:`finish` expects or a track's ends are missing.
+    """
+    layout = _layout(head)
+    if layout is None or set(ends) != set(layout.tracks):
+        return None
+    for track_id, (end, shown_end) in ends.items():
+        layout.tracks[track_id].end, layout.tracks[track_id].shown_end = end, shown_end
+    return _stated(head, layout)
+
+
+@dataclass
+class _Layout:
+    moov: _Box
+    free: _Box  # the room after moov
+    movie_scale: int
+    mvhd: int
+    tracks: dict[int, _Track]
+    mvex: _Box
+
+
+def _layout(head: bytes) -> _Layout | None:
     top = list(_boxes(head, 0, len(head)))
     moov = next((b for b in top if b.kind == b"moov"), None)
     after = moov.start + moov.size if moov is not None else -1
     free = next((b for b in top if b.kind == b"free" and b.start == after), None)
     if moov is None or free is None or free.size < _MEHD_BYTES + 8:
-        return False
+        return None
     movie_scale, mvhd, tracks, mvex = _parse_moov(head, moov)
     if mvhd < 0 or mvex is None or not tracks:
-        return False
-    _fragment_ends(handle, free.start + free.size, tracks)
+        return None
+    return _Layout(moov, free, movie_scale, mvhd, tracks, mvex)
+
+
+def _stated(head: bytes, layout: _Layout) -> bytes:
+    """``head`` up to the end of the room, with the durations of ``layout.tracks`` and mehd."""
+    moov, free, movie_scale = layout.moov, layout.free, layout.movie_scale
     new = bytearray(head[moov.start : moov.start + moov.size])
     shift = -moov.start
     movie = 0
-    for track in tracks.values():
+    for track in layout.tracks.values():
         if not track.timescale:
             continue
         shown = max(track.shown_end - track.media_start, 0)
@@ -111,15 +159,13 @@ def finish(handle: BinaryIO) -> bool:
         movie = max(movie, in_movie)
         _set_duration(new, track.mdhd + shift, track.end, 16)
         _set_duration(new, track.tkhd + shift, in_movie, 20)
-    _set_duration(new, mvhd + shift, movie, 16)
+    _set_duration(new, layout.mvhd + shift, movie, 16)
     mehd = struct.pack(">I4sB3xQ", _MEHD_BYTES, b"mehd", 1, movie)
-    at = mvex.body + shift
+    at = layout.mvex.body + shift
     new[at:at] = mehd
     _grow(new, 0, _MEHD_BYTES)
-    _grow(new, mvex.start + shift, _MEHD_BYTES)
-    handle.seek(moov.start)
-    handle.write(bytes(new) + free_box(free.size - _MEHD_BYTES))
-    return True
+    _grow(new, layout.mvex.start + shift, _MEHD_BYTES)
+    return bytes(head[: moov.start]) + bytes(new) + free_box(free.size - _MEHD_BYTES)
 
 
 def _parse_moov(head: bytes, moov: _Box) -> tuple[int, int, dict[int, _Track], _Box | None]:

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import NoReturn
 
 import av
@@ -14,6 +15,7 @@ from sense_plugin.errors import MediaError, SenseError, StorageError
 from sense_plugin.media.bitstream import US
 from sense_plugin.media.cutspec import CutCancelled, CutRequest, CutResult, Gap, SourceSegment
 from sense_plugin.media.cutter import Cutter
+from sense_plugin.media.endplan import predict_header
 from sense_plugin.media.sink import STORAGE_ERRNOS, HashingSink, WriteCancelled
 from sense_plugin.media.throttle import TokenBucket
 from sense_plugin.outputpaths import TEMP_SUFFIX
@@ -82,6 +84,8 @@ def cut(
                          buffer_size=BUFFER_BYTES) as output:
                 cutter = Cutter(request, output, stop, on_progress, progress_interval_s,
                                  lambda: sink.bytes_written, should_finish)
+                if fragmented:  # hashed as it is written when its end can be told now
+                    sink.header_predictor = partial(predict_header, cutter, output)
                 cutter.run()
             if fragmented:
                 sink.finish_mp4_header()

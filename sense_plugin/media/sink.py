@@ -1,7 +1,8 @@
 """The file object an export muxes into: paced writes, byte count and SHA-256 in one pass.
 
 The digest is always of the bytes written through this object's own descriptor: hashed as they
-are written, or (when the muxer went back and patched them) read back through that descriptor
+are written (a fragmented MP4's header as it was told in advance, then checked against the one
+written), or (when the muxer went back and patched them) read back through that descriptor
 with ``pread`` before it is closed, never through the path (docs/performance.rst).
 """
 
@@ -71,6 +72,8 @@ class HashingSink:
         #: Bytes handed to the disk, including any overwritten ones.
         self.bytes_written = 0
         self.seeks = 0
+        #: True once :meth:`close` took the digest from reading the finished file back.
+        self.read_back = False
         # created exclusively, never through a symlink (the export integrity rules, SECURITY)
         self._file = _storage(lambda: os.fdopen(os.open(self.path, _CREATE, 0o640), "r+b"))
         #: (st_dev, st_ino) of the descriptor written and hashed; set by close().
@@ -84,6 +87,11 @@ class HashingSink:
         self._reserve = HeaderReserve() if mp4_header_room else None
         self._shift_at = 1 << 62  # muxer positions from here on are _shift bytes further
         self._shift = 0
+        #: Fragmented MP4: given the header as the muxer wrote it (room included), the bytes
+        #: :meth:`finish_mp4_header` will make of it, or None (see :meth:`_take_header`).
+        self.header_predictor: Callable[[bytes], bytes | None] | None = None
+        self._predicted = b""  # the header hashed ahead of the durations written into it
+        self._predicted_ok = False  # ... and found in the file once they were written
 
     # -- the file protocol used by PyAV ------------------------------------------------------
 
@@ -98,12 +106,15 @@ class HashingSink:
     def write(self, data: bytes) -> int:
         """Write ``data`` at the current position; returns ``len(data)``."""
         size = len(data)
+        hashed = data
         if self._reserve is not None:
-            data = self._hold_header(data)
+            data = hashed = self._hold_header(data)
+            if self._predicted:  # the header as it will be, then the rest as written
+                hashed = self._predicted + data[len(self._predicted):]
         if self._pos != self._end:
             self.rewrote = True
         elif self._live and not self.rewrote:
-            self._hasher.update(data)
+            self._hasher.update(hashed)
         if self._throttle is None or self._throttle.rate_kbps == 0:
             self._write_raw(data)
         else:
@@ -149,7 +160,24 @@ class HashingSink:
         if moov_end is None:
             return head
         self._shift_at, self._shift = moov_end, RESERVE_BYTES
-        return head[:moov_end] + free_box(RESERVE_BYTES) + head[moov_end:]
+        header = head[:moov_end] + free_box(RESERVE_BYTES)
+        self._predict(header)
+        return header + head[moov_end:]
+
+    def _predict(self, header: bytes) -> None:
+        """Hash from the start after all, if the final header can be told now.
+
+        SHA-256 sees the bytes in file order, and the durations go into the header only when
+        the file is complete; without a prediction the whole file is read back at the end. A
+        predicted header is hashed in place of the one written, then the body as it is
+        written; :meth:`finish_mp4_header` checks the header it wrote against the prediction
+        (a wrong one costs the read-back, as without).
+        """
+        if self.header_predictor is None or self._live:
+            return
+        predicted = self.header_predictor(header)
+        if predicted is not None and len(predicted) == len(header):
+            self._predicted, self._live = predicted, True
 
     def finish_mp4_header(self) -> bool:
         """Write the durations into the header of the complete fragmented MP4 (see mp4header).
@@ -165,8 +193,14 @@ class HashingSink:
         end = self._file.tell()
         done = _storage(lambda: finish(self._file))  # the descriptor written, not the path
         _storage(lambda: self._file.seek(end))
-        self.rewrote = True
+        _storage(self._file.flush)
+        self._predicted_ok = bool(self._predicted) and \
+            self._read_back(len(self._predicted)) == self._predicted
         return done
+
+    def _read_back(self, size: int) -> bytes:
+        """The first ``size`` bytes of the file, read through the descriptor written."""
+        return _storage(lambda: os.pread(self._file.fileno(), size, 0))
 
     def close(self) -> None:
         """Flush, fsync, hash if the file was rewritten, and close; the digest is then known.
@@ -187,7 +221,9 @@ class HashingSink:
                 _storage(self._writeback.finish)
             synced = fsync_in_background(fd) if self._fsync else None
             digest = self._hasher.finish()
-            if self.rewrote or not self._live:
+            self.read_back = self.rewrote or not self._live or \
+                (bool(self._predicted) and not self._predicted_ok)
+            if self.read_back:
                 digest = _storage(lambda: sha256_of_fd(fd, read_bytes=_HASH_READ))
             st = os.fstat(fd)
             self.identity = (st.st_dev, st.st_ino)

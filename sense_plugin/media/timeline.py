@@ -38,6 +38,7 @@ class OutputTimeline:
         #: MP4) starts the file's time there when it precedes the keyframe (B-frames).
         self.first_dts_us: int | None = None
         self.last_audio_out = -(1 << 62)  # of the output audio
+        self.first_audio_us: int | None = None  # output time of the first audio packet
         self.audio_decoder: AudioCodecContext | None = None
         #: A real gap before the current segment, recorded with the next frame written.
         self.join_gap: Gap | None = None
@@ -135,6 +136,8 @@ class OutputTimeline:
         pkt.dts = pkt.pts = ts
         pkt.time_base = bs.US_TB
         pkt.stream = self.outputs.audio_stream
+        if self.first_audio_us is None:
+            self.first_audio_us = ts
         self.output.mux_one(pkt)
         self.last_audio_out = ts
         self.audio_packets += 1
