@@ -6,7 +6,9 @@ minute to the next, so a before/after comparison run minutes apart says little. 
 "full list while two exports run" case of B2 alternately on the server of another source tree
 (``--base``, e.g. ``git archive BASE | tar -x -C DIR``) and on this tree's, round after round,
 and reports per server the median req/s, p50 and p99, and the server process's CPU time per
-request (from ``/proc``: far less sensitive to the machine's load than latency). ``--query
+request (from ``/proc``: far less sensitive to the machine's load than latency), and how long
+the two exports kept running meanwhile take from create to COMPLETED (a faster server must
+not slow them down). Rounds alternate which server goes first. ``--query
 by_id`` loads status by id of the middle export of the history instead of the full list. Saves
 ``bench/results/b2pair.json`` (the list) or ``b2pair-by_id.json``.
 """
@@ -50,11 +52,15 @@ def one_run(tree: Path, archive: Archive, duration_s: int, by_id: bool = False) 
         query = f"{QUERY}&exportid={ids[len(ids) // 2]}" if by_id else QUERY
         long_lo, long_hi = archive.ranges_us[LONG_ID]
         short_lo, short_hi = archive.ranges_us[SHORT_ID]
-        with Feeder(server.port, [(LONG_ID, long_lo, long_hi), (SHORT_ID, short_lo, short_hi)]):
+        with Feeder(server.port, [(LONG_ID, long_lo, long_hi),
+                                  (SHORT_ID, short_lo, short_hi)]) as feeder:
             ticks0 = cpu_ticks(server.pid)
             figures = wrk(server.port, query, duration_s, threads=2)
             used_s = (cpu_ticks(server.pid) - ticks0) / os.sysconf("SC_CLK_TCK")
         client.close()
+    # the exports' own pace under this load: must not get slower when the server gets faster
+    figures["export_s"] = {("long" if dev == LONG_ID else "short"): times
+                           for dev, times in feeder.export_s.items()}
     figures["cpu_ms_per_request"] = used_s * 1000 / max(1, figures["requests"])
     figures["load_average"] = os.getloadavg()[0]
     return figures
@@ -62,7 +68,19 @@ def one_run(tree: Path, archive: Archive, duration_s: int, by_id: bool = False) 
 
 def summary(runs: list[dict]) -> dict:
     keys = ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")
-    return {k: statistics.median(r[k] for r in runs) for k in keys} | {"runs": runs}
+    medians = {k: statistics.median(r[k] for r in runs) for k in keys}
+    for kind in ("short", "long"):
+        times = [t for r in runs for t in r["export_s"].get(kind, [])]
+        medians[f"{kind}_export_s"] = statistics.median(times) if times else float("nan")
+    return medians | {"runs": runs}
+
+
+def round_line(figures: dict) -> str:
+    exports = "  ".join(f"{kind} export {statistics.median(t):.2f} s (n={len(t)})"
+                        for kind, t in figures["export_s"].items() if t)
+    return (f"{figures['req_per_s']:6.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  "
+            f"p99 {figures['p99_ms']:6.1f} ms  server CPU {figures['cpu_ms_per_request']:.3f} "
+            f"ms/request  {exports}  (load {figures['load_average']:.1f})")
 
 
 def main() -> int:
@@ -76,17 +94,16 @@ def main() -> int:
     trees = {"base": args.base.resolve(), "this": BENCH_DIR.parent}
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     for round_no in range(args.rounds):
-        for name, tree in trees.items():
+        order = list(trees.items())
+        for name, tree in order if round_no % 2 == 0 else reversed(order):  # neither always first
             figures = one_run(tree, archive, args.duration, args.query == "by_id")
             runs[name].append(figures)
-            print(f"round {round_no + 1} {name:4}: {figures['req_per_s']:6.0f} req/s  "
-                  f"p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
-                  f"server CPU {figures['cpu_ms_per_request']:.3f} ms/request  "
-                  f"(load {figures['load_average']:.1f})", flush=True)
+            print(f"round {round_no + 1} {name:4}: {round_line(figures)}", flush=True)
     result = {name: summary(r) for name, r in runs.items()}
     result["ratios_this_over_base"] = {
         k: result["this"][k] / result["base"][k]
-        for k in ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")}
+        for k in ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request", "short_export_s",
+                  "long_export_s")}
     result["when"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     result["base_tree"] = str(trees["base"])
     result["query"] = args.query

@@ -50,6 +50,8 @@ class Feeder:
     def __init__(self, port: int, ranges: list[tuple[int, int, int]]) -> None:
         self.stop_event = threading.Event()
         self.completed = 0
+        #: device id → seconds from create to COMPLETED of each export ended under load
+        self.export_s: dict[int, list[float]] = {r[0]: [] for r in ranges}
         self.errors: list[str] = []
         self.threads = [threading.Thread(target=self._loop, args=(port, r), daemon=True)
                         for r in ranges]
@@ -58,8 +60,11 @@ class Feeder:
         client = Client(port)
         while not self.stop_event.is_set():
             try:
+                began = time.monotonic()
                 export_id = client.create([rng])
-                client.wait(export_id, poll_s=0.2)
+                client.wait(export_id, poll_s=0.02, coarse_poll_s=0.2)  # the end within 20 ms
+                if not self.stop_event.is_set():  # one cut short by the end is not counted
+                    self.export_s[rng[0]].append(time.monotonic() - began)
                 client.remove(export_id)
                 self.completed += 1
             except Exception as exc:  # report, keep the load going
