@@ -102,12 +102,14 @@ def one_run(tree: Path, archive: Archive, duration_s: int, by_id: bool = False,
     figures["export_s"] = {("long" if dev == LONG_ID else "short"): times
                            for dev, times in feeder.export_s.items()}
     figures["cpu_ms_per_request"] = used_s * 1000 / max(1, figures["requests"])
+    figures["server_cpu_s"] = used_s
     figures["load_average"] = os.getloadavg()[0]
     return figures
 
 
 def summary(runs: list[dict]) -> dict:
-    keys = ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request")
+    keys = ("req_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request", "server_cpu_s",
+            "wrk_cpu_s")
     medians = {k: statistics.median(r[k] for r in runs) for k in keys}
     for kind in ("short", "long"):
         times = [t for r in runs for t in r["export_s"].get(kind, [])]
@@ -120,7 +122,8 @@ def round_line(figures: dict) -> str:
                         for kind, t in figures["export_s"].items() if t)
     return (f"{figures['req_per_s']:6.0f} req/s  p50 {figures['p50_ms']:6.1f} ms  "
             f"p99 {figures['p99_ms']:6.1f} ms  server CPU {figures['cpu_ms_per_request']:.3f} "
-            f"ms/request  {exports}  (load {figures['load_average']:.1f})")
+            f"ms/request  CPU s server {figures['server_cpu_s']:.1f} wrk "
+            f"{figures['wrk_cpu_s']:.1f}  {exports}  (load {figures['load_average']:.1f})")
 
 
 def main() -> int:
