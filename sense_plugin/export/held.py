@@ -54,8 +54,15 @@ class HeldExports:
         return [self._active[key[0]].owner for key in pending if key[0] in self._active]
 
     def find(self, export_id: int) -> Export | None:
-        """The export's object in memory, if it is held (unfinished, or cached)."""
-        return self._active.get(export_id) or self._finished.get(export_id)
+        """The export's object in memory, if it is held (unfinished, or cached: then it is
+        now the most recently read)."""
+        active = self._active.get(export_id)
+        if active is not None:
+            return active
+        cached = self._finished.get(export_id)
+        if cached is not None:
+            self._finished.move_to_end(export_id)
+        return cached
 
     def live(self, stored: Export) -> Export:
         """The in-memory object of an export read from the store (cached once finished)."""
