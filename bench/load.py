@@ -7,6 +7,7 @@ while two exports run (a feeder thread keeps two exports in flight: create, wait
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import threading
 import time
@@ -37,11 +38,17 @@ def parse_wrk(text: str) -> dict:
 
 
 def wrk(port: int, query: str, duration_s: int, threads: int) -> dict:
+    """wrk's figures, and the CPU seconds wrk itself used (it shares the cores with the server
+    and the exports: a faster server makes it receive more answers)."""
     url = f"http://127.0.0.1:{port}/command?command={query}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(["wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{duration_s}s",
                            "--latency", "--timeout", "10s", url],
                           capture_output=True, text=True, check=True)
-    return parse_wrk(proc.stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = parse_wrk(proc.stdout)
+    figures["wrk_cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return figures
 
 
 class Feeder:
@@ -50,6 +57,8 @@ class Feeder:
     def __init__(self, port: int, ranges: list[tuple[int, int, int]]) -> None:
         self.stop_event = threading.Event()
         self.completed = 0
+        #: device id → seconds from create to COMPLETED of each export ended under load
+        self.export_s: dict[int, list[float]] = {r[0]: [] for r in ranges}
         self.errors: list[str] = []
         self.threads = [threading.Thread(target=self._loop, args=(port, r), daemon=True)
                         for r in ranges]
@@ -58,8 +67,11 @@ class Feeder:
         client = Client(port)
         while not self.stop_event.is_set():
             try:
+                began = time.monotonic()
                 export_id = client.create([rng])
-                client.wait(export_id, poll_s=0.2)
+                client.wait(export_id, poll_s=0.02, coarse_poll_s=0.2)  # the end within 20 ms
+                if not self.stop_event.is_set():  # one cut short by the end is not counted
+                    self.export_s[rng[0]].append(time.monotonic() - began)
                 client.remove(export_id)
                 self.completed += 1
             except Exception as exc:  # report, keep the load going

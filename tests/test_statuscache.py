@@ -73,6 +73,7 @@ async def test_list_is_cached_yet_never_stale(make_client: Callable[..., Any],
         await asyncio.sleep(0.05)
     assert len(set(seen)) >= 3  # it moved while polled
     assert cache.hits > hits  # and unchanged answers came from the cache
+    assert cache.rerenders > 0  # progress alone: the same exports rendered again
 
     await command(client, "exportVideo", headers=basic("alice"), action="remove",
                   exportid=alice_id)
@@ -146,3 +147,36 @@ async def test_a_cached_list_still_counts_as_keepalive(make_client: Callable[...
     root = await command(client, "getExportVideoStatus", exportid=waiting)
     assert root.findtext("exports/export/status") in ("PENDING", "SYNCING"), \
         "the keepalive stopped an export that was polled"
+
+
+async def test_a_stop_shows_in_a_cached_list_at_once(make_client: Callable[..., Any],
+                                                     tmp_path: Path,
+                                                     write_segment: WriteSegment) -> None:
+    """A stopped live export waiting for its last segment moves no progress, status or byte
+    counter, but its device now says ``stopped`` and ends earlier: a list answered from the
+    cache must show that as status by id does."""
+    client = await live_client(make_client, tmp_path, write_segment, 60.0)
+    body = (f"<export><devices><device><deviceid>{DEVICE}</deviceid><starttime>"
+            f"{format_timestamp(now_us())}</starttime><endtime>"
+            f"{format_timestamp(now_us() + 600_000_000)}</endtime></device></devices>"
+            "<mode>live</mode><timestamps>subtitle</timestamps></export>")
+    export_id = (await command(client, "exportVideo", body=body)).findtext("exportid") or ""
+
+    async def device(**params: Any) -> tuple[str | None, str | None]:
+        root = await command(client, "getExportVideoStatus", **params)
+        found = root.find(f"exports/export[exportid='{export_id}']/devices/device")
+        assert found is not None
+        return found.findtext("stopped"), found.findtext("endtime")
+
+    await device()
+    await device()  # the list is cached now, its progress moving every few seconds only
+    stop = asyncio.create_task(command(client, "exportVideo", action="stop",
+                                       exportid=export_id))
+    try:
+        while (by_id := await device(exportid=export_id))[0] != "true":
+            assert not stop.done(), "the export was stopped and finished unseen"
+            await device()
+            await asyncio.sleep(0.02)
+        assert await device() == by_id  # stopped, with its new end, in the list too
+    finally:
+        await stop

@@ -123,6 +123,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def read_body(request: web.Request) -> bytes:
     """The request body, or 413 past ``http.max_body_kb``, or -22 when it arrives too slowly."""
+    if not request.body_exists:  # a GET poll: no timer to arm and cancel
+        return b""
     http = request.app[CONFIG].http
     try:
         async with asyncio.timeout(http.body_timeout_s):

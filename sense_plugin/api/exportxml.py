@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lxml import etree
 from lxml.builder import E
 
@@ -26,34 +28,24 @@ def _(result: r.ExportChanged) -> list[etree._Element]:
 
 @render.register
 def _(result: r.ExportStatusList) -> bytes:
+    return exports_bytes(result)
+
+
+def exports_bytes(result: r.ExportStatusList,
+                  fragment: Callable[[Export], bytes] | None = None) -> bytes:
+    """The serialised ``<exports>`` element; ``fragment`` gives each ``<export>`` (the app's
+    status cache passes its own, which keeps those of finished exports, api/statuscache.py)."""
+    one = fragment or export_bytes
     total = "" if result.total is None else f' total="{result.total}"'
     parts = [f'<exports count="{len(result.exports)}"{total}>'.encode()]
-    parts.extend(export_bytes(e) for e in result.exports)
+    parts.extend(one(e) for e in result.exports)
     parts.append(b"</exports>")
     return b"".join(parts)
 
 
-#: Serialised ``<export>`` of finished exports, which no longer change: export id →
-#: (state key, bytes). Monitoring scripts poll the whole history, so this keeps the full list
-#: cheap; exports still moving are rendered afresh on every request.
-_FINISHED_CACHE: dict[int, tuple[tuple[object, ...], bytes]] = {}
-_CACHE_LIMIT = 100_000
-
-
 def export_bytes(export: Export) -> bytes:
-    """The serialised ``<export>`` element, from the cache once the export has finished."""
-    if export.finished_us is None:
-        live: bytes = etree.tostring(export_element(export), encoding="utf-8")
-        return live
-    key = (export.status, export.finished_us, export.expires_us, export.held,
-           tuple((j.status, j.stopped) for j in export.jobs))
-    cached = _FINISHED_CACHE.get(export.export_id)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    if len(_FINISHED_CACHE) >= _CACHE_LIMIT:
-        _FINISHED_CACHE.clear()
+    """The serialised ``<export>`` element."""
     data: bytes = etree.tostring(export_element(export), encoding="utf-8")
-    _FINISHED_CACHE[export.export_id] = (key, data)
     return data
 
 

@@ -25,6 +25,7 @@ scheme and port of the socket that took the request. See docs/security.rst, "Hos
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -123,6 +124,7 @@ def _host_name(host: str) -> str:
     return host.rstrip(".")
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of the text; every request asks it
 def _is_address(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

@@ -29,9 +29,14 @@ def success(result: Any) -> bytes:
         return document(ResultCode.OK)
     rendered = render(result)
     if isinstance(rendered, bytes):  # a pre-serialised fragment (see exportxml)
-        return XML_DECLARATION + b'<result errorcode="0">' + rendered + b"</result>"
+        return wrap_success(rendered)
     children = rendered if isinstance(rendered, list) else [rendered]
     return document(ResultCode.OK, *children)
+
+
+def wrap_success(fragment: bytes) -> bytes:
+    """The success document around an already serialised child element."""
+    return XML_DECLARATION + b'<result errorcode="0">' + fragment + b"</result>"
 
 
 def error(code: int, description: str, incident: str | None = None) -> bytes:

@@ -19,7 +19,7 @@ class User:
 
     def can(self, permission: str) -> bool:
         """True when the user holds ``permission`` (admin holds every permission)."""
-        return permission in (ANY, *self.permissions) or ADMIN in self.permissions
+        return permission == ANY or permission in self.permissions or ADMIN in self.permissions
 
     @property
     def is_admin(self) -> bool:

@@ -2,10 +2,17 @@
 
 An unfinished export is one object from its creation (or resumption) to its finish: its
 progress moves between writes, so readers are given that object, never a stored copy. A
-finished export read from the store is kept in a bounded cache (status polls of recent
-exports). On a site (``site_server``) exports are always read from the store (other servers
-change them) and nothing finished is cached; only this server's running jobs are live
-objects here, put in place of their stored rows.
+finished export read from the store is kept too (status polls of recent exports), bounded
+and least recently used first. On a site (``site_server``) exports are always read from the
+store (other servers change them) and nothing finished is kept; only this server's running
+jobs are live objects here, put in place of their stored rows.
+
+This is the one place export *state* is kept in memory, and it needs no invalidation: what
+it holds are the book's own objects, not copies. Every read of the book that returns
+exports passes them through :meth:`HeldExports.live`, so every change the book makes later
+(expiry, a hold's mark) is made on the object held here, and a purge forgets it. Rendered
+status (bytes) is the API's, kept by its status cache under the engine version
+(api/statuscache.py; docs/performance.rst, "One owner per cache").
 
 Nothing here changes a status: the transitions are :class:`~sense_plugin.export.book.JobBook`'s.
 """
@@ -47,8 +54,15 @@ class HeldExports:
         return [self._active[key[0]].owner for key in pending if key[0] in self._active]
 
     def find(self, export_id: int) -> Export | None:
-        """The export's object in memory, if it is held (unfinished, or cached)."""
-        return self._active.get(export_id) or self._finished.get(export_id)
+        """The export's object in memory, if it is held (unfinished, or cached: then it is
+        now the most recently read)."""
+        active = self._active.get(export_id)
+        if active is not None:
+            return active
+        cached = self._finished.get(export_id)
+        if cached is not None:
+            self._finished.move_to_end(export_id)
+        return cached
 
     def live(self, stored: Export) -> Export:
         """The in-memory object of an export read from the store (cached once finished)."""
