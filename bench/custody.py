@@ -64,11 +64,12 @@ def bundle_figures(directory: Path) -> list[str]:
     try:
         members = [bundle.Member(p.name, os.fstat(fd).st_size, fd=fd)
                    for p, fd in zip(paths, fds, strict=True)]
+        crcs = bundle.CrcMemo()
         began = time.perf_counter()
-        bundle.layout(members)
+        bundle.layout(members, crcs)
         cold_s = time.perf_counter() - began
         began = time.perf_counter()
-        pieces, size = bundle.layout(members)
+        pieces, size = bundle.layout(members, crcs)
         warm_s = time.perf_counter() - began
         began = time.perf_counter()
         sent = sum(len(b) for b in bundle.blocks(pieces, 0, size - 1))

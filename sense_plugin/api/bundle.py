@@ -32,6 +32,8 @@ from sense_plugin.signing import SIGNATURE_NAME
 
 log = logging.getLogger(__name__)
 BUNDLE_NAME = "bundle.zip"
+#: The CRC-32s of files already laid out in a bundle (one memo per application).
+BUNDLE_CRCS = web.AppKey("bundle_crcs", bundle.CrcMemo)
 KEY_NAME = "signing-key.pub.pem"
 README_NAME = "README.txt"
 README = """Case bundle of export {export_id}
@@ -114,7 +116,8 @@ async def serve_bundle(request: web.Request, export: Export) -> web.StreamRespon
     members = await loop.run_in_executor(executor, members_of, export, engine.roots,
                                          signer.public_pem, signer.fingerprint)
     try:
-        pieces, size = await loop.run_in_executor(executor, bundle.layout, members)
+        pieces, size = await loop.run_in_executor(executor, bundle.layout, members,
+                                                  request.app[BUNDLE_CRCS])
         return await _send(request, export, pieces, size)
     finally:
         await loop.run_in_executor(executor, close_members, members)

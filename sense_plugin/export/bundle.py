@@ -1,10 +1,10 @@
 """The case bundle's layout: a stored (uncompressed) ZIP of an export, sized up front.
 
 Every member is stored as it is, with its CRC-32 in its local header (computed before the
-first byte is sent, and remembered), so the whole archive is a fixed sequence of headers and
-file bytes: its size is known before it is sent and any byte range of it can be read
-without producing what comes before (``docs/custody.rst``). Archives of 4 GiB or more would
-need ZIP64 and are refused.
+first byte is sent, and remembered by the server's :class:`CrcMemo`), so the whole archive is
+a fixed sequence of headers and file bytes: its size is known before it is sent and any byte
+range of it can be read without producing what comes before (``docs/custody.rst``). Archives
+of 4 GiB or more would need ZIP64 and are refused.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ ZIP32_LIMIT = 0xFFFFFFFF
 _UTF8_NAMES = 0x0800
 _DOS_TIME = 0  # 00:00:00
 _DOS_DATE = (2020 - 1980) << 9 | 1 << 5 | 1  # members carry no meaningful date
-_CRC_CACHE: OrderedDict[tuple[int, int, int, int], int] = OrderedDict()
-_CRC_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -48,33 +46,46 @@ class Piece:
     fd: int
 
 
-def crc32_of(member: Member) -> int:
-    """The member's CRC-32 (a file's is read once and remembered by inode, size, mtime)."""
-    if member.data is not None:
-        return zlib.crc32(member.data)
-    stat = os.fstat(member.fd)
-    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    with _CRC_LOCK:
-        if key in _CRC_CACHE:
-            return _CRC_CACHE[key]
-    crc = 0
-    for offset in range(0, member.size, READ_BYTES):
-        crc = zlib.crc32(os.pread(member.fd, READ_BYTES, offset), crc)
-    with _CRC_LOCK:
-        _CRC_CACHE[key] = crc
-        while len(_CRC_CACHE) > 10_000:
-            _CRC_CACHE.popitem(last=False)
-    return crc
+class CrcMemo:
+    """The CRC-32s of export files already read, by device, inode, size and mtime.
+
+    One per server (the API's application owns it): a bundle asked for again is laid out
+    without reading its files; nothing outside that server shares it.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._crcs: OrderedDict[tuple[int, int, int, int], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def crc32_of(self, member: Member) -> int:
+        """The member's CRC-32 (blocking: a file not seen before is read)."""
+        if member.data is not None:
+            return zlib.crc32(member.data)
+        stat = os.fstat(member.fd)
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._crcs:
+                self._crcs.move_to_end(key)
+                return self._crcs[key]
+        crc = 0
+        for offset in range(0, member.size, READ_BYTES):
+            crc = zlib.crc32(os.pread(member.fd, READ_BYTES, offset), crc)
+        with self._lock:
+            self._crcs[key] = crc
+            while len(self._crcs) > self._limit:
+                self._crcs.popitem(last=False)
+        return crc
 
 
-def layout(members: list[Member]) -> tuple[list[Piece], int]:
+def layout(members: list[Member], crcs: CrcMemo) -> tuple[list[Piece], int]:
     """The archive as pieces in order, and its total size (blocking: CRCs are computed)."""
     pieces: list[Piece] = []
     central = bytearray()
     offset = 0
     for member in members:
         name = member.name.encode("utf-8")
-        crc = crc32_of(member)
+        crc = crcs.crc32_of(member)
         if offset + member.size >= ZIP32_LIMIT:
             raise OutOfRangeError("the case bundle would be 4 GiB or more; download the files "
                                   "one by one")
