@@ -28,7 +28,6 @@ from sense_plugin.export.custody import Custody
 from sense_plugin.export.custodydb import SqliteCustodyStore
 from sense_plugin.export.dispatch import JobDispatcher
 from sense_plugin.export.keepalive import KeepAlive
-from sense_plugin.export.live import LiveFollower
 from sense_plugin.export.localstore import STORE_FILE, LocalJobStore
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status
@@ -76,8 +75,6 @@ class ExportEngine:
                                           config.export.history_days, self.custody)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
-        self._live = LiveFollower(config, archive, self.book, self._jobs.run_now,
-                                  self._jobs.worker_of)
         self.signer: signing.Signer  # the manifest signing key, loaded by start()
 
     @property
@@ -137,7 +134,6 @@ class ExportEngine:
         await self._retention.close()
         await self._keepalive.close()
         self._jobs.stop_starting()
-        await self._live.close()
         await self._jobs.close()
         await self.custody.close()
         await self.book.close()
@@ -152,7 +148,7 @@ class ExportEngine:
         """
         admission.check_unique_names(request, self._config)
         admission.check_bandwidth(request, self._config)
-        live_owners = self.book.pending_owners(self._live.unfinished())
+        live_owners = self.book.pending_owners(self._jobs.live_unfinished())
         admission.check_live(live_owners, owner, request, self._config)
         admission.check_queue([*self.book.pending_owners(self._jobs.pending), *live_owners],
                               owner, len(request.devices), self._config)
@@ -192,12 +188,8 @@ class ExportEngine:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
         export = await self.get(export_id, user_name, is_admin)
         was_finished = await self.custody.removing(export)  # -22 while held
-        for job in export.jobs:
-            self._jobs.forget(job)
-            if self._live.follows(job):
-                self._live.cancel(job)
-            elif job.status is Status.SYNCING and self._is_mine(job):
-                await self._jobs.cancel(job)
+        for job in export.jobs:  # each run here ends REMOVED; the others are marked so
+            await self._jobs.cancel(job)
         await self.book.remove_all(export)
         self.stop_downloads(export_id)
         await self.run_io(files.remove_export_files, export, self._roots)
@@ -218,12 +210,11 @@ class ExportEngine:
             raise OutOfRangeError(f"export {export_id} is being stopped already")
         export.stopping = True
         await self.custody.record("stop", export_id)
-        for job in export.jobs:
-            if job.status is Status.PENDING and not self._live.follows(job):
-                self._jobs.forget(job)
+        for job in export.jobs:  # queued elsewhere on a site, or not queued at all
+            if job.status is Status.PENDING and not self._jobs.has(job):
                 await self.book.remove(job, export)
         await asyncio.gather(*(self._end(export, j) for j in export.jobs
-                               if j.status is Status.SYNCING))
+                               if j.status is Status.SYNCING or self._jobs.has(j)))
         await self.book.finish_if_done(export)
         log.info("export %s stopped by %s", export_id, user_name or "-")
         return export
@@ -300,9 +291,8 @@ class ExportEngine:
     def _enqueue(self, export: Export, job: Job) -> None:
         if self.site_role is not None:
             return  # queued on its server's queue with the export (cluster/sitestore.py)
-        if export.options.live and not export.options.snapshot and job.end_us > now_us() \
-                and not self._live.follows(job):
-            self._live.start(job)  # SYNCING at once, queued for its cut at the end
+        if export.options.live and not export.options.snapshot and job.end_us > now_us():
+            self._jobs.follow(job)  # SYNCING at once, queued for its cut at the end
             return
         self._jobs.enqueue(job)
 
@@ -319,12 +309,7 @@ class ExportEngine:
                       getattr(exc, "description", exc))
 
     def _end(self, export: Export, job: Job) -> Awaitable[None]:
-        """Finish a SYNCING job keeping its file, wherever it runs."""
-        if self._live.follows(job):
-            return self._live.stop(job)
+        """Finish a job keeping its file, wherever it runs (a queued one is REMOVED)."""
         if self.site_role is not None and not self.site_role.is_mine(job):
             return self.site_role.stop_elsewhere(export, job)
         return self._jobs.finish(job)
-
-    def _is_mine(self, job: Job) -> bool:
-        return self.site_role is None or self.site_role.is_mine(job)
