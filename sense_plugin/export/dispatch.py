@@ -27,11 +27,11 @@ from sense_plugin.export.fairness import (
     default_per_user,
     job_cost,
 )
-from sense_plugin.export.jobrun import Ask, Cutter, JobRun
+from sense_plugin.export.jobrun import Ask, JobRun
 from sense_plugin.export.live import LiveFollower
 from sense_plugin.export.model import Job
 from sense_plugin.export.pool import WorkerPool, WorkerProcess
-from sense_plugin.export.runner import JobRunner
+from sense_plugin.export.runner import JobRunner, Planner
 
 log = logging.getLogger(__name__)
 Key = tuple[int, int]
@@ -49,8 +49,9 @@ class JobDispatcher:
     """This server's runs, the fair queue they wait in and the workers that cut them."""
 
     def __init__(self, config: Config, archive: Archive, book: JobBook, io: Executor, *,
-                 pool: WorkerPool | None = None, runner: Cutter | None = None) -> None:
-        """``pool`` and ``runner``: the worker pool and the cutter (unit tests pass fakes)."""
+                 pool: WorkerPool | None = None, plan: Planner | None = None) -> None:
+        """``pool`` and ``plan``: the worker pool and the planning step (unit tests pass
+        fakes)."""
         self._book = book
         self._render_weight = config.export.render_cost_weight
         self._pool = pool or WorkerPool(config.export.max_concurrent_jobs)
@@ -58,7 +59,7 @@ class JobDispatcher:
         self._seq = 0
         #: Every run here, from queued (or following) until it settles.
         self._runs: dict[Key, JobRun] = {}
-        self._runner = runner or JobRunner(config, archive, book, io, self._runs)
+        self._runner = JobRunner(config, archive, book, io, self._runs, plan)
         self._live = LiveFollower(config, archive, book)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -36,6 +36,9 @@ from sense_plugin.media.remux import BUFFER_BYTES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Plans a job's cut: the worker's instructions, the sources held open, the export
+#: directory's fd (the caller closes it).
+Planner = Callable[[Export, Job], Awaitable[tuple[CutJob, planning.StreamPlan, int]]]
 RATE_WINDOW_S = 1.0
 _PROC = safefs.proc_available()
 
@@ -73,14 +76,16 @@ class JobRunner:
     """Plans and cuts the runs the dispatcher hands over, reading what was asked of each."""
 
     def __init__(self, config: Config, archive: Archive, book: JobBook, io: Executor,
-                 runs: Mapping[tuple[int, int], JobRun]) -> None:
+                 runs: Mapping[tuple[int, int], JobRun], plan: Planner | None = None) -> None:
         """``runs``: the dispatcher's runs (the share of an export's bandwidth cap counts
-        those of the export that are cutting)."""
+        those of the export that are cutting); ``plan``: the planning step (unit tests pass
+        a fake one; by default the archive's segments)."""
         self._config = config
         self._archive = archive
         self._book = book
         self._io = io
         self._runs = runs
+        self._plan_cut: Planner = plan or self._plan
 
     async def run(self, run: JobRun, export: Export, proc: WorkerProcess) -> Outcome:
         """Run the (SYNCING) job of ``run`` on ``proc``; what became of it."""
@@ -89,7 +94,7 @@ class JobRunner:
         completed = False
         plan = planning.StreamPlan([], 1, 0)
         try:
-            cut_job, plan, dir_fd = await self._plan(export, job)
+            cut_job, plan, dir_fd = await self._plan_cut(export, job)
             log.info("export %s device %s started (%s)", job.export_id, job.device_id,
                      cut_job.name)
             if run.asked is not None:
