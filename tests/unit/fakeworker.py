@@ -222,7 +222,8 @@ class Lab:
     """A dispatcher with fake workers, the in-memory store, a fake clock and a planner that
     opens the real export directory (``tmp_path/exports``)."""
 
-    def __init__(self, tmp_path: Path, workers: int = 1, stall_s: float = 60.0) -> None:
+    def __init__(self, tmp_path: Path, workers: int = 1, stall_s: float = 60.0,
+                 site_server: int | None = None) -> None:
         self.root = tmp_path / "exports"
         self.root.mkdir(exist_ok=True)
         self.config = Config(source="unit", server=ServerConfig(1, tmp_path, (self.root,)),
@@ -231,7 +232,8 @@ class Lab:
         self.store = MemoryJobStore()
         self.clock = Clock()
         self.finals = Finals()
-        self.book = JobBook(self.store, self.finals, RETENTION_US, clock=self.clock)
+        self.book = JobBook(self.store, self.finals, RETENTION_US, clock=self.clock,
+                            site_server=site_server)
         self.pool = FakePool(workers)
         self.archive = FakeArchive()
         self.io = ThreadPoolExecutor(2)
@@ -259,6 +261,8 @@ class Lab:
                              options=options or ExportOptions())
         export.out_base = str(self.root / "cases")
         export.bandwidth_limit_kbps = bandwidth_kbps
+        for job in export.jobs:
+            job.server_id = self.config.server.server_id
         safefs.make_export_dir(export.directory, (self.root,))
         await self.book.add(export)
         if queue:
