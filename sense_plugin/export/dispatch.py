@@ -18,6 +18,7 @@ from typing import Any
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
+from sense_plugin.export import files
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.fairness import (
     MIN_COST_S,
@@ -29,9 +30,10 @@ from sense_plugin.export.fairness import (
 )
 from sense_plugin.export.jobrun import Ask, JobRun
 from sense_plugin.export.live import LiveFollower
-from sense_plugin.export.model import Job
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.pool import WorkerPool, WorkerProcess
 from sense_plugin.export.runner import JobRunner, Planner
+from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
 Key = tuple[int, int]
@@ -52,7 +54,8 @@ class JobDispatcher:
                  pool: WorkerPool | None = None, plan: Planner | None = None) -> None:
         """``pool`` and ``plan``: the worker pool and the planning step (unit tests pass
         fakes)."""
-        self._book = book
+        self._book, self._io = book, io
+        self._roots = config.server.export_roots
         self._render_weight = config.export.render_cost_weight
         self._pool = pool or WorkerPool(config.export.max_concurrent_jobs)
         self._fair = FairQueue(fair_limits(config))
@@ -85,6 +88,28 @@ class JobDispatcher:
         await self._pool.close()
 
     # -- runs ------------------------------------------------------------------------------
+    async def resume(self, export: Export) -> None:
+        """Queue again the unfinished jobs of an export found in the store at start: one
+        SYNCING was running when the server stopped and starts again from the beginning,
+        its partial file deleted."""
+        for job in export.jobs:
+            if job.status is Status.SYNCING:
+                log.info("export %s device %s: interrupted by a restart, queued again",
+                         export.export_id, job.device_id)
+                await self._book.requeue(job)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._io, files.remove_partial, export, job, self._roots)
+            if job.status is Status.PENDING:
+                self.queue(export, job)
+
+    def queue(self, export: Export, job: Job) -> None:
+        """Queue a PENDING job; a live one whose range is still ahead follows its recording
+        first (SYNCING at once, queued for its cut at the end)."""
+        if export.options.live and not export.options.snapshot and job.end_us > now_us():
+            self.follow(job)
+        else:
+            self.enqueue(job)
+
     def enqueue(self, job: Job) -> None:
         """Queue ``job`` for a worker (once: a job queued or running here already is left)."""
         if job.key not in self._runs:

@@ -61,8 +61,8 @@ class ExportEngine:
                             site_server=config.server.server_id if site else None,
                             localize=partial(localize, self._roots) if site else None)
         self._jobs = JobDispatcher(config, archive, self.book, executor)
-        #: On a site: this server's part in the site's exports; ``None`` on a single server.
         self._keepalive = KeepAlive(self.book, lambda i: self.stop(i, "", True), shared=site)
+        #: On a site: this server's part in the site's exports; ``None`` on a single server.
         self.site_role = None if site_store is None else SiteRole(
             config, self.book, site_store, self._jobs, self.run_io, self._write_manifest,
             self.stop_downloads, self._keepalive)
@@ -111,14 +111,7 @@ class ExportEngine:
             await self.site_role.resume_jobs()
         for export in unfinished:
             await self.run_io(files.ensure_directory, export, self._roots)
-            for job in export.jobs:
-                if job.status is Status.SYNCING:  # interrupted by a crash: start again
-                    log.info("export %s device %s: interrupted by a restart, queued again",
-                             export.export_id, job.device_id)
-                    await self.book.requeue(job)
-                    await self.run_io(files.remove_partial, export, job, self._roots)
-                if job.status is Status.PENDING:
-                    self._enqueue(export, job)
+            await self._jobs.resume(export)  # a job interrupted by a crash starts again
             await self.book.finish_if_done(export)  # finished before a crash stamped it
         unfinished_runs = [e for e in await self.book.finished_before(now_us())
                            if files.needs_tidying(e)]  # a killed worker's files
@@ -176,8 +169,9 @@ class ExportEngine:
             await self.run_io(safefs.remove_empty_dirs, export.directory, self._roots)
             raise
         await self.custody.created(export)
-        for job in export.jobs:
-            self._enqueue(export, job)
+        if self.site_role is None:  # else queued on its server's queue (cluster/sitestore.py)
+            for job in export.jobs:
+                self._jobs.queue(export, job)
         log.info("export %s created by %s: %s into %s%s", export.export_id, owner or "-",
                  ", ".join(f"device {j.device_id} {format_timestamp(j.start_us)} to "
                            f"{format_timestamp(j.end_us)}" for j in export.jobs),
@@ -188,8 +182,8 @@ class ExportEngine:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
         export = await self.get(export_id, user_name, is_admin)
         was_finished = await self.custody.removing(export)  # -22 while held
-        for job in export.jobs:  # each run here ends REMOVED; the others are marked so
-            await self._jobs.cancel(job)
+        # each run here ends REMOVED; the other jobs are marked so
+        await asyncio.gather(*(self._jobs.cancel(job) for job in export.jobs))
         await self.book.remove_all(export)
         self.stop_downloads(export_id)
         await self.run_io(files.remove_export_files, export, self._roots)
@@ -286,15 +280,6 @@ class ExportEngine:
 
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
-
-    # -- running jobs ----------------------------------------------------------------------
-    def _enqueue(self, export: Export, job: Job) -> None:
-        if self.site_role is not None:
-            return  # queued on its server's queue with the export (cluster/sitestore.py)
-        if export.options.live and not export.options.snapshot and job.end_us > now_us():
-            self._jobs.follow(job)  # SYNCING at once, queued for its cut at the end
-            return
-        self._jobs.enqueue(job)
 
     async def _write_manifest(self, export: Export, final: Status, finished_us: int) -> None:
         try:
