@@ -142,11 +142,8 @@ class JobRun:
 
     # -- running ---------------------------------------------------------------------------
     async def run(self) -> None:
-        """A queued job: wait for a worker, cut, record; the run has settled afterwards."""
-        try:
-            await self.cut(holds=False)
-        finally:
-            self.mark_settled()
+        """A queued job's whole way: wait for a worker, start, plan, cut, record."""
+        await self.cut(holds=False)
 
     async def cut(self, holds: bool) -> None:
         """Wait in the fair queue for a worker (``holds``: it keeps it until its range ends),
@@ -201,4 +198,5 @@ class JobRun:
                       exc.description)
 
     def mark_settled(self) -> None:
+        """The run is over (its task has ended): whoever waits for it goes on."""
         self._settled.set()
