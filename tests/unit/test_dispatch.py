@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from sense_plugin.errors import ResultCode
+from sense_plugin.export import files
 from sense_plugin.export.jobrun import Ask
 from sense_plugin.export.model import Status
 from sense_plugin.export.outcome import Completed, Interrupted, JobFailed, Removed
+from sense_plugin.media.exportoptions import ExportOptions
+from sense_plugin.timestamps import now_us
 from tests.store_contract import T0, file_info
 from tests.unit.fakeworker import Lab, settle
 
@@ -382,3 +385,51 @@ async def test_every_outcome_kind_reaches_the_book(lab: Lab) -> None:
         await lab.book.record(job, outcome)
     assert [j.status for j in export.jobs] == [Status.COMPLETED, Status.FAILED,
                                                Status.PENDING, Status.REMOVED]
+
+
+async def test_a_settled_run_hands_its_worker_to_the_least_served_user(lab: Lab) -> None:
+    alice = await lab.export(jobs=3, owner="alice")
+    bob = await lab.export(jobs=1, owner="bob")
+    worker = await lab.cutting(alice.jobs[0])
+    worker.complete()
+    assert await lab.cutting(bob.jobs[0]) is worker  # before alice's second
+    assert [j.status for j in alice.jobs[1:]] == [Status.PENDING] * 2
+    worker.complete()
+    assert await lab.cutting(alice.jobs[1]) is worker
+    await lab.jobs.cancel(alice.jobs[1])
+    await lab.jobs.cancel(alice.jobs[2])
+    assert [j.status for j in alice.jobs] == [Status.COMPLETED, Status.REMOVED, Status.REMOVED]
+
+
+# -- resuming at start -------------------------------------------------------------------------
+async def test_resume_queues_a_job_running_at_a_crash_again_from_the_start(lab: Lab) -> None:
+    export = await lab.export(jobs=2, queue=False)
+    running, waiting = export.jobs
+    await lab.book.start(running)  # then the server died
+    running.progress = 40
+    leftover = export.directory / (files.planned_name(export, running) + ".part")
+    leftover.write_bytes(b"half a file")
+    lab.plan_gate = asyncio.Event()  # hold the first run in planning to look at it
+    await lab.jobs.resume(export)
+    assert running.status is Status.PENDING and running.progress == 0
+    assert not leftover.exists()
+    assert lab.jobs.pending == {running.key, waiting.key}
+    lab.plan_gate.set()
+    for job in export.jobs:
+        (await lab.cutting(job)).complete()
+        await lab.jobs.until_settled(job)
+    assert export.status is Status.COMPLETED
+
+
+async def test_a_live_job_ahead_follows_and_one_past_is_queued(lab: Lab) -> None:
+    export = await lab.export(jobs=2, queue=False, options=ExportOptions(mode="live",
+                                                                          timestamps="subtitle"))
+    ahead, past = export.jobs
+    ahead.end_us = now_us() + 60_000_000
+    lab.jobs.queue(export, ahead)
+    lab.jobs.queue(export, past)  # its range ended long ago: cut at once
+    assert lab.jobs.live_unfinished() == {ahead.key} and lab.jobs.pending == {past.key}
+    (await lab.cutting(past)).complete()
+    await lab.jobs.until_settled(past)
+    await lab.jobs.cancel(ahead)
+    assert (past.status, ahead.status) == (Status.COMPLETED, Status.REMOVED)
