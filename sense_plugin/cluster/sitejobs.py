@@ -35,7 +35,6 @@ class SiteJobs:
         self.role, self.store, self.book = role, store, role.book
         self.node_timeout_s = node_timeout_s
         self._acting: set[asyncio.Task[None]] = set()
-        self._asked: set[tuple[int, int]] = set()
         self._ticks = 0
 
     async def run(self) -> None:
@@ -60,16 +59,15 @@ class SiteJobs:
         asked = await self.store.asked(running)
         for job in running:
             status, stop = asked.get(job.key, (Status.SYNCING, False))
-            if job.key in self._asked or (status is not Status.REMOVED and not stop):
+            if status is not Status.REMOVED and not stop:
                 continue
-            self._asked.add(job.key)
-            export = self.book.active_export(job.export_id)
-            action = (self.role.cancel_here(export, job) if status is Status.REMOVED
-                      else self.role.finish_here(job))
-            task = asyncio.create_task(action, name=f"site-ask-{job.export_id}")
+            action = self.role.ask_here(self.book.active_export(job.export_id), job,
+                                        cancel=status is Status.REMOVED)
+            if action is None:  # its run was asked that already
+                continue
+            task = asyncio.ensure_future(action)
             self._acting.add(task)
             task.add_done_callback(self._acting.discard)
-        self._asked &= {j.key for j in running}
         await self._copy_manifests()
         self._ticks += 1
         if self._ticks % LET_GO_TICKS == 0:

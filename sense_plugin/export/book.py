@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from typing import assert_never
 
 from sense_plugin.errors import SenseError
 from sense_plugin.export.held import HeldExports
 from sense_plugin.export.model import Export, Job, Status, combine_statuses
+from sense_plugin.export.outcome import Completed, Interrupted, JobFailed, Outcome, Removed
 from sense_plugin.export.storage import ExportQuery, JobStore
-from sense_plugin.filemodel import FileInfo
 from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
@@ -223,16 +224,30 @@ class JobBook:
         job.finished_us = None
         await self._set(self.active_export(job.export_id), job, Status.PENDING)
 
-    async def complete(self, job: Job, files: tuple[FileInfo, ...], stopped_us: int | None,
-                       split: bool, bandwidth_kbps: int, note: str = "") -> None:
-        """COMPLETED with its file (or parts); ``stopped_us``: a stop ended its range there."""
-        job.parts = files if split else ()
-        job.description = note
+    async def record(self, job: Job, outcome: Outcome) -> None:
+        """What a run of ``job`` came to (its one result record): the job's next status."""
+        match outcome:
+            case Completed():
+                await self.complete(job, outcome)
+            case JobFailed():
+                await self.fail(job, outcome.code, outcome.description)
+            case Interrupted():
+                await self.requeue(job)
+            case Removed():
+                await self.remove(job)
+            case _:
+                assert_never(outcome)
+
+    async def complete(self, job: Job, completed: Completed) -> None:
+        """COMPLETED with its file (or parts); a stop may have ended its range early."""
+        files = completed.files
+        job.parts = files if completed.split else ()
+        job.description = completed.note
         job.file = files[0]
-        if stopped_us is not None:
-            job.stopped, job.end_us = True, stopped_us
+        if completed.stopped_us is not None:
+            job.stopped, job.end_us = True, completed.stopped_us
         job.bytes_written = sum(f.size_bytes for f in files)
-        job.bandwidth_kbps = bandwidth_kbps
+        job.bandwidth_kbps = completed.bandwidth_kbps
         job.progress = 100
         await self._end(job, Status.COMPLETED)
 

@@ -1,23 +1,24 @@
 """Running device jobs: a fair queue across users, a bounded pool of worker processes.
 
-Whenever a worker is free, :class:`~sense_plugin.export.fairness.FairQueue` names the job to
-start (least cost served first, per-user caps: ``docs/scheduling.rst``); the dispatcher marks
-it SYNCING in the book, lets the :class:`~sense_plugin.export.runner.JobRunner` run it and
-hands the :data:`~sense_plugin.export.runner.Outcome` to the book. A job has *settled* once
-its outcome is recorded: remove and stop wait for that. Live jobs ask for a worker through
-:meth:`JobDispatcher.run_now` and wait in the same fair queue.
+Each device job queued on this server (or following its recording, when live) is one
+:class:`~sense_plugin.export.jobrun.JobRun`, kept here by key until it settles. Whenever a
+worker is free, :class:`~sense_plugin.export.fairness.FairQueue` names the run to give it to
+(least cost served first, per-user caps: ``docs/scheduling.rst``). Remove, stop, shutdown and
+a site's requests ask the run and wait for it to settle (:meth:`JobDispatcher.cancel`,
+:meth:`JobDispatcher.finish`, :meth:`JobDispatcher.close`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
+from typing import Any
 
 from sense_plugin.archive.service import Archive
 from sense_plugin.config import Config
-from sense_plugin.errors import SenseError
+from sense_plugin.export import files
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.fairness import (
     MIN_COST_S,
@@ -27,18 +28,15 @@ from sense_plugin.export.fairness import (
     default_per_user,
     job_cost,
 )
-from sense_plugin.export.model import Job, Status
+from sense_plugin.export.jobrun import Ask, JobRun
+from sense_plugin.export.live import LiveFollower
+from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.pool import WorkerPool, WorkerProcess
-from sense_plugin.export.runner import (
-    Completed,
-    Interrupted,
-    JobFailed,
-    JobRunner,
-    Outcome,
-    Removed,
-)
+from sense_plugin.export.runner import JobRunner, Planner
+from sense_plugin.timestamps import now_us
 
 log = logging.getLogger(__name__)
+Key = tuple[int, int]
 
 
 def fair_limits(config: Config) -> Limits:
@@ -50,30 +48,26 @@ def fair_limits(config: Config) -> Limits:
 
 
 class JobDispatcher:
-    """The queue of PENDING jobs and the workers that run them."""
+    """This server's runs, the fair queue they wait in and the workers that cut them."""
 
-    def __init__(self, config: Config, archive: Archive, book: JobBook, io: Executor) -> None:
-        self._book = book
+    def __init__(self, config: Config, archive: Archive, book: JobBook, io: Executor, *,
+                 pool: WorkerPool | None = None, plan: Planner | None = None) -> None:
+        """``pool`` and ``plan``: the worker pool and the planning step (unit tests pass
+        fakes)."""
+        self._book, self._io = book, io
+        self._roots = config.server.export_roots
         self._render_weight = config.export.render_cost_weight
-        #: Keys of the jobs waiting in the queue (a job removed meanwhile is skipped).
-        self.pending: set[tuple[int, int]] = set()
-        self._pool = WorkerPool(config.export.max_concurrent_jobs)
+        self._pool = pool or WorkerPool(config.export.max_concurrent_jobs)
         self._fair = FairQueue(fair_limits(config))
         self._seq = 0
-        self._queued: dict[tuple[int, int], Job] = {}
-        #: Live jobs waiting in :meth:`run_now`: the worker (None: stopped meanwhile).
-        self._offers: dict[tuple[int, int], asyncio.Future[WorkerProcess | None]] = {}
-        #: Set when a job's :meth:`run_now` has returned.
-        self._waits: dict[tuple[int, int], asyncio.Event] = {}
-        self._runner = JobRunner(config, archive, book, io)
+        #: Every run here, from queued (or following) until it settles.
+        self._runs: dict[Key, JobRun] = {}
+        self._runner = JobRunner(config, archive, book, io, self._runs, plan)
+        self._live = LiveFollower(config, archive, book)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
-        self._settled: dict[tuple[int, int], asyncio.Event] = {}
-        #: Jobs enqueued and not yet run to their end (``until_settled``).
-        self._waiting: dict[tuple[int, int], asyncio.Event] = {}
-        self._jobs_running: dict[tuple[int, int], Job] = {}
         self._closing = False
-        #: Called with each job the runner has finished with (observers: metrics).
+        #: Called with each job a worker has finished with (observers: metrics).
         self.on_job_finished: list[Callable[[Job], None]] = []
 
     async def start(self) -> None:
@@ -86,117 +80,142 @@ class JobDispatcher:
         self._closing = True
 
     async def close(self) -> None:
-        """Interrupt running jobs (they run again next time), stop the workers."""
+        """Ask every run to stop for the shutdown (a job being cut runs again next time, one
+        waiting stays as it is), wait until they have settled, stop the workers."""
         self._closing = True
-        await self._runner.cancel_all()
+        await asyncio.gather(*(run.ask(Ask.SHUTDOWN) for run in list(self._runs.values())))
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for offer in self._offers.values():
-            offer.cancel()
         await self._pool.close()
 
-    def enqueue(self, job: Job) -> None:
-        self.pending.add(job.key)
-        self._waiting.setdefault(job.key, asyncio.Event())
-        self._queued[job.key] = job
-        self._fair.add(self._ticket(job, holds=False))
-        self._schedule()
+    # -- runs ------------------------------------------------------------------------------
+    async def resume(self, export: Export) -> None:
+        """Queue again the unfinished jobs of an export found in the store at start: one
+        SYNCING was running when the server stopped and starts again from the beginning,
+        its partial file deleted."""
+        for job in export.jobs:
+            if job.status is Status.SYNCING:
+                log.info("export %s device %s: interrupted by a restart, queued again",
+                         export.export_id, job.device_id)
+                await self._book.requeue(job)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._io, files.remove_partial, export, job, self._roots)
+            if job.status is Status.PENDING:
+                self.queue(export, job)
 
-    def worker_of(self, job: Job) -> WorkerProcess | None:
-        """The worker running ``job`` now, if any (a live export feeds it segments)."""
-        return self._runner.worker_of(job)
+    def queue(self, export: Export, job: Job) -> None:
+        """Queue a PENDING job; a live one whose range is still ahead follows its recording
+        first (SYNCING at once, queued for its cut at the end)."""
+        if export.options.live and not export.options.snapshot and job.end_us > now_us():
+            self.follow(job)
+        else:
+            self.enqueue(job)
+
+    def enqueue(self, job: Job) -> None:
+        """Queue ``job`` for a worker (once: a job queued or running here already is left)."""
+        if job.key not in self._runs:
+            self._spawn(self._new_run(job, live=False), None)
+
+    def follow(self, job: Job) -> None:
+        """A live job: SYNCING at once, following its recording (``export/live.py``)."""
+        if job.key not in self._runs:
+            run = self._new_run(job, live=True)
+            self._spawn(run, self._live.follow(run))
 
     def has(self, job: Job) -> bool:
-        """The job is queued or running here."""
-        return job.key in self._waiting
+        """The job is queued, following or running here."""
+        return job.key in self._runs
+
+    def run_of(self, job: Job) -> JobRun | None:
+        """The job's run here, if any."""
+        return self._runs.get(job.key)
+
+    @property
+    def pending(self) -> set[Key]:
+        """Keys of the (not live) jobs waiting for a worker (admission counts them)."""
+        return {k for k, r in self._runs.items() if r.waiting and not r.live}
+
+    def live_unfinished(self) -> set[Key]:
+        """Keys of the live jobs not finished yet (waiting, or cut as they record)."""
+        return {k for k, r in self._runs.items() if r.live}
 
     def running(self) -> list[Job]:
-        """The jobs running on a worker now."""
-        return list(self._jobs_running.values())
+        """The jobs a worker is cutting now."""
+        return [r.job for r in self._runs.values() if r.worker is not None]
 
     async def until_settled(self, job: Job) -> None:
-        """Wait until a job handed to :meth:`enqueue` has run (or was forgotten)."""
-        waiting = self._waiting.get(job.key)
-        if waiting is not None:
-            await waiting.wait()
-
-    def forget(self, job: Job) -> None:
-        """A queued job that must not start (removed, stopped)."""
-        self.pending.discard(job.key)
-        if job.key in self._queued:
-            del self._queued[job.key]
-            self._fair.discard(job.key)
-        if job.status is not Status.SYNCING:
-            self._release(job)
-
-    def _release(self, job: Job) -> None:
-        waiting = self._waiting.pop(job.key, None)
-        if waiting is not None:
-            waiting.set()
-
-    async def run_now(self, job: Job, holds: bool = False) -> None:
-        """Run a live job outside the queue on a worker given by the fair queue: its cut once
-        recorded (PENDING), or a cut while it records (SYNCING since it started following;
-        ``holds``: it keeps the worker until its range ends). Stopped or removed before a
-        worker was free (:meth:`_withdraw`), it wrote nothing and is REMOVED."""
-        ended = self._waits[job.key] = asyncio.Event()
-        try:
-            proc = await self._wait_worker(job, holds)
-            if proc is None:
-                log.info("export %s device %s: stopped before a worker was free",
-                         job.export_id, job.device_id)
-                await self._record(job, Removed())
-                return
-            try:
-                if job.status in (Status.PENDING, Status.SYNCING) and not self._closing:
-                    proc = await self._pool.renew(proc)
-                    await self._execute(job, proc)
-            finally:
-                self._free(job.key, proc)
-        finally:
-            ended.set()
-            if self._waits.get(job.key) is ended:
-                del self._waits[job.key]
-
-    async def _wait_worker(self, job: Job, holds: bool) -> WorkerProcess | None:
-        offer: asyncio.Future[WorkerProcess | None] = \
-            asyncio.get_running_loop().create_future()
-        self._offers[job.key] = offer
-        self._fair.add(self._ticket(job, holds))
-        self._schedule()
-        try:
-            return await offer
-        except asyncio.CancelledError:
-            given = offer.result() if offer.done() and not offer.cancelled() else None
-            if given is not None:
-                self._free(job.key, given)  # handed over just as the wait was cancelled
-            raise
-        finally:
-            if self._offers.get(job.key) is offer:
-                del self._offers[job.key]
-                self._fair.discard(job.key)
-
-    async def _withdraw(self, job: Job) -> bool:
-        """A live job still waiting in :meth:`run_now` leaves the queue (REMOVED: nothing
-        was written); True once it has. False for a job not waiting there."""
-        offer = self._offers.get(job.key)
-        ended = self._waits.get(job.key)
-        if offer is None or offer.done() or ended is None:
-            return False
-        offer.set_result(None)
-        await ended.wait()
-        return True
+        """Wait until the job's run here (if any) has settled."""
+        run = self._runs.get(job.key)
+        if run is not None:
+            await run.wait_settled()
 
     async def cancel(self, job: Job) -> None:
-        """Stop a running job, deleting what it wrote; wait until it has settled."""
-        if not await self._withdraw(job):
-            await self._runner.cancel(job)
-            await self._settle(job)
+        """Stop the job's run, deleting what it wrote; wait until it has settled."""
+        run = self._runs.get(job.key)
+        if run is not None:
+            await run.ask(Ask.CANCEL)
 
     async def finish(self, job: Job) -> None:
-        """End a running job now, keeping what it wrote; wait until it has settled."""
-        if not await self._withdraw(job):
-            await self._runner.finish(job)
-            await self._settle(job)
+        """End the job's run now keeping what it wrote (a run still waiting for a worker
+        wrote nothing: REMOVED); wait until it has settled."""
+        run = self._runs.get(job.key)
+        if run is not None:
+            await run.ask(Ask.FINISH)
+
+    def _new_run(self, job: Job, live: bool) -> JobRun:
+        run = JobRun(job, self._book, self._runner, self, live=live,
+                     on_finished=self._job_finished)
+        self._runs[job.key] = run
+        return run
+
+    def _spawn(self, run: JobRun, follow: Coroutine[Any, Any, None] | None) -> None:
+        task = asyncio.create_task(self._drive(run, follow),
+                                   name=f"export-{run.job.export_id}-{run.job.index}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive(self, run: JobRun, follow: Coroutine[Any, Any, None] | None) -> None:
+        """The run's task: its whole way here; once it has settled, it is forgotten."""
+        try:
+            await (run.run() if follow is None else follow)
+        finally:
+            if self._runs.get(run.key) is run:
+                del self._runs[run.key]
+            run.mark_settled()
+
+    def _job_finished(self, job: Job) -> None:
+        for hook in self.on_job_finished:
+            hook(job)
+
+    # -- workers ---------------------------------------------------------------------------
+    async def take(self, run: JobRun, holds: bool) -> WorkerProcess | None:
+        """A worker for ``run`` once the fair queue names it (renewed if it died); None once
+        the run was asked to end meanwhile."""
+        offer = run.offer()
+        assert offer is not None
+        self._fair.add(self._ticket(run.job, holds))
+        self._schedule()
+        try:
+            proc = await offer
+        except asyncio.CancelledError:
+            given = offer.result() if offer.done() and not offer.cancelled() else None
+            if given is None:
+                self._fair.discard(run.key)
+            else:  # handed over just as the wait was cancelled
+                self.give_back(run, given)
+            raise
+        if proc is None:  # withdrawn: it leaves the queue
+            self._fair.discard(run.key)
+            return None
+        try:
+            return await self._pool.renew(proc)
+        except BaseException:
+            self.give_back(run, proc)
+            raise
+
+    def give_back(self, run: JobRun, proc: WorkerProcess) -> None:
+        self._pool.release(proc)
+        self._fair.done(run.key)
+        self._schedule()
 
     def _ticket(self, job: Job, holds: bool) -> Ticket:
         self._seq += 1
@@ -213,80 +232,16 @@ class JobDispatcher:
                       self._seq, holds)
 
     def _schedule(self) -> None:
-        """Hand every free worker to the job the fair queue names, while it names one."""
+        """Hand every free worker to the run the fair queue names, while it names one."""
         while self._started and not self._closing and self._pool.idle_count:
             ticket = self._fair.pop_next(self._pool.idle_count)
             if ticket is None:
                 return
             proc = self._pool.take()
-            offer = self._offers.pop(ticket.key, None)
+            run = self._runs.get(ticket.key)
+            offer = None if run is None else run.offer()
             if offer is not None and not offer.done():
                 offer.set_result(proc)
                 continue
-            job = self._queued.pop(ticket.key, None)
-            if job is None:  # a live job stopped as its worker came: give it back
-                self._pool.release(proc)
-                self._fair.done(ticket.key)
-                continue
-            task = asyncio.create_task(self._run_queued(job, proc),
-                                       name=f"export-{job.export_id}-{job.index}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    def _free(self, key: tuple[int, int], proc: WorkerProcess) -> None:
-        self._pool.release(proc)
-        self._fair.done(key)
-        self._schedule()
-
-    async def _run_queued(self, job: Job, proc: WorkerProcess) -> None:
-        try:
-            if job.status is Status.PENDING and job.key in self.pending and not self._closing:
-                self.pending.discard(job.key)
-                proc = await self._pool.renew(proc)
-                await self._execute(job, proc)
-        finally:
-            self._free(job.key, proc)
-
-    async def _execute(self, job: Job, proc: WorkerProcess) -> None:
-        """Run one job on ``proc`` and record its outcome; then it has settled."""
-        export = self._book.active_export(job.export_id)
-        self._settled[job.key] = asyncio.Event()
-        self._jobs_running[job.key] = job
-        try:
-            try:
-                await self._book.start(job, resumed=export.options.live)
-            except SenseError as exc:
-                outcome: Outcome = JobFailed(int(exc.code), exc.description)
-            else:
-                outcome = await self._runner.run(export, job, proc)
-            await self._record(job, outcome)
-            for hook in self.on_job_finished:
-                hook(job)
-        finally:
-            self._jobs_running.pop(job.key, None)
-            self._settled.pop(job.key).set()
-            if job.status is not Status.PENDING:  # PENDING again: it runs another time
-                self._release(job)
-
-    async def _record(self, job: Job, outcome: Outcome) -> None:
-        """Hand an outcome to the book; a failing store is logged, never raised: the job's
-        state stays right in memory and the dispatcher must carry on."""
-        try:
-            match outcome:
-                case Completed():
-                    await self._book.complete(job, outcome.files, outcome.stopped_us,
-                                              outcome.split, outcome.bandwidth_kbps,
-                                              outcome.note)
-                case JobFailed():
-                    await self._book.fail(job, outcome.code, outcome.description)
-                case Interrupted():
-                    await self._book.requeue(job)
-                case _:
-                    await self._book.remove(job)
-        except SenseError as exc:
-            log.error("export %s device %s: %s", job.export_id, job.device_id, exc.description)
-
-    async def _settle(self, job: Job) -> None:
-        settled = self._settled.get(job.key)
-        if settled is not None:
-            await settled.wait()
+            self._pool.release(proc)  # asked to end as its worker came: give it back
+            self._fair.done(ticket.key)

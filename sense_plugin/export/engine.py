@@ -28,7 +28,6 @@ from sense_plugin.export.custody import Custody
 from sense_plugin.export.custodydb import SqliteCustodyStore
 from sense_plugin.export.dispatch import JobDispatcher
 from sense_plugin.export.keepalive import KeepAlive
-from sense_plugin.export.live import LiveFollower
 from sense_plugin.export.localstore import STORE_FILE, LocalJobStore
 from sense_plugin.export.manifest import MANIFEST_NAME, write_manifest
 from sense_plugin.export.model import Export, ExportRequest, Job, Status
@@ -62,8 +61,8 @@ class ExportEngine:
                             site_server=config.server.server_id if site else None,
                             localize=partial(localize, self._roots) if site else None)
         self._jobs = JobDispatcher(config, archive, self.book, executor)
-        #: On a site: this server's part in the site's exports; ``None`` on a single server.
         self._keepalive = KeepAlive(self.book, lambda i: self.stop(i, "", True), shared=site)
+        #: On a site: this server's part in the site's exports; ``None`` on a single server.
         self.site_role = None if site_store is None else SiteRole(
             config, self.book, site_store, self._jobs, self.run_io, self._write_manifest,
             self.stop_downloads, self._keepalive)
@@ -76,8 +75,6 @@ class ExportEngine:
                                           config.export.history_days, self.custody)
         self._retries: dict[int, asyncio.Future[Export]] = {}  # old id → its one retry
         self._download_stops: dict[int, asyncio.Event] = {}
-        self._live = LiveFollower(config, archive, self.book, self._jobs.run_now,
-                                  self._jobs.worker_of)
         self.signer: signing.Signer  # the manifest signing key, loaded by start()
 
     @property
@@ -114,14 +111,7 @@ class ExportEngine:
             await self.site_role.resume_jobs()
         for export in unfinished:
             await self.run_io(files.ensure_directory, export, self._roots)
-            for job in export.jobs:
-                if job.status is Status.SYNCING:  # interrupted by a crash: start again
-                    log.info("export %s device %s: interrupted by a restart, queued again",
-                             export.export_id, job.device_id)
-                    await self.book.requeue(job)
-                    await self.run_io(files.remove_partial, export, job, self._roots)
-                if job.status is Status.PENDING:
-                    self._enqueue(export, job)
+            await self._jobs.resume(export)  # a job interrupted by a crash starts again
             await self.book.finish_if_done(export)  # finished before a crash stamped it
         unfinished_runs = [e for e in await self.book.finished_before(now_us())
                            if files.needs_tidying(e)]  # a killed worker's files
@@ -137,7 +127,6 @@ class ExportEngine:
         await self._retention.close()
         await self._keepalive.close()
         self._jobs.stop_starting()
-        await self._live.close()
         await self._jobs.close()
         await self.custody.close()
         await self.book.close()
@@ -152,7 +141,7 @@ class ExportEngine:
         """
         admission.check_unique_names(request, self._config)
         admission.check_bandwidth(request, self._config)
-        live_owners = self.book.pending_owners(self._live.unfinished())
+        live_owners = self.book.pending_owners(self._jobs.live_unfinished())
         admission.check_live(live_owners, owner, request, self._config)
         admission.check_queue([*self.book.pending_owners(self._jobs.pending), *live_owners],
                               owner, len(request.devices), self._config)
@@ -180,8 +169,9 @@ class ExportEngine:
             await self.run_io(safefs.remove_empty_dirs, export.directory, self._roots)
             raise
         await self.custody.created(export)
-        for job in export.jobs:
-            self._enqueue(export, job)
+        if self.site_role is None:  # else queued on its server's queue (cluster/sitestore.py)
+            for job in export.jobs:
+                self._jobs.queue(export, job)
         log.info("export %s created by %s: %s into %s%s", export.export_id, owner or "-",
                  ", ".join(f"device {j.device_id} {format_timestamp(j.start_us)} to "
                            f"{format_timestamp(j.end_us)}" for j in export.jobs),
@@ -192,12 +182,8 @@ class ExportEngine:
         """Cancel what waits or runs, delete what was written; the export becomes REMOVED."""
         export = await self.get(export_id, user_name, is_admin)
         was_finished = await self.custody.removing(export)  # -22 while held
-        for job in export.jobs:
-            self._jobs.forget(job)
-            if self._live.follows(job):
-                self._live.cancel(job)
-            elif job.status is Status.SYNCING and self._is_mine(job):
-                await self._jobs.cancel(job)
+        # each run here ends REMOVED; the other jobs are marked so
+        await asyncio.gather(*(self._jobs.cancel(job) for job in export.jobs))
         await self.book.remove_all(export)
         self.stop_downloads(export_id)
         await self.run_io(files.remove_export_files, export, self._roots)
@@ -218,12 +204,11 @@ class ExportEngine:
             raise OutOfRangeError(f"export {export_id} is being stopped already")
         export.stopping = True
         await self.custody.record("stop", export_id)
-        for job in export.jobs:
-            if job.status is Status.PENDING and not self._live.follows(job):
-                self._jobs.forget(job)
+        for job in export.jobs:  # queued elsewhere on a site, or not queued at all
+            if job.status is Status.PENDING and not self._jobs.has(job):
                 await self.book.remove(job, export)
         await asyncio.gather(*(self._end(export, j) for j in export.jobs
-                               if j.status is Status.SYNCING))
+                               if j.status is Status.SYNCING or self._jobs.has(j)))
         await self.book.finish_if_done(export)
         log.info("export %s stopped by %s", export_id, user_name or "-")
         return export
@@ -296,16 +281,6 @@ class ExportEngine:
     async def run_io(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
 
-    # -- running jobs ----------------------------------------------------------------------
-    def _enqueue(self, export: Export, job: Job) -> None:
-        if self.site_role is not None:
-            return  # queued on its server's queue with the export (cluster/sitestore.py)
-        if export.options.live and not export.options.snapshot and job.end_us > now_us() \
-                and not self._live.follows(job):
-            self._live.start(job)  # SYNCING at once, queued for its cut at the end
-            return
-        self._jobs.enqueue(job)
-
     async def _write_manifest(self, export: Export, final: Status, finished_us: int) -> None:
         try:
             # on a site, a server that ran none of the export's jobs finishes it too
@@ -319,12 +294,7 @@ class ExportEngine:
                       getattr(exc, "description", exc))
 
     def _end(self, export: Export, job: Job) -> Awaitable[None]:
-        """Finish a SYNCING job keeping its file, wherever it runs."""
-        if self._live.follows(job):
-            return self._live.stop(job)
+        """Finish a job keeping its file, wherever it runs (a queued one is REMOVED)."""
         if self.site_role is not None and not self.site_role.is_mine(job):
             return self.site_role.stop_elsewhere(export, job)
         return self._jobs.finish(job)
-
-    def _is_mine(self, job: Job) -> bool:
-        return self.site_role is None or self.site_role.is_mine(job)

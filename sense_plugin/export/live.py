@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from sense_plugin.archive.segment import Segment
 from sense_plugin.archive.service import Archive
@@ -26,9 +25,10 @@ from sense_plugin.config import Config
 from sense_plugin.demo_defaults import LIVE_SEGMENT_S as LIVE_DEMO_SEGMENT_S
 from sense_plugin.errors import SenseError
 from sense_plugin.export.book import JobBook
+from sense_plugin.export.jobrun import Ask, JobRun
 from sense_plugin.export.model import Job, Status
+from sense_plugin.export.outcome import Removed
 from sense_plugin.export.planning import open_partials, release
-from sense_plugin.export.pool import WorkerProcess
 from sense_plugin.media.cutspec import SourceSegment
 from sense_plugin.media.follow import cut_while_recording
 from sense_plugin.timestamps import now_us
@@ -42,94 +42,64 @@ SETTLE_US = 3_000_000
 
 
 class LiveFollower:
-    """Live device jobs: fed to their worker while they grow, or waited for, then cut."""
+    """Live device jobs: fed to their worker while they grow, or waited for, then cut.
 
-    def __init__(self, config: Config, archive: Archive, book: JobBook,
-                 run_now: Callable[[Job, bool], Awaitable[None]],
-                 worker_of: Callable[[Job], WorkerProcess | None]) -> None:
+    It keeps nothing per job: a live job's state (its stop, whether its cut began, its
+    worker) is on its :class:`~sense_plugin.export.jobrun.JobRun`.
+    """
+
+    def __init__(self, config: Config, archive: Archive, book: JobBook) -> None:
         self._config, self._archive, self._book = config, archive, book
-        self._run_now, self._worker_of = run_now, worker_of
-        self._tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
-        self._stop: dict[tuple[int, int], asyncio.Event] = {}
-        self._cutting: set[tuple[int, int]] = set()
 
-    def follows(self, job: Job) -> bool:
-        """True while the job waits for the recording (not once its cut runs)."""
-        return job.key in self._tasks and job.key not in self._cutting
+    async def follow(self, run: JobRun) -> None:
+        """The run of a live job: SYNCING at once; cut as it records, or once it is complete.
 
-    def unfinished(self) -> set[tuple[int, int]]:
-        """Keys of the live jobs not finished yet (waiting, or cut as they record)."""
-        return set(self._tasks)
-
-    def start(self, job: Job) -> None:
-        self._stop[job.key] = asyncio.Event()
-        self._tasks[job.key] = asyncio.create_task(self._follow(job),
-                                                   name=f"export-live-{job.export_id}")
-
-    async def stop(self, job: Job) -> None:
-        """End the job's range now; wait until its cut has finished."""
-        event, task = self._stop.get(job.key), self._tasks.get(job.key)
-        if event is not None:
-            event.set()
-        if task is not None:
-            await asyncio.shield(task)
-
-    def cancel(self, job: Job) -> None:
-        """Forget the job (removed): no cut follows."""
-        task = self._tasks.get(job.key)
-        if task is not None:
-            task.cancel()
-
-    async def close(self) -> None:
-        """Forget the waiting jobs; the ones being cut end with the runner's shutdown."""
-        waiting = [t for k, t in self._tasks.items() if k not in self._cutting]
-        for task in waiting:
-            task.cancel()
-        await asyncio.gather(*waiting, return_exceptions=True)
-
-    async def _follow(self, job: Job) -> None:
+        Removed while it waits for its recording, it is REMOVED; at the shutdown it ends as
+        it is (SYNCING: it starts again next time)."""
+        job = run.job
         try:
             await self._book.start(job, resumed=True)
             options = self._book.active_export(job.export_id).options
             if cut_while_recording(options.live, options.render is not None,
                                    options.timestamps == "subtitle", job.end_us):
-                await self._grow(job)
+                await self._grow(run)
                 return
-            stopped = await self._wait(job)
-            if stopped:
+            stopped = await self._wait(run)
+            if stopped and run.asked is Ask.FINISH:
+                run.take_finish()
                 job.stopped = True
                 job.end_us = max(job.start_us + 1, min(job.end_us, now_us()))
-                await self._wait_indexed(job, job.end_us + self._segment_us(job) + SETTLE_US)
+                await self._wait_indexed(run, job.end_us + self._segment_us(job) + SETTLE_US)
+                run.take_finish()  # a stop asked again meanwhile is the same stop
+            if run.asked is not None:
+                if run.asked is Ask.CANCEL and not job.terminal:
+                    await run.record(Removed())
+                return
             if job.status is not Status.SYNCING:  # removed meanwhile
                 return
-            self._cutting.add(job.key)
             await self._book.hand_over(job)
-            await self._run_now(job, False)
+            await run.cut(holds=False)
         except SenseError as exc:  # the store failed: the job stays as it is in memory
             log.error("export %s device %s: %s", job.export_id, job.device_id, exc.description)
-        finally:
-            self._cutting.discard(job.key)
-            self._tasks.pop(job.key, None)
-            self._stop.pop(job.key, None)
 
-    async def _grow(self, job: Job) -> None:
+    async def _grow(self, run: JobRun) -> None:
         """Cut on a worker now, fed the recording's segments as they are indexed."""
-        self._cutting.add(job.key)  # SYNCING all along: it waits in the fair queue for a worker
         held: list[int] = []  # the recorder's open segments fed to the worker, until it ends
-        feeder = asyncio.create_task(self._feed(job, held),
-                                     name=f"export-feed-{job.export_id}")
+        feeder = asyncio.create_task(self._feed(run, held),
+                                     name=f"export-feed-{run.job.export_id}")
         try:
-            await self._run_now(job, True)  # it holds the worker until the range ends
+            await run.cut(holds=True)  # it holds the worker until the range ends
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
             release(held)
 
-    async def _feed(self, job: Job, held: list[int]) -> None:
+    async def _feed(self, run: JobRun, held: list[int]) -> None:
         """Send the worker each new segment of the range; ``ended`` once the end (or a stop)
         lies a segment length and the settling time in the past, or once the recorder's open
         segments reach the end on disk: they are sent, read through descriptors added to
         ``held`` (closed once the cut ends)."""
+        job = run.job
         export = self._book.active_export(job.export_id)
         last_start, ended = -(1 << 62), False
         deadline_us = job.end_us + self._segment_us(job) + SETTLE_US
@@ -137,7 +107,7 @@ class LiveFollower:
             await asyncio.sleep(POLL_S)
             if export.stopping:  # stop or keepalive: the worker ends the range at now
                 deadline_us = min(deadline_us, now_us() + self._segment_us(job) + SETTLE_US)
-            proc = self._worker_of(job)
+            proc = run.worker
             if proc is None:
                 continue
             now = now_us()
@@ -173,9 +143,9 @@ class LiveFollower:
                    else self._config.archive.segment_seconds)
         return int(seconds * 1_000_000)
 
-    async def _wait(self, job: Job) -> bool:
-        """Until the recording passes the end (False) or a stop arrives (True)."""
-        stop = self._stop[job.key]
+    async def _wait(self, run: JobRun) -> bool:
+        """Until the recording passes the end (False) or the run is asked to end (True)."""
+        job = run.job
         deadline = job.end_us + self._segment_us(job) + SETTLE_US
         while True:
             now = now_us()
@@ -184,16 +154,14 @@ class LiveFollower:
                                                  // span))
             if await self._indexed_past(job) or now >= deadline:
                 return False
-            try:
-                async with asyncio.timeout(POLL_S):
-                    await stop.wait()
+            if await run.wait_asked(POLL_S):
                 return True
-            except TimeoutError:
-                continue
 
-    async def _wait_indexed(self, job: Job, deadline_us: int) -> None:
-        while not await self._indexed_past(job) and now_us() < deadline_us:
-            await asyncio.sleep(POLL_S)
+    async def _wait_indexed(self, run: JobRun, deadline_us: int) -> None:
+        """Until the recording holds the (stopped) end, or the run is removed or shut down."""
+        while not await self._indexed_past(run.job) and now_us() < deadline_us:
+            if await run.wait_asked(POLL_S):
+                return
 
     async def _indexed_past(self, job: Job) -> bool:
         """The recording holds the end: indexed, or being written past it (the cut then

@@ -1,8 +1,10 @@
 """Running one device job: plan from the archive, cut in a worker, track progress and rate.
 
-The runner changes no job status: :meth:`JobRunner.run` returns an :data:`Outcome` and the
-engine hands it to the job book. It reports running figures (progress, bytes, rate) through
-the book, which keeps them in memory.
+The runner changes no job status: :meth:`JobRunner.run` returns an
+:data:`~sense_plugin.export.outcome.Outcome` and the job's
+:class:`~sense_plugin.export.jobrun.JobRun` hands it to the job book. It reports running
+figures (progress, bytes, rate) through the book, which keeps them in memory. It keeps no
+state of its own about jobs: what was asked of one, and its worker, are on its run.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sense_plugin import safefs
@@ -23,7 +25,9 @@ from sense_plugin.config import Config
 from sense_plugin.errors import GeneralError, ResultCode, SenseError, incident_error
 from sense_plugin.export import files, planning
 from sense_plugin.export.book import JobBook
+from sense_plugin.export.jobrun import Ask, JobRun
 from sense_plugin.export.model import Export, Job
+from sense_plugin.export.outcome import Completed, Interrupted, JobFailed, Outcome, Removed
 from sense_plugin.export.pool import JobCancelledError, WorkerProcess
 from sense_plugin.filemodel import NO_RECORDING, FileInfo
 from sense_plugin.media.cutspec import SourceRange, SourceSegment
@@ -32,36 +36,11 @@ from sense_plugin.media.remux import BUFFER_BYTES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Plans a job's cut: the worker's instructions, the sources held open, the export
+#: directory's fd (the caller closes it).
+Planner = Callable[[Export, Job], Awaitable[tuple[CutJob, planning.StreamPlan, int]]]
 RATE_WINDOW_S = 1.0
 _PROC = safefs.proc_available()
-
-
-@dataclass(frozen=True)
-class Completed:
-    files: tuple[FileInfo, ...]
-    stopped_us: int | None
-    split: bool
-    bandwidth_kbps: int
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class JobFailed:
-    code: int
-    description: str
-
-
-@dataclass(frozen=True)
-class Removed:
-    """Cancelled by ``action=remove``, or stopped before anything was written."""
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    """Stopped by the shutdown: it runs again from the start next time."""
-
-
-Outcome = Completed | JobFailed | Removed | Interrupted
 
 
 class _Tracker:
@@ -94,47 +73,43 @@ class _Tracker:
 
 
 class JobRunner:
-    """Runs jobs handed over by the engine's dispatchers; cancels them on request."""
+    """Plans and cuts the runs the dispatcher hands over, reading what was asked of each."""
 
-    def __init__(self, config: Config, archive: Archive, book: JobBook, io: Executor) -> None:
+    def __init__(self, config: Config, archive: Archive, book: JobBook, io: Executor,
+                 runs: Mapping[tuple[int, int], JobRun], plan: Planner | None = None) -> None:
+        """``runs``: the dispatcher's runs (the share of an export's bandwidth cap counts
+        those of the export that are cutting); ``plan``: the planning step (unit tests pass
+        a fake one; by default the archive's segments)."""
         self._config = config
         self._archive = archive
         self._book = book
         self._io = io
-        self._running: dict[tuple[int, int], WorkerProcess] = {}
-        self._cancel: set[tuple[int, int]] = set()
-        self._done: dict[tuple[int, int], asyncio.Event] = {}
-        self._stalled: set[tuple[int, int]] = set()
-        self._finish: set[tuple[int, int]] = set()  # stop asked: end the file, keep it
-        self._closing = False
+        self._runs = runs
+        self._plan_cut: Planner = plan or self._plan
 
-    async def run(self, export: Export, job: Job, proc: WorkerProcess) -> Outcome:
-        """Run the (SYNCING) ``job`` on ``proc``; what became of it."""
-        self._done[job.key] = asyncio.Event()
+    async def run(self, run: JobRun, export: Export, proc: WorkerProcess) -> Outcome:
+        """Run the (SYNCING) job of ``run`` on ``proc``; what became of it."""
+        job = run.job
         dir_fd: int | None = None
         completed = False
         plan = planning.StreamPlan([], 1, 0)
         try:
-            cut_job, plan, dir_fd = await self._plan(export, job)
+            cut_job, plan, dir_fd = await self._plan_cut(export, job)
             log.info("export %s device %s started (%s)", job.export_id, job.device_id,
                      cut_job.name)
-            if job.key in self._cancel or job.key in self._finish or self._closing:
+            if run.asked is not None:
                 raise JobCancelledError()  # stopped before anything was written
             tracker = _Tracker(self._book, job, plan.recorded_us)
-            done = await self._cut(export, job, proc, cut_job, tracker)
+            done = await self._cut(export, run, proc, cut_job, tracker)
             for written in done.files:
                 await self._run_io(files.confirm_output, export,
                                    self._config.server.export_roots, dir_fd, written)
             completed = True
             return self._completed(job, done, tracker, plan.short_reason)
         except JobCancelledError:
-            if self._closing and job.key not in self._cancel:
-                log.info("export %s device %s stopped by the shutdown; it restarts on the next "
-                         "start", job.export_id, job.device_id)
-                return Interrupted()
-            return Removed()
+            return self._cancelled(run)
         except SenseError as exc:
-            if job.key in self._finish and exc.code is ResultCode.NO_RECORD:
+            if run.asked is not None and exc.code is ResultCode.NO_RECORD:
                 return Removed()  # stopped before its first frame
             return JobFailed(int(exc.code), exc.description)
         except Exception:
@@ -142,19 +117,23 @@ class JobRunner:
                                    "unexpected failure")
             return JobFailed(int(error.code), error.description)
         finally:
-            self._cancel.discard(job.key)
-            self._finish.discard(job.key)
             if dir_fd is not None:
                 os.close(dir_fd)
             planning.release(plan.held_fds)
-            try:  # a worker killed mid-run (or a failure) leaves files nobody lists
-                if dir_fd is not None and not completed:
-                    await self._run_io(files.remove_partial, export, job,
-                                       self._config.server.export_roots)
-            finally:
-                self._done.pop(job.key).set()
+            # a worker killed mid-run (or a failure) leaves files nobody lists
+            if dir_fd is not None and not completed:
+                await self._run_io(files.remove_partial, export, job,
+                                   self._config.server.export_roots)
 
-    async def _watch(self, export: Export, job: Job, proc: WorkerProcess,
+    @staticmethod
+    def _cancelled(run: JobRun) -> Outcome:
+        if run.asked is Ask.SHUTDOWN:
+            log.info("export %s device %s stopped by the shutdown; it restarts on the next "
+                     "start", run.job.export_id, run.job.device_id)
+            return Interrupted()
+        return Removed()
+
+    async def _watch(self, export: Export, run: JobRun, proc: WorkerProcess,
                      tracker: _Tracker) -> None:
         """Bandwidth 0 once the worker stops reporting; after ``stall_s`` kill it (FAILED).
 
@@ -169,67 +148,33 @@ class JobRunner:
             paced_s = 2 * BUFFER_BYTES * 8 / 1000 / share if share > 0 else 0.0
             idle = time.monotonic() - tracker.last_progress
             if idle >= 2 * RATE_WINDOW_S + min(paced_s, stall_s):
-                self._book.report_rate(job, 0)
+                self._book.report_rate(run.job, 0)
             if idle >= stall_s + min(paced_s, stall_s):
                 log.warning("export %s device %s: no progress for %.0f s; stopping its worker",
-                            job.export_id, job.device_id, idle)
-                self._stalled.add(job.key)
+                            run.job.export_id, run.job.device_id, idle)
+                run.stalled = True
                 proc.kill()
                 return
 
-    async def _cut(self, export: Export, job: Job, proc: WorkerProcess, cut_job: CutJob,
+    async def _cut(self, export: Export, run: JobRun, proc: WorkerProcess, cut_job: CutJob,
                    tracker: _Tracker) -> Done:
         """Run the cut on the worker with its sources pinned, watched for stalls."""
+        job = run.job
         token = self._archive.pin(job.device_id, job.start_us, job.end_us)
-        self._running[job.key] = proc
+        run.worker = proc
         self._rebalance(export)
-        watchdog = asyncio.create_task(self._watch(export, job, proc, tracker))
+        watchdog = asyncio.create_task(self._watch(export, run, proc, tracker))
         try:
             return await proc.run(cut_job, tracker)
         except SenseError:
-            if job.key in self._stalled:
+            if run.stalled:
                 raise StalledError(self._config.export.stall_s) from None
             raise
         finally:
             watchdog.cancel()
-            self._stalled.discard(job.key)
-            del self._running[job.key]
+            run.worker = None
             self._archive.unpin(token)
             self._rebalance(export)
-
-    async def finish(self, job: Job) -> None:
-        """End a running job now keeping what it wrote (action=stop); wait until settled."""
-        self._finish.add(job.key)
-        proc = self._running.get(job.key)
-        if proc is not None:
-            proc.finish()
-        done = self._done.get(job.key)
-        if done is not None:
-            await done.wait()
-
-    def worker_of(self, job: Job) -> WorkerProcess | None:
-        """The worker running ``job`` now, if any (export/live.py feeds it segments)."""
-        return self._running.get(job.key)
-
-    async def cancel(self, job: Job) -> None:
-        """Stop a running job (partial file deleted) and wait until it has settled."""
-        self._cancel.add(job.key)
-        proc = self._running.get(job.key)
-        if proc is not None:
-            await proc.cancel()
-        done = self._done.get(job.key)
-        if done is not None:
-            await done.wait()
-
-    async def cancel_all(self) -> None:
-        """Interrupt every job in flight (shutdown): each returns :class:`Interrupted`.
-
-        No job starts afterwards; one still being planned stops before it reaches a worker.
-        """
-        self._closing = True
-        while self._done:
-            await asyncio.gather(*(p.cancel() for p in list(self._running.values())))
-            await asyncio.gather(*(e.wait() for e in list(self._done.values())))
 
     async def _plan(self, export: Export,
                     job: Job) -> tuple[CutJob, planning.StreamPlan, int]:
@@ -270,7 +215,7 @@ class JobRunner:
         """This export's cap divided among its running device jobs."""
         if export.bandwidth_limit_kbps <= 0:
             return 0.0
-        running = sum(1 for j in export.jobs if j.key in self._running) + extra
+        running = sum(1 for j in export.jobs if self._worker(j) is not None) + extra
         return export.bandwidth_limit_kbps / max(running, 1)
 
     def _rebalance(self, export: Export) -> None:
@@ -278,9 +223,13 @@ class JobRunner:
             return
         share = self._share_kbps(export)
         for other in export.jobs:
-            proc = self._running.get(other.key)
+            proc = self._worker(other)
             if proc is not None:
                 proc.set_rate(share)
+
+    def _worker(self, job: Job) -> WorkerProcess | None:
+        run = self._runs.get(job.key)
+        return None if run is None else run.worker
 
     @staticmethod
     def _completed(job: Job, done: Done, tracker: _Tracker, short_reason: str) -> Completed:

@@ -22,6 +22,7 @@ from sense_plugin.errors import SenseError
 from sense_plugin.export import files
 from sense_plugin.export.book import Finalizer, JobBook
 from sense_plugin.export.dispatch import JobDispatcher
+from sense_plugin.export.jobrun import Ask, JobRun
 from sense_plugin.export.keepalive import KeepAlive
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.storage import SiteStore
@@ -159,15 +160,21 @@ class SiteRole:
                 return
             await asyncio.sleep(0.2)
 
-    async def cancel_here(self, export: Export, job: Job) -> None:
-        """A running job of this server removed on another one: stop it, delete."""
-        self._jobs.forget(job)
-        await self._jobs.cancel(job)
-        await self._run_io(files.remove_export_files, export, self._roots)
+    def ask_here(self, export: Export, job: Job, cancel: bool) -> Awaitable[None] | None:
+        """What another server asked of a job running here: removed (``cancel``: stop it,
+        delete its files) or stopped (end it, keep it). Asked once: None when its run here
+        was asked that already (or it has none)."""
+        run = self._jobs.run_of(job)
+        what = Ask.CANCEL if cancel else Ask.FINISH
+        if run is None or (run.site_asked is not None and run.site_asked >= what):
+            return None
+        run.site_asked = what
+        run.request(what)
+        return self._cancel_here(export, run) if cancel else run.ask(what)
 
-    async def finish_here(self, job: Job) -> None:
-        """A running job of this server stopped on another one: end it, keep it."""
-        await self._jobs.finish(job)
+    async def _cancel_here(self, export: Export, run: JobRun) -> None:
+        await run.ask(Ask.CANCEL)
+        await self._run_io(files.remove_export_files, export, self._roots)
 
     async def write_copy_of_manifest(self, export: Export) -> None:
         """The manifest of an export another server finished, beside this server's files

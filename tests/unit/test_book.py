@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sense_plugin.errors import StorageError
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Export, Job, Status, combine_statuses
+from sense_plugin.export.outcome import Completed
 from sense_plugin.export.storage import ExportQuery
 from tests.store_contract import T0, file_info, make_export
 from tests.unit.memstore import MemoryJobStore
@@ -83,9 +84,10 @@ async def s() -> Setup:
 async def complete(s: Setup, job: Job, **kwargs: object) -> None:
     await s.book.start(job)
     s.clock.advance(1)
-    await s.book.complete(job, (file_info(f"{job.device_name}.mp4", job.start_us),),
-                          stopped_us=kwargs.get("stopped_us"),  # type: ignore[arg-type]
-                          split=False, bandwidth_kbps=8000)
+    stopped_us = kwargs.get("stopped_us")
+    assert stopped_us is None or isinstance(stopped_us, int)
+    await s.book.complete(job, Completed((file_info(f"{job.device_name}.mp4", job.start_us),),
+                                         stopped_us, False, 8000))
 
 
 # -- adding and opening ----------------------------------------------------------------------
@@ -202,7 +204,7 @@ async def test_complete_with_parts_sums_their_bytes(s: Setup) -> None:
     job = export.jobs[0]
     await s.book.start(job)
     parts = (file_info("a_1.mp4", T0), file_info("a_2.mp4", T0 + 60_000_000))
-    await s.book.complete(job, parts, stopped_us=None, split=True, bandwidth_kbps=1)
+    await s.book.complete(job, Completed(parts, None, True, 1))
     assert job.parts == parts and job.file == parts[0] and job.files == parts
     assert job.bytes_written == 2 * parts[0].size_bytes
 
@@ -397,8 +399,7 @@ async def test_a_refused_finish_write_on_a_site_is_retried_by_save_unsaved() -> 
     await s.book.start(live.jobs[0])
     s.store.fail("save_export")
     with pytest.raises(StorageError):
-        await s.book.complete(live.jobs[0], (file_info("a.mp4", T0),), stopped_us=None,
-                              split=False, bandwidth_kbps=1)
+        await s.book.complete(live.jobs[0], Completed((file_info("a.mp4", T0),), None, False, 1))
     assert live.finished_us is None and export.export_id in s.book.unsaved_finish
     await s.book.save_unsaved()
     assert s.book.unsaved_finish == {}
@@ -410,9 +411,8 @@ async def test_two_completions_at_once_write_one_manifest(s: Setup) -> None:
     export = await s.export()
     for job in export.jobs:
         await s.book.start(job)
-    await asyncio.gather(*(s.book.complete(j, (file_info(f"{j.index}.mp4", T0),),
-                                           stopped_us=None, split=False, bandwidth_kbps=1)
-                           for j in export.jobs))
+    await asyncio.gather(*(s.book.complete(
+        j, Completed((file_info(f"{j.index}.mp4", T0),), None, False, 1)) for j in export.jobs))
     assert len(s.finals.calls) == 1 and export.status is Status.COMPLETED
 
 
@@ -430,8 +430,7 @@ async def test_remove_while_a_completion_is_being_written_ends_removed(s: Setup)
     job = export.jobs[0]
     await s.book.start(job)
     await asyncio.gather(
-        s.book.complete(job, (file_info("a.mp4", T0),), stopped_us=None, split=False,
-                        bandwidth_kbps=1),
+        s.book.complete(job, Completed((file_info("a.mp4", T0),), None, False, 1)),
         s.book.remove_all(export))
     assert job.status is Status.REMOVED and export.status is Status.REMOVED
     assert (await s.stored(export)).status is Status.REMOVED
@@ -472,8 +471,7 @@ async def test_every_write_bumps_the_version(s: Setup) -> None:
     versions.append(s.book.version)
     await s.book.start(export.jobs[0])
     versions.append(s.book.version)
-    await s.book.complete(export.jobs[0], (file_info("a.mp4", T0),), stopped_us=None,
-                          split=False, bandwidth_kbps=1)
+    await s.book.complete(export.jobs[0], Completed((file_info("a.mp4", T0),), None, False, 1))
     versions.append(s.book.version)
     assert versions == sorted(set(versions))
 
@@ -515,8 +513,7 @@ async def apply(s: Setup, op: str, export: Export, job: Job) -> None:
         await s.book.start(job)
     elif op in ("complete", "fail", "requeue") and job.status is Status.SYNCING:
         if op == "complete":
-            await s.book.complete(job, (file_info("x.mp4", T0),), stopped_us=None,
-                                  split=False, bandwidth_kbps=1)
+            await s.book.complete(job, Completed((file_info("x.mp4", T0),), None, False, 1))
         elif op == "fail":
             await s.book.fail(job, -18, "x")
         else:
