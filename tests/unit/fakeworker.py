@@ -30,7 +30,7 @@ from sense_plugin.export.dispatch import JobDispatcher
 from sense_plugin.export.model import Export, Job, Status
 from sense_plugin.export.pool import JobCancelledError
 from sense_plugin.filemodel import FileInfo
-from sense_plugin.media.cutspec import SourceSegment
+from sense_plugin.media.cutspec import SourceRange, SourceSegment
 from sense_plugin.media.exportoptions import ExportOptions
 from sense_plugin.media.messages import CutJob, Done, Written
 from tests.store_contract import T0, make_export
@@ -96,7 +96,8 @@ class FakeWorker:
         path.write_bytes(data)
         st = os.stat(path)
         info = FileInfo(name=self.cut.name, size_bytes=len(data), sha256="ab" * 32,
-                        first_frame_us=self.cut.start_us, last_frame_us=self.cut.end_us - 1,
+                        first_frame_us=self.cut.source.start_us,
+                        last_frame_us=self.cut.source.end_us - 1,
                         frame_count=25)
         self._settle(Done((Written(info, st.st_dev, st.st_ino),), stopped_us))
 
@@ -119,7 +120,7 @@ class FakeWorker:
         if self._result is None or self.on_finish == "ignore":
             return
         if self.on_finish == "done":
-            self.complete(stopped_us=self.cut.start_us + 1_000_000)
+            self.complete(stopped_us=self.cut.source.start_us + 1_000_000)
         else:
             self.fail(ResultCode.NO_RECORD, "stopped before the first frame")
 
@@ -277,8 +278,9 @@ class Lab:
         dir_fd = await asyncio.get_running_loop().run_in_executor(
             self.io, files.open_job_directory, export, job, (self.root,), 0)
         name = files.planned_name(export, job)
-        cut = CutJob(segments=(SourceSegment("/seg/a.mp4", job.start_us, job.end_us),),
-                     start_us=job.start_us, end_us=job.end_us, fmt=export.fmt,
+        source = SourceRange((SourceSegment("/seg/a.mp4", job.start_us, job.end_us),),
+                             job.start_us, job.end_us)
+        cut = CutJob(source=source, fmt=export.fmt,
                      out_path=str(export.directory / name), name=name, bandwidth_kbps=0,
                      device_id=job.device_id, title=job.device_name, comment="",
                      options=export.options, export_id=export.export_id)

@@ -59,7 +59,7 @@ async def test_a_waiting_live_job_stopped_is_cut_to_the_stop(lab: Lab) -> None:
     stopping = asyncio.create_task(lab.jobs.finish(job))
     worker = await lab.cutting(job)
     assert job.stopped and job.end_us < job.start_us + 61_000_000
-    assert worker.cut.end_us == job.end_us and not run.following
+    assert worker.cut.source.end_us == job.end_us and not run.following
     worker.complete()
     await stopping
     assert job.status is Status.COMPLETED and job.stopped and run.asked is None

@@ -10,6 +10,7 @@ import pytest
 from sense_plugin.export import held
 from sense_plugin.export.book import JobBook
 from sense_plugin.export.model import Export, Status
+from sense_plugin.export.outcome import Completed
 from sense_plugin.export.storage import ExportQuery
 from tests.store_contract import T0, file_info, make_export
 from tests.unit.memstore import MemoryJobStore
@@ -29,8 +30,7 @@ async def finished_in_store(store: MemoryJobStore) -> Export:
     await book.add(export)
     job = export.jobs[0]
     await book.start(job)
-    await book.complete(job, (file_info("a.mp4", job.start_us),), stopped_us=None,
-                        split=False, bandwidth_kbps=8000)
+    await book.complete(job, Completed((file_info("a.mp4", job.start_us),), None, False, 8000))
     return export
 
 
