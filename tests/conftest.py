@@ -36,14 +36,22 @@ def _print_tasks_of_a_hanging_test() -> Iterator[None]:
 BROWSER_MODULES = {"test_web_browser", "test_web_playback", "test_mp4_chromium",
                    "test_subtitles_chromium"}
 SITE_PREFIXES = ("test_cluster_", "test_pg_")
+#: pytest-xdist workers per core for ``-n auto``.
+WORKERS_PER_CORE = 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by where a test lives: ``tests/unit/`` is ``unit``, everything else
     ``integration``, plus ``browser`` or ``site`` for the modules that start Chromium or
-    PostgreSQL (``pytest -m unit`` runs in seconds; ``-m "not browser"`` skips Chromium)."""
+    PostgreSQL (``pytest -m unit`` runs in seconds; ``-m "not browser"`` skips Chromium).
+
+    Under pytest-xdist (``--dist loadgroup``) the tests of a module that share a fixture wider
+    than a test (a site of servers, a PostgreSQL) form one group and run on one worker, so that
+    fixture is built once, not once per worker (see docs/testing.rst)."""
     for item in items:
         module = item.path.stem
+        if _shares_a_wide_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(module))
         if "unit" in item.path.parent.parts[-1:]:
             item.add_marker(pytest.mark.unit)
             continue
@@ -52,6 +60,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
         if module.startswith(SITE_PREFIXES):
             item.add_marker(pytest.mark.site)
+
+
+def _shares_a_wide_fixture(item: pytest.Item) -> bool:
+    """True when the test uses a module- or class-scoped fixture (session-scoped ones are
+    cheap media archives every worker makes for itself)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(definitions[-1].scope in ("module", "class", "package")
+               for definitions in info.name2fixturedefs.values() if definitions)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Without pytest-xdist (``-p no:xdist``, or not installed) its options in pyproject's
+    addopts are accepted and mean nothing: the tests run in this process."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist", "in-process stand-ins for pytest-xdist's options")
+        group.addoption("--numprocesses", help="ignored: pytest-xdist is not loaded")
+        group.addoption("--dist", help="ignored: pytest-xdist is not loaded")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: `-p no:xdist` works too
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``--numprocesses auto`` (in pyproject's addopts): two workers per core, as most tests
+    wait on servers, worker processes and the clock rather than compute (measured in
+    docs/testing.rst); none when only single tests (``file::name``) are named, where starting
+    workers would cost more than it saves. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N``
+    overrides it."""
+    if chosen := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(chosen)
+    if config.args and all("::" in arg for arg in config.args):
+        return 0
+    return max(2, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
 
 def _print_tasks() -> None:
@@ -65,11 +106,16 @@ def _print_tasks() -> None:
 # ---------------------------------------------------------------------------------------------
 # Process guard: no test leaves a process of the run behind (a forkserver and its export
 # workers, a server, a recorder source). Every process of this run carries RUN_MARK in its
-# environment (inherited from here), so one adopted by init is found too.
+# environment (inherited from here), so one adopted by init is found too. Under pytest-xdist
+# each worker appends its name to the mark it inherited, so its guard counts only the processes
+# its own tests started, never those of the workers running beside it.
 # ---------------------------------------------------------------------------------------------
 
 RUN_MARK = "SENSE_TEST_RUN"
 os.environ.setdefault(RUN_MARK, f"{os.getpid()}-{time.time_ns()}")
+if (_worker := os.environ.get("PYTEST_XDIST_WORKER")) and \
+        not os.environ[RUN_MARK].endswith(f"-{_worker}"):
+    os.environ[RUN_MARK] += f"-{_worker}"
 #: How long processes of a test may take to exit once it has ended.
 EXIT_GRACE_S = 10.0
 
