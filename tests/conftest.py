@@ -40,6 +40,7 @@ SITE_PREFIXES = ("test_cluster_", "test_pg_")
 WORKERS_PER_CORE = 2
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by where a test lives: ``tests/unit/`` is ``unit``, everything else
     ``integration``, plus ``browser`` or ``site`` for the modules that start Chromium or
@@ -63,13 +64,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _shares_a_wide_fixture(item: pytest.Item) -> bool:
-    """True when the test uses a module- or class-scoped fixture (session-scoped ones are
-    cheap media archives every worker makes for itself)."""
+    """True when the test uses a module- or class-scoped fixture, or a session-scoped one that
+    a test module defines for itself (the media corpus); this file's session fixtures are
+    small archives every worker makes for itself."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
         return False
-    return any(definitions[-1].scope in ("module", "class", "package")
-               for definitions in info.name2fixturedefs.values() if definitions)
+    for definitions in info.name2fixturedefs.values():
+        scope = definitions[-1].scope if definitions else "function"
+        module = getattr(definitions[-1].func, "__module__", "") if definitions else ""
+        if scope in ("module", "class", "package") or \
+                (scope == "session" and module.startswith("test_")):
+            return True
+    return False
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
@@ -85,12 +92,13 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``--numprocesses auto`` (in pyproject's addopts): two workers per core, as most tests
     wait on servers, worker processes and the clock rather than compute (measured in
-    docs/testing.rst); none when only single tests (``file::name``) are named, where starting
-    workers would cost more than it saves. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N``
+    docs/testing.rst); none for a narrow run (single tests named as ``file::name``, or only
+    the unit tests), where starting workers would cost more than it saves. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N``
     overrides it."""
     if chosen := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return int(chosen)
-    if config.args and all("::" in arg for arg in config.args):
+    if config.option.markexpr == "unit" or (config.args and all(
+            "::" in arg or "unit" in Path(arg).parts for arg in config.args)):
         return 0
     return max(2, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
