@@ -36,6 +36,35 @@ def _print_tasks_of_a_hanging_test() -> Iterator[None]:
 BROWSER_MODULES = {"test_web_browser", "test_web_playback", "test_mp4_chromium",
                    "test_subtitles_chromium"}
 SITE_PREFIXES = ("test_cluster_", "test_pg_")
+#: The ``slow`` tests: more than about ten seconds each in one process on the 2-core
+#: development machine (``--durations``), as ``module::test`` or a whole ``module`` (the site
+#: of test_cluster_exports alone takes longer to start). ``-m "not slow"`` is the quick loop.
+SLOW_TESTS = frozenset({
+    "test_cameras::test_export_across_a_resolution_change",
+    "test_cameras::test_fast_source_clock_is_stamped_by_arrival",
+    "test_cameras::test_resolution_change_starts_a_segment",
+    "test_cli_remote::test_stop_and_remove_by_id",
+    "test_cluster_db::test_db_upgrade_errors_are_clear",
+    "test_cluster_db::test_serve_without_its_database_exits_2",
+    "test_cluster_exports",
+    "test_cluster_queue::test_job_runs_on_the_owning_server_and_survives_kills",
+    "test_export_live::test_live_export_follows_the_recording_until_stopped",
+    "test_export_to_now::test_a_camera_that_stops_delivering_leaves_a_trailing_gap_that_says_why",
+    "test_export_to_now::test_a_rendered_live_export_is_cut_once_the_recorder_passes_its_end",
+    "test_hardening_fuzz::test_fuzz_query_string",
+    "test_hardening_fuzz::test_fuzz_xml_body",
+    "test_hardening_load::test_status_polling_under_load_loses_nothing",
+    "test_live_demo::test_interrupted_backfill_is_completed_by_the_next_start",
+    "test_live_demo::test_live_demo_without_devices",
+    "test_live_truth::test_fresh_start_recording_join_and_export_to_now",
+    "test_manifest_size::test_a_store_is_rebuilt_from_the_largest_manifests",
+    "test_readme::test_readme_walkthrough_runs_as_printed",
+    "test_rtsp_truth::test_recordings_and_exports_of_bframe_and_open_gop_cameras",
+    "test_scheduling::test_live_exports_of_one_user_leave_a_worker_for_another",
+    "test_server_process::test_sigkill_mid_export_then_restart_completes",
+    "test_web_browser::test_timeline_preview_export_downloads_cancel_delete",
+    "test_web_playback::test_play_mask_download_all_filter_sign_out",
+})
 #: pytest-xdist workers per core for ``-n auto``.
 WORKERS_PER_CORE = 2
 
@@ -53,6 +82,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.path.stem
         if _shares_a_wide_fixture(item):
             item.add_marker(pytest.mark.xdist_group(module))
+        name = getattr(item, "originalname", item.name)
+        if module in SLOW_TESTS or f"{module}::{name}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
         if "unit" in item.path.parent.parts[-1:]:
             item.add_marker(pytest.mark.unit)
             continue
@@ -93,8 +125,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``--numprocesses auto`` (in pyproject's addopts): two workers per core, as most tests
     wait on servers, worker processes and the clock rather than compute (measured in
     docs/testing.rst); none for a narrow run (single tests named as ``file::name``, or only
-    the unit tests), where starting workers would cost more than it saves. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N``
-    overrides it."""
+    the unit tests), where starting workers would cost more than it saves.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` overrides it."""
     if chosen := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return int(chosen)
     if config.option.markexpr == "unit" or (config.args and all(
