@@ -36,14 +36,55 @@ def _print_tasks_of_a_hanging_test() -> Iterator[None]:
 BROWSER_MODULES = {"test_web_browser", "test_web_playback", "test_mp4_chromium",
                    "test_subtitles_chromium"}
 SITE_PREFIXES = ("test_cluster_", "test_pg_")
+#: The ``slow`` tests: more than about ten seconds each in one process on the 2-core
+#: development machine (``--durations``), as ``module::test`` or a whole ``module`` (the site
+#: of test_cluster_exports alone takes longer to start). ``-m "not slow"`` is the quick loop.
+SLOW_TESTS = frozenset({
+    "test_cameras::test_export_across_a_resolution_change",
+    "test_cameras::test_fast_source_clock_is_stamped_by_arrival",
+    "test_cameras::test_resolution_change_starts_a_segment",
+    "test_cli_remote::test_stop_and_remove_by_id",
+    "test_cluster_db::test_db_upgrade_errors_are_clear",
+    "test_cluster_db::test_serve_without_its_database_exits_2",
+    "test_cluster_exports",
+    "test_cluster_queue::test_job_runs_on_the_owning_server_and_survives_kills",
+    "test_export_live::test_live_export_follows_the_recording_until_stopped",
+    "test_export_to_now::test_a_camera_that_stops_delivering_leaves_a_trailing_gap_that_says_why",
+    "test_export_to_now::test_a_rendered_live_export_is_cut_once_the_recorder_passes_its_end",
+    "test_hardening_fuzz::test_fuzz_query_string",
+    "test_hardening_fuzz::test_fuzz_xml_body",
+    "test_hardening_load::test_status_polling_under_load_loses_nothing",
+    "test_live_demo::test_interrupted_backfill_is_completed_by_the_next_start",
+    "test_live_demo::test_live_demo_without_devices",
+    "test_live_truth::test_fresh_start_recording_join_and_export_to_now",
+    "test_manifest_size::test_a_store_is_rebuilt_from_the_largest_manifests",
+    "test_readme::test_readme_walkthrough_runs_as_printed",
+    "test_rtsp_truth::test_recordings_and_exports_of_bframe_and_open_gop_cameras",
+    "test_scheduling::test_live_exports_of_one_user_leave_a_worker_for_another",
+    "test_server_process::test_sigkill_mid_export_then_restart_completes",
+    "test_web_browser::test_timeline_preview_export_downloads_cancel_delete",
+    "test_web_playback::test_play_mask_download_all_filter_sign_out",
+})
+#: pytest-xdist workers per core for ``-n auto``.
+WORKERS_PER_CORE = 2
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by where a test lives: ``tests/unit/`` is ``unit``, everything else
     ``integration``, plus ``browser`` or ``site`` for the modules that start Chromium or
-    PostgreSQL (``pytest -m unit`` runs in seconds; ``-m "not browser"`` skips Chromium)."""
+    PostgreSQL (``pytest -m unit`` runs in seconds; ``-m "not browser"`` skips Chromium).
+
+    Under pytest-xdist (``--dist loadgroup``) the tests of a module that share a fixture wider
+    than a test (a site of servers, a PostgreSQL) form one group and run on one worker, so that
+    fixture is built once, not once per worker (see docs/testing.rst)."""
     for item in items:
         module = item.path.stem
+        if _shares_a_wide_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(module))
+        name = getattr(item, "originalname", item.name)
+        if module in SLOW_TESTS or f"{module}::{name}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
         if "unit" in item.path.parent.parts[-1:]:
             item.add_marker(pytest.mark.unit)
             continue
@@ -52,6 +93,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
         if module.startswith(SITE_PREFIXES):
             item.add_marker(pytest.mark.site)
+
+
+def _shares_a_wide_fixture(item: pytest.Item) -> bool:
+    """True when the test uses a module- or class-scoped fixture, or a session-scoped one that
+    a test module defines for itself (the media corpus); this file's session fixtures are
+    small archives every worker makes for itself."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    for definitions in info.name2fixturedefs.values():
+        scope = definitions[-1].scope if definitions else "function"
+        module = getattr(definitions[-1].func, "__module__", "") if definitions else ""
+        if scope in ("module", "class", "package") or \
+                (scope == "session" and module.startswith("test_")):
+            return True
+    return False
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Without pytest-xdist (``-p no:xdist``, or not installed) its options in pyproject's
+    addopts are accepted and mean nothing: the tests run in this process."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist", "in-process stand-ins for pytest-xdist's options")
+        group.addoption("--numprocesses", help="ignored: pytest-xdist is not loaded")
+        group.addoption("--dist", help="ignored: pytest-xdist is not loaded")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: `-p no:xdist` works too
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``--numprocesses auto`` (in pyproject's addopts): two workers per core, as most tests
+    wait on servers, worker processes and the clock rather than compute (measured in
+    docs/testing.rst); none for a narrow run (single tests named as ``file::name``, or only
+    the unit tests), where starting workers would cost more than it saves.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` or ``-n N`` overrides it."""
+    if chosen := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(chosen)
+    if config.option.markexpr == "unit" or (config.args and all(
+            "::" in arg or "unit" in Path(arg).parts for arg in config.args)):
+        return 0
+    return max(2, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
 
 def _print_tasks() -> None:
@@ -65,11 +146,16 @@ def _print_tasks() -> None:
 # ---------------------------------------------------------------------------------------------
 # Process guard: no test leaves a process of the run behind (a forkserver and its export
 # workers, a server, a recorder source). Every process of this run carries RUN_MARK in its
-# environment (inherited from here), so one adopted by init is found too.
+# environment (inherited from here), so one adopted by init is found too. Under pytest-xdist
+# each worker appends its name to the mark it inherited, so its guard counts only the processes
+# its own tests started, never those of the workers running beside it.
 # ---------------------------------------------------------------------------------------------
 
 RUN_MARK = "SENSE_TEST_RUN"
 os.environ.setdefault(RUN_MARK, f"{os.getpid()}-{time.time_ns()}")
+if (_worker := os.environ.get("PYTEST_XDIST_WORKER")) and \
+        not os.environ[RUN_MARK].endswith(f"-{_worker}"):
+    os.environ[RUN_MARK] += f"-{_worker}"
 #: How long processes of a test may take to exit once it has ended.
 EXIT_GRACE_S = 10.0
 

@@ -2,5 +2,5 @@
 the servers of a site.
 
 Nothing of the server imports it (it is the top layer, above ``cli``); ``tests/`` and
-``bench/`` both do, so neither needs the other. See ``docs/testing.rst``.
+``bench/`` both do, so neither needs the other. See ``docs/harness.rst``.
 """
