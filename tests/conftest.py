@@ -37,33 +37,35 @@ BROWSER_MODULES = {"test_web_browser", "test_web_playback", "test_mp4_chromium",
                    "test_subtitles_chromium"}
 SITE_PREFIXES = ("test_cluster_", "test_pg_")
 #: The ``slow`` tests: more than about ten seconds each in one process on the 2-core
-#: development machine (``--durations``), as ``module::test`` or a whole ``module`` (the site
-#: of test_cluster_exports alone takes longer to start). ``-m "not slow"`` is the quick loop.
+#: development machine (``--durations`` of a whole run), as ``module::test`` (every case of a
+#: parametrised test) or a whole ``module``. ``-m "not slow"`` is the quick loop.
 SLOW_TESTS = frozenset({
     "test_cameras::test_export_across_a_resolution_change",
     "test_cameras::test_fast_source_clock_is_stamped_by_arrival",
     "test_cameras::test_resolution_change_starts_a_segment",
-    "test_cli_remote::test_stop_and_remove_by_id",
     "test_cluster_db::test_db_upgrade_errors_are_clear",
     "test_cluster_db::test_serve_without_its_database_exits_2",
-    "test_cluster_exports",
+    "test_cluster_exports::test_a_server_killed_mid_export_runs_its_job_again_when_it_is_back",
+    "test_cluster_exports::test_keepalive_counts_the_requests_of_every_server",
+    "test_cluster_exports::test_the_database_away_is_a_coded_error_and_a_restart_loses_nothing",
     "test_cluster_queue::test_job_runs_on_the_owning_server_and_survives_kills",
     "test_export_live::test_live_export_follows_the_recording_until_stopped",
     "test_export_to_now::test_a_camera_that_stops_delivering_leaves_a_trailing_gap_that_says_why",
-    "test_export_to_now::test_a_rendered_live_export_is_cut_once_the_recorder_passes_its_end",
-    "test_hardening_fuzz::test_fuzz_query_string",
-    "test_hardening_fuzz::test_fuzz_xml_body",
+    "test_exports_api::test_progress_is_monotonic_and_cap_holds",
     "test_hardening_load::test_status_polling_under_load_loses_nothing",
+    "test_integrity::test_a_temporary_file_swapped_mid_write_is_never_reported_completed",
     "test_live_demo::test_interrupted_backfill_is_completed_by_the_next_start",
     "test_live_demo::test_live_demo_without_devices",
     "test_live_truth::test_fresh_start_recording_join_and_export_to_now",
     "test_manifest_size::test_a_store_is_rebuilt_from_the_largest_manifests",
     "test_readme::test_readme_walkthrough_runs_as_printed",
+    "test_recorder_opengop::test_open_gop_segments_are_named_after_their_keyframe",
+    "test_rtsp::test_rtsp_cameras_record_and_export",
     "test_rtsp_truth::test_recordings_and_exports_of_bframe_and_open_gop_cameras",
+    "test_scheduling::test_another_users_short_copy_is_not_queued_behind_long_renders",
     "test_scheduling::test_live_exports_of_one_user_leave_a_worker_for_another",
     "test_server_process::test_sigkill_mid_export_then_restart_completes",
     "test_web_browser::test_timeline_preview_export_downloads_cancel_delete",
-    "test_web_playback::test_play_mask_download_all_filter_sign_out",
 })
 #: pytest-xdist workers per core for ``-n auto``.
 WORKERS_PER_CORE = 2

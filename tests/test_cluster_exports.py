@@ -175,7 +175,7 @@ def test_a_server_killed_mid_export_runs_its_job_again_when_it_is_back(site: Sit
     while status_of(c, export_id).findtext("devices/device/status") != "SYNCING":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(1.0)  # some bytes written
+    until_written(c, export_id)
     b.stop(signal.SIGKILL)
     assert status_of(c, export_id).findtext("status") == "SYNCING"  # not COMPLETED: not done
     b.start()
@@ -188,6 +188,15 @@ def test_a_server_killed_mid_export_runs_its_job_again_when_it_is_back(site: Sit
     assert not list(on_disk.parent.glob("*.part"))
 
 
+def until_written(server: ServerProcess, export_id: str, timeout_s: float = 30) -> None:
+    """Until ``server`` shows that the export's running job has written something (the
+    runner saves its figures to the site's database about once a second)."""
+    deadline = time.monotonic() + timeout_s
+    while int(status_of(server, export_id).findtext("devices/device/bytes") or 0) <= 0:
+        assert time.monotonic() < deadline, etree.tostring(status_of(server, export_id))
+        time.sleep(0.1)
+
+
 def running_on_b(site: Site, export_id: str) -> None:
     """Until the Big camera's job runs (and has written something) on B."""
     c = site.servers[C_ID]
@@ -195,7 +204,7 @@ def running_on_b(site: Site, export_id: str) -> None:
     while status_of(c, export_id).findtext("devices/device/status") != "SYNCING":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(1.0)
+    until_written(c, export_id)
 
 
 def act(server: ServerProcess, action: str, export_id: str) -> etree._Element:
