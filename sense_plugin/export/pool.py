@@ -40,7 +40,8 @@ from sense_plugin.media.messages import (
 )
 
 log = logging.getLogger(__name__)
-ProgressCallback = Callable[[int, int], None]
+#: ``(done_us, size_bytes, sent_s)`` of each :class:`Progress` the worker sends.
+ProgressCallback = Callable[[int, int, float], None]
 STOP_GRACE_S = 1.0
 
 
@@ -134,7 +135,7 @@ class WorkerProcess:
     def _handle(self, message: Reply) -> None:
         if isinstance(message, Progress):
             if self._on_progress is not None:
-                self._on_progress(message.done_us, message.size_bytes)
+                self._on_progress(message.done_us, message.size_bytes, message.sent_s)
         elif isinstance(message, Done):
             self._resolve(message)
         elif isinstance(message, Failed):

@@ -55,16 +55,20 @@ class _Tracker:
         self.last_progress = self.started
         self._last_figures = (-1, -1)
 
-    def __call__(self, done_us: int, size_bytes: int) -> None:
-        now = time.monotonic()
+    def __call__(self, done_us: int, size_bytes: int, sent_s: float) -> None:
+        """One progress message; ``sent_s``: the worker's monotonic time when it sent it.
+
+        The rate is measured between the worker's stamps: a busy event loop reads several
+        messages at once, and timing them on arrival would count the bytes of a longer
+        stretch of writing against a shorter one (a rate above the cap it keeps)."""
         if (done_us, size_bytes) != self._last_figures:
             self._last_figures = (done_us, size_bytes)
-            self.last_progress = now
-        self.samples.append((now, size_bytes))
-        while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW_S:
+            self.last_progress = time.monotonic()  # the stall watchdog's clock: arrival
+        self.samples.append((sent_s, size_bytes))
+        while len(self.samples) > 2 and sent_s - self.samples[1][0] >= RATE_WINDOW_S:
             self.samples.popleft()
         t0, b0 = self.samples[0]
-        rate = int((size_bytes - b0) * 8 / 1000 / (now - t0)) if now > t0 else \
+        rate = int((size_bytes - b0) * 8 / 1000 / (sent_s - t0)) if sent_s > t0 else \
             self.job.bandwidth_kbps
         self.book.report(self.job, done_us * 100 // self.recorded_us, size_bytes, rate)
 

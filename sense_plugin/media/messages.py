@@ -75,6 +75,10 @@ class Progress:
     #: Archive time covered so far, µs from the range start; bytes written so far.
     done_us: int
     size_bytes: int
+    #: The worker's ``time.monotonic()`` when it sent this (CLOCK_MONOTONIC, one clock for
+    #: every process of the host): the server measures the write rate on these stamps, not
+    #: on when a busy event loop gets round to reading the messages.
+    sent_s: float
 
 
 @dataclass(frozen=True)

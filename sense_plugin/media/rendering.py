@@ -37,6 +37,9 @@ VIDEO_TB = Fraction(1, 90_000)
 #: Keyframe interval of the output (seekable players, splittable files).
 KEYFRAME_EVERY_S = 2
 AUDIO_RESYNC_US = 100_000
+#: libx265 (B-frames with pyramid) learns its decode delay from the third frame it is given;
+#: for a picture of one or two frames it stamps the decode time from memory it never set.
+X265_DELAY_FRAMES = 2
 
 
 class _Stop(Exception):
@@ -100,7 +103,7 @@ class Renderer:
         if source.end_us - recorded_end_us > GAP_TOLERANCE_US:  # the recording stops short
             self.gaps.append(Gap(recorded_end_us, source.end_us))
         for packet in self.vout.encode(None):
-            self.output.mux(packet)
+            self._mux_video(packet)
         if self.aout is not None:
             self._encode_audio(None)
         if self.cues is not None and self.first_us is not None:
@@ -177,9 +180,20 @@ class Renderer:
         out.pts = (archive_us - self.first_us) * VIDEO_TB.denominator // US
         out.time_base = VIDEO_TB
         for packet in self.vout.encode(out):
-            self.output.mux(packet)
+            self._mux_video(packet)
         self.frames += 1
         self._report()
+
+    def _mux_video(self, packet: av.Packet[av.VideoStream]) -> None:
+        """Mux one encoded video packet, with a decode time libx265 may have left unset.
+
+        libx265 stamps the decode time of its first frames as ``pts`` minus a delay it
+        measures only once its third frame arrives; an output of one or two frames gets an
+        uninitialised delay, so a garbage ``dts`` that the muxer refuses (or, worse, writes)
+        now and then. Frames that few are never reordered: decode order is display order."""
+        if self.options.codec == "h265" and self.frames <= X265_DELAY_FRAMES:
+            packet.dts = packet.pts
+        self.output.mux(packet)
 
     def _track(self, archive_us: int) -> None:
         """Gaps, the decimation clock and the first/last frame times."""

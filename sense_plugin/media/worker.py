@@ -112,16 +112,16 @@ def run_job(conn: Connection, job: CutJob) -> Reply:
     throttle = TokenBucket(job.bandwidth_kbps)
     control = _Control(conn, throttle)
 
-    last = Progress(0, 0)
+    last = Progress(0, 0, time.monotonic())
 
     def progress(done_us: int, size_bytes: int) -> None:
         nonlocal last
-        last = Progress(done_us, size_bytes)
+        last = Progress(done_us, size_bytes, time.monotonic())
         conn.send(last)
 
     # while a capped job waits for its bandwidth, the bytes it lets through are its progress
     throttle.on_paced = lambda passed: conn.send(
-        Progress(last.done_us, max(last.size_bytes, passed)))
+        Progress(last.done_us, max(last.size_bytes, passed), time.monotonic()))
 
     options = job.options
     try:

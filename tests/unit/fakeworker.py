@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +38,7 @@ from tests.store_contract import T0, make_export
 from tests.unit.memstore import MemoryJobStore
 
 RETENTION_US = 3_600_000_000
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int, float], None]
 
 
 class Clock:
@@ -86,9 +87,10 @@ class FakeWorker:
         return self.cuts[-1]
 
     # -- what the test does ----------------------------------------------------------------
-    def progress(self, done_us: int, size_bytes: int) -> None:
+    def progress(self, done_us: int, size_bytes: int, sent_s: float | None = None) -> None:
+        """A progress message, stamped ``sent_s`` (the worker's monotonic time; default now)."""
         assert self._progress is not None
-        self._progress(done_us, size_bytes)
+        self._progress(done_us, size_bytes, time.monotonic() if sent_s is None else sent_s)
 
     def complete(self, stopped_us: int | None = None, data: bytes = b"\0" * 1000) -> None:
         """End the cut: its file written under the planned name, as the worker renames it."""
