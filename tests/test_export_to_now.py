@@ -154,3 +154,37 @@ async def test_a_rendered_live_export_is_cut_once_the_recorder_passes_its_end(
     assert closed_segments(tmp_path / "data") == [], "the segment holding the end was closed"
     (verdict,) = check_export(tmp_path / "data", export, requested=(start_us, end_us))
     assert not verdict.claim.gaps, verdict.claim.gaps
+
+
+async def test_an_export_waiting_for_its_end_to_be_recorded_is_removed_at_once(
+        make_client: Any, tmp_path: Path,
+        stalling_camera: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    """The camera stalls inside a 120 s segment: an export ending now waits for the recording
+    to reach its end (at most a segment length). Removed meanwhile, it stops waiting and is
+    REMOVED, long before that wait would have ended."""
+    fifo, feeder = stalling_camera
+    data = {"server": {"serverid": "7015498111931795223", "data_dir": "data"},
+            "archive": {"demo": False, "segment_seconds": 120},
+            "devices": [{"deviceid": str(DEVICE), "name": "Stalling", "source": str(fifo)}]}
+    client = await make_client(config_from_dict(data, base_dir=tmp_path))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (await command(client, "getRecordings", deviceid=DEVICE)).find(".//interval") is None:
+        assert loop.time() < deadline, "the camera is not recorded"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2)  # some recording before the range starts
+    feeder.send_signal(signal.SIGSTOP)  # the segment stays open; nothing more reaches it
+    await asyncio.sleep(1)
+    end_us = now_us()
+    root = await command(client, "exportVideo", body=export_body(
+        [(DEVICE, format_timestamp(end_us - 2 * S), format_timestamp(end_us))]))
+    export_id = int(root.findtext("exportid") or 0)
+    syncing = await wait_export(client, export_id, until=("SYNCING", "COMPLETED", "FAILED"))
+    assert syncing.findtext("status") == "SYNCING", etree.tostring(syncing)
+    assert closed_segments(tmp_path / "data") == []
+    removal = asyncio.create_task(command(client, "exportVideo", action="remove",
+                                          exportid=export_id))
+    # the wait for the end would last 123 s: the removal must not sit behind it
+    export = await wait_export(client, export_id, timeout_s=40)
+    await removal
+    assert export.findtext("status") == "REMOVED", etree.tostring(export)

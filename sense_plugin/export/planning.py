@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,16 +44,18 @@ class StreamPlan:
     short_reason: str = ""
 
 
-async def stream_source(archive: Archive, job: Job) -> StreamPlan:
+async def stream_source(archive: Archive, job: Job,
+                        asked_to_end: Callable[[], bool] = lambda: False) -> StreamPlan:
     """The segments of a stream job, the recorded µs in its range and a size estimate.
 
-    A range whose end the device is still recording waits for it (:func:`wait_recorded`).
+    A range whose end the device is still recording waits for it (:func:`wait_recorded`),
+    until ``asked_to_end()`` (a remove, stop or shutdown came meanwhile).
     """
     growing: list[Segment] = []
     fds: list[int] = []
     reason = ""
     if job.end_us <= now_us():
-        growing, fds, reason = await wait_recorded(archive, job)
+        growing, fds, reason = await wait_recorded(archive, job, asked_to_end)
     try:
         # audio of the range can sit in the next segment, before its first frame (cutter)
         indexed = await archive.segments(job.device_id, job.start_us, job.end_us + 1_000_000)
@@ -121,8 +124,9 @@ async def newest_sources(archive: Archive, device_id: int,
     return sources, now
 
 
-async def wait_recorded(archive: Archive,
-                        job: Job) -> tuple[list[Segment], list[int], str]:
+async def wait_recorded(archive: Archive, job: Job,
+                        asked_to_end: Callable[[], bool] = lambda: False,
+                        ) -> tuple[list[Segment], list[int], str]:
     """Until the device's recording has passed the job's end, while its recorder still
     writes the segment holding that end; at most one segment length and :data:`SETTLE_S`
     (docs/evidence.rst, "The end").
@@ -130,7 +134,8 @@ async def wait_recorded(archive: Archive,
     Returns the recorder's open segments to read (the end is on disk in them, not yet in a
     closed segment) with the descriptors they are read through, or none where the index
     holds the end; and, when the recording did not reach the end in time, why: the rest of
-    the range is then a trailing gap that says so.
+    the range is then a trailing gap that says so. Asked to end meanwhile, it stops waiting
+    (the job is not cut: a remove need not wait a segment length for it).
     """
     device_id, end_us = job.device_id, job.end_us
     segment_s = (LIVE_SEGMENT_S if device_id in archive.live_demo_ids
@@ -153,6 +158,8 @@ async def wait_recorded(archive: Archive,
                 return growing, fds, _short(job, segment_s) if late else ""
         if late:
             return [], [], _short(job, segment_s)
+        if asked_to_end():
+            return [], [], ""
         waited = True
         await asyncio.sleep(_POLL_S)
     if waited:

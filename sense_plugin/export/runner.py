@@ -114,7 +114,7 @@ class JobRunner:
             return self._cancelled(run)
         except SenseError as exc:
             if run.asked is not None and exc.code is ResultCode.NO_RECORD:
-                return Removed()  # stopped before its first frame
+                return self._cancelled(run)  # stopped before its first frame
             return JobFailed(int(exc.code), exc.description)
         except Exception:
             error = incident_error(log, f"export {job.export_id} device {job.device_id} failed",
@@ -188,7 +188,9 @@ class JobRunner:
             plan = planning.StreamPlan(segments, 1, 0)
             start_us, end_us = instant, instant + 1
         else:
-            plan = await planning.stream_source(self._archive, job)
+            run = self._runs.get(job.key)
+            plan = await planning.stream_source(
+                self._archive, job, lambda: run is not None and run.asked is not None)
             start_us, end_us = job.start_us, job.end_us
         segments = plan.segments
         name = files.planned_name(export, job)

@@ -67,6 +67,9 @@ def recorded_until_us(segment: SourceSegment) -> int | None:
             if not source.streams.video:
                 return None
             video = source.streams.video[0]
+            # a stream's fields are read from the open container only: once it is closed,
+            # ``video.index`` reads freed memory (any number), and the reach would be None
+            video_index = video.index
             streams: list[av.stream.Stream] = [video, *source.streams.audio]
             timings = {s.index: bs.timing(s, video, segment.start_us) for s in streams}
             try:
@@ -79,7 +82,7 @@ def recorded_until_us(segment: SourceSegment) -> int | None:
                 pass  # the fragment being written
     except (av.FFmpegError, OSError):
         return None
-    if video.index not in newest:
+    if video_index not in newest:
         return None
     return min(newest.values())
 
