@@ -572,7 +572,7 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     retry_id = history_rows(driver)[0]["id"]
     click(driver, f"#history-rows button[data-key='cancel-{retry_id}']", "Cancel the retry")
     click(driver, f"#history-rows button[data-key='confirm-{retry_id}']", "Yes, cancel the retry")
-    click(driver, f"#history-rows button[data-key='delete-{export_id}']", "Delete")
+    press_across_a_redraw(driver, f"#history-rows button[data-key='delete-{export_id}']")
     click(driver, f"#history-rows button[data-key='confirm-{export_id}']", "Yes, delete")
     wait(driver, lambda d: row_status(d, export_id) == "", "completed export deleted")
     wait(driver, lambda d: row_status(d, retry_id) == "", "retry cancelled")
@@ -592,6 +592,18 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     assert not element(driver, "#page-next").is_enabled()
     click(driver, "#page-prev", "Newer page")
     wait(driver, lambda d: element(d, "#page-label").text == "Page 1", "back to page 1")
+
+
+def press_across_a_redraw(driver: WebDriver, css: str) -> None:
+    """Press ``css``, hold it until the history has been redrawn (the removal still in flight
+    and the 1 s refresh), then release: the click must still reach the button. A row redrawn
+    from scratch would swap the button between the press and the release and lose the click."""
+    js(driver, "window.redraws = 0; new MutationObserver(() => { window.redraws += 1; })"
+               ".observe(document.getElementById('history-rows'),"
+               " {childList: true, subtree: true});")
+    ActionChains(driver).move_to_element(element(driver, css)).click_and_hold().perform()
+    wait(driver, lambda d: js(d, "return window.redraws") > 0, "a redraw while pressed")
+    ActionChains(driver).release().perform()
 
 
 def set_filter(driver: WebDriver, field: str, value: str) -> None:
