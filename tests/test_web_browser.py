@@ -595,14 +595,16 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
 
 
 def press_across_a_redraw(driver: WebDriver, css: str) -> None:
-    """Press ``css``, hold it until the history has been redrawn (the removal still in flight
-    and the 1 s refresh), then release: the click must still reach the button. A row redrawn
-    from scratch would swap the button between the press and the release and lose the click."""
+    """Press ``css``, hold it until the history has been redrawn or has held a redraw back (the
+    removal in flight and the 1 s refresh both redraw), then release: the click must still
+    reach the button. A row redrawn or moved between the press and the release loses it."""
     js(driver, "window.redraws = 0; new MutationObserver(() => { window.redraws += 1; })"
                ".observe(document.getElementById('history-rows'),"
                " {childList: true, subtree: true});")
     ActionChains(driver).move_to_element(element(driver, css)).click_and_hold().perform()
-    wait(driver, lambda d: js(d, "return window.redraws") > 0, "a redraw while pressed")
+    wait(driver, lambda d: js(d, "return window.redraws > 0 || document.getElementById("
+                              "'history-rows').getAttribute('aria-busy') === 'true'"),
+         "a redraw while pressed")
     ActionChains(driver).release().perform()
 
 

@@ -17,7 +17,8 @@ const Exports = (() => {
   const el = ExportView.el;
   const $ = (id) => document.getElementById(id);
   const view = { offset: 0, confirming: "", lastHistory: "", lastCurrent: "", rows: [],
-                 hasOlder: false, polling: false, acting: new Set() };
+                 hasOlder: false, polling: false, acting: new Set(),
+                 pressed: false, heldBack: false };
   /** A drawn row or card → the rendering key it was drawn from (see ``patch``). */
   const drawnFrom = new WeakMap();
   /** Export id → its latest <export> element (cards and history rows render from here). */
@@ -31,6 +32,32 @@ const Exports = (() => {
       $(id).addEventListener("input", () => { view.offset = 0; refreshHistory(true); });
     }
     $("history-filter").addEventListener("submit", (event) => event.preventDefault());
+    // No redraw under a pressed pointer: a row leaving or a button replaced between the press
+    // and the release moves the release off the button, and the click is lost. The redraw held
+    // back runs after the release and its click.
+    document.addEventListener("pointerdown", () => { view.pressed = true; }, true);
+    for (const [target, type] of [[document, "pointerup"], [document, "pointercancel"],
+                                  [window, "blur"]]) {
+      target.addEventListener(type, () => {
+        view.pressed = false;
+        if (view.heldBack) setTimeout(redrawHeldBack, 0);
+      }, true);
+    }
+  }
+
+  /** True while a pointer is pressed; what is not drawn now is drawn after its release
+      (meanwhile the history says it is out of date: ``aria-busy``). */
+  function held() {
+    if (!view.pressed) return false;
+    view.heldBack = true;
+    $("history-rows").setAttribute("aria-busy", "true");
+    return true;
+  }
+
+  function redrawHeldBack() {
+    view.heldBack = false;
+    $("history-rows").removeAttribute("aria-busy");
+    redrawFromKnown();
   }
 
   /** Back to the newest page (after a new export). */
@@ -99,6 +126,7 @@ const Exports = (() => {
   }
 
   function renderCurrent() {
+    if (held()) return;
     const exports = current().map((id) => known.get(id)).filter(Boolean);
     const key = exports.map(drawKey).join("");
     if (key === view.lastCurrent) return;
@@ -228,6 +256,7 @@ const Exports = (() => {
   }
 
   function renderIfChanged(exports, hasOlder, force) {
+    if (held()) return;
     const snapshot = exports.map(drawKey).join("") + view.offset;
     if (!force && snapshot === view.lastHistory) return;
     view.lastHistory = snapshot;
