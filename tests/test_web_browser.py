@@ -570,9 +570,14 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     wait(driver, lambda d: f"retried from #{slow_id}" in history_rows(d)[0]["text"],
          "retried from #N")
     retry_id = history_rows(driver)[0]["id"]
+    # A press held while the running retry above is redrawn still asks its question.
+    press_across_a_redraw(driver, f"#history-rows button[data-key='delete-{export_id}']")
+    wait(driver, lambda d: element(d, f"#history-rows button[data-key='confirm-{export_id}']")
+         .is_displayed(), "the question asked across a redraw")
+    click(driver, f"#history-rows button[data-key='keep-{export_id}']", "No")
     click(driver, f"#history-rows button[data-key='cancel-{retry_id}']", "Cancel the retry")
     click(driver, f"#history-rows button[data-key='confirm-{retry_id}']", "Yes, cancel the retry")
-    press_across_a_redraw(driver, f"#history-rows button[data-key='delete-{export_id}']")
+    click(driver, f"#history-rows button[data-key='delete-{export_id}']", "Delete")
     click(driver, f"#history-rows button[data-key='confirm-{export_id}']", "Yes, delete")
     wait(driver, lambda d: row_status(d, export_id) == "", "completed export deleted")
     wait(driver, lambda d: row_status(d, retry_id) == "", "retry cancelled")
@@ -596,8 +601,8 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
 
 def press_across_a_redraw(driver: WebDriver, css: str) -> None:
     """Press ``css``, hold it until the history has been redrawn or has held a redraw back (the
-    removal in flight and the 1 s refresh both redraw), then release: the click must still
-    reach the button. A row redrawn or moved between the press and the release loses it."""
+    1 s refresh of a running export), then release: the click must still reach the button. A
+    button replaced between the press and the release loses it."""
     js(driver, "window.redraws = 0; new MutationObserver(() => { window.redraws += 1; })"
                ".observe(document.getElementById('history-rows'),"
                " {childList: true, subtree: true});")
