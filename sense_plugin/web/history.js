@@ -164,7 +164,7 @@ const ExportView = (() => {
     const running = x.status === "PENDING" || x.status === "SYNCING";
     const deletable = x.status === "COMPLETED" || x.status === "FAILED";
     const verb = running ? "cancel" : "delete";
-    if (ctx.busy(x.id)) {
+    if (ctx.busy && ctx.busy(x.id)) {  // a context without actions in flight has no busy()
       return [el("span", { className: "muted busy", role: "status", text: "Working…" })];
     }
     if ((running || deletable) && ctx.confirming === x.id) {
