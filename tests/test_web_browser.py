@@ -570,6 +570,11 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     wait(driver, lambda d: f"retried from #{slow_id}" in history_rows(d)[0]["text"],
          "retried from #N")
     retry_id = history_rows(driver)[0]["id"]
+    # A press held while the running retry above is redrawn still asks its question.
+    press_across_a_redraw(driver, f"#history-rows button[data-key='delete-{export_id}']")
+    wait(driver, lambda d: element(d, f"#history-rows button[data-key='confirm-{export_id}']")
+         .is_displayed(), "the question asked across a redraw")
+    click(driver, f"#history-rows button[data-key='keep-{export_id}']", "No")
     click(driver, f"#history-rows button[data-key='cancel-{retry_id}']", "Cancel the retry")
     click(driver, f"#history-rows button[data-key='confirm-{retry_id}']", "Yes, cancel the retry")
     click(driver, f"#history-rows button[data-key='delete-{export_id}']", "Delete")
@@ -592,6 +597,20 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     assert not element(driver, "#page-next").is_enabled()
     click(driver, "#page-prev", "Newer page")
     wait(driver, lambda d: element(d, "#page-label").text == "Page 1", "back to page 1")
+
+
+def press_across_a_redraw(driver: WebDriver, css: str) -> None:
+    """Press ``css``, hold it until the history has been redrawn or has held a redraw back (the
+    1 s refresh of a running export), then release: the click must still reach the button. A
+    button replaced between the press and the release loses it."""
+    js(driver, "window.redraws = 0; new MutationObserver(() => { window.redraws += 1; })"
+               ".observe(document.getElementById('history-rows'),"
+               " {childList: true, subtree: true});")
+    ActionChains(driver).move_to_element(element(driver, css)).click_and_hold().perform()
+    wait(driver, lambda d: js(d, "return window.redraws > 0 || document.getElementById("
+                              "'history-rows').getAttribute('aria-busy') === 'true'"),
+         "a redraw while pressed")
+    ActionChains(driver).release().perform()
 
 
 def set_filter(driver: WebDriver, field: str, value: str) -> None:

@@ -17,7 +17,10 @@ const Exports = (() => {
   const el = ExportView.el;
   const $ = (id) => document.getElementById(id);
   const view = { offset: 0, confirming: "", lastHistory: "", lastCurrent: "", rows: [],
-                 hasOlder: false, polling: false };
+                 hasOlder: false, polling: false, acting: new Set(),
+                 pressed: false, heldBack: false };
+  /** A drawn row or card → the rendering key it was drawn from (see ``patch``). */
+  const drawnFrom = new WeakMap();
   /** Export id → its latest <export> element (cards and history rows render from here). */
   const known = new Map();
   /** From the page: ``guarded(promise)``, ``say(id, text)``, ``showing(view)``, ``play(file)``. */
@@ -29,6 +32,32 @@ const Exports = (() => {
       $(id).addEventListener("input", () => { view.offset = 0; refreshHistory(true); });
     }
     $("history-filter").addEventListener("submit", (event) => event.preventDefault());
+    // No redraw under a pressed pointer: a row leaving or a button replaced between the press
+    // and the release moves the release off the button, and the click is lost. The redraw held
+    // back runs after the release and its click.
+    document.addEventListener("pointerdown", () => { view.pressed = true; }, true);
+    for (const [target, type] of [[document, "pointerup"], [document, "pointercancel"],
+                                  [window, "blur"]]) {
+      target.addEventListener(type, () => {
+        view.pressed = false;
+        if (view.heldBack) setTimeout(redrawHeldBack, 0);
+      }, true);
+    }
+  }
+
+  /** True while a pointer is pressed; what is not drawn now is drawn after its release
+      (meanwhile the history says it is out of date: ``aria-busy``). */
+  function held() {
+    if (!view.pressed) return false;
+    view.heldBack = true;
+    $("history-rows").setAttribute("aria-busy", "true");
+    return true;
+  }
+
+  function redrawHeldBack() {
+    view.heldBack = false;
+    $("history-rows").removeAttribute("aria-busy");
+    redrawFromKnown();
   }
 
   /** Back to the newest page (after a new export). */
@@ -97,13 +126,45 @@ const Exports = (() => {
   }
 
   function renderCurrent() {
+    if (held()) return;
     const exports = current().map((id) => known.get(id)).filter(Boolean);
-    const key = exports.map((e) => new XMLSerializer().serializeToString(e)).join("")
-      + view.confirming + minuteOf(exports);
+    const key = exports.map(drawKey).join("");
     if (key === view.lastCurrent) return;
     view.lastCurrent = key;
-    keepFocus(() => $("current").replaceChildren(
-      ...exports.map((e) => ExportView.card(e, actions))));
+    keepFocus(() => patch($("current"), exports, (e) => ExportView.card(e, actions)));
+  }
+
+  /** What one row or card is drawn from: the export, its question, its action in flight. */
+  function drawKey(exp) {
+    const id = Api.textOf(exp, "exportid");
+    return new XMLSerializer().serializeToString(exp) + minuteOf([exp])
+      + (view.confirming === id ? "?" : "") + (view.acting.has(id) ? "…" : "");
+  }
+
+  /** Draw ``exports`` into ``box`` touching only what changed: a row or card whose key is the
+      same stays the very same node, and a changed one keeps its old buttons when they are the
+      same buttons. The 1 s refresh must never swap a button between a press and its release:
+      the browser then drops the click (the press was on a node no longer in the page). */
+  function patch(box, exports, draw) {
+    const before = new Map([...box.children].map((n) => [n.dataset.exportid, n]));
+    const nodes = exports.map((exp) => {
+      const key = drawKey(exp);
+      const old = before.get(Api.textOf(exp, "exportid"));
+      if (old && drawnFrom.get(old) === key) return old;
+      const node = draw(exp);
+      drawnFrom.set(node, key);
+      const [oldActions, newActions] = [old, node].map((n) => n && n.querySelector(".actions"));
+      if (oldActions && newActions && oldActions.outerHTML === newActions.outerHTML) {
+        newActions.replaceWith(oldActions);
+      }
+      return node;
+    });
+    // Gone ones first, so that a kept node is not moved (moving it detaches it: a click too).
+    const keep = new Set(nodes);
+    for (const node of [...box.children]) if (!keep.has(node)) node.remove();
+    nodes.forEach((node, i) => {
+      if (box.children[i] !== node) box.insertBefore(node, box.children[i] || null);
+    });
   }
 
   /** Live exports show how long they have run: redraw them when the shown second changes. */
@@ -124,6 +185,7 @@ const Exports = (() => {
 
   const actions = {
     get confirming() { return view.confirming; },
+    busy: (exportId) => view.acting.has(exportId),
     async ask(exportId) {
       view.confirming = exportId;
       redrawFromKnown();
@@ -194,8 +256,8 @@ const Exports = (() => {
   }
 
   function renderIfChanged(exports, hasOlder, force) {
-    const snapshot = exports.map((e) => new XMLSerializer().serializeToString(e)).join("")
-      + view.confirming + view.offset + minuteOf(exports);
+    if (held()) return;
+    const snapshot = exports.map(drawKey).join("") + view.offset;
     if (!force && snapshot === view.lastHistory) return;
     view.lastHistory = snapshot;
     keepFocus(() => renderHistory(exports, hasOlder));
@@ -215,7 +277,7 @@ const Exports = (() => {
   function renderHistory(exports, hasOlder) {
     const filtered = Boolean($("filter-camera").value || $("filter-text").value.trim()
                             || $("filter-status").value);
-    $("history-rows").replaceChildren(...exports.map((e) => ExportView.row(e, actions)));
+    patch($("history-rows"), exports, (e) => ExportView.row(e, actions));
     $("history-empty").hidden = exports.length > 0 || view.offset > 0;
     $("history-empty").textContent = filtered ? "No export matches." : "No exports yet.";
     $("history").hidden = exports.length === 0 && view.offset === 0;
@@ -227,6 +289,10 @@ const Exports = (() => {
   async function act(exportId, action) {
     hooks.say("history-error", "");
     view.confirming = "";
+    // Redraw now (the question goes, the export shows it is busy), not at some later refresh:
+    // a removal waits until the job has settled, and the page must not shift meanwhile.
+    view.acting.add(exportId);
+    redrawFromKnown();
     const verb = { remove: "Removal", retry: "Retry", stop: "Stop" }[action] || action;
     try {
       const root = await hooks.guarded(Api.command("exportVideo", { action, exportid: exportId }));
@@ -241,6 +307,7 @@ const Exports = (() => {
       $("export-error").replaceChildren(el("p", { text: message }));
     }
     await fetchOne(exportId);  // its new state, once; unfinished ones are polled from here on
+    view.acting.delete(exportId);
     view.lastCurrent = "";
     await Promise.all([refreshHistory(true), refreshCurrent()]);
   }

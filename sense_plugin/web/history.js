@@ -164,6 +164,9 @@ const ExportView = (() => {
     const running = x.status === "PENDING" || x.status === "SYNCING";
     const deletable = x.status === "COMPLETED" || x.status === "FAILED";
     const verb = running ? "cancel" : "delete";
+    if (ctx.busy && ctx.busy(x.id)) {  // a context without actions in flight has no busy()
+      return [el("span", { className: "muted busy", role: "status", text: "Working…" })];
+    }
     if ((running || deletable) && ctx.confirming === x.id) {
       return [el("span", { className: "confirm", role: "group",
                            "aria-label": `Confirm ${verb} of export ${x.id}` },
