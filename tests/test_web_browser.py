@@ -577,10 +577,12 @@ def history_story(driver: WebDriver, server: ThreadServer, export_id: str,
     click(driver, f"#history-rows button[data-key='keep-{export_id}']", "No")
     click(driver, f"#history-rows button[data-key='cancel-{retry_id}']", "Cancel the retry")
     click(driver, f"#history-rows button[data-key='confirm-{retry_id}']", "Yes, cancel the retry")
+    # the cancelled row leaves the list and the rows below move up: a click aimed before that
+    # lands beside its button (a press across a redraw is tested above)
+    wait(driver, lambda d: row_status(d, retry_id) == "", "retry cancelled")
     click(driver, f"#history-rows button[data-key='delete-{export_id}']", "Delete")
     click(driver, f"#history-rows button[data-key='confirm-{export_id}']", "Yes, delete")
     wait(driver, lambda d: row_status(d, export_id) == "", "completed export deleted")
-    wait(driver, lambda d: row_status(d, retry_id) == "", "retry cancelled")
     shots(driver, "8-history-final")
 
     # 12 exports made elsewhere (the page polls nothing once all it shows has finished: it
