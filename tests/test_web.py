@@ -16,7 +16,7 @@ JS = "text/javascript; charset=utf-8"
 PAGE_FILES = {"index.html": "text/html; charset=utf-8", "app.css": "text/css; charset=utf-8",
               "api.js": JS, "timeutil.js": JS, "timeline.js": JS, "preview.js": JS,
               "history.js": JS, "masks.js": JS, "form.js": JS, "player.js": JS,
-              "exports.js": JS, "cameras.js": JS, "range.js": JS, "app.js": JS}
+              "listpatch.js": JS, "exports.js": JS, "cameras.js": JS, "range.js": JS, "app.js": JS}
 
 
 @pytest.mark.parametrize("path", ["/", "/web"])

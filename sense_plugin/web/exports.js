@@ -19,8 +19,6 @@ const Exports = (() => {
   const view = { offset: 0, confirming: "", lastHistory: "", lastCurrent: "", rows: [],
                  hasOlder: false, polling: false, acting: new Set(),
                  pressed: false, heldBack: false };
-  /** A drawn row or card → the rendering key it was drawn from (see ``patch``). */
-  const drawnFrom = new WeakMap();
   /** Export id → its latest <export> element (cards and history rows render from here). */
   const known = new Map();
   /** From the page: ``guarded(promise)``, ``say(id, text)``, ``showing(view)``, ``play(file)``. */
@@ -131,7 +129,7 @@ const Exports = (() => {
     const key = exports.map(drawKey).join("");
     if (key === view.lastCurrent) return;
     view.lastCurrent = key;
-    keepFocus(() => patch($("current"), exports, (e) => ExportView.card(e, actions)));
+    keepFocus(() => ListPatch.patch($("current"), exports, drawKey, (e) => ExportView.card(e, actions)));
   }
 
   /** What one row or card is drawn from: the export, its question, its action in flight. */
@@ -139,32 +137,6 @@ const Exports = (() => {
     const id = Api.textOf(exp, "exportid");
     return new XMLSerializer().serializeToString(exp) + minuteOf([exp])
       + (view.confirming === id ? "?" : "") + (view.acting.has(id) ? "…" : "");
-  }
-
-  /** Draw ``exports`` into ``box`` touching only what changed: a row or card whose key is the
-      same stays the very same node, and a changed one keeps its old buttons when they are the
-      same buttons. The 1 s refresh must never swap a button between a press and its release:
-      the browser then drops the click (the press was on a node no longer in the page). */
-  function patch(box, exports, draw) {
-    const before = new Map([...box.children].map((n) => [n.dataset.exportid, n]));
-    const nodes = exports.map((exp) => {
-      const key = drawKey(exp);
-      const old = before.get(Api.textOf(exp, "exportid"));
-      if (old && drawnFrom.get(old) === key) return old;
-      const node = draw(exp);
-      drawnFrom.set(node, key);
-      const [oldActions, newActions] = [old, node].map((n) => n && n.querySelector(".actions"));
-      if (oldActions && newActions && oldActions.outerHTML === newActions.outerHTML) {
-        newActions.replaceWith(oldActions);
-      }
-      return node;
-    });
-    // Gone ones first, so that a kept node is not moved (moving it detaches it: a click too).
-    const keep = new Set(nodes);
-    for (const node of [...box.children]) if (!keep.has(node)) node.remove();
-    nodes.forEach((node, i) => {
-      if (box.children[i] !== node) box.insertBefore(node, box.children[i] || null);
-    });
   }
 
   /** Live exports show how long they have run: redraw them when the shown second changes. */
@@ -277,7 +249,7 @@ const Exports = (() => {
   function renderHistory(exports, hasOlder) {
     const filtered = Boolean($("filter-camera").value || $("filter-text").value.trim()
                             || $("filter-status").value);
-    patch($("history-rows"), exports, (e) => ExportView.row(e, actions));
+    ListPatch.patch($("history-rows"), exports, drawKey, (e) => ExportView.row(e, actions));
     $("history-empty").hidden = exports.length > 0 || view.offset > 0;
     $("history-empty").textContent = filtered ? "No export matches." : "No exports yet.";
     $("history").hidden = exports.length === 0 && view.offset === 0;
