@@ -66,16 +66,11 @@ class HeldExports:
 
     def live(self, stored: Export) -> Export:
         """The in-memory object of an export read from the store (cached once finished)."""
-        export_id = stored.export_id
-        active = self._active.get(export_id)
         if self.site_server is not None:
-            return self._merged(stored, active)
-        if active is not None:
-            return active
-        cached = self._finished.get(export_id)
-        if cached is not None:
-            self._finished.move_to_end(export_id)
-            return cached
+            return self._merged(stored, self._active.get(stored.export_id))
+        held = self.find(stored.export_id)
+        if held is not None:
+            return held
         if stored.finished_us is not None:
             self._cache(stored)
         return stored
