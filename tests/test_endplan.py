@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
 import corpus
 import pytest
 
@@ -22,24 +21,11 @@ from sense_plugin.media import remux
 from sense_plugin.media.cutspec import SourceRange
 from sense_plugin.media.remux import CutRequest, CutResult, SourceSegment, cut
 from sense_plugin.media.sink import HashingSink
+from tests.test_remux import sources
 
 MakeSegments = Callable[..., list[Path]]
 S = 1_000_000
 T0 = 1_795_168_800_000_000
-
-
-def sources(paths: list[Path]) -> tuple[SourceSegment, ...]:
-    """Index entries: start from the name, end from the frame count."""
-    result = []
-    for path in paths:
-        start_us = naming.parse_segment_filename(path.name)
-        assert start_us is not None
-        with av.open(str(path)) as container:
-            video = container.streams.video[0]
-            frames = sum(1 for p in container.demux(video) if p.size)
-            frame_us = int(S / (video.average_rate or 10))
-        result.append(SourceSegment(str(path), start_us, start_us + frames * frame_us))
-    return tuple(result)
 
 
 @pytest.fixture

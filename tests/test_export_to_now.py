@@ -114,14 +114,19 @@ def stalling_camera(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[byt
         feeder.wait(10)
 
 
+async def stalling_client(make_client: Any, tmp_path: Path, fifo: Path, segment_s: int) -> Any:
+    """A server recording only the stalling camera, in segments of ``segment_s``."""
+    data = {"server": {"serverid": "7015498111931795223", "data_dir": "data"},
+            "archive": {"demo": False, "segment_seconds": segment_s},
+            "devices": [{"deviceid": str(DEVICE), "name": "Stalling", "source": str(fifo)}]}
+    return await make_client(config_from_dict(data, base_dir=tmp_path))
+
+
 async def test_a_camera_that_stops_delivering_leaves_a_trailing_gap_that_says_why(
         make_client: Any, tmp_path: Path,
         stalling_camera: tuple[Path, subprocess.Popen[bytes]]) -> None:
     fifo, feeder = stalling_camera
-    data = {"server": {"serverid": "7015498111931795223", "data_dir": "data"},
-            "archive": {"demo": False, "segment_seconds": 1},
-            "devices": [{"deviceid": str(DEVICE), "name": "Stalling", "source": str(fifo)}]}
-    client = await make_client(config_from_dict(data, base_dir=tmp_path))
+    client = await stalling_client(make_client, tmp_path, fifo, segment_s=1)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
     while len(closed_segments(tmp_path / "data")) < 3:
@@ -163,10 +168,7 @@ async def test_an_export_waiting_for_its_end_to_be_recorded_is_removed_at_once(
     to reach its end (at most a segment length). Removed meanwhile, it stops waiting and is
     REMOVED, long before that wait would have ended."""
     fifo, feeder = stalling_camera
-    data = {"server": {"serverid": "7015498111931795223", "data_dir": "data"},
-            "archive": {"demo": False, "segment_seconds": 120},
-            "devices": [{"deviceid": str(DEVICE), "name": "Stalling", "source": str(fifo)}]}
-    client = await make_client(config_from_dict(data, base_dir=tmp_path))
+    client = await stalling_client(make_client, tmp_path, fifo, segment_s=120)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
     while (await command(client, "getRecordings", deviceid=DEVICE)).find(".//interval") is None:

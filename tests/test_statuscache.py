@@ -31,12 +31,17 @@ async def listing(client: Any, user: str, **params: Any) -> dict[str, tuple[str,
             for e in root.iterfind("exports/export")}
 
 
+def auth_config(make_config: Callable[..., Any]) -> Any:
+    """Authentication on, with alice and bob allowed to view and export."""
+    users = [{"name": n, "password_hash": hash_password(p), "permissions": ["view", "export"]}
+             for n, p in USERS.items()]
+    return make_config(auth={"enabled": True, "users": users})
+
+
 async def test_list_is_cached_yet_never_stale(make_client: Callable[..., Any],
                                               make_config: Callable[..., Any],
                                               api_archive: dict[str, Any]) -> None:
-    users = [{"name": n, "password_hash": hash_password(p), "permissions": ["view", "export"]}
-             for n, p in USERS.items()]
-    client = await make_client(make_config(auth={"enabled": True, "users": users}))
+    client = await make_client(auth_config(make_config))
     cache = client.app[STATUS_CACHE]
     steady = API_DEVICES["Steady"]
     start = format_timestamp(api_archive["start_us"])
@@ -87,9 +92,7 @@ async def test_status_by_id_of_a_finished_export_is_cached_yet_never_stale(
     would be read from the store each time); a removal shows at once, another user still gets
     -57, and an export still running is never answered from the cache (a request for it is its
     keepalive)."""
-    users = [{"name": n, "password_hash": hash_password(p), "permissions": ["view", "export"]}
-             for n, p in USERS.items()]
-    client = await make_client(make_config(auth={"enabled": True, "users": users}))
+    client = await make_client(auth_config(make_config))
     cache = client.app[STATUS_CACHE]
     steady = API_DEVICES["Steady"]
     start = format_timestamp(api_archive["start_us"])
