@@ -4,6 +4,10 @@ What any stream-copy export of those segments must at least do on this CPU and d
 source byte, write as many to one new file, SHA-256 them (``hashlib``, OpenSSL: with the CPU's
 SHA instructions when it has them) and ``fsync`` the file. Single-threaded, 1 MiB blocks, no
 parsing at all. ``python -m bench.floor OUT SEGMENT...`` prints the seconds and the digest.
+
+``python -m bench.floor --go OUT SEGMENT...`` (used by ``bench/jobs.py`` to start several floors
+at once) prints ``ready`` once started up, waits for a line on its standard input, and prints
+the ``time.monotonic()`` at which its pass ended (the clock is the same in every process).
 """
 
 from __future__ import annotations
@@ -42,9 +46,18 @@ def copy_hash_sync(sources: Sequence[Path], out: Path) -> tuple[int, str]:
 
 
 def main(argv: Sequence[str]) -> int:
+    go = bool(argv) and argv[0] == "--go"
+    if go:
+        argv = argv[1:]
     if len(argv) < 2:
-        print("usage: python -m bench.floor OUT SEGMENT...", file=sys.stderr)
+        print("usage: python -m bench.floor [--go] OUT SEGMENT...", file=sys.stderr)
         return 2
+    if go:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        copy_hash_sync([Path(p) for p in argv[1:]], Path(argv[0]))
+        print(f"{time.monotonic():.6f}", flush=True)
+        return 0
     started = time.perf_counter()
     size, sha256 = copy_hash_sync([Path(p) for p in argv[1:]], Path(argv[0]))
     print(f"{time.perf_counter() - started:.3f} s  {size} B  {sha256}")

@@ -84,17 +84,24 @@ def _b1_rows(res: dict) -> list[str]:
                          f"({r['min']:.2f}–{r['max']:.2f}) | {target} | {_yes(ok)} |")
     if "jobs" in res:
         jobs = res["jobs"]
+        floors = jobs.get("floor_concurrent", {})
         for count, r in jobs["concurrent"].items():
             target, verdict = "", ""
             if count == "2":
                 target, verdict = "≤ 1.25", _yes(r["over_one"]["median"] <= 1.25)
             cpu = jobs["cpu_s_per_export"]
             lines.append(f"| jobs | {count} exports at once / one, pairwise median (min–max); "
-                         f"CPU s per export (one alone) | "
-                         f"{r['over_one']['median']:.2f} ({r['over_one']['min']:.2f}–"
-                         f"{r['over_one']['max']:.2f}); {cpu[count]['median']:.2f} "
-                         f"({cpu['1']['median']:.2f}) | {target} | {verdict} |")
+                         f"CPU s per export (one alone) | {_span(r['over_one'])}; "
+                         f"{cpu[count]['median']:.2f} ({cpu['1']['median']:.2f}) | "
+                         f"{target} | {verdict} |")
+            if count in floors:
+                lines.append(f"| jobs | floor: {count} passes at once / one, pairwise median "
+                             f"(min–max) | {_span(floors[count]['over_one'])} | | |")
     return lines
+
+
+def _span(r: dict) -> str:
+    return f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})"
 
 
 def markdown(res: dict) -> str:
