@@ -54,19 +54,27 @@ WORKER_NICE = 10
 
 
 def worker_main(conn: Connection) -> None:
-    """Serve jobs until told to stop or the parent goes away."""
+    """Serve jobs until told to stop or the parent goes away.
+
+    Jobs run one at a time in the order received: a job (or a shutdown) that arrives while
+    another runs is kept and served after it, never dropped.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     with contextlib.suppress(OSError):  # not permitted (some containers): normal priority
         os.nice(WORKER_NICE)
+    later: list[CutJob | Shutdown] = []
     while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
+        if later:
+            message = later.pop(0)
+        else:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
         if isinstance(message, Shutdown):
             return
         if isinstance(message, CutJob):
-            reply = run_job(conn, message)
+            reply = run_job(conn, message, later)
             try:
                 conn.send(reply)
             except OSError:
@@ -77,9 +85,12 @@ def worker_main(conn: Connection) -> None:
 class _Control:
     """Reads rate and cancel messages from the parent, at most every 20 ms."""
 
-    def __init__(self, conn: Connection, throttle: TokenBucket) -> None:
+    def __init__(self, conn: Connection, throttle: TokenBucket,
+                 later: list[CutJob | Shutdown]) -> None:
         self.conn = conn
         self.throttle = throttle
+        #: Jobs and a shutdown received while this job runs, served after it.
+        self.later = later
         self.cancelled = False
         #: ``Finish`` received (action=stop): the cut ends its file at the next packet.
         self.finishing = False
@@ -102,15 +113,18 @@ class _Control:
                         self.throttle.set_rate(message.kbps)
                     elif isinstance(message, FeedSegments):
                         self.feed.add(message.segments, message.ended)
+                    elif isinstance(message, CutJob | Shutdown):
+                        self.later.append(message)
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
                 self.cancelled = True
         return self.cancelled
 
 
-def run_job(conn: Connection, job: CutJob) -> Reply:
-    """Cut one device range; returns the final message for the parent."""
+def run_job(conn: Connection, job: CutJob, later: list[CutJob | Shutdown]) -> Reply:
+    """Cut one device range; returns the final message for the parent. Jobs and a shutdown
+    that arrive meanwhile are appended to ``later``."""
     throttle = TokenBucket(job.bandwidth_kbps)
-    control = _Control(conn, throttle)
+    control = _Control(conn, throttle, later)
 
     last = Progress(0, 0, time.monotonic())
 
