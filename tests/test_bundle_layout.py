@@ -65,7 +65,8 @@ def test_zip64_fields_where_a_size_or_an_offset_reaches_the_limit(tmp_path: Path
     # with the limit at 100 bytes: small and near, big and near, small and far, big and far
     members = [Member("near.txt", 10, data=b"0123456789"),
                Member("big near.bin", 300, data=os.urandom(300)),
-               Member("far.txt", 5, data=b"abcde"), Member("big far.bin", 400, data=os.urandom(400)),
+               Member("far.txt", 5, data=b"abcde"),
+               Member("big far.bin", 400, data=os.urandom(400)),
                Member("empty far", 0, data=b"")]
     data = bundle_bytes(members, zip64_from=100)
     assert has_zip64_end(data)

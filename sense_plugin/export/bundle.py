@@ -9,8 +9,8 @@ ZIP64 (PKWARE's APPNOTE 4.5.3, 4.3.14 to 4.3.16) is written only where a field w
 a member of 4 GiB or more carries its sizes in a ZIP64 extra field (local header and central
 directory), a member starting past 4 GiB carries its offset there, and an archive whose
 central directory starts past 4 GiB (or is that large), or that has 65 535 members or more,
-ends with the ZIP64 end record and its locator. Each entry or record that uses ZIP64 says version 4.5 is
-needed; an archive that needs none of it is the classic ZIP it always was.
+ends with the ZIP64 end record and its locator. Each entry or record that uses ZIP64 says
+version 4.5 is needed; an archive that needs none of it is the classic ZIP it always was.
 """
 
 from __future__ import annotations
