@@ -115,10 +115,11 @@ def layout(members: list[Member], crcs: CrcMemo,
 def _headers(member: Member, crc: int, offset: int, zip64_from: int) -> tuple[bytes, bytes]:
     """The member's local header and its central directory entry.
 
-    Sizes and CRC are known, so they are in the local header (no data descriptor); sizes of
-    ``zip64_from`` or more are there as 0xFFFFFFFF, both in the ZIP64 extra field (which must
-    hold both in a local header), and so in the central directory, with the offset after them
-    when it too is that large (APPNOTE 4.5.3: only the fields that overflow, in that order).
+    Sizes and CRC are known, so they are in the local header (no data descriptor). A size of
+    ``zip64_from`` or more is written 0xFFFFFFFF in both headers, the real sizes going to
+    their ZIP64 extra fields (a local one must hold both); an offset that large likewise goes
+    to the central entry's extra field, after the sizes (APPNOTE 4.5.3: only the fields that
+    overflow, in that order).
     """
     name = member.name.encode("utf-8")
     big, far = member.size >= zip64_from, offset >= zip64_from
