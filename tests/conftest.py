@@ -40,6 +40,7 @@ SITE_PREFIXES = ("test_cluster_", "test_pg_")
 #: development machine (``--durations`` of a whole run), as ``module::test`` (every case of a
 #: parametrised test) or a whole ``module``. ``-m "not slow"`` is the quick loop.
 SLOW_TESTS = frozenset({
+    "test_bundle_layout::test_a_member_past_4_gib_in_a_sparse_file",
     "test_cameras::test_export_across_a_resolution_change",
     "test_cameras::test_fast_source_clock_is_stamped_by_arrival",
     "test_cameras::test_resolution_change_starts_a_segment",

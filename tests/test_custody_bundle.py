@@ -14,8 +14,17 @@ import pytest
 from apiclient import command, export_body, wait_export
 from conftest import API_DEVICES
 from lxml import etree
-from test_manifest import finished_export
+from test_manifest import export_dir, finished_export
+from ziporacles import (
+    bsdtar_stream,
+    needs_readers,
+    unzip_member,
+    unzip_test,
+    zipinfo_versions,
+)
 
+from sense_plugin.api.app import create_app
+from sense_plugin.api.bundle import BUNDLE_ZIP64_FROM
 from sense_plugin.timestamps import format_timestamp
 
 STEADY, MATROSKA = API_DEVICES["Steady"], API_DEVICES["Matroska"]
@@ -44,6 +53,7 @@ async def test_the_bundle_holds_every_file_and_checks_with_openssl(
         assert bundle.testzip() is None
         assert set(bundle.namelist()) == set(files) | MEMBERS
         assert {i.compress_type for i in bundle.infolist()} == {zipfile.ZIP_STORED}
+        assert {i.extract_version for i in bundle.infolist()} == {10}  # no ZIP64 needed
         bundle.extractall(tmp_path)
     assert "openssl pkeyutl -verify" in (tmp_path / "README.txt").read_text()
     check = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey",
@@ -119,3 +129,44 @@ async def test_every_file_names_its_mime_type_as_its_download_does(
         assert [f.findtext("mimetype") for f in document.iterfind("devices/device/file")] == [
             f.findtext("mimetype") for f in export.iterfind("devices/device/files/file")]
     assert seen == {".mkv": "video/x-matroska", ".ts": "video/mp2t", ".png": "image/png"}
+
+
+@needs_readers
+async def test_a_bundle_in_zip64_reads_whole_and_by_ranges(
+        aiohttp_client: Any, make_config: Any, api_archive: dict[str, Any],
+        tmp_path: Path) -> None:
+    config = make_config()
+    app = create_app(config)
+    app[BUNDLE_ZIP64_FROM] = 4096  # every video file, and every file after the first 4 KiB
+    client = await aiohttp_client(app)
+    export = await finished_export(client, api_archive, (STEADY, 5, 9), (MATROSKA, 5, 9),
+                                   format="mkv")
+    export_id = export.findtext("exportid")
+    directory = export_dir(config, export)
+    names = [f.findtext("name") for f in export.iterfind("devices/device/files/file")]
+    response = await get_bundle(client, export_id)
+    whole = bytes(await response.read())
+    assert int(response.headers["Content-Length"]) == len(whole)
+    assert whole[-42:-38] == b"PK\x06\x07"  # the ZIP64 locator, before the 22-byte end
+    path = tmp_path / "bundle.zip"
+    path.write_bytes(whole)
+    with zipfile.ZipFile(path) as bundle:
+        assert bundle.testzip() is None
+        assert set(bundle.namelist()) == set(names) | MEMBERS
+        assert {i.extract_version for i in bundle.infolist()} == {45}
+        for name in [*names, "manifest.xml", "manifest.sig"]:
+            assert bundle.read(name) == (directory / name).read_bytes()
+    assert set(zipinfo_versions(path).values()) == {"4.5"}
+    listing = unzip_test(path)
+    for name in [*names, "manifest.xml", "manifest.sig"]:
+        assert f"testing: {name}" in listing
+        assert unzip_member(path, name) == (directory / name).read_bytes()
+        assert bsdtar_stream(path, name) == (directory / name).read_bytes()
+    # ranges: across the first header and file, the central directory and the ZIP64 end
+    for first, last in ((0, 99), (20, 70_000), (len(whole) - 2000, len(whole) - 1)):
+        part = await get_bundle(client, export_id, Range=f"bytes={first}-{last}")
+        assert part.status == 206
+        assert part.headers["Content-Range"] == f"bytes {first}-{last}/{len(whole)}"
+        assert bytes(await part.read()) == whole[first:last + 1]
+    tail = await get_bundle(client, export_id, Range="bytes=-98")  # ZIP64 end, locator, end
+    assert bytes(await tail.read()) == whole[-98:]

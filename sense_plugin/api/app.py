@@ -16,7 +16,7 @@ from sense_plugin import __version__
 from sense_plugin.api import exportxml, render
 from sense_plugin.api.accesslog import access_middleware
 from sense_plugin.api.auth import SESSION_COOKIE, Authenticator
-from sense_plugin.api.bundle import BUNDLE_CRCS
+from sense_plugin.api.bundle import BUNDLE_CRCS, BUNDLE_ZIP64_FROM
 from sense_plugin.api.callbacksend import audit_login_failure, callbacks_ctx, status_body
 from sense_plugin.api.commands import all_commands
 from sense_plugin.api.connections import mark_busy
@@ -40,7 +40,7 @@ from sense_plugin.errors import (
     PermissionDeniedError,
 )
 from sense_plugin.export.audit import CURRENT_ACTOR, Actor
-from sense_plugin.export.bundle import CrcMemo
+from sense_plugin.export.bundle import ZIP64_FROM, CrcMemo
 from sense_plugin.export.engine import ExportEngine
 from sense_plugin.params import Params
 from sense_plugin.timestamps import now_us
@@ -60,6 +60,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[STATUS_CACHE] = StatusListCache()
     app[BUNDLE_CRCS] = CrcMemo()
+    app[BUNDLE_ZIP64_FROM] = ZIP64_FROM
     app[REGISTRY] = CommandRegistry(with_status_cache(all_commands(), app[STATUS_CACHE]))
     app.router.add_get("/info", info)
     app.router.add_post("/webservice", webservice)

@@ -2,9 +2,9 @@
 
 One stored ZIP (``export/bundle.py`` lays it out) of every file of the export, its
 ``manifest.xml`` and ``manifest.sig``, the server's public key and a README saying how to
-check them with openssl. Its size is known before the first byte, so ``Range`` (one range)
-is honoured as for any file; its bytes are read in the I/O executor, block by block, never on
-the loop. Reference: ``docs/custody.rst``.
+check them with openssl (ZIP64 where it is 4 GiB or more). Its size is known before the first
+byte, so ``Range`` (one range) is honoured as for any file; its bytes are read in the I/O
+executor, block by block, never on the loop. Reference: ``docs/custody.rst``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 BUNDLE_NAME = "bundle.zip"
 #: The CRC-32s of files already laid out in a bundle (one memo per application).
 BUNDLE_CRCS = web.AppKey("bundle_crcs", bundle.CrcMemo)
+#: Sizes and offsets from which the bundle writes ZIP64 fields (``bundle.ZIP64_FROM``; a test
+#: lowers it to serve a small export's bundle in ZIP64).
+BUNDLE_ZIP64_FROM = web.AppKey("bundle_zip64_from", int)
 KEY_NAME = "signing-key.pub.pem"
 README_NAME = "README.txt"
 README = """Case bundle of export {export_id}
@@ -117,7 +120,8 @@ async def serve_bundle(request: web.Request, export: Export) -> web.StreamRespon
                                          signer.public_pem, signer.fingerprint)
     try:
         pieces, size = await loop.run_in_executor(executor, bundle.layout, members,
-                                                  request.app[BUNDLE_CRCS])
+                                                  request.app[BUNDLE_CRCS],
+                                                  request.app[BUNDLE_ZIP64_FROM])
         return await _send(request, export, pieces, size)
     finally:
         await loop.run_in_executor(executor, close_members, members)
