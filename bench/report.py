@@ -168,48 +168,83 @@ def rst(res: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+#: p99 goals of B2's cases while exports run, ms (drawn over their bars).
+P99_TARGETS_MS = {"by_id / 2 exports running": 10.0, "list / 2 exports running": 25.0}
+
+
 def chart(res: dict, path: Path) -> None:
+    """B1's wall times, jobs at once against the floor's, B2's req/s and latency."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [k for k in ("b1", "b2") if k in res]
-    if not panels:
+    count = ("b1" in res) + ("jobs" in res) + 2 * ("b2" in res)
+    if not count:
         return
-    fig, axes = plt.subplots(1, len(panels) + ("b2" in res), figsize=(5 * (len(panels) + 1), 4))
-    axes = list(axes) if hasattr(axes, "__len__") else [axes]
+    fig, axes = plt.subplots(1, count, figsize=(4.5 * count, 4))
+    panels = list(axes) if hasattr(axes, "__len__") else [axes]
     if "b1" in res:
-        ax, b1 = axes.pop(0), res["b1"]
-        names = ["sense", "floor", "peer"]
-        med = [b1[n]["median"] for n in names]
-        err = [[m - b1[n]["min"] for n, m in zip(names, med, strict=True)],
-               [b1[n]["max"] - m for n, m in zip(names, med, strict=True)]]
-        ax.bar(names, med, yerr=err, capsize=6, color=["tab:green", "tab:blue", "tab:gray"])
-        ax.set_ylabel("wall time, s (median, min–max)")
-        ax.set_title(f"B1: export {b1['range_s'] // 60} min 1080p25 4 Mbit/s")
+        _b1_panel(panels.pop(0), res["b1"])
+    if "jobs" in res:
+        _jobs_panel(panels.pop(0), res["jobs"])
     if "b2" in res:
-        cases = res["b2"]["cases"]
-        labels = [c.replace(" / ", "\n").replace("2 exports running", "2 exports") for c in cases]
-        ax = axes.pop(0)
-        ax.bar(labels, [c["req_per_s"] for c in cases.values()], color="tab:blue")
-        ax.axhline(2000, color="red", ls="--", lw=1, label="target by-id idle")
-        ax.set_ylabel("requests/s")
-        ax.set_title(f"B2: {res['b2']['connections']} keep-alive connections")
-        ax.legend(fontsize=8)
-        ax = axes.pop(0)
-        x = range(len(cases))
-        ax.bar([i - 0.2 for i in x], [c["p50_ms"] for c in cases.values()], 0.4, label="p50")
-        ax.bar([i + 0.2 for i in x], [c["p99_ms"] for c in cases.values()], 0.4, label="p99")
-        ax.axhline(25, color="red", ls="--", lw=1, label="p99 target (busy)")
-        ax.set_xticks(list(x), labels)
-        ax.set_ylabel("latency, ms")
-        ax.set_title("B2: latency")
-        ax.legend(fontsize=8)
+        _b2_panels(panels.pop(0), panels.pop(0), res["b2"])
     for ax in fig.axes:
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _b1_panel(ax, b1: dict) -> None:  # type: ignore[no-untyped-def]
+    names = ["sense", "floor", "peer"]
+    med = [b1[n]["median"] for n in names]
+    err = [[m - b1[n]["min"] for n, m in zip(names, med, strict=True)],
+           [b1[n]["max"] - m for n, m in zip(names, med, strict=True)]]
+    ax.bar(names, med, yerr=err, capsize=6, color=["tab:green", "tab:blue", "tab:gray"])
+    ax.set_ylabel("wall time, s (median, min–max)")
+    ax.set_title(f"B1: export {b1['range_s'] // 60} min 1080p25 4 Mbit/s")
+
+
+def _jobs_panel(ax, jobs: dict) -> None:  # type: ignore[no-untyped-def]
+    counts = list(jobs["concurrent"])
+    x = range(len(counts))
+    ax.bar([i - 0.2 for i in x], [jobs["concurrent"][n]["over_one"]["median"] for n in counts],
+           0.4, color="tab:green", label="exports")
+    floors = jobs.get("floor_concurrent", {})
+    if floors:
+        ax.bar([i + 0.2 for i in x], [floors[n]["over_one"]["median"] for n in counts], 0.4,
+               color="tab:blue", label="floor passes")
+    ax.hlines(1.25, -0.45, 0.45, color="red", ls="--", lw=1, label="target (2 at once)")
+    ax.set_xticks(list(x), [f"{n} at once" for n in counts])
+    ax.set_ylabel("wall time over one alone (pairwise median)")
+    ax.set_title("jobs: N at once / one")
+    ax.legend(fontsize=8)
+
+
+def _b2_panels(rate_ax, latency_ax, b2: dict) -> None:  # type: ignore[no-untyped-def]
+    cases = b2["cases"]
+    labels = [c.replace(" / ", "\n").replace("2 exports running", "2 exports") for c in cases]
+    rate_ax.bar(labels, [c["req_per_s"] for c in cases.values()], color="tab:blue")
+    rate_ax.axhline(2000, color="red", ls="--", lw=1, label="target by-id idle")
+    rate_ax.set_ylabel("requests/s")
+    rate_ax.set_title(f"B2: {b2['connections']} keep-alive connections")
+    rate_ax.legend(fontsize=8)
+    x = range(len(cases))
+    latency_ax.bar([i - 0.2 for i in x], [c["p50_ms"] for c in cases.values()], 0.4,
+                   label="p50")
+    latency_ax.bar([i + 0.2 for i in x], [c["p99_ms"] for c in cases.values()], 0.4,
+                   label="p99")
+    first = True
+    for i, name in enumerate(cases):
+        if name in P99_TARGETS_MS:
+            latency_ax.hlines(P99_TARGETS_MS[name], i - 0.45, i + 0.45, color="red", ls="--",
+                              lw=1, label="p99 target" if first else None)
+            first = False
+    latency_ax.set_xticks(list(x), labels)
+    latency_ax.set_ylabel("latency, ms")
+    latency_ax.set_title("B2: latency")
+    latency_ax.legend(fontsize=8)
 
 
 def save(res: dict, out_dir: Path) -> Path:
