@@ -56,8 +56,10 @@ WORKER_NICE = 10
 def worker_main(conn: Connection) -> None:
     """Serve jobs until told to stop or the parent goes away.
 
-    Jobs run one at a time in the order received: a job (or a shutdown) that arrives while
-    another runs is kept and served after it, never dropped.
+    Jobs run one at a time in the order received: a job that arrives while another runs is
+    kept and served after it, never dropped. A shutdown that arrives while a job runs cancels
+    that job (its temporary file is deleted) and ends the worker once the job has answered;
+    jobs kept for later are not started (the server runs them again after its restart).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     with contextlib.suppress(OSError):  # not permitted (some containers): normal priority
@@ -79,6 +81,8 @@ def worker_main(conn: Connection) -> None:
                 conn.send(reply)
             except OSError:
                 return
+            if any(isinstance(m, Shutdown) for m in later):
+                return
         # rate/cancel messages that arrive between jobs are stale: ignore them
 
 
@@ -89,7 +93,7 @@ class _Control:
                  later: list[CutJob | Shutdown]) -> None:
         self.conn = conn
         self.throttle = throttle
-        #: Jobs and a shutdown received while this job runs, served after it.
+        #: Jobs received while this job runs, served after it; a shutdown also cancels it.
         self.later = later
         self.cancelled = False
         #: ``Finish`` received (action=stop): the cut ends its file at the next packet.
@@ -113,8 +117,11 @@ class _Control:
                         self.throttle.set_rate(message.kbps)
                     elif isinstance(message, FeedSegments):
                         self.feed.add(message.segments, message.ended)
-                    elif isinstance(message, CutJob | Shutdown):
+                    elif isinstance(message, CutJob):
                         self.later.append(message)
+                    elif isinstance(message, Shutdown):  # the server is going: stop now
+                        self.later.append(message)
+                        self.cancelled = True
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
                 self.cancelled = True
         return self.cancelled
