@@ -52,14 +52,15 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) < 2:
         print("usage: python -m bench.floor [--go] OUT SEGMENT...", file=sys.stderr)
         return 2
+    out, sources = Path(argv[0]), [Path(p) for p in argv[1:]]
     if go:
         print("ready", flush=True)
         sys.stdin.readline()
-        copy_hash_sync([Path(p) for p in argv[1:]], Path(argv[0]))
+        copy_hash_sync(sources, out)
         print(f"{time.monotonic():.6f}", flush=True)
         return 0
     started = time.perf_counter()
-    size, sha256 = copy_hash_sync([Path(p) for p in argv[1:]], Path(argv[0]))
+    size, sha256 = copy_hash_sync(sources, out)
     print(f"{time.perf_counter() - started:.3f} s  {size} B  {sha256}")
     return 0
 

@@ -80,8 +80,8 @@ def _b1_rows(res: dict) -> list[str]:
         t = list(b1["targets"].values())
         for (other, target), ok in zip((("floor", "≤ 1.25"), ("peer", "≤ 0.5")), t, strict=True):
             r = b1[f"sense_over_{other}"]
-            lines.append(f"| B1 | sense/{other}, pairwise median (min–max) | {r['median']:.2f} "
-                         f"({r['min']:.2f}–{r['max']:.2f}) | {target} | {_yes(ok)} |")
+            lines.append(f"| B1 | sense/{other}, pairwise median (min–max) | {_span(r)} | "
+                         f"{target} | {_yes(ok)} |")
     if "jobs" in res:
         jobs = res["jobs"]
         floors = jobs.get("floor_concurrent", {})
