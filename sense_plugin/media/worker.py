@@ -81,8 +81,6 @@ def worker_main(conn: Connection) -> None:
                 conn.send(reply)
             except OSError:
                 return
-            if any(isinstance(m, Shutdown) for m in later):
-                return
         # rate/cancel messages that arrive between jobs are stale: ignore them
 
 
@@ -119,8 +117,8 @@ class _Control:
                         self.feed.add(message.segments, message.ended)
                     elif isinstance(message, CutJob):
                         self.later.append(message)
-                    elif isinstance(message, Shutdown):  # the server is going: stop now
-                        self.later.append(message)
+                    elif isinstance(message, Shutdown):  # the server is going: stop now,
+                        self.later[:] = [message]  # and start nothing kept for later
                         self.cancelled = True
             except (EOFError, OSError):  # the server died: stop, the cut deletes its temp file
                 self.cancelled = True
@@ -128,8 +126,8 @@ class _Control:
 
 
 def run_job(conn: Connection, job: CutJob, later: list[CutJob | Shutdown]) -> Reply:
-    """Cut one device range; returns the final message for the parent. Jobs and a shutdown
-    that arrive meanwhile are appended to ``later``."""
+    """Cut one device range; returns the final message for the parent. Jobs that arrive
+    meanwhile are appended to ``later``; a shutdown cancels the cut and replaces them."""
     throttle = TokenBucket(job.bandwidth_kbps)
     control = _Control(conn, throttle, later)
 
